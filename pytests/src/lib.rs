@@ -1,0 +1,486 @@
+//! Test extension module for the pytest suite: small Rust futures and streams that exercise
+//! each path of the bridge. Every function returns a `Coroutine` or an `AsyncGenerator`.
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use event_listener::Event;
+use futures::{Stream, StreamExt};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3_async::{AllowThreads, AsyncGenerator, Backend, Coroutine};
+
+fn tokio() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+fn backend(name: Option<&str>) -> PyResult<Option<Backend>> {
+    match name {
+        None => Ok(None),
+        Some("asyncio") => Ok(Some(Backend::Asyncio)),
+        Some("trio") => Ok(Some(Backend::Trio)),
+        Some(other) => Err(PyValueError::new_err(format!("unknown backend {other}"))),
+    }
+}
+
+fn coroutine(coroutine: Coroutine, name: Option<&str>) -> PyResult<Coroutine> {
+    Ok(match backend(name)? {
+        Some(backend) => coroutine.with_backend(backend),
+        None => coroutine,
+    })
+}
+
+/// Returns `value` at the first poll.
+#[pyfunction]
+#[pyo3(signature = (value, backend = None))]
+fn ready(value: Py<PyAny>, backend: Option<&str>) -> PyResult<Coroutine> {
+    coroutine(Coroutine::new(async move { Ok(value) }), backend)
+}
+
+/// Returns `value` after a tokio timer: the wake-up comes from a tokio worker thread.
+#[pyfunction]
+#[pyo3(signature = (seconds, value = None, backend = None))]
+fn sleep(seconds: f64, value: Option<Py<PyAny>>, backend: Option<&str>) -> PyResult<Coroutine> {
+    let timer = tokio().spawn(async move { tokio::time::sleep(Duration::from_secs_f64(seconds)).await });
+    coroutine(
+        Coroutine::new(async move {
+            let _ = timer.await;
+            Ok(value)
+        }),
+        backend,
+    )
+}
+
+/// Returns `value` once a plain OS thread, started at the first poll, completes a channel.
+#[pyfunction]
+fn from_thread(value: Py<PyAny>) -> Coroutine {
+    Coroutine::new(async move {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        std::thread::spawn(move || tx.send(value));
+        rx.await
+            .map_err(|_| PyValueError::new_err("the thread dropped the channel"))
+    })
+}
+
+/// Wakes itself `times` times while being polled, then returns the number of polls.
+#[pyfunction]
+fn yield_now(times: usize) -> Coroutine {
+    Coroutine::new(async move {
+        let mut polls = 0;
+        poll_fn(|cx| {
+            polls += 1;
+            if polls > times {
+                Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await;
+        Ok(polls)
+    })
+}
+
+/// Pending once (woken at once), so that the outcome comes after a real suspension.
+async fn suspend_once() {
+    let mut suspended = false;
+    poll_fn(|cx| {
+        if suspended {
+            Poll::Ready(())
+        } else {
+            suspended = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Raises `exception` (an instance), at once or after one suspension.
+#[pyfunction]
+#[pyo3(signature = (exception, suspend = true))]
+fn fail(exception: Py<PyAny>, suspend: bool) -> Coroutine {
+    Coroutine::new(async move {
+        if suspend {
+            suspend_once().await;
+        }
+        Python::attach(|py| Err::<(), _>(PyErr::from_value(exception.into_bound(py))))
+    })
+}
+
+/// Panics with `message`, at once or after one suspension.
+#[pyfunction]
+#[pyo3(signature = (message, suspend = true))]
+fn panic(message: String, suspend: bool) -> Coroutine {
+    Coroutine::new(async move {
+        if suspend {
+            suspend_once().await;
+        }
+        if !message.is_empty() {
+            panic!("{message}");
+        }
+        PyResult::Ok(())
+    })
+}
+
+/// Records what happened to a Rust future or stream, for the test to check.
+#[pyclass(frozen)]
+#[derive(Default)]
+struct Probe {
+    polled: AtomicUsize,
+    dropped: AtomicBool,
+    cleaned_up: AtomicBool,
+}
+
+#[pymethods]
+impl Probe {
+    #[new]
+    fn new() -> Self {
+        Probe::default()
+    }
+
+    #[getter]
+    fn polled(&self) -> usize {
+        self.polled.load(Ordering::SeqCst)
+    }
+
+    #[getter]
+    fn dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
+    #[getter]
+    fn cleaned_up(&self) -> bool {
+        self.cleaned_up.load(Ordering::SeqCst)
+    }
+}
+
+/// Marks its probe dropped when dropped.
+struct DropGuard(Arc<Py<Probe>>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.get().dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Never completes; the probe tells whether it was polled and dropped.
+#[pyfunction]
+fn pending_forever(probe: Py<Probe>) -> Coroutine {
+    let guard = DropGuard(Arc::new(probe));
+    Coroutine::new(async move {
+        let _guard = &guard;
+        poll_fn(|_| {
+            guard.0.get().polled.fetch_add(1, Ordering::SeqCst);
+            Poll::<()>::Pending
+        })
+        .await;
+        PyResult::Ok(())
+    })
+}
+
+/// Waits for the cancellation, cleans up asynchronously (a round trip through a tokio worker),
+/// marks the probe and returns the cancellation exception.
+#[pyfunction]
+#[pyo3(signature = (probe, result = None))]
+fn cleanup_on_cancel(probe: Py<Probe>, result: Option<Py<PyAny>>) -> Coroutine {
+    let guard = DropGuard(Arc::new(probe));
+    Coroutine::with_cancel_handle(move |cancel| async move {
+        let exception = cancel.cancelled().await;
+        let _ = tokio().spawn(tokio::task::yield_now()).await;
+        suspend_once().await;
+        guard.0.get().cleaned_up.store(true, Ordering::SeqCst);
+        match result {
+            Some(result) => Ok(result),
+            None => Err(exception),
+        }
+    })
+}
+
+/// A one-shot event fired from Python, on the loop thread or from another thread.
+#[pyclass(frozen)]
+#[derive(Default)]
+struct Trigger {
+    fired: AtomicBool,
+    event: Event,
+}
+
+impl Trigger {
+    fn fire_now(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        self.event.notify(usize::MAX);
+    }
+
+    async fn fired(&self) {
+        while !self.fired.load(Ordering::SeqCst) {
+            let listener = self.event.listen();
+            if self.fired.load(Ordering::SeqCst) {
+                break;
+            }
+            listener.await;
+        }
+    }
+}
+
+#[pymethods]
+impl Trigger {
+    #[new]
+    fn new() -> Self {
+        Trigger::default()
+    }
+
+    /// Fires in the calling thread: wakers run right here.
+    fn fire(&self) {
+        self.fire_now();
+    }
+
+    /// Fires from a new OS thread and waits for it, with the interpreter released.
+    fn fire_from_thread(slf: Py<Self>, py: Python<'_>) {
+        py.detach(|| {
+            std::thread::spawn(move || slf.get().fire_now())
+                .join()
+                .expect("the firing thread")
+        });
+    }
+
+    /// Completes with `value` once fired.
+    #[pyo3(signature = (value = None, backend = None))]
+    fn wait(slf: Py<Self>, value: Option<Py<PyAny>>, backend: Option<&str>) -> PyResult<Coroutine> {
+        coroutine(
+            Coroutine::new(async move {
+                slf.get().fired().await;
+                Ok(value)
+            }),
+            backend,
+        )
+    }
+}
+
+/// Keeps the waker of a pending future, to wake it later from anywhere.
+#[pyclass(frozen)]
+#[derive(Default)]
+struct WakerStash {
+    waker: Mutex<Option<Waker>>,
+    wakes: AtomicUsize,
+}
+
+#[pymethods]
+impl WakerStash {
+    #[new]
+    fn new() -> Self {
+        WakerStash::default()
+    }
+
+    /// Pending until woken through the stash `times` times.
+    fn wait(slf: Py<Self>, times: usize) -> Coroutine {
+        Coroutine::new(async move {
+            poll_fn(|cx| {
+                let stash = slf.get();
+                *stash.waker.lock().expect("stash lock") = Some(cx.waker().clone());
+                if stash.wakes.load(Ordering::SeqCst) >= times {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            PyResult::Ok(())
+        })
+    }
+
+    #[getter]
+    fn has_waker(&self) -> bool {
+        self.waker.lock().expect("stash lock").is_some()
+    }
+
+    /// Wakes the stashed waker `times` times from `threads` OS threads at once, and waits for
+    /// them with the interpreter released.
+    #[pyo3(signature = (times = 1, threads = 1))]
+    fn wake_from_threads(slf: Py<Self>, py: Python<'_>, times: usize, threads: usize) {
+        let waker = slf.get().waker.lock().expect("stash lock").clone();
+        let Some(waker) = waker else { return };
+        py.detach(|| {
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| {
+                        for _ in 0..times {
+                            slf.get().wakes.fetch_add(1, Ordering::SeqCst);
+                            waker.wake_by_ref();
+                        }
+                    });
+                }
+            })
+        });
+    }
+
+    /// Wakes the stashed waker in the calling thread.
+    fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        if let Some(waker) = self.waker.lock().expect("stash lock").clone() {
+            waker.wake();
+        }
+    }
+}
+
+/// A latch set by a Python thread and waited for by a blocking Rust poll.
+#[pyclass(frozen)]
+#[derive(Default)]
+struct Latch {
+    set: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+#[pymethods]
+impl Latch {
+    #[new]
+    fn new() -> Self {
+        Latch::default()
+    }
+
+    fn set(&self) {
+        *self.set.lock().expect("latch lock") = true;
+        self.changed.notify_all();
+    }
+}
+
+/// A poll that blocks its thread until the latch is set (at most `timeout` seconds), returning
+/// whether it was set: only a poll with the interpreter released lets a Python thread set it.
+#[pyfunction]
+#[pyo3(signature = (latch, timeout, allow_threads))]
+fn block_on_latch(latch: Py<Latch>, timeout: f64, allow_threads: bool) -> Coroutine {
+    let wait = async move {
+        let latch = latch.get();
+        let guard = latch.set.lock().expect("latch lock");
+        let (guard, _) = latch
+            .changed
+            .wait_timeout_while(guard, Duration::from_secs_f64(timeout), |set| !*set)
+            .expect("latch lock");
+        PyResult::Ok(*guard)
+    };
+    if allow_threads {
+        Coroutine::new(AllowThreads::new(wait))
+    } else {
+        Coroutine::new(wait)
+    }
+}
+
+fn generator<S, T>(stream: S, name: Option<&str>) -> PyResult<AsyncGenerator>
+where
+    S: Stream<Item = PyResult<T>> + Send + 'static,
+    T: for<'py> IntoPyObject<'py> + Send,
+{
+    let generator = AsyncGenerator::new(stream);
+    Ok(match backend(name)? {
+        Some(backend) => generator.with_backend(backend),
+        None => generator,
+    })
+}
+
+/// Yields 0..n, every item ready at once.
+#[pyfunction]
+#[pyo3(signature = (n, backend = None))]
+fn count(n: u64, backend: Option<&str>) -> PyResult<AsyncGenerator> {
+    generator(futures::stream::iter((0..n).map(PyResult::Ok)), backend)
+}
+
+/// Yields 0..n, each item sent by a tokio task through a channel (woken from tokio threads).
+#[pyfunction]
+#[pyo3(signature = (n, allow_threads = false))]
+fn count_from_tokio(n: u64, allow_threads: bool) -> PyResult<AsyncGenerator> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio().spawn(async move {
+        for i in 0..n {
+            if tx.send(PyResult::Ok(i)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let items = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    if allow_threads {
+        generator(AllowThreads::new(items), None)
+    } else {
+        generator(items, None)
+    }
+}
+
+/// Yields 0..k, then raises `exception`.
+#[pyfunction]
+fn fail_after(k: u64, exception: Py<PyAny>) -> AsyncGenerator {
+    let error = futures::stream::once(async move {
+        suspend_once().await;
+        Python::attach(|py| Err(PyErr::from_value(exception.into_bound(py))))
+    });
+    AsyncGenerator::new(futures::stream::iter((0..k).map(PyResult::Ok)).chain(error))
+}
+
+/// Yields 0..k, then panics.
+#[pyfunction]
+fn panic_after(k: u64, message: String) -> AsyncGenerator {
+    let panic = futures::stream::once(async move {
+        suspend_once().await;
+        panic!("{message}");
+    });
+    AsyncGenerator::new(futures::stream::iter((0..k).map(PyResult::Ok)).chain(panic))
+}
+
+/// Yields 0..k, then stays pending; the probe tells when the stream is dropped.
+#[pyfunction]
+fn endless(k: u64, probe: Py<Probe>) -> AsyncGenerator {
+    let guard = DropGuard(Arc::new(probe));
+    let pending = futures::stream::poll_fn(move |_| {
+        guard.0.get().polled.fetch_add(1, Ordering::SeqCst);
+        Poll::<Option<PyResult<u64>>>::Pending
+    });
+    AsyncGenerator::new(futures::stream::iter((0..k).map(PyResult::Ok)).chain(pending))
+}
+
+/// Awaits `first` and then `second` inside one Rust future polled by one coroutine; used to
+/// show that a future can keep several wake sources (here: two triggers).
+#[pyfunction]
+fn both(first: Py<Trigger>, second: Py<Trigger>) -> Coroutine {
+    Coroutine::new(async move {
+        let mut a = pin!(first.get().fired());
+        let mut b = pin!(second.get().fired());
+        futures::future::join(a.as_mut(), b.as_mut()).await;
+        PyResult::Ok("both")
+    })
+}
+
+#[pymodule]
+fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(ready, m)?)?;
+    m.add_function(wrap_pyfunction!(sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(from_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(yield_now, m)?)?;
+    m.add_function(wrap_pyfunction!(fail, m)?)?;
+    m.add_function(wrap_pyfunction!(panic, m)?)?;
+    m.add_function(wrap_pyfunction!(pending_forever, m)?)?;
+    m.add_function(wrap_pyfunction!(cleanup_on_cancel, m)?)?;
+    m.add_function(wrap_pyfunction!(block_on_latch, m)?)?;
+    m.add_function(wrap_pyfunction!(count, m)?)?;
+    m.add_function(wrap_pyfunction!(count_from_tokio, m)?)?;
+    m.add_function(wrap_pyfunction!(fail_after, m)?)?;
+    m.add_function(wrap_pyfunction!(panic_after, m)?)?;
+    m.add_function(wrap_pyfunction!(endless, m)?)?;
+    m.add_function(wrap_pyfunction!(both, m)?)?;
+    m.add_class::<Probe>()?;
+    m.add_class::<Trigger>()?;
+    m.add_class::<WakerStash>()?;
+    m.add_class::<Latch>()?;
+    m.add_class::<Coroutine>()?;
+    m.add_class::<AsyncGenerator>()?;
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! asyncio (and uvloop): a task suspends on a future of its loop and resumes when the future
+//! gets a result.
+
+use std::sync::Arc;
+use std::thread::{self, ThreadId};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::{intern, wrap_pyfunction};
+
+use crate::backend;
+use crate::waiter::Waiter;
+
+/// The loop a task runs on, and the thread that runs it.
+struct EventLoop {
+    event_loop: Py<PyAny>,
+    thread: ThreadId,
+}
+
+pub(crate) struct Parker {
+    event_loop: Arc<EventLoop>,
+}
+
+impl Parker {
+    pub(crate) fn new(py: Python<'_>) -> PyResult<Self> {
+        static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let event_loop = GET_RUNNING_LOOP
+            .import(py, "asyncio", "get_running_loop")?
+            .call0()?;
+        Ok(Parker {
+            event_loop: Arc::new(EventLoop {
+                event_loop: event_loop.unbind(),
+                thread: thread::current().id(),
+            }),
+        })
+    }
+
+    /// Yields a fresh future of the loop. The Task checks the `_asyncio_future_blocking` flag,
+    /// adds its wake-up as a done-callback and resumes us once the future has a result. A real
+    /// `asyncio.Future` is required: anyio inspects `task._fut_waiter` to deliver cancellation.
+    pub(crate) fn park<'py>(
+        &mut self,
+        py: Python<'py>,
+        waiter: &Waiter,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let future = self
+            .event_loop
+            .event_loop
+            .bind(py)
+            .call_method0(intern!(py, "create_future"))?;
+        future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
+        let wakeup = Wakeup {
+            event_loop: Arc::clone(&self.event_loop),
+            future: future.clone().unbind(),
+        };
+        if let Err(woken) = waiter.park(backend::Wakeup::Asyncio(wakeup)) {
+            // Woken while it was polled: a done future makes the Task resume us on the loop's
+            // next pass, so other tasks still get their turn.
+            drop(woken);
+            set_result_unless_done(&future)?;
+        }
+        Ok(future)
+    }
+}
+
+pub(crate) struct Wakeup {
+    event_loop: Arc<EventLoop>,
+    future: Py<PyAny>,
+}
+
+impl Wakeup {
+    pub(crate) fn deliver(self) {
+        Python::try_attach(move |py| {
+            let future = self.future.bind(py);
+            // The future may have been cancelled meanwhile, and a closed loop refuses callbacks:
+            // in both cases nobody waits for this wake-up any more.
+            let _ = if thread::current().id() == self.event_loop.thread {
+                set_result_unless_done(future)
+            } else {
+                wake_future_fn(py).and_then(|wake| {
+                    self.event_loop
+                        .event_loop
+                        .bind(py)
+                        .call_method1(intern!(py, "call_soon_threadsafe"), (wake, future))
+                        .map(drop)
+                })
+            };
+        });
+    }
+}
+
+/// Resolves `future` with `None` unless it is already done (cancelled by its task).
+fn set_result_unless_done(future: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = future.py();
+    if !future.call_method0(intern!(py, "done"))?.is_truthy()? {
+        future.call_method1(intern!(py, "set_result"), (py.None(),))?;
+    }
+    Ok(())
+}
+
+/// Runs on the loop thread, scheduled by a wake-up from another thread.
+#[pyfunction]
+fn wake_future(future: &Bound<'_, PyAny>) -> PyResult<()> {
+    set_result_unless_done(future)
+}
+
+fn wake_future_fn(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static WAKE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    WAKE_FUTURE
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(wrap_pyfunction!(wake_future, py)?.into_any().unbind())
+        })
+        .map(|wake| wake.bind(py))
+}

@@ -1,0 +1,153 @@
+//! Event-loop backends: how a Rust-driven awaitable suspends its Python task and how a
+//! [`Waker`](std::task::Waker) gets that task running again.
+//!
+//! Each backend provides two halves:
+//! - a *parker*, used on the loop thread by the awaitable's `send`: it produces the object to
+//!   yield to the loop (an asyncio future, a trio trap) and interprets what the loop sends back;
+//! - a *wake-up*, a `Send` value that the [`Waiter`](crate::waiter::Waiter) hands to whichever
+//!   thread calls `wake`, which delivers it directly when that thread is the loop's own, and
+//!   through the loop's thread-safe entry point otherwise.
+
+pub(crate) mod asyncio;
+pub(crate) mod trio;
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use crate::waiter::Waiter;
+
+/// The Python async framework that drives an exported awaitable.
+///
+/// anyio is not a backend of its own: it runs on asyncio or trio, and its tasks are those
+/// frameworks' tasks, so detection reports the framework underneath.
+///
+/// By default the backend is detected with [`sniffio`](https://pypi.org/project/sniffio/) the
+/// first time an awaitable suspends; a ready future never needs one. Fixing it explicitly skips
+/// the detection.
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use pyo3_async::{Backend, Coroutine};
+///
+/// let coroutine = Coroutine::new(async { PyResult::Ok(42) }).with_backend(Backend::Trio);
+/// # drop(coroutine);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `asyncio`, including alternative loops such as uvloop that use asyncio's futures.
+    Asyncio,
+    /// `trio`, through `trio.lowlevel.wait_task_rescheduled` and `reschedule`.
+    Trio,
+}
+
+impl Backend {
+    /// Detects the async framework running the current task with
+    /// `sniffio.current_async_library()`; asyncio when sniffio is not installed.
+    ///
+    /// Call it from code that a task runs (not from a plain loop callback, where sniffio cannot
+    /// tell).
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::Backend;
+    ///
+    /// # fn main() -> PyResult<()> {
+    /// Python::attach(|py| {
+    ///     // Outside any event loop, sniffio reports an error.
+    ///     # if py.import("sniffio").is_ok() {
+    ///     assert!(Backend::current(py).is_err());
+    ///     # }
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn current(py: Python<'_>) -> PyResult<Self> {
+        static CURRENT_LIBRARY: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+        let detect = CURRENT_LIBRARY.get_or_init(py, || {
+            py.import("sniffio")
+                .and_then(|sniffio| sniffio.getattr("current_async_library"))
+                .ok()
+                .map(Bound::unbind)
+        });
+        let Some(detect) = detect else {
+            return Ok(Backend::Asyncio);
+        };
+        let name = detect.bind(py).call0()?;
+        match name.extract::<&str>()? {
+            "asyncio" => Ok(Backend::Asyncio),
+            "trio" => Ok(Backend::Trio),
+            other => Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "pyo3-async supports asyncio and trio (and anyio on either), not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Parks one Python task on its event loop, suspension after suspension.
+///
+/// Created on the first suspension of an awaitable (which fixes the loop it belongs to) and kept
+/// for the following ones.
+pub(crate) enum Parker {
+    Asyncio(asyncio::Parker),
+    Trio(trio::Parker),
+}
+
+impl Parker {
+    pub(crate) fn new(py: Python<'_>, backend: Backend, waiter: &Arc<Waiter>) -> PyResult<Self> {
+        Ok(match backend {
+            Backend::Asyncio => Parker::Asyncio(asyncio::Parker::new(py)?),
+            Backend::Trio => Parker::Trio(trio::Parker::new(py, waiter)?),
+        })
+    }
+
+    /// Registers the task's wake-up with `waiter` and returns the object to yield to the loop.
+    ///
+    /// The future has just returned `Pending`; if it was woken meanwhile, the returned object
+    /// makes the loop resume the task on its next pass instead of waiting.
+    pub(crate) fn park<'py>(
+        &mut self,
+        py: Python<'py>,
+        waiter: &Waiter,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Parker::Asyncio(parker) => parker.park(py, waiter),
+            Parker::Trio(parker) => parker.park(py, waiter),
+        }
+    }
+
+    /// Interprets the value the loop sent when it resumed the task. `Err` means the loop
+    /// delivered an exception (cancellation) rather than a plain wake-up.
+    pub(crate) fn resume(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        match self {
+            Parker::Asyncio(_) => Ok(()),
+            Parker::Trio(parker) => parker.resume(py, value),
+        }
+    }
+
+    /// Forgets the current suspension, if any, after an exception was thrown in.
+    pub(crate) fn abandon(&mut self, py: Python<'_>) {
+        if let Parker::Trio(parker) = self {
+            parker.abandon(py);
+        }
+    }
+}
+
+/// What a waker must do to get a parked task running again.
+pub(crate) enum Wakeup {
+    Asyncio(asyncio::Wakeup),
+    Trio(trio::Wakeup),
+}
+
+impl Wakeup {
+    /// Delivers the wake-up, from any thread. Failures (a closed loop, a finished trio run, an
+    /// interpreter shutting down) mean nobody is left to wake, so they are ignored.
+    pub(crate) fn deliver(self) {
+        match self {
+            Wakeup::Asyncio(wakeup) => wakeup.deliver(),
+            Wakeup::Trio(wakeup) => wakeup.deliver(),
+        }
+    }
+}

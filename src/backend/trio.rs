@@ -1,0 +1,158 @@
+//! trio: a task suspends through `trio.lowlevel.wait_task_rescheduled` and resumes when
+//! `reschedule` is called for it, exactly once per suspension.
+
+use std::sync::Arc;
+use std::thread::{self, ThreadId};
+
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::intern;
+
+use crate::backend;
+use crate::waiter::Waiter;
+
+/// Looks up `trio.lowlevel.<name>` once per process.
+macro_rules! lowlevel {
+    ($py:expr, $name:literal) => {{
+        static ATTR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        ATTR.import($py, "trio.lowlevel", $name)
+    }};
+}
+
+/// The trio task driving an awaitable, and how to reach it from another thread.
+struct Task {
+    task: Py<PyAny>,
+    token: Py<PyAny>,
+    thread: ThreadId,
+}
+
+pub(crate) struct Parker {
+    task: Arc<Task>,
+    abort_fn: Py<AbortFn>,
+    /// The `wait_task_rescheduled` (or checkpoint) coroutine whose trap we yielded: trio's
+    /// answer is sent on to it, so trio's own code interprets the outcome.
+    suspension: Option<Py<PyAny>>,
+}
+
+impl Parker {
+    pub(crate) fn new(py: Python<'_>, waiter: &Arc<Waiter>) -> PyResult<Self> {
+        let task = lowlevel!(py, "current_task")?.call0()?;
+        let token = lowlevel!(py, "current_trio_token")?.call0()?;
+        Ok(Parker {
+            task: Arc::new(Task {
+                task: task.unbind(),
+                token: token.unbind(),
+                thread: thread::current().id(),
+            }),
+            abort_fn: Py::new(
+                py,
+                AbortFn {
+                    waiter: Arc::clone(waiter),
+                },
+            )?,
+            suspension: None,
+        })
+    }
+
+    pub(crate) fn park<'py>(
+        &mut self,
+        py: Python<'py>,
+        waiter: &Waiter,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        // The trap is obtained before the wake-up is registered, so no Python code (and thus no
+        // finaliser that could wake us) runs between registering and yielding: trio must not
+        // see a `reschedule` for a task that has not suspended yet.
+        let wait = lowlevel!(py, "wait_task_rescheduled")?.call1((&self.abort_fn,))?;
+        let trap = wait.call_method1(intern!(py, "send"), (py.None(),))?;
+        let wakeup = Wakeup {
+            task: Arc::clone(&self.task),
+        };
+        if waiter.park(backend::Wakeup::Trio(wakeup)).is_ok() {
+            self.suspension = Some(wait.unbind());
+            return Ok(trap);
+        }
+        // Woken while it was polled: pass through a checkpoint, which trio resumes on its next
+        // pass, instead of waiting for a reschedule.
+        wait.call_method0(intern!(py, "close"))?;
+        let checkpoint = lowlevel!(py, "cancel_shielded_checkpoint")?.call0()?;
+        let trap = checkpoint.call_method1(intern!(py, "send"), (py.None(),))?;
+        self.suspension = Some(checkpoint.unbind());
+        Ok(trap)
+    }
+
+    /// trio resumes a task by sending an `outcome.Value` or `outcome.Error`; the suspended trio
+    /// coroutine unwraps it, raising `Cancelled` when the abort succeeded.
+    pub(crate) fn resume(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(suspension) = self.suspension.take() else {
+            return Ok(());
+        };
+        match suspension
+            .bind(py)
+            .call_method1(intern!(py, "send"), (value,))
+        {
+            Err(err) if err.is_instance_of::<PyStopIteration>(py) => Ok(()),
+            Err(err) => Err(err),
+            Ok(_) => Err(PyRuntimeError::new_err(
+                "trio resumed the task without finishing its suspension",
+            )),
+        }
+    }
+
+    pub(crate) fn abandon(&mut self, py: Python<'_>) {
+        if let Some(suspension) = self.suspension.take() {
+            let _ = suspension.bind(py).call_method0(intern!(py, "close"));
+        }
+    }
+}
+
+pub(crate) struct Wakeup {
+    task: Arc<Task>,
+}
+
+impl Wakeup {
+    pub(crate) fn deliver(self) {
+        Python::try_attach(move |py| {
+            let Ok(reschedule) = lowlevel!(py, "reschedule") else {
+                return;
+            };
+            let task = self.task.task.bind(py);
+            // On the trio thread, reschedule directly. It refuses outside the run's own steps
+            // (guest mode), and then the token's queue is the way in, as from any other thread.
+            if thread::current().id() == self.task.thread && reschedule.call1((task,)).is_ok() {
+                return;
+            }
+            // `RunFinishedError`: the run is over, nobody is left to wake.
+            let _ = self
+                .task
+                .token
+                .bind(py)
+                .call_method1(intern!(py, "run_sync_soon"), (reschedule, task));
+        });
+    }
+}
+
+/// The `abort_fn` trio calls on the trio thread when a cancellation reaches the parked task.
+#[pyclass(frozen)]
+struct AbortFn {
+    waiter: Arc<Waiter>,
+}
+
+#[pymethods]
+impl AbortFn {
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        _raise_cancel: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        // `SUCCEEDED` is only allowed when no reschedule can follow; once a wake-up is on its
+        // way (or the future handles cancellation itself) the task waits for that wake-up, and
+        // trio calls us again at its next suspension.
+        let verdict = if self.waiter.abort() {
+            "SUCCEEDED"
+        } else {
+            "FAILED"
+        };
+        lowlevel!(py, "Abort")?.getattr(verdict)
+    }
+}

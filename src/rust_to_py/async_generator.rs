@@ -1,0 +1,248 @@
+//! A Rust stream exported as a Python async generator object.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError};
+use pyo3::prelude::*;
+
+use crate::backend::Backend;
+use crate::rust_to_py::coroutine::{thrown_exception, Coroutine};
+use crate::rust_to_py::pollable::{IntoPyStream, PyPoll, PyPollNext};
+
+/// A Rust stream as a Python async generator: `async for`, `anext()`, `asend(None)`, `athrow`,
+/// `aclose` and `contextlib.aclosing` work as with a native one.
+///
+/// Each `__anext__` returns a [`Coroutine`] that polls the stream for one item, so every
+/// property of [`Coroutine`] holds per item: the loop drives it, any backend, any waking thread.
+/// The stream ends (and is dropped at once) when it is exhausted, when an item is an `Err`
+/// (raised in Python with its own type), when `aclose()` or `athrow()` is awaited, when an
+/// `__anext__` is cancelled midway (as a cancelled native generator finishes), or when the
+/// generator is garbage-collected.
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use pyo3_async::AsyncGenerator;
+///
+/// /// `async for i in count(3)` yields 0, 1 and 2.
+/// #[pyfunction]
+/// fn count(until: u32) -> AsyncGenerator {
+///     AsyncGenerator::new(futures::stream::iter((0..until).map(PyResult::Ok)))
+/// }
+/// ```
+#[pyclass(module = "pyo3_async", frozen)]
+pub struct AsyncGenerator {
+    slot: Arc<StreamSlot>,
+    backend: Option<Backend>,
+}
+
+impl AsyncGenerator {
+    /// Wraps a stream whose items convert to Python objects.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::AsyncGenerator;
+    ///
+    /// let generator = AsyncGenerator::new(futures::stream::iter(["a", "b"].map(PyResult::Ok)));
+    /// # drop(generator);
+    /// ```
+    pub fn new<S, T>(stream: S) -> Self
+    where
+        S: Stream<Item = PyResult<T>> + Send + 'static,
+        T: for<'py> IntoPyObject<'py>,
+    {
+        AsyncGenerator {
+            slot: Arc::new(StreamSlot {
+                stream: Mutex::new(Some(Box::pin(IntoPyStream(stream)))),
+                running: AtomicBool::new(false),
+            }),
+            backend: None,
+        }
+    }
+
+    /// Fixes the event-loop backend of every `__anext__` instead of detecting it.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::{AsyncGenerator, Backend};
+    ///
+    /// let generator = AsyncGenerator::new(futures::stream::empty::<PyResult<()>>())
+    ///     .with_backend(Backend::Trio);
+    /// # drop(generator);
+    /// ```
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    fn awaitable(&self, step: impl PyPoll + 'static) -> Coroutine {
+        Coroutine::from_pollable(Box::pin(step), None).with_optional_backend(self.backend)
+    }
+}
+
+#[pymethods]
+impl AsyncGenerator {
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __anext__(&self) -> Coroutine {
+        self.awaitable(NextItem {
+            slot: Arc::clone(&self.slot),
+            claimed: false,
+        })
+    }
+
+    /// `asend(None)` is `__anext__()`: a Rust stream has no use for other values.
+    fn asend(&self, value: &Bound<'_, PyAny>) -> PyResult<Coroutine> {
+        if !value.is_none() {
+            return Err(PyTypeError::new_err(
+                "a Rust stream cannot receive values: asend() accepts only None",
+            ));
+        }
+        Ok(self.__anext__())
+    }
+
+    /// Ends the stream and raises the exception: a Rust stream has nowhere to catch it.
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn athrow(
+        &self,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Coroutine> {
+        let exception = thrown_exception(typ, val, tb)?;
+        Ok(self.awaitable(Close {
+            slot: Arc::clone(&self.slot),
+            method: "athrow",
+            exception: Some(exception),
+        }))
+    }
+
+    /// Ends the stream, dropping it when the returned awaitable runs.
+    fn aclose(&self) -> Coroutine {
+        self.awaitable(Close {
+            slot: Arc::clone(&self.slot),
+            method: "aclose",
+            exception: None,
+        })
+    }
+}
+
+/// The stream, shared by the generator and its in-flight `__anext__` awaitables.
+struct StreamSlot {
+    /// `None` once the stream has ended.
+    stream: Mutex<Option<Pin<Box<dyn PyPollNext>>>>,
+    /// An `__anext__` awaitable has started and not finished: Python forbids a second one.
+    running: AtomicBool,
+}
+
+impl StreamSlot {
+    fn lock(&self) -> MutexGuard<'_, Option<Pin<Box<dyn PyPollNext>>>> {
+        // Poisoned by a panicking stream, which the awaitable then closes.
+        self.stream.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn poll_next(&self, py: Python<'_>, cx: &mut Context<'_>) -> Poll<PyResult<Py<PyAny>>> {
+        let mut stream = self.lock();
+        let Some(active) = stream.as_mut() else {
+            return Poll::Ready(Err(PyStopAsyncIteration::new_err(())));
+        };
+        let ended = match active.as_mut().poll_next_py(py, cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(item))) => return Poll::Ready(Ok(item)),
+            Poll::Ready(Some(Err(err))) => err,
+            Poll::Ready(None) => PyStopAsyncIteration::new_err(()),
+        };
+        let finished = stream.take();
+        drop(stream);
+        drop(finished);
+        Poll::Ready(Err(ended))
+    }
+
+    /// Drops the stream (outside the lock: its destructor may do anything).
+    fn close(&self) {
+        let finished = self.lock().take();
+        drop(finished);
+    }
+}
+
+/// One `__anext__`: polls the stream for the next item.
+struct NextItem {
+    slot: Arc<StreamSlot>,
+    /// This awaitable holds the generator's `running` flag.
+    claimed: bool,
+}
+
+impl NextItem {
+    fn release(&mut self) {
+        self.claimed = false;
+        self.slot.running.store(false, Ordering::Release);
+    }
+}
+
+impl PyPoll for NextItem {
+    fn poll_py(
+        self: Pin<&mut Self>,
+        py: Python<'_>,
+        cx: &mut Context<'_>,
+    ) -> Poll<PyResult<Py<PyAny>>> {
+        let this = self.get_mut();
+        if !this.claimed {
+            if this.slot.running.swap(true, Ordering::AcqRel) {
+                return Poll::Ready(Err(already_running("anext")));
+            }
+            this.claimed = true;
+        }
+        let polled = this.slot.poll_next(py, cx);
+        if polled.is_ready() {
+            this.release();
+        }
+        polled
+    }
+}
+
+impl Drop for NextItem {
+    /// Dropped while the item was still pending: the `__anext__` was cancelled (or panicked),
+    /// which ends the generator, as it ends a native one.
+    fn drop(&mut self) {
+        if self.claimed {
+            self.slot.close();
+            self.release();
+        }
+    }
+}
+
+/// `aclose()` or `athrow()`: ends the stream when awaited.
+struct Close {
+    slot: Arc<StreamSlot>,
+    method: &'static str,
+    exception: Option<PyErr>,
+}
+
+impl PyPoll for Close {
+    fn poll_py(
+        self: Pin<&mut Self>,
+        py: Python<'_>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<PyResult<Py<PyAny>>> {
+        let this = self.get_mut();
+        if this.slot.running.load(Ordering::Acquire) {
+            return Poll::Ready(Err(already_running(this.method)));
+        }
+        this.slot.close();
+        Poll::Ready(match this.exception.take() {
+            Some(exception) => Err(exception),
+            None => Ok(py.None()),
+        })
+    }
+}
+
+fn already_running(method: &str) -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "{method}(): asynchronous generator is already running"
+    ))
+}

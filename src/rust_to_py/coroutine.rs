@@ -1,0 +1,399 @@
+//! A Rust future exported as a Python coroutine object.
+
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Poll, Waker};
+
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::types::{PyTuple, PyType};
+
+use crate::backend::{Backend, Parker};
+use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
+use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
+use crate::waiter::Waiter;
+
+/// A Rust future as a Python coroutine object, driven by the Python event loop.
+///
+/// It has `__await__`, `send`, `throw` and `close`, so it passes `asyncio.iscoroutine` and can
+/// be awaited, given to `asyncio.create_task`, `gather`, `run_coroutine_threadsafe`, or to
+/// trio and anyio. Each `send` polls the future on the loop thread; when the future is pending
+/// the task is suspended on the loop (an asyncio future, a trio `wait_task_rescheduled`) and
+/// the future's [`Waker`] — callable from any thread — resumes it. No Rust runtime is
+/// involved: the future may use one (tokio, smol) if it needs it.
+///
+/// - A future that is ready at the first poll completes without touching the event loop.
+/// - `Err(e)` raises `e` with its own type; a panic raises `pyo3_runtime.PanicException` with the
+///   panic's message, and the event loop keeps running.
+/// - Cancelling the task drops the future and re-raises the very exception that cancelled it,
+///   unless the future asked to see the cancellation with [`Coroutine::with_cancel_handle`].
+/// - The backend is detected with sniffio at the first suspension, or fixed with
+///   [`Coroutine::with_backend`].
+/// - Wrap the future in [`AllowThreads`](crate::AllowThreads) to poll it with the interpreter
+///   released.
+///
+/// ```
+/// use std::time::Duration;
+/// use pyo3::prelude::*;
+/// use pyo3_async::Coroutine;
+///
+/// /// `await sleep_then_add(0.1, 1, 2)` in Python returns 3 after 100 ms.
+/// #[pyfunction]
+/// fn sleep_then_add(seconds: f64, a: i64, b: i64) -> Coroutine {
+///     Coroutine::new(async move {
+///         let (tx, rx) = futures::channel::oneshot::channel();
+///         std::thread::spawn(move || {
+///             std::thread::sleep(Duration::from_secs_f64(seconds));
+///             let _ = tx.send(());
+///         });
+///         let _ = rx.await;
+///         Ok(a + b)
+///     })
+/// }
+/// ```
+#[pyclass(module = "pyo3_async", frozen)]
+pub struct Coroutine {
+    driver: Mutex<Driver>,
+}
+
+impl Coroutine {
+    /// Wraps a future whose output converts to a Python object.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::Coroutine;
+    ///
+    /// let coroutine = Coroutine::new(async { PyResult::Ok("ready") });
+    /// # drop(coroutine);
+    /// ```
+    pub fn new<F, T>(future: F) -> Self
+    where
+        F: Future<Output = PyResult<T>> + Send + 'static,
+        T: for<'py> IntoPyObject<'py>,
+    {
+        Self::from_pollable(Box::pin(IntoPyFuture(future)), None)
+    }
+
+    /// Wraps the future built by `make`, which receives a [`CancelHandle`]: cancelling the
+    /// Python task then no longer drops the future but notifies the handle, and the coroutine
+    /// ends when the future does.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::Coroutine;
+    ///
+    /// let coroutine = Coroutine::with_cancel_handle(|cancel| async move {
+    ///     let cancelled = cancel.cancelled().await;
+    ///     // ... asynchronous cleanup ...
+    ///     PyResult::<()>::Err(cancelled)
+    /// });
+    /// # drop(coroutine);
+    /// ```
+    pub fn with_cancel_handle<M, F, T>(make: M) -> Self
+    where
+        M: FnOnce(CancelHandle) -> F,
+        F: Future<Output = PyResult<T>> + Send + 'static,
+        T: for<'py> IntoPyObject<'py>,
+    {
+        let cancellation = Cancellation::new();
+        let future = make(cancellation.handle());
+        Self::from_pollable(Box::pin(IntoPyFuture(future)), Some(cancellation))
+    }
+
+    /// Fixes the event-loop backend instead of detecting it at the first suspension.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::{Backend, Coroutine};
+    ///
+    /// let coroutine = Coroutine::new(async { PyResult::Ok(()) }).with_backend(Backend::Asyncio);
+    /// # drop(coroutine);
+    /// ```
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.driver_mut().backend = Some(backend);
+        self
+    }
+
+    pub(crate) fn with_optional_backend(mut self, backend: Option<Backend>) -> Self {
+        self.driver_mut().backend = backend;
+        self
+    }
+
+    pub(crate) fn from_pollable(
+        future: Pin<Box<dyn PyPoll>>,
+        cancellation: Option<Arc<Cancellation>>,
+    ) -> Self {
+        Coroutine {
+            driver: Mutex::new(Driver {
+                future: Some(future),
+                started: false,
+                awaited: false,
+                backend: None,
+                waiter: None,
+                parker: None,
+                cancellation,
+            }),
+        }
+    }
+
+    fn driver_mut(&mut self) -> &mut Driver {
+        self.driver
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The driver, unless a `send`/`throw`/`close` of this coroutine is already running (the
+    /// future re-entered its own coroutine, or another thread drives it meanwhile).
+    fn driver(&self) -> PyResult<MutexGuard<'_, Driver>> {
+        match self.driver.try_lock() {
+            Ok(driver) => Ok(driver),
+            Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                Err(PyValueError::new_err("coroutine already executing"))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Coroutine {
+    fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        {
+            let mut driver = slf.get().driver()?;
+            driver.check_not_finished()?;
+            if driver.awaited || driver.started {
+                return Err(PyRuntimeError::new_err("coroutine is being awaited already"));
+            }
+            driver.awaited = true;
+        }
+        Ok(slf)
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.driver()?.send(py, &py.None().into_bound(py))
+    }
+
+    /// Resumes the coroutine; the event loop sends `None` (asyncio) or an outcome (trio).
+    fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.driver()?.send(py, value)
+    }
+
+    /// Raises an exception at the suspension point: the cancellation path of asyncio.
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        &self,
+        py: Python<'_>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let exception = thrown_exception(typ, val, tb)?;
+        self.driver()?.throw(py, exception)
+    }
+
+    /// Drops the future: its cleanup runs now, synchronously.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.driver()?.finish(py);
+        Ok(())
+    }
+}
+
+/// The coroutine's mutable state, behind the coroutine's lock.
+struct Driver {
+    /// `None` once the coroutine has finished (returned, raised, was closed or cancelled).
+    future: Option<Pin<Box<dyn PyPoll>>>,
+    started: bool,
+    awaited: bool,
+    backend: Option<Backend>,
+    /// Created at the first poll; lives as long as the coroutine, across suspensions.
+    waiter: Option<Arc<Waiter>>,
+    /// Created at the first suspension, which binds the coroutine to its task and loop.
+    parker: Option<Parker>,
+    cancellation: Option<Arc<Cancellation>>,
+}
+
+impl Driver {
+    fn check_not_finished(&self) -> PyResult<()> {
+        match self.future {
+            Some(_) => Ok(()),
+            None => Err(PyRuntimeError::new_err(
+                "cannot reuse already awaited coroutine",
+            )),
+        }
+    }
+
+    fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.check_not_finished()?;
+        if !self.started && !value.is_none() {
+            return Err(PyTypeError::new_err(
+                "can't send non-None value to a just-started coroutine",
+            ));
+        }
+        self.started = true;
+        if let Some(parker) = &mut self.parker {
+            if let Err(exception) = parker.resume(py, value) {
+                return self.deliver(py, exception);
+            }
+        }
+        self.poll(py)
+    }
+
+    fn throw(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Py<PyAny>> {
+        self.check_not_finished()?;
+        self.started = true;
+        if let Some(parker) = &mut self.parker {
+            parker.abandon(py);
+        }
+        self.deliver(py, exception)
+    }
+
+    /// An exception reached the suspension point: it ends the coroutine, or, when the future
+    /// handles cancellation itself, goes to its [`CancelHandle`].
+    fn deliver(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Py<PyAny>> {
+        match (&self.cancellation, &self.waiter) {
+            (Some(cancellation), Some(waiter)) => {
+                waiter.set_cancel_delivered();
+                cancellation.deliver(exception);
+                self.poll(py)
+            }
+            _ => {
+                self.finish(py);
+                Err(exception)
+            }
+        }
+    }
+
+    fn poll(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let Some(future) = &mut self.future else {
+            return Err(PyRuntimeError::new_err(
+                "cannot reuse already awaited coroutine",
+            ));
+        };
+        let waiter = self.waiter.get_or_insert_with(Waiter::new);
+        waiter.begin_poll();
+        let waker = Waker::from(Arc::clone(waiter));
+        let mut cx = Context::from_waker(&waker);
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll_py(py, &mut cx)));
+        match polled {
+            Ok(Poll::Pending) => match self.park(py) {
+                Ok(yielded) => Ok(yielded),
+                Err(err) => {
+                    self.finish(py);
+                    Err(err)
+                }
+            },
+            Ok(Poll::Ready(output)) => {
+                self.finish(py);
+                Err(PyStopIteration::new_err((output?,)))
+            }
+            Err(payload) => {
+                self.finish(py);
+                Err(panic_exception(payload))
+            }
+        }
+    }
+
+    fn park(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let Some(waiter) = &self.waiter else {
+            return Err(PyRuntimeError::new_err("coroutine parked before it was polled"));
+        };
+        let parker = match &mut self.parker {
+            Some(parker) => parker,
+            None => {
+                let backend = match self.backend {
+                    Some(backend) => backend,
+                    None => Backend::current(py)?,
+                };
+                self.parker.insert(Parker::new(py, backend, waiter)?)
+            }
+        };
+        Ok(parker.park(py, waiter)?.unbind())
+    }
+
+    /// Drops the future and everything tied to the current suspension.
+    fn finish(&mut self, py: Python<'_>) {
+        if let Some(waiter) = &self.waiter {
+            waiter.close();
+        }
+        if let Some(parker) = &mut self.parker {
+            parker.abandon(py);
+        }
+        drop_quietly(self.future.take());
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(waiter) = &self.waiter {
+            waiter.close();
+        }
+        drop_quietly(self.future.take());
+    }
+}
+
+/// Drops a future whose destructor might panic: a panic must not unwind into Python's
+/// deallocator, and the coroutine is finished either way.
+fn drop_quietly<T>(value: T) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
+pub(crate) fn panic_exception(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let message = if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else {
+        "Rust future panicked".to_owned()
+    };
+    PanicException::new_err((message,))
+}
+
+/// Builds the exception of `throw(typ[, val[, tb]])`, with the forms generators accept.
+pub(crate) fn thrown_exception(
+    typ: &Bound<'_, PyAny>,
+    val: Option<&Bound<'_, PyAny>>,
+    tb: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyErr> {
+    let py = typ.py();
+    let val = val.filter(|val| !val.is_none());
+    let exception = if let Ok(class) = typ.cast::<PyType>() {
+        if !class.is_subclass_of::<pyo3::exceptions::PyBaseException>()? {
+            return Err(not_an_exception(typ));
+        }
+        match val {
+            Some(val) if val.is_instance(class)? => val.clone(),
+            Some(args) => match args.cast::<PyTuple>() {
+                Ok(args) => class.call1(args)?,
+                Err(_) => class.call1((args,))?,
+            },
+            None => class.call0()?,
+        }
+    } else if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        if val.is_some() {
+            return Err(PyTypeError::new_err(
+                "instance exception may not have a separate value",
+            ));
+        }
+        typ.clone()
+    } else {
+        return Err(not_an_exception(typ));
+    };
+    if let Some(tb) = tb.filter(|tb| !tb.is_none()) {
+        exception.call_method1(pyo3::intern!(py, "with_traceback"), (tb,))?;
+    }
+    Ok(PyErr::from_value(exception))
+}
+
+fn not_an_exception(typ: &Bound<'_, PyAny>) -> PyErr {
+    let name = typ
+        .get_type()
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_default();
+    PyTypeError::new_err(format!(
+        "exceptions must be classes or instances deriving from BaseException, not {name}"
+    ))
+}

@@ -1,0 +1,122 @@
+//! The waker of an exported awaitable: remembers whether the task is being polled or parked
+//! on its event loop, and turns `wake` into exactly one wake-up per suspension.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Wake;
+
+use crate::backend::Wakeup;
+
+/// Shared between an awaitable (on the loop thread) and every clone of its waker (anywhere).
+///
+/// Critical sections never call into Python and never drop Python objects: a waker may run on
+/// any thread, including the loop thread while it holds the interpreter, so the lock is only
+/// ever held for a state change. The wake-up itself is delivered after unlocking.
+pub(crate) struct Waiter {
+    state: Mutex<State>,
+    /// Set once the future has been told about a cancellation (it handles cancellation
+    /// itself): later cancellations must not abort the wait, the future decides when it ends.
+    cancel_delivered: AtomicBool,
+}
+
+enum State {
+    /// The future is being polled; `woken` records a wake that arrives meanwhile.
+    Polling { woken: bool },
+    /// The task is suspended on its loop; the first wake delivers this.
+    Parked(Wakeup),
+    /// The wake-up for the current suspension has been delivered (or is in flight).
+    Woken,
+    /// trio aborted the suspension: the task resumes with `Cancelled` and must never be
+    /// rescheduled for it.
+    Aborted,
+    /// The awaitable finished: wakes are ignored.
+    Closed,
+}
+
+impl Waiter {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Waiter {
+            state: Mutex::new(State::Polling { woken: false }),
+            cancel_delivered: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code that can panic runs under the lock, but a poisoned state is still valid.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Swaps the state; the lock is released before the previous state (and any Python
+    /// object in it) is dropped by the caller.
+    fn replace(&self, new: State) -> State {
+        std::mem::replace(&mut *self.lock(), new)
+    }
+
+    /// Starts a poll, forgetting any earlier suspension.
+    pub(crate) fn begin_poll(&self) {
+        drop(self.replace(State::Polling { woken: false }));
+    }
+
+    /// Parks after a poll returned `Pending`. Gives the wake-up back if the future was woken
+    /// during the poll: the caller must then make the loop resume the task at once.
+    pub(crate) fn park(&self, wakeup: Wakeup) -> Result<(), Wakeup> {
+        let mut state = self.lock();
+        match *state {
+            State::Polling { woken: false } => {
+                *state = State::Parked(wakeup);
+                Ok(())
+            }
+            _ => Err(wakeup),
+        }
+    }
+
+    /// trio's abort: true when the suspension may be abandoned (no wake-up was committed and
+    /// the future does not handle cancellation itself).
+    pub(crate) fn abort(&self) -> bool {
+        if self.cancel_delivered.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut state = self.lock();
+        if !matches!(*state, State::Parked(_)) {
+            return false;
+        }
+        let parked = std::mem::replace(&mut *state, State::Aborted);
+        drop(state);
+        drop(parked);
+        true
+    }
+
+    /// Records that the future now knows about a cancellation and finishes on its own terms.
+    pub(crate) fn set_cancel_delivered(&self) {
+        self.cancel_delivered.store(true, Ordering::Release);
+    }
+
+    /// The awaitable finished: later wakes do nothing.
+    pub(crate) fn close(&self) {
+        drop(self.replace(State::Closed));
+    }
+}
+
+impl Wake for Waiter {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let wakeup = {
+            let mut state = self.lock();
+            match std::mem::replace(&mut *state, State::Woken) {
+                State::Parked(wakeup) => wakeup,
+                State::Polling { .. } => {
+                    *state = State::Polling { woken: true };
+                    return;
+                }
+                unchanged => {
+                    *state = unchanged;
+                    return;
+                }
+            }
+        };
+        wakeup.deliver();
+    }
+}
