@@ -333,11 +333,13 @@ impl WakerStash {
     }
 }
 
-/// A latch set by a Python thread and waited for by a blocking Rust poll.
+/// A latch between a blocking Rust poll and a Python thread: the poll announces that it has
+/// started blocking, then waits (at most a timeout) for the thread to set the latch.
 #[pyclass(frozen)]
 #[derive(Default)]
 struct Latch {
-    set: Mutex<bool>,
+    /// (the poll is blocking, the latch is set)
+    state: Mutex<(bool, bool)>,
     changed: std::sync::Condvar,
 }
 
@@ -348,25 +350,40 @@ impl Latch {
         Latch::default()
     }
 
+    /// Waits, with the interpreter released, until a poll blocks on the latch. Returning to
+    /// Python needs the interpreter: that happens during the poll only if the poll released it.
+    fn wait_blocked(&self, py: Python<'_>) {
+        py.detach(|| {
+            let state = self.state.lock().expect("latch lock");
+            drop(
+                self.changed
+                    .wait_while(state, |(blocking, _)| !*blocking)
+                    .expect("latch lock"),
+            );
+        });
+    }
+
     fn set(&self) {
-        *self.set.lock().expect("latch lock") = true;
+        self.state.lock().expect("latch lock").1 = true;
         self.changed.notify_all();
     }
 }
 
-/// A poll that blocks its thread until the latch is set (at most `timeout` seconds), returning
-/// whether it was set: only a poll with the interpreter released lets a Python thread set it.
+/// A poll that blocks its thread until the latch is set (at most `timeout` seconds) and
+/// returns whether it was: only a poll with the interpreter released lets a Python thread in.
 #[pyfunction]
 #[pyo3(signature = (latch, timeout, allow_threads))]
 fn block_on_latch(latch: Py<Latch>, timeout: f64, allow_threads: bool) -> Coroutine {
     let wait = async move {
         let latch = latch.get();
-        let guard = latch.set.lock().expect("latch lock");
-        let (guard, _) = latch
+        let mut state = latch.state.lock().expect("latch lock");
+        state.0 = true;
+        latch.changed.notify_all();
+        let (state, _) = latch
             .changed
-            .wait_timeout_while(guard, Duration::from_secs_f64(timeout), |set| !*set)
+            .wait_timeout_while(state, Duration::from_secs_f64(timeout), |(_, set)| !*set)
             .expect("latch lock");
-        PyResult::Ok(*guard)
+        PyResult::Ok(state.1)
     };
     if allow_threads {
         Coroutine::new(AllowThreads::new(wait))
@@ -378,7 +395,7 @@ fn block_on_latch(latch: Py<Latch>, timeout: f64, allow_threads: bool) -> Corout
 fn generator<S, T>(stream: S, name: Option<&str>) -> PyResult<AsyncGenerator>
 where
     S: Stream<Item = PyResult<T>> + Send + 'static,
-    T: for<'py> IntoPyObject<'py> + Send,
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
 {
     let generator = AsyncGenerator::new(stream);
     Ok(match backend(name)? {

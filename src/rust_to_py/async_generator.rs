@@ -52,7 +52,7 @@ impl AsyncGenerator {
     pub fn new<S, T>(stream: S) -> Self
     where
         S: Stream<Item = PyResult<T>> + Send + 'static,
-        T: for<'py> IntoPyObject<'py>,
+        T: for<'py> IntoPyObject<'py> + 'static,
     {
         AsyncGenerator {
             slot: Arc::new(StreamSlot {

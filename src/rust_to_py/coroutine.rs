@@ -72,7 +72,7 @@ impl Coroutine {
     pub fn new<F, T>(future: F) -> Self
     where
         F: Future<Output = PyResult<T>> + Send + 'static,
-        T: for<'py> IntoPyObject<'py>,
+        T: for<'py> IntoPyObject<'py> + 'static,
     {
         Self::from_pollable(Box::pin(IntoPyFuture(future)), None)
     }
@@ -96,7 +96,7 @@ impl Coroutine {
     where
         M: FnOnce(CancelHandle) -> F,
         F: Future<Output = PyResult<T>> + Send + 'static,
-        T: for<'py> IntoPyObject<'py>,
+        T: for<'py> IntoPyObject<'py> + 'static,
     {
         let cancellation = Cancellation::new();
         let future = make(cancellation.handle());

@@ -1,6 +1,7 @@
 //! Type-erased futures and streams whose outputs become Python objects as they are produced,
 //! while the interpreter is attached: no second lock or hop is needed for the conversion.
 
+use std::any::TypeId;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -33,7 +34,7 @@ pub(crate) struct IntoPyFuture<F>(pub(crate) F);
 impl<F, T> PyPoll for IntoPyFuture<F>
 where
     F: Future<Output = PyResult<T>> + Send,
-    T: for<'py> IntoPyObject<'py>,
+    T: for<'py> IntoPyObject<'py> + 'static,
 {
     fn poll_py(
         self: Pin<&mut Self>,
@@ -45,7 +46,7 @@ where
         let future = unsafe { self.map_unchecked_mut(|this| &mut this.0) };
         future
             .poll(cx)
-            .map(|output| output.and_then(|value| value.into_py_any(py)))
+            .map(|output| output.and_then(|value| into_python(py, value)))
     }
 }
 
@@ -55,7 +56,7 @@ pub(crate) struct IntoPyStream<S>(pub(crate) S);
 impl<S, T> PyPollNext for IntoPyStream<S>
 where
     S: Stream<Item = PyResult<T>> + Send,
-    T: for<'py> IntoPyObject<'py>,
+    T: for<'py> IntoPyObject<'py> + 'static,
 {
     fn poll_next_py(
         self: Pin<&mut Self>,
@@ -66,6 +67,18 @@ where
         let stream = unsafe { self.map_unchecked_mut(|this| &mut this.0) };
         stream
             .poll_next(cx)
-            .map(|item| item.map(|item| item.and_then(|value| value.into_py_any(py))))
+            .map(|item| item.map(|item| item.and_then(|value| into_python(py, value))))
     }
+}
+
+/// Converts an output, mapping `()` to `None` as a Python function returning nothing does
+/// (`()` alone would become an empty tuple). The check is resolved at compile time.
+fn into_python<T>(py: Python<'_>, value: T) -> PyResult<Py<PyAny>>
+where
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    if TypeId::of::<T>() == TypeId::of::<()>() {
+        return Ok(py.None());
+    }
+    value.into_py_any(py)
 }

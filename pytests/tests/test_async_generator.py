@@ -1,0 +1,153 @@
+"""Rust streams iterated as Python async generators."""
+
+import collections.abc
+import contextlib
+import gc
+
+import anyio
+import pytest
+
+import pyo3_async_pytests as m
+from helpers import until
+
+pytestmark = pytest.mark.anyio
+
+
+class Custom(Exception):
+    pass
+
+
+async def test_async_for_over_ready_items():
+    assert [i async for i in m.count(5)] == [0, 1, 2, 3, 4]
+
+
+async def test_items_woken_from_tokio_threads():
+    assert [i async for i in m.count_from_tokio(200)] == list(range(200))
+
+
+async def test_items_polled_with_interpreter_released():
+    assert [i async for i in m.count_from_tokio(50, allow_threads=True)] == list(range(50))
+
+
+def test_is_an_async_generator():
+    generator = m.count(1)
+    assert isinstance(generator, collections.abc.AsyncGenerator)
+    assert generator.__aiter__() is generator
+
+
+async def test_anext_asend_and_exhaustion():
+    generator = m.count(2)
+    assert await anext(generator) == 0
+    assert await generator.asend(None) == 1
+    for _ in range(2):
+        with pytest.raises(StopAsyncIteration):
+            await anext(generator)
+    assert await anext(generator, "default") == "default"
+
+
+async def test_asend_value_is_an_error():
+    with pytest.raises(TypeError, match="only None"):
+        m.count(2).asend(1)
+
+
+async def test_error_item_keeps_type_and_ends_stream():
+    error = Custom("third item")
+    generator = m.fail_after(2, error)
+    seen = []
+    with pytest.raises(Custom) as raised:
+        async for i in generator:
+            seen.append(i)
+    assert raised.value is error
+    assert seen == [0, 1]
+    with pytest.raises(StopAsyncIteration):
+        await anext(generator)
+
+
+async def test_panic_in_stream_becomes_exception():
+    generator = m.panic_after(1, "stream broke")
+    assert await anext(generator) == 0
+    with pytest.raises(BaseException, match="stream broke") as raised:
+        await anext(generator)
+    assert type(raised.value).__name__ == "PanicException"
+    with pytest.raises(StopAsyncIteration):
+        await anext(generator)
+
+
+async def test_early_aclose_drops_stream():
+    probe = m.Probe()
+    generator = m.endless(3, probe)
+    assert await anext(generator) == 0
+    await generator.aclose()
+    assert probe.dropped
+    with pytest.raises(StopAsyncIteration):
+        await anext(generator)
+    await generator.aclose()
+
+
+async def test_break_inside_aclosing_drops_stream():
+    probe = m.Probe()
+    async with contextlib.aclosing(m.endless(10, probe)) as generator:
+        async for i in generator:
+            if i == 3:
+                break
+    assert probe.dropped
+
+
+async def test_break_then_garbage_collection_drops_stream():
+    probe = m.Probe()
+    generator = m.endless(10, probe)
+    async for i in generator:
+        if i == 3:
+            break
+    assert not probe.dropped
+    del generator
+    gc.collect()
+    assert probe.dropped
+
+
+async def test_athrow_raises_and_ends_stream():
+    probe = m.Probe()
+    generator = m.endless(3, probe)
+    assert await anext(generator) == 0
+    error = Custom("thrown")
+    with pytest.raises(Custom) as raised:
+        await generator.athrow(error)
+    assert raised.value is error
+    assert probe.dropped
+    with pytest.raises(StopAsyncIteration):
+        await anext(generator)
+    with pytest.raises(KeyError, match="legacy"):
+        await m.count(1).athrow(KeyError, "legacy", None)
+    with pytest.raises(TypeError, match="deriving from BaseException"):
+        m.count(1).athrow("not an exception")
+
+
+async def test_cancelled_anext_ends_stream():
+    probe = m.Probe()
+    generator = m.endless(1, probe)
+    assert await anext(generator) == 0
+    with anyio.move_on_after(0.01) as scope:
+        await anext(generator)
+    assert scope.cancelled_caught
+    assert probe.dropped
+    with pytest.raises(StopAsyncIteration):
+        await anext(generator)
+
+
+async def test_concurrent_anext_is_an_error():
+    probe = m.Probe()
+    generator = m.endless(0, probe)
+    async with anyio.create_task_group() as group:
+        group.start_soon(anext, generator)
+        await until(lambda: probe.polled)
+        with pytest.raises(RuntimeError, match="already running"):
+            await anext(generator)
+        with pytest.raises(RuntimeError, match="already running"):
+            await generator.aclose()
+        group.cancel_scope.cancel()
+    assert probe.dropped
+
+
+async def test_explicit_backend(loop_name):
+    name = "trio" if loop_name == "trio" else "asyncio"
+    assert [i async for i in m.count(3, backend=name)] == [0, 1, 2]
