@@ -36,3 +36,8 @@ mod waiter;
 
 pub use backend::Backend;
 pub use rust_to_py::{AllowThreads, AsyncGenerator, CancelHandle, Coroutine};
+
+/// The README's examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -52,7 +52,8 @@ fn ready(value: Py<PyAny>, backend: Option<&str>) -> PyResult<Coroutine> {
 #[pyfunction]
 #[pyo3(signature = (seconds, value = None, backend = None))]
 fn sleep(seconds: f64, value: Option<Py<PyAny>>, backend: Option<&str>) -> PyResult<Coroutine> {
-    let timer = tokio().spawn(async move { tokio::time::sleep(Duration::from_secs_f64(seconds)).await });
+    let timer =
+        tokio().spawn(async move { tokio::time::sleep(Duration::from_secs_f64(seconds)).await });
     coroutine(
         Coroutine::new(async move {
             let _ = timer.await;

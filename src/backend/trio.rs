@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::thread::{self, ThreadId};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::intern;
 
 use crate::backend;
 use crate::waiter::Waiter;

@@ -67,7 +67,10 @@ impl Cancellation {
     /// waits in [`CancelHandle::cancelled`].
     pub(crate) fn deliver(&self, exception: PyErr) {
         {
-            let mut slot = self.exception.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut slot = self
+                .exception
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if slot.is_none() {
                 *slot = Some(exception);
             }
@@ -80,7 +83,10 @@ impl Cancellation {
         // Interpreter first, then the lock, as in `deliver` (which runs attached): no thread
         // ever waits for the interpreter while holding the lock.
         Python::attach(|py| {
-            let slot = self.exception.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = self
+                .exception
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             slot.as_ref().map(|exception| exception.clone_ref(py))
         })
     }

@@ -165,7 +165,9 @@ impl Coroutine {
             let mut driver = slf.get().driver()?;
             driver.check_not_finished()?;
             if driver.awaited || driver.started {
-                return Err(PyRuntimeError::new_err("coroutine is being awaited already"));
+                return Err(PyRuntimeError::new_err(
+                    "coroutine is being awaited already",
+                ));
             }
             driver.awaited = true;
         }
@@ -298,7 +300,9 @@ impl Driver {
 
     fn park(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let Some(waiter) = &self.waiter else {
-            return Err(PyRuntimeError::new_err("coroutine parked before it was polled"));
+            return Err(PyRuntimeError::new_err(
+                "coroutine parked before it was polled",
+            ));
         };
         let parker = match &mut self.parker {
             Some(parker) => parker,

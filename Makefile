@@ -1,0 +1,34 @@
+# `make demo` runs the seed example on asyncio and trio; `make test` runs every check and test.
+# Both create the virtualenv (.venv) with maturin, pytest, trio, anyio and uvloop first.
+
+PYTHON ?= python3
+VENV ?= .venv
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
+# Embedded interpreters (Rust tests, doctests) and pyo3's build use the venv's Python.
+export PYO3_PYTHON := $(VIRTUAL_ENV)/bin/python
+
+.PHONY: demo test lint rust-test python-test
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	maturin develop --quiet --release -m examples/seed/Cargo.toml
+	python examples/seed/demo.py
+
+test: lint rust-test python-test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pyo3-async
+
+rust-test: $(VENV)/.installed
+	cargo test --workspace
+
+python-test: $(VENV)/.installed
+	maturin develop --quiet -m pytests/Cargo.toml
+	python -m pytest pytests/tests

@@ -1,0 +1,68 @@
+//! Shared helpers of the integration tests, which embed the Python interpreter.
+
+#![allow(dead_code)]
+
+use std::ffi::CString;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// Defines Python helpers (`RUNNERS` by loop name, `drain`, `raised`) in a namespace.
+pub fn namespace(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let globals = PyDict::new(py);
+    let code = CString::new(
+        r#"
+import asyncio, trio, uvloop
+
+async def await_it(awaitable):
+    return await awaitable
+
+async def drain(generator):
+    return [item async for item in generator]
+
+def run_asyncio(awaitable):
+    return asyncio.run(await_it(awaitable))
+
+def run_uvloop(awaitable):
+    return uvloop.run(await_it(awaitable))
+
+def run_trio(awaitable):
+    return trio.run(await_it, awaitable)
+
+RUNNERS = {"asyncio": run_asyncio, "uvloop": run_uvloop, "trio": run_trio}
+
+def raised(name, awaitable):
+    # Looked at from Python: PyO3 resumes the panic when Rust fetches a PanicException.
+    try:
+        RUNNERS[name](awaitable)
+    except BaseException as exc:
+        return exc
+    raise AssertionError("nothing was raised")
+"#,
+    )?;
+    py.run(&code, Some(&globals), None)?;
+    Ok(globals)
+}
+
+/// The loops every scenario runs on.
+pub const LOOPS: [&str; 3] = ["asyncio", "uvloop", "trio"];
+
+/// Runs `awaitable` to completion on the named loop.
+pub fn run_on<'py>(
+    namespace: &Bound<'py, PyDict>,
+    name: &str,
+    awaitable: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let runners = namespace.get_item("RUNNERS")?.expect("helpers defined");
+    runners.get_item(name)?.call1((awaitable,))
+}
+
+/// Runs `awaitable` on the named loop and returns the exception it raised.
+pub fn raised_on<'py>(
+    namespace: &Bound<'py, PyDict>,
+    name: &str,
+    awaitable: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let raised = namespace.get_item("raised")?.expect("helpers defined");
+    raised.call1((name, awaitable))
+}
