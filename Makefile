@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 
 test: lint rust-test python-test
 
-lint:
+lint: $(VENV)/.installed
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pyo3-async
