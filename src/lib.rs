@@ -31,10 +31,15 @@
 //! ```
 
 mod backend;
+mod event_loop;
+pub mod py_to_rust;
 pub mod rust_to_py;
 mod waiter;
+mod wake_queue;
 
 pub use backend::Backend;
+pub use event_loop::EventLoop;
+pub use py_to_rust::{is_cancellation, PyAsyncIter, PyFuture};
 pub use rust_to_py::{AllowThreads, AsyncGenerator, CancelHandle, Coroutine};
 
 /// The README's examples, compiled as doctests.

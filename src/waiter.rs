@@ -70,6 +70,11 @@ impl Waiter {
         }
     }
 
+    /// Whether a wake arrived during the poll in progress.
+    pub(crate) fn woken_during_poll(&self) -> bool {
+        matches!(*self.lock(), State::Polling { woken: true })
+    }
+
     /// trio's abort: true when the suspension may be abandoned (no wake-up was committed and
     /// the future does not handle cancellation itself).
     pub(crate) fn abort(&self) -> bool {

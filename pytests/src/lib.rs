@@ -12,7 +12,9 @@ use event_listener::Event;
 use futures::{Stream, StreamExt};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3_async::{AllowThreads, AsyncGenerator, Backend, Coroutine};
+use pyo3_async::{
+    AllowThreads, AsyncGenerator, Backend, Coroutine, EventLoop, PyAsyncIter, PyFuture,
+};
 
 fn tokio() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -477,6 +479,115 @@ fn both(first: Py<Trigger>, second: Py<Trigger>) -> Coroutine {
     })
 }
 
+/// Awaits a Python awaitable inside the coroutine (delegation) and returns its result.
+#[pyfunction]
+fn await_py(awaitable: &Bound<'_, PyAny>) -> PyResult<Coroutine> {
+    let future = PyFuture::new(awaitable)?;
+    Ok(Coroutine::new(future))
+}
+
+/// Awaits several awaitables at once (a join): they run as tasks of the coroutine's loop.
+#[pyfunction]
+fn await_all(awaitables: Vec<Bound<'_, PyAny>>) -> PyResult<Coroutine> {
+    let futures = awaitables
+        .iter()
+        .map(PyFuture::new)
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Coroutine::new(async move {
+        futures::future::try_join_all(futures).await
+    }))
+}
+
+/// Awaits several awaitables one after the other, summing their (integer) results.
+#[pyfunction]
+fn await_in_sequence(awaitables: Vec<Bound<'_, PyAny>>) -> PyResult<Coroutine> {
+    let futures = awaitables
+        .iter()
+        .map(|awaitable| PyFuture::new(awaitable).map(PyFuture::extract::<i64>))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Coroutine::new(async move {
+        let mut total = 0;
+        for future in futures {
+            total += future.await?;
+        }
+        Ok(total)
+    }))
+}
+
+/// Awaits `awaitable` with a tokio timer racing it: returns `"timeout"` if the timer wins.
+#[pyfunction]
+fn await_with_timeout(awaitable: &Bound<'_, PyAny>, seconds: f64) -> PyResult<Coroutine> {
+    let future = PyFuture::new(awaitable)?;
+    let timer = tokio().spawn(async move {
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    });
+    Ok(Coroutine::new(async move {
+        futures::pin_mut!(future);
+        match futures::future::select(future, timer).await {
+            futures::future::Either::Left((result, _)) => result,
+            futures::future::Either::Right(_) => {
+                Python::attach(|py| Ok("timeout".into_pyobject(py)?.into_any().unbind()))
+            }
+        }
+    }))
+}
+
+/// Awaits a Python awaitable without a coroutine around it: a clear error.
+#[pyfunction]
+fn await_outside_coroutine(awaitable: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let future = PyFuture::new(awaitable)?;
+    awaitable
+        .py()
+        .detach(|| futures::executor::block_on(future))
+}
+
+/// Schedules `awaitable` on the current loop from a tokio task and returns its result.
+#[pyfunction]
+fn spawn_from_tokio(py: Python<'_>, awaitable: Py<PyAny>) -> PyResult<Coroutine> {
+    let event_loop = EventLoop::current(py)?;
+    let task = tokio().spawn(async move {
+        let future = Python::attach(|py| event_loop.spawn(awaitable.bind(py)))?;
+        future.await
+    });
+    Ok(Coroutine::new(async move {
+        task.await
+            .map_err(|err| PyValueError::new_err(err.to_string()))?
+    }))
+}
+
+/// Collects every item of a Python async iterable through `PyAsyncIter`, consumed on tokio.
+#[pyfunction]
+#[pyo3(signature = (iterable, capacity = 64))]
+fn collect_async_iter(
+    py: Python<'_>,
+    iterable: &Bound<'_, PyAny>,
+    capacity: usize,
+) -> PyResult<Coroutine> {
+    let items = PyAsyncIter::with_capacity(&EventLoop::current(py)?, iterable, capacity)?;
+    let task = tokio().spawn(async move {
+        let items: Vec<PyResult<Py<PyAny>>> = items.collect().await;
+        items.into_iter().collect::<PyResult<Vec<_>>>()
+    });
+    Ok(Coroutine::new(async move {
+        task.await
+            .map_err(|err| PyValueError::new_err(err.to_string()))?
+    }))
+}
+
+/// Takes `n` items of a Python async iterable through `PyAsyncIter`, then drops the stream.
+#[pyfunction]
+fn take_async_iter(py: Python<'_>, iterable: &Bound<'_, PyAny>, n: usize) -> PyResult<Coroutine> {
+    let items = PyAsyncIter::with_capacity(&EventLoop::current(py)?, iterable, 1)?;
+    Ok(Coroutine::new(async move {
+        items
+            .take(n)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<PyResult<Vec<_>>>()
+    }))
+}
+
 #[pymodule]
 fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ready, m)?)?;
@@ -494,6 +605,14 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(panic_after, m)?)?;
     m.add_function(wrap_pyfunction!(endless, m)?)?;
     m.add_function(wrap_pyfunction!(both, m)?)?;
+    m.add_function(wrap_pyfunction!(await_py, m)?)?;
+    m.add_function(wrap_pyfunction!(await_all, m)?)?;
+    m.add_function(wrap_pyfunction!(await_in_sequence, m)?)?;
+    m.add_function(wrap_pyfunction!(await_with_timeout, m)?)?;
+    m.add_function(wrap_pyfunction!(await_outside_coroutine, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_from_tokio, m)?)?;
+    m.add_function(wrap_pyfunction!(collect_async_iter, m)?)?;
+    m.add_function(wrap_pyfunction!(take_async_iter, m)?)?;
     m.add_class::<Probe>()?;
     m.add_class::<Trigger>()?;
     m.add_class::<WakerStash>()?;

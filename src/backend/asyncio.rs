@@ -2,19 +2,18 @@
 //! gets a result.
 
 use std::sync::Arc;
-use std::thread::{self, ThreadId};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::{intern, wrap_pyfunction};
 
-use crate::backend;
+use crate::backend::{self, Backend, Home};
 use crate::waiter::Waiter;
 
-/// The loop a task runs on, and the thread that runs it.
+/// The loop a task runs on, and how to reach it.
 struct EventLoop {
     event_loop: Py<PyAny>,
-    thread: ThreadId,
+    home: Home,
 }
 
 pub(crate) struct Parker {
@@ -29,10 +28,14 @@ impl Parker {
             .call0()?;
         Ok(Parker {
             event_loop: Arc::new(EventLoop {
+                home: Home::here(py, Backend::Asyncio, &event_loop),
                 event_loop: event_loop.unbind(),
-                thread: thread::current().id(),
             }),
         })
+    }
+
+    pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
+        crate::EventLoop::asyncio(self.event_loop.event_loop.bind(py))
     }
 
     /// Yields a fresh future of the loop. The Task checks the `_asyncio_future_blocking` flag,
@@ -69,22 +72,25 @@ pub(crate) struct Wakeup {
 }
 
 impl Wakeup {
-    pub(crate) fn deliver(self) {
+    pub(crate) fn home(&self) -> &Home {
+        &self.event_loop.home
+    }
+
+    pub(crate) fn deliver_on_loop_thread(self, py: Python<'_>) {
+        // The future may have been cancelled meanwhile, or the loop closed: nobody waits for
+        // this wake-up any more.
+        let _ = set_result_unless_done(self.future.bind(py));
+    }
+
+    /// The fallback for loops that cannot watch a socket.
+    pub(crate) fn deliver_threadsafe(self) {
         Python::try_attach(move |py| {
-            let future = self.future.bind(py);
-            // The future may have been cancelled meanwhile, and a closed loop refuses callbacks:
-            // in both cases nobody waits for this wake-up any more.
-            let _ = if thread::current().id() == self.event_loop.thread {
-                set_result_unless_done(future)
-            } else {
-                wake_future_fn(py).and_then(|wake| {
-                    self.event_loop
-                        .event_loop
-                        .bind(py)
-                        .call_method1(intern!(py, "call_soon_threadsafe"), (wake, future))
-                        .map(drop)
-                })
-            };
+            let _ = wake_future_fn(py).and_then(|wake| {
+                self.event_loop
+                    .event_loop
+                    .bind(py)
+                    .call_method1(intern!(py, "call_soon_threadsafe"), (wake, &self.future))
+            });
         });
     }
 }

@@ -12,11 +12,14 @@ pub(crate) mod asyncio;
 pub(crate) mod trio;
 
 use std::sync::Arc;
+use std::thread::{self, ThreadId};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use crate::event_loop::EventLoop;
 use crate::waiter::Waiter;
+use crate::wake_queue::{thread_is_attached, WakeQueue};
 
 /// The Python async framework that drives an exported awaitable.
 ///
@@ -127,10 +130,34 @@ impl Parker {
         }
     }
 
+    /// The loop this parker's task runs on.
+    pub(crate) fn event_loop(&self, py: Python<'_>) -> EventLoop {
+        match self {
+            Parker::Asyncio(parker) => parker.event_loop(py),
+            Parker::Trio(parker) => parker.event_loop(py),
+        }
+    }
+
     /// Forgets the current suspension, if any, after an exception was thrown in.
     pub(crate) fn abandon(&mut self, py: Python<'_>) {
         if let Parker::Trio(parker) = self {
             parker.abandon(py);
+        }
+    }
+}
+
+/// Where a loop runs and how other threads reach it without the interpreter.
+pub(crate) struct Home {
+    pub(crate) thread: ThreadId,
+    /// `None` when the loop cannot watch the queue's socket.
+    pub(crate) queue: Option<Arc<WakeQueue>>,
+}
+
+impl Home {
+    pub(crate) fn here(py: Python<'_>, backend: Backend, event_loop: &Bound<'_, PyAny>) -> Self {
+        Home {
+            thread: thread::current().id(),
+            queue: WakeQueue::for_loop(py, backend, event_loop),
         }
     }
 }
@@ -142,12 +169,32 @@ pub(crate) enum Wakeup {
 }
 
 impl Wakeup {
-    /// Delivers the wake-up, from any thread. Failures (a closed loop, a finished trio run, an
-    /// interpreter shutting down) mean nobody is left to wake, so they are ignored.
+    /// Delivers the wake-up, from any thread, without ever waiting for the interpreter: at
+    /// once on the loop thread when it is attached, else through the loop's wake queue.
+    /// Failures (a closed loop, a finished trio run, an interpreter shutting down) mean nobody
+    /// is left to wake, so they are ignored.
     pub(crate) fn deliver(self) {
+        let home = match &self {
+            Wakeup::Asyncio(wakeup) => wakeup.home(),
+            Wakeup::Trio(wakeup) => wakeup.home(),
+        };
+        if home.thread == thread::current().id() && thread_is_attached() {
+            Python::attach(|py| self.deliver_on_loop_thread(py));
+        } else if let Some(queue) = home.queue.clone() {
+            queue.push(self);
+        } else {
+            match self {
+                Wakeup::Asyncio(wakeup) => wakeup.deliver_threadsafe(),
+                Wakeup::Trio(wakeup) => wakeup.deliver_threadsafe(),
+            }
+        }
+    }
+
+    /// Delivers the wake-up on the loop thread.
+    pub(crate) fn deliver_on_loop_thread(self, py: Python<'_>) {
         match self {
-            Wakeup::Asyncio(wakeup) => wakeup.deliver(),
-            Wakeup::Trio(wakeup) => wakeup.deliver(),
+            Wakeup::Asyncio(wakeup) => wakeup.deliver_on_loop_thread(py),
+            Wakeup::Trio(wakeup) => wakeup.deliver_on_loop_thread(py),
         }
     }
 }

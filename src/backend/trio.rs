@@ -2,14 +2,13 @@
 //! `reschedule` is called for it, exactly once per suspension.
 
 use std::sync::Arc;
-use std::thread::{self, ThreadId};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use crate::backend;
+use crate::backend::{self, Backend, Home};
 use crate::waiter::Waiter;
 
 /// Looks up `trio.lowlevel.<name>` once per process.
@@ -24,7 +23,7 @@ macro_rules! lowlevel {
 struct Task {
     task: Py<PyAny>,
     token: Py<PyAny>,
-    thread: ThreadId,
+    home: Home,
 }
 
 pub(crate) struct Parker {
@@ -41,9 +40,9 @@ impl Parker {
         let token = lowlevel!(py, "current_trio_token")?.call0()?;
         Ok(Parker {
             task: Arc::new(Task {
+                home: Home::here(py, Backend::Trio, &token),
                 task: task.unbind(),
                 token: token.unbind(),
-                thread: thread::current().id(),
             }),
             abort_fn: Py::new(
                 py,
@@ -53,6 +52,10 @@ impl Parker {
             )?,
             suspension: None,
         })
+    }
+
+    pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
+        crate::EventLoop::trio(self.task.token.bind(py))
     }
 
     pub(crate) fn park<'py>(
@@ -111,24 +114,36 @@ pub(crate) struct Wakeup {
 }
 
 impl Wakeup {
-    pub(crate) fn deliver(self) {
+    pub(crate) fn home(&self) -> &Home {
+        &self.task.home
+    }
+
+    pub(crate) fn deliver_on_loop_thread(self, py: Python<'_>) {
+        let Ok(reschedule) = lowlevel!(py, "reschedule") else {
+            return;
+        };
+        // It refuses outside the run's own steps (guest mode): the token's queue is the way
+        // in then.
+        if reschedule.call1((self.task.task.bind(py),)).is_err() {
+            self.run_sync_soon(py, reschedule);
+        }
+    }
+
+    /// The fallback when the run has no wake queue.
+    pub(crate) fn deliver_threadsafe(self) {
         Python::try_attach(move |py| {
-            let Ok(reschedule) = lowlevel!(py, "reschedule") else {
-                return;
-            };
-            let task = self.task.task.bind(py);
-            // On the trio thread, reschedule directly. It refuses outside the run's own steps
-            // (guest mode), and then the token's queue is the way in, as from any other thread.
-            if thread::current().id() == self.task.thread && reschedule.call1((task,)).is_ok() {
-                return;
+            if let Ok(reschedule) = lowlevel!(py, "reschedule") {
+                self.run_sync_soon(py, reschedule);
             }
-            // `RunFinishedError`: the run is over, nobody is left to wake.
-            let _ = self
-                .task
-                .token
-                .bind(py)
-                .call_method1(intern!(py, "run_sync_soon"), (reschedule, task));
         });
+    }
+
+    fn run_sync_soon(&self, py: Python<'_>, reschedule: &Bound<'_, PyAny>) {
+        // `RunFinishedError`: the run is over, nobody is left to wake.
+        let _ = self.task.token.bind(py).call_method1(
+            intern!(py, "run_sync_soon"),
+            (reschedule, self.task.task.bind(py)),
+        );
     }
 }
 

@@ -12,6 +12,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
 use crate::backend::{Backend, Parker};
+use crate::py_to_rust::delegation::{self, Delegate, Input, Request, Step};
+use crate::py_to_rust::{spawn, Completion};
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
 use crate::waiter::Waiter;
@@ -134,6 +136,7 @@ impl Coroutine {
                 backend: None,
                 waiter: None,
                 parker: None,
+                delegate: None,
                 cancellation,
             }),
         }
@@ -214,7 +217,18 @@ struct Driver {
     waiter: Option<Arc<Waiter>>,
     /// Created at the first suspension, which binds the coroutine to its task and loop.
     parker: Option<Parker>,
+    /// A Python awaitable the future awaits, run inside this coroutine's task.
+    delegate: Option<Delegate>,
     cancellation: Option<Arc<Cancellation>>,
+}
+
+/// What one poll of the future asks for next.
+enum Polled {
+    Ready(PyResult<Py<PyAny>>),
+    /// Run this awaitable in the task until it finishes, then poll again.
+    Delegate(Request),
+    /// Suspend the task until the waker is called.
+    Park,
 }
 
 impl Driver {
@@ -235,17 +249,28 @@ impl Driver {
             ));
         }
         self.started = true;
+        if self.delegate.is_some() {
+            return self.run(py, Some(Input::Send(value.clone())));
+        }
         if let Some(parker) = &mut self.parker {
             if let Err(exception) = parker.resume(py, value) {
                 return self.deliver(py, exception);
             }
         }
-        self.poll(py)
+        self.run(py, None)
     }
 
     fn throw(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Py<PyAny>> {
         self.check_not_finished()?;
         self.started = true;
+        if self.delegate.is_some() {
+            // Raised at the delegated await, as Python's `await` does; the future sees the
+            // outcome through its `PyFuture` (and its cancel handle, if it has one).
+            if let Some(cancellation) = &self.cancellation {
+                cancellation.deliver(exception.clone_ref(py));
+            }
+            return self.run(py, Some(Input::Throw(exception)));
+        }
         if let Some(parker) = &mut self.parker {
             parker.abandon(py);
         }
@@ -259,7 +284,7 @@ impl Driver {
             (Some(cancellation), Some(waiter)) => {
                 waiter.set_cancel_delivered();
                 cancellation.deliver(exception);
-                self.poll(py)
+                self.run(py, None)
             }
             _ => {
                 self.finish(py);
@@ -268,53 +293,121 @@ impl Driver {
         }
     }
 
-    fn poll(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let Some(future) = &mut self.future else {
-            return Err(PyRuntimeError::new_err(
-                "cannot reuse already awaited coroutine",
-            ));
-        };
-        let waiter = self.waiter.get_or_insert_with(Waiter::new);
-        waiter.begin_poll();
-        let waker = Waker::from(Arc::clone(waiter));
-        let mut cx = Context::from_waker(&waker);
-        let polled = panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll_py(py, &mut cx)));
-        match polled {
-            Ok(Poll::Pending) => match self.park(py) {
-                Ok(yielded) => Ok(yielded),
-                Err(err) => {
-                    self.finish(py);
-                    Err(err)
+    /// Drives the delegate (starting with `input`) and the future in turn until the task must
+    /// suspend or the coroutine finishes. A loop, not recursion: a future may await any number
+    /// of ready awaitables in one go.
+    fn run(&mut self, py: Python<'_>, mut input: Option<Input<'_>>) -> PyResult<Py<PyAny>> {
+        loop {
+            if let Some(delegate) = self.delegate.take() {
+                let input = input
+                    .take()
+                    .unwrap_or_else(|| Input::Send(py.None().into_bound(py)));
+                match delegate.step(py, input) {
+                    Step::Yielded(delegate, yielded) => {
+                        self.delegate = Some(delegate);
+                        return Ok(yielded);
+                    }
+                    Step::Finished => {}
                 }
-            },
-            Ok(Poll::Ready(output)) => {
-                self.finish(py);
-                Err(PyStopIteration::new_err((output?,)))
             }
-            Err(payload) => {
-                self.finish(py);
-                Err(panic_exception(payload))
+            match self.poll(py) {
+                Polled::Ready(Ok(output)) => return Err(PyStopIteration::new_err((output,))),
+                Polled::Ready(Err(err)) => return Err(err),
+                Polled::Delegate(request) => self.delegate = Delegate::start(py, request),
+                Polled::Park => {
+                    return self.park(py).inspect_err(|_| self.finish(py));
+                }
             }
         }
     }
 
-    fn park(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let Some(waiter) = &self.waiter else {
-            return Err(PyRuntimeError::new_err(
-                "coroutine parked before it was polled",
-            ));
+    fn poll(&mut self, py: Python<'_>) -> Polled {
+        let Some(future) = &mut self.future else {
+            return Polled::Ready(Err(PyRuntimeError::new_err(
+                "cannot reuse already awaited coroutine",
+            )));
         };
-        let parker = match &mut self.parker {
-            Some(parker) => parker,
-            None => {
-                let backend = match self.backend {
-                    Some(backend) => backend,
-                    None => Backend::current(py)?,
-                };
-                self.parker.insert(Parker::new(py, backend, waiter)?)
+        let waiter = self.waiter.get_or_insert_with(Waiter::new);
+        waiter.begin_poll();
+        let wakers_before = Arc::strong_count(waiter);
+        let waker = Waker::from(Arc::clone(waiter));
+        let (polled, mut requests) = delegation::collect(|| {
+            let mut cx = Context::from_waker(&waker);
+            panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll_py(py, &mut cx)))
+        });
+        drop(waker);
+        // Each waiting `PyFuture` keeps one clone of the waker: any clone beyond those means
+        // something else may wake the future, and a delegated wait could not be interrupted.
+        let sole_wake_source = requests.len() == 1
+            && Arc::strong_count(waiter) == wakers_before + 1
+            && !waiter.woken_during_poll();
+        let polled = match polled {
+            Ok(Poll::Pending) if sole_wake_source => match requests.pop() {
+                Some(request) => return Polled::Delegate(request),
+                None => Polled::Park,
+            },
+            Ok(Poll::Pending) => Polled::Park,
+            Ok(Poll::Ready(output)) => {
+                self.finish(py);
+                Polled::Ready(output)
+            }
+            Err(payload) => {
+                self.finish(py);
+                Polled::Ready(Err(panic_exception(payload)))
             }
         };
-        Ok(parker.park(py, waiter)?.unbind())
+        if !requests.is_empty() {
+            self.schedule(py, requests);
+        }
+        polled
+    }
+
+    /// Runs awaitables that cannot be delegated as tasks of this coroutine's loop.
+    fn schedule(&mut self, py: Python<'_>, requests: Vec<Request>) {
+        let event_loop = match self.future {
+            Some(_) => self.parker(py).map(|parker| parker.event_loop(py)),
+            // The future finished (a `select` picked another branch): nobody waits for these.
+            None => Err(PyRuntimeError::new_err("the coroutine finished")),
+        };
+        for request in requests {
+            let awaitable = request.awaitable.bind(py);
+            let started = event_loop
+                .as_ref()
+                .map_err(|err| err.clone_ref(py))
+                .and_then(|event_loop| {
+                    let completion = Completion::from_sender(py, request.sender)?;
+                    spawn::start(
+                        event_loop,
+                        awaitable,
+                        completion.bind(py),
+                        request.slot.bind(py),
+                    )
+                });
+            if started.is_err() {
+                spawn::close_unstarted(awaitable);
+            }
+        }
+    }
+
+    /// The parker, created at the first suspension: detects the backend unless it was given.
+    fn parker(&mut self, py: Python<'_>) -> PyResult<&mut Parker> {
+        if self.parker.is_none() {
+            let waiter = self.waiter.get_or_insert_with(Waiter::new);
+            let backend = match self.backend {
+                Some(backend) => backend,
+                None => Backend::current(py)?,
+            };
+            self.parker = Some(Parker::new(py, backend, waiter)?);
+        }
+        match &mut self.parker {
+            Some(parker) => Ok(parker),
+            None => Err(PyRuntimeError::new_err("no event loop")),
+        }
+    }
+
+    fn park(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
+        Ok(self.parker(py)?.park(py, &waiter)?.unbind())
     }
 
     /// Drops the future and everything tied to the current suspension.
@@ -324,6 +417,9 @@ impl Driver {
         }
         if let Some(parker) = &mut self.parker {
             parker.abandon(py);
+        }
+        if let Some(delegate) = self.delegate.take() {
+            delegate.close(py);
         }
         drop_quietly(self.future.take());
     }

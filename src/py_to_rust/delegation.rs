@@ -1,0 +1,153 @@
+//! Delegation: a [`PyFuture`](crate::PyFuture) awaited inside one of our coroutines runs the
+//! Python awaitable in the coroutine's own task, the way `await` does in Python — no new task,
+//! no thread hop.
+//!
+//! A `PyFuture::new` polled for the first time files a [`Request`] in the frame that the
+//! polling [`Coroutine`](crate::Coroutine) opened around its poll. After the poll, the
+//! coroutine decides: when the request is the only thing its future waits for, it forwards
+//! `send`/`throw` from the event loop to the awaitable until the awaitable finishes, then polls
+//! again. Otherwise (several requests, as in a `join`; or other wake sources, as in a timeout),
+//! a delegated wait could not be interrupted by those wake-ups — trio allows only one
+//! `reschedule` per wait — so the awaitable is scheduled as a task of its own instead.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::iterator::PySendResult;
+use pyo3::types::PyIterator;
+
+use crate::py_to_rust::completion::Outcome;
+use crate::py_to_rust::task_slot::TaskSlot;
+
+/// A Python awaitable that a `PyFuture` asks the polling coroutine to run.
+pub(crate) struct Request {
+    pub(crate) awaitable: Py<PyAny>,
+    pub(crate) sender: oneshot::Sender<Outcome>,
+    pub(crate) slot: Arc<Py<TaskSlot>>,
+}
+
+thread_local! {
+    /// One frame per coroutine poll in progress on this thread (coroutines nest when one
+    /// delegates to another).
+    static FRAMES: RefCell<Vec<Vec<Request>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `poll` in a new frame and returns the requests filed during it.
+pub(crate) fn collect<R>(poll: impl FnOnce() -> R) -> (R, Vec<Request>) {
+    /// Pops the frame even if `poll` unwinds.
+    struct Frame;
+    impl Drop for Frame {
+        fn drop(&mut self) {
+            FRAMES.with(|frames| frames.borrow_mut().pop());
+        }
+    }
+    FRAMES.with(|frames| frames.borrow_mut().push(Vec::new()));
+    let frame = Frame;
+    let output = poll();
+    let requests = FRAMES.with(|frames| {
+        frames
+            .borrow_mut()
+            .last_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    });
+    drop(frame);
+    (output, requests)
+}
+
+/// Files a request with the innermost coroutine poll; gives it back outside of any.
+pub(crate) fn submit(request: Request) -> Result<(), Request> {
+    FRAMES.with(|frames| match frames.borrow_mut().last_mut() {
+        Some(frame) => {
+            frame.push(request);
+            Ok(())
+        }
+        None => Err(request),
+    })
+}
+
+/// What the event loop passes into the task: `send(value)` or `throw(exception)`.
+pub(crate) enum Input<'py> {
+    Send(Bound<'py, PyAny>),
+    Throw(PyErr),
+}
+
+/// The result of forwarding one input to a [`Delegate`].
+pub(crate) enum Step {
+    /// The awaitable suspended: this object goes to the event loop.
+    Yielded(Delegate, Py<PyAny>),
+    /// The awaitable finished; the `PyFuture` has its outcome.
+    Finished,
+}
+
+/// An awaitable being driven inside the coroutine's task.
+pub(crate) struct Delegate {
+    iterator: Py<PyIterator>,
+    sender: oneshot::Sender<Outcome>,
+}
+
+impl Delegate {
+    /// `awaitable.__await__()`; a failure goes to the `PyFuture`.
+    pub(crate) fn start(py: Python<'_>, request: Request) -> Option<Delegate> {
+        let iterator = request
+            .awaitable
+            .bind(py)
+            .call_method0(intern!(py, "__await__"))
+            .and_then(|iterator| {
+                iterator.cast_into::<PyIterator>().map_err(|err| {
+                    PyTypeError::new_err(format!(
+                        "__await__() returned non-iterator of type {}",
+                        err.into_inner()
+                            .get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
+                    ))
+                })
+            });
+        match iterator {
+            Ok(iterator) => Some(Delegate {
+                iterator: iterator.unbind(),
+                sender: request.sender,
+            }),
+            Err(err) => {
+                let _ = request.sender.send(Err(err));
+                None
+            }
+        }
+    }
+
+    /// Forwards `input` to the awaitable.
+    pub(crate) fn step(self, py: Python<'_>, input: Input<'_>) -> Step {
+        let iterator = self.iterator.bind(py);
+        let sent = match input {
+            Input::Send(value) => iterator.send(&value),
+            Input::Throw(exception) => match iterator.getattr(intern!(py, "throw")) {
+                Ok(throw) => throw.call1((exception.value(py),)).map(PySendResult::Next),
+                // As `yield from` does: without `throw`, the exception is raised here.
+                Err(_) => Err(exception),
+            },
+        };
+        let outcome = match sent {
+            Ok(PySendResult::Next(yielded)) => return Step::Yielded(self, yielded.unbind()),
+            Ok(PySendResult::Return(value)) => Ok(value.unbind()),
+            Err(err) if err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => {
+                // A `throw` that made the awaitable return.
+                err.value(py)
+                    .getattr(intern!(py, "value"))
+                    .map(Bound::unbind)
+            }
+            Err(err) => Err(err),
+        };
+        let _ = self.sender.send(outcome);
+        Step::Finished
+    }
+
+    /// Abandons the awaitable (its coroutine is closed), when the coroutine itself ends.
+    pub(crate) fn close(self, py: Python<'_>) {
+        let _ = self.iterator.bind(py).call_method0(intern!(py, "close"));
+    }
+}

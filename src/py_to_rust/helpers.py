@@ -1,0 +1,76 @@
+"""Python glue of pyo3_async: starts awaitables for Rust on asyncio and trio.
+
+Kept in Python because trio system tasks and asyncio tasks need `async def` wrappers.
+Every function here reports failures to its `completion` instead of raising: they run as
+loop callbacks, where an exception would be lost (asyncio) or crash the run (trio).
+"""
+
+import asyncio
+
+
+async def await_awaitable(awaitable):
+    return await awaitable
+
+
+def close_unstarted(awaitable):
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+def start_asyncio_task(loop, awaitable, context, completion, slot):
+    """On the loop thread: runs `awaitable` as a task reporting to `completion`."""
+    if slot.cancel_requested:
+        close_unstarted(awaitable)
+        return
+    try:
+        if not asyncio.iscoroutine(awaitable):
+            awaitable = await_awaitable(awaitable)
+        task = loop.create_task(awaitable, context=context)
+    except BaseException as exc:
+        close_unstarted(awaitable)
+        completion.set_exception(exc)
+        return
+    task.add_done_callback(completion)
+    slot.attach_asyncio(loop, task)
+
+
+def attach_asyncio_future(loop, future, completion, slot):
+    """On the loop thread: reports `future` (created elsewhere) to `completion`."""
+    future.add_done_callback(completion)
+    slot.attach_asyncio(loop, future)
+
+
+async def run_trio_system_task(awaitable, completion, scope):
+    if scope.cancel_called:  # Rust dropped the future before it started: nobody listens
+        close_unstarted(awaitable)
+        return
+    with scope:
+        try:
+            result = await awaitable
+        except BaseException as exc:  # a system task must never raise
+            completion.set_exception(exc)
+        else:
+            completion.set_result(result)
+
+
+def spawn_trio_system_task(awaitable, completion, scope, context):
+    """On the trio thread: runs `awaitable` as a system task reporting to `completion`."""
+    import trio
+
+    try:
+        trio.lowlevel.spawn_system_task(
+            run_trio_system_task, awaitable, completion, scope, context=context
+        )
+    except BaseException as exc:
+        close_unstarted(awaitable)
+        completion.set_exception(exc)
+
+
+async def drain_trio_wakeups(fd, drain):
+    """A system task of each trio run: delivers the wake-ups queued by other threads."""
+    import trio
+
+    while True:
+        await trio.lowlevel.wait_readable(fd)
+        drain()

@@ -1,0 +1,159 @@
+//! Wake-ups from other threads without the interpreter.
+//!
+//! A waker must never wait for the interpreter: wakers run inside other libraries' critical
+//! sections (`event-listener`, on which async-channel, async-lock and smol are built, wakes
+//! while holding its list lock), and the loop thread may be holding the interpreter while it
+//! waits for that very lock — a deadlock. It must not touch the interpreter while it shuts down
+//! either (CPython kills a thread that does).
+//!
+//! So a wake-up from another thread is pushed into the queue of its loop, and the first one
+//! after the queue was drained writes a byte to a socket pair: one system call, no interpreter,
+//! and a whole batch of wake-ups costs the loop one pass. The loop thread watches the socket
+//! (asyncio `add_reader`, a trio system task in `wait_readable`) and delivers the batch.
+
+use std::cell::RefCell;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+
+use crate::backend::{Backend, Wakeup};
+use crate::py_to_rust::spawn::helper;
+
+pub(crate) struct WakeQueue {
+    pending: Mutex<Vec<Wakeup>>,
+    signal: UnixStream,
+    watched: UnixStream,
+}
+
+thread_local! {
+    /// The queue of the loop (asyncio loop or trio token) running on this thread. A thread
+    /// runs one loop at a time; a new loop gets a new queue.
+    static CURRENT: RefCell<Option<(Py<PyAny>, Arc<WakeQueue>)>> = const { RefCell::new(None) };
+}
+
+impl WakeQueue {
+    /// The queue of `event_loop` (an asyncio loop or a trio token), which runs on this thread;
+    /// created and registered with the loop on first use. `None` where the loop cannot watch a
+    /// socket (no `add_reader`): wake-ups then take the loop's thread-safe entry point.
+    pub(crate) fn for_loop(
+        py: Python<'_>,
+        backend: Backend,
+        event_loop: &Bound<'_, PyAny>,
+    ) -> Option<Arc<WakeQueue>> {
+        let cached = CURRENT.with(|current| {
+            let current = current.borrow();
+            let (key, queue) = current.as_ref()?;
+            key.is(event_loop).then(|| Arc::clone(queue))
+        });
+        if cached.is_some() {
+            return cached;
+        }
+        let queue = Arc::new(WakeQueue::new().ok()?);
+        queue.watch(py, backend, event_loop).ok()?;
+        // Replacing the previous loop's queue drops it once its last wake-up is gone.
+        let previous = CURRENT.with(|current| {
+            current
+                .borrow_mut()
+                .replace((event_loop.clone().unbind(), Arc::clone(&queue)))
+        });
+        drop(previous);
+        Some(queue)
+    }
+
+    fn new() -> std::io::Result<Self> {
+        let (signal, watched) = UnixStream::pair()?;
+        signal.set_nonblocking(true)?;
+        watched.set_nonblocking(true)?;
+        Ok(WakeQueue {
+            pending: Mutex::new(Vec::new()),
+            signal,
+            watched,
+        })
+    }
+
+    fn watch(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        backend: Backend,
+        event_loop: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let fd = self.watched.as_raw_fd();
+        let drain = Py::new(
+            py,
+            Drain {
+                queue: Arc::clone(self),
+            },
+        )?;
+        match backend {
+            Backend::Asyncio => {
+                event_loop.call_method1(intern!(py, "add_reader"), (fd, drain))?;
+            }
+            Backend::Trio => {
+                let spawn = py
+                    .import("trio.lowlevel")?
+                    .getattr(intern!(py, "spawn_system_task"))?;
+                spawn.call1((helper(py, "drain_trio_wakeups")?, fd, drain))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Any thread, without the interpreter: queues `wakeup` for the loop thread.
+    pub(crate) fn push(&self, wakeup: Wakeup) {
+        let first = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.push(wakeup);
+            pending.len() == 1
+        };
+        if first {
+            // A full socket buffer already holds a signal; a closed loop reads none: either
+            // way there is nothing more to do.
+            let _ = (&self.signal).write(&[1]);
+        }
+    }
+
+    /// On the loop thread: delivers every queued wake-up.
+    fn drain(&self, py: Python<'_>) {
+        // Signals first, then the queue: a wake-up pushed after the queue was taken writes a
+        // new signal, so none is left behind.
+        let mut sink = [0u8; 256];
+        loop {
+            match (&self.watched).read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let batch =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        for wakeup in batch {
+            wakeup.deliver_on_loop_thread(py);
+        }
+    }
+}
+
+/// The loop's callback for the queue's socket.
+#[pyclass(frozen)]
+struct Drain {
+    queue: Arc<WakeQueue>,
+}
+
+#[pymethods]
+impl Drain {
+    fn __call__(&self, py: Python<'_>) {
+        self.queue.drain(py);
+    }
+}
+
+/// Whether this thread is attached to the interpreter right now (without attaching it).
+pub(crate) fn thread_is_attached() -> bool {
+    // SAFETY: `PyGILState_Check` only reads the calling thread's state and has no
+    // preconditions; a waker exists only once Python has polled a coroutine, so the runtime
+    // was initialised (and after finalisation it answers without touching freed state).
+    unsafe { pyo3::ffi::PyGILState_Check() == 1 }
+}
