@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -27,6 +27,21 @@ pub(crate) struct WakeQueue {
     pending: Mutex<Vec<Wakeup>>,
     signal: UnixStream,
     watched: UnixStream,
+    /// The coroutines that suspended on this loop, to finish if the loop dies under them.
+    coroutines: Mutex<Coroutines>,
+}
+
+/// Something suspended on a loop that must let go of its Rust state if the loop dies.
+pub(crate) trait Abandon: Send + Sync {
+    /// Called on the loop thread when the loop closed (or the run ended) with it suspended.
+    fn abandon(&self, py: Python<'_>);
+}
+
+#[derive(Default)]
+struct Coroutines {
+    registered: Vec<Weak<dyn Abandon>>,
+    /// Finished coroutines are swept out when the list reaches this length.
+    sweep_at: usize,
 }
 
 thread_local! {
@@ -72,6 +87,7 @@ impl WakeQueue {
             pending: Mutex::new(Vec::new()),
             signal,
             watched,
+            coroutines: Mutex::default(),
         })
     }
 
@@ -100,6 +116,37 @@ impl WakeQueue {
             }
         }
         Ok(())
+    }
+
+    /// Remembers a coroutine bound to this loop.
+    pub(crate) fn register(&self, coroutine: Weak<dyn Abandon>) {
+        let mut coroutines = self
+            .coroutines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if coroutines.registered.len() >= coroutines.sweep_at {
+            coroutines
+                .registered
+                .retain(|coroutine| coroutine.strong_count() > 0);
+            coroutines.sweep_at = (2 * coroutines.registered.len()).max(64);
+        }
+        coroutines.registered.push(coroutine);
+    }
+
+    /// The loop is gone: its tasks will never run again, so the coroutines still suspended on
+    /// it drop their futures now (an asyncio task left pending by `loop.close()` would
+    /// otherwise keep them forever: the cycle through Rust is invisible to Python's GC).
+    fn abandon_all(&self, py: Python<'_>) {
+        let registered = std::mem::take(
+            &mut self
+                .coroutines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .registered,
+        );
+        for coroutine in registered.iter().filter_map(Weak::upgrade) {
+            coroutine.abandon(py);
+        }
     }
 
     /// Any thread, without the interpreter: queues `wakeup` for the loop thread.
@@ -147,6 +194,13 @@ struct Drain {
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
         self.queue.drain(py);
+    }
+}
+
+impl Drop for Drain {
+    /// The loop let go of its callback: it closed (asyncio) or the run ended (trio).
+    fn drop(&mut self) {
+        Python::try_attach(|py| self.queue.abandon_all(py));
     }
 }
 

@@ -34,6 +34,10 @@ impl Parker {
         })
     }
 
+    pub(crate) fn home(&self) -> &Home {
+        &self.event_loop.home
+    }
+
     pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
         crate::EventLoop::asyncio(self.event_loop.event_loop.bind(py))
     }

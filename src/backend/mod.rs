@@ -130,6 +130,14 @@ impl Parker {
         }
     }
 
+    /// The wake queue of the parker's loop, if it has one.
+    pub(crate) fn wake_queue(&self) -> Option<&Arc<WakeQueue>> {
+        match self {
+            Parker::Asyncio(parker) => parker.home().queue.as_ref(),
+            Parker::Trio(parker) => parker.home().queue.as_ref(),
+        }
+    }
+
     /// The loop this parker's task runs on.
     pub(crate) fn event_loop(&self, py: Python<'_>) -> EventLoop {
         match self {

@@ -54,6 +54,10 @@ impl Parker {
         })
     }
 
+    pub(crate) fn home(&self) -> &Home {
+        &self.task.home
+    }
+
     pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
         crate::EventLoop::trio(self.task.token.bind(py))
     }

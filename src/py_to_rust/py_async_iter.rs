@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use event_listener::{Event, EventListener};
 use futures::Stream;
-use pyo3::exceptions::{PyStopAsyncIteration, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 
@@ -252,8 +252,38 @@ impl Channel {
     }
 }
 
+/// Ends the stream with an error if the pump is dropped before the iterator ended: its task
+/// was dropped by a closed loop or a finished run, and no item will come any more.
+struct EndOnDrop(Arc<Channel>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        {
+            let mut buffer = self.0.lock();
+            if buffer.ended {
+                return;
+            }
+            buffer.ended = true;
+            buffer.items.push_back(Err(PyRuntimeError::new_err(
+                "the async iterator's event loop stopped before it was exhausted",
+            )));
+        }
+        self.0.items.notify(1);
+    }
+}
+
 /// Runs on the event loop as a task: pulls items while there is room for them.
-async fn pump(channel: Arc<Channel>, iterable: Py<PyAny>) -> PyResult<()> {
+fn pump(channel: Arc<Channel>, iterable: Py<PyAny>) -> impl Future<Output = PyResult<()>> {
+    // Owned by the future from the start: a task dropped before its first step ends the
+    // stream too.
+    let end_on_drop = EndOnDrop(Arc::clone(&channel));
+    async move {
+        let _end_on_drop = end_on_drop;
+        pull(&channel, iterable).await
+    }
+}
+
+async fn pull(channel: &Channel, iterable: Py<PyAny>) -> PyResult<()> {
     let iterator = Python::attach(|py| {
         iterable
             .bind(py)

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
@@ -17,6 +17,7 @@ use crate::py_to_rust::{spawn, Completion};
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
 use crate::waiter::Waiter;
+use crate::wake_queue::Abandon;
 
 /// A Rust future as a Python coroutine object, driven by the Python event loop.
 ///
@@ -58,7 +59,9 @@ use crate::waiter::Waiter;
 /// ```
 #[pyclass(module = "pyo3_async", frozen)]
 pub struct Coroutine {
-    driver: Mutex<Driver>,
+    /// Shared (weakly) with the wake queue of the loop it suspends on, which finishes it if
+    /// that loop dies.
+    driver: Arc<Mutex<Driver>>,
 }
 
 impl Coroutine {
@@ -114,13 +117,15 @@ impl Coroutine {
     /// let coroutine = Coroutine::new(async { PyResult::Ok(()) }).with_backend(Backend::Asyncio);
     /// # drop(coroutine);
     /// ```
-    pub fn with_backend(mut self, backend: Backend) -> Self {
-        self.driver_mut().backend = Some(backend);
-        self
+    pub fn with_backend(self, backend: Backend) -> Self {
+        self.with_optional_backend(Some(backend))
     }
 
-    pub(crate) fn with_optional_backend(mut self, backend: Option<Backend>) -> Self {
-        self.driver_mut().backend = backend;
+    pub(crate) fn with_optional_backend(self, backend: Option<Backend>) -> Self {
+        self.driver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .backend = backend;
         self
     }
 
@@ -129,23 +134,20 @@ impl Coroutine {
         cancellation: Option<Arc<Cancellation>>,
     ) -> Self {
         Coroutine {
-            driver: Mutex::new(Driver {
-                future: Some(future),
-                started: false,
-                awaited: false,
-                backend: None,
-                waiter: None,
-                parker: None,
-                delegate: None,
-                cancellation,
+            driver: Arc::new_cyclic(|this| {
+                Mutex::new(Driver {
+                    this: this.clone(),
+                    future: Some(future),
+                    started: false,
+                    awaited: false,
+                    backend: None,
+                    waiter: None,
+                    parker: None,
+                    delegate: None,
+                    cancellation,
+                })
             }),
         }
-    }
-
-    fn driver_mut(&mut self) -> &mut Driver {
-        self.driver
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The driver, unless a `send`/`throw`/`close` of this coroutine is already running (the
@@ -208,6 +210,7 @@ impl Coroutine {
 
 /// The coroutine's mutable state, behind the coroutine's lock.
 struct Driver {
+    this: Weak<Mutex<Driver>>,
     /// `None` once the coroutine has finished (returned, raised, was closed or cancelled).
     future: Option<Pin<Box<dyn PyPoll>>>,
     started: bool,
@@ -397,7 +400,11 @@ impl Driver {
                 Some(backend) => backend,
                 None => Backend::current(py)?,
             };
-            self.parker = Some(Parker::new(py, backend, waiter)?);
+            let parker = Parker::new(py, backend, waiter)?;
+            if let Some(queue) = parker.wake_queue() {
+                queue.register(self.this.clone());
+            }
+            self.parker = Some(parker);
         }
         match &mut self.parker {
             Some(parker) => Ok(parker),
@@ -422,6 +429,15 @@ impl Driver {
             delegate.close(py);
         }
         drop_quietly(self.future.take());
+    }
+}
+
+impl Abandon for Mutex<Driver> {
+    fn abandon(&self, py: Python<'_>) {
+        // Locked: it is running right now, so its loop is not dead after all.
+        if let Ok(mut driver) = self.try_lock() {
+            driver.finish(py);
+        }
     }
 }
 

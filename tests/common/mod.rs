@@ -5,7 +5,8 @@
 use std::ffi::CString;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyModule};
 
 /// Defines Python helpers (`RUNNERS` by loop name, `drain`, `raised`) in a namespace.
 pub fn namespace(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -42,6 +43,21 @@ def raised(name, awaitable):
     )?;
     py.run(&code, Some(&globals), None)?;
     Ok(globals)
+}
+
+/// The `loop_thread.py` helpers, as a module, loaded once: loading code under a module name
+/// again re-runs it in the existing module, which would rebind its globals under the feet of
+/// tests running in parallel.
+pub fn loop_thread_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    MODULE
+        .get_or_try_init(py, || {
+            let code = CString::new(include_str!("loop_thread.py"))?;
+            PyResult::Ok(
+                PyModule::from_code(py, &code, c"loop_thread.py", c"loop_thread")?.unbind(),
+            )
+        })
+        .map(|module| module.bind(py).clone())
 }
 
 /// The loops every scenario runs on.
