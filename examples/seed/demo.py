@@ -22,6 +22,9 @@ async def asyncio_main():
     log("sleep_asyncio(1) done")  # sleep 1s
     await example.sleep_sniffio(1)
     log("sleep_sniffio(1) done")  # sleep 1s
+    example.spawn_future(asyncio.create_task(asyncio.sleep(1)))
+    await asyncio.sleep(2)  # "task done" is printed by a tokio task after 1s
+    log("slept 2s")
     async for i in example.count_asyncio(2, 1):
         log(i)  # sleep 1s, print 0; sleep 1s, print 1
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use pyo3::prelude::*;
-use pyo3_async::{AllowThreads, AsyncGenerator, Backend, Coroutine};
+use pyo3_async::{AllowThreads, AsyncGenerator, Backend, Coroutine, PyFuture};
 
 fn tokio() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -58,6 +58,20 @@ fn sleep_sniffio(seconds: u64) -> Coroutine {
     })
 }
 
+/// A tokio task awaits a Python task (an asyncio future, from a tokio worker thread).
+#[pyfunction]
+fn spawn_future(future: &Bound<'_, PyAny>) -> PyResult<()> {
+    let future = PyFuture::from_future(future)?;
+    tokio().spawn(async move {
+        if let Err(err) = future.await {
+            eprintln!("task failed: {err}");
+            return;
+        }
+        println!("task done");
+    });
+    Ok(())
+}
+
 #[pyfunction]
 fn count_asyncio(until: i32, tick: u64) -> AsyncGenerator {
     AsyncGenerator::new(count(until, tick)).with_backend(Backend::Asyncio)
@@ -73,6 +87,7 @@ fn example(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sleep_asyncio, m)?)?;
     m.add_function(wrap_pyfunction!(sleep_trio, m)?)?;
     m.add_function(wrap_pyfunction!(sleep_sniffio, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_future, m)?)?;
     m.add_function(wrap_pyfunction!(count_asyncio, m)?)?;
     m.add_function(wrap_pyfunction!(count_trio, m)?)?;
     Ok(())
