@@ -37,6 +37,128 @@ pub mod rust_to_py;
 mod waiter;
 mod wake_queue;
 
+/// Exports an `async fn` as a Python coroutine function, on any event loop.
+///
+/// On a plain `fn`, it is [`#[pyo3::pyfunction]`](pyo3::pyfunction), so one attribute serves
+/// a whole module. On an `async fn`, it generates a `#[pyo3::pyfunction]` of the same name that extracts
+/// the arguments (a wrong one raises `TypeError` at call time, as for `async def`) and returns
+/// a [`Coroutine`] over the function's body, named after the function (`__qualname__`).
+///
+/// The body may return a plain value (`()` becomes `None`), or a `PyResult<T>` / `Result<T, E>`
+/// with `E: Into<PyErr>`. Arguments must be owned (the coroutine outlives the call), and the
+/// body's future must be `Send`.
+///
+/// Options, besides every `#[pyo3::pyfunction]` option (`name`, `signature`,
+/// `text_signature`, `pass_module` — the module then arrives as `Py<PyModule>`, `crate`,
+/// `warn`):
+/// - `asyncio` or `trio`: fix the backend instead of detecting it;
+/// - `allow_threads`: poll with the interpreter released ([`AllowThreads`]);
+/// - `generator`: the body returns a `Stream<Item = PyResult<T>>`, exported as an async
+///   generator ([`AsyncGenerator`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use futures::Stream;
+/// use pyo3::prelude::*;
+///
+/// /// `await sleep(0.5)` on asyncio, uvloop, trio or anyio.
+/// #[pyo3_async::pyfunction]
+/// async fn sleep(seconds: f64) {
+///     smol::Timer::after(Duration::from_secs_f64(seconds)).await;
+/// }
+///
+/// /// Fixed to trio, polled with the interpreter released, renamed.
+/// #[pyo3_async::pyfunction(trio, allow_threads, name = "add_later")]
+/// async fn add(a: i64, b: i64) -> PyResult<i64> {
+///     a.checked_add(b).ok_or_else(|| pyo3::exceptions::PyOverflowError::new_err("too big"))
+/// }
+///
+/// /// `async for i in count(3)`.
+/// #[pyo3_async::pyfunction(generator)]
+/// async fn count(until: u32) -> impl Stream<Item = PyResult<u32>> + Send {
+///     futures::stream::iter((0..until).map(Ok))
+/// }
+///
+/// #[pymodule]
+/// fn example(m: &Bound<'_, PyModule>) -> PyResult<()> {
+///     m.add_function(wrap_pyfunction!(sleep, m)?)?;
+///     m.add_function(wrap_pyfunction!(add, m)?)?;
+///     m.add_function(wrap_pyfunction!(count, m)?)?;
+///     Ok(())
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use pyo3_async_macros::pyfunction;
+
+/// `#[pyo3::pymethods]` that also exports `async fn` methods as coroutine methods.
+///
+/// Plain methods pass through unchanged. An async method gets the options of
+/// [`pyfunction`](macro@pyfunction) through `#[pyo3_async(...)]` (and PyO3's through
+/// `#[pyo3(...)]`), and a `__qualname__` of `Class.method`.
+///
+/// **Receivers.** `&self` works on `#[pyclass(frozen)]` classes: the method clones the object
+/// as a `Py<Self>` into the coroutine and borrows it for the coroutine's whole life. A frozen
+/// class is immutable (interior mutability aside) and `Sync`, which is what makes that borrow
+/// sound while Python goes on using the object; a non-frozen class could be mutably borrowed
+/// by Python in the middle of a suspension. For the same reason `&mut self` is refused: use
+/// interior mutability (`Mutex`, atomics). Associated functions (`#[staticmethod]`) work too.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use pyo3::prelude::*;
+///
+/// #[pyclass(frozen)]
+/// struct Counter {
+///     hits: AtomicU64,
+/// }
+///
+/// #[pyo3_async::pymethods]
+/// impl Counter {
+///     #[new]
+///     fn new() -> Self {
+///         Counter { hits: AtomicU64::new(0) }
+///     }
+///
+///     /// `await counter.hit()`
+///     async fn hit(&self) -> u64 {
+///         self.hits.fetch_add(1, Ordering::Relaxed) + 1
+///     }
+///
+///     /// `await Counter.zero()`, on trio only.
+///     #[staticmethod]
+///     #[pyo3_async(trio)]
+///     async fn zero() -> u64 {
+///         0
+///     }
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use pyo3_async_macros::pymethods;
+
+/// What the attribute macros' expansions call; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use pyo3::{PyErr, PyResult};
+
+    pub fn with_output<T, F: std::future::Future<Output = T>>(future: F) -> F {
+        future
+    }
+
+    pub fn into_py_result<T, E: Into<PyErr>>(result: Result<T, E>) -> PyResult<T> {
+        result.map_err(Into::into)
+    }
+
+    pub fn flatten_stream<F>(
+        future: F,
+    ) -> impl futures::Stream<Item = <F::Output as futures::Stream>::Item>
+    where
+        F: std::future::Future,
+        F::Output: futures::Stream,
+    {
+        futures::StreamExt::flatten(futures::stream::once(future))
+    }
+}
+
 pub use backend::Backend;
 pub use event_loop::EventLoop;
 pub use py_to_rust::{is_cancellation, PyAsyncIter, PyFuture};

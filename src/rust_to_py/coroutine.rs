@@ -1,5 +1,6 @@
 //! A Rust future exported as a Python coroutine object.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
@@ -59,6 +60,8 @@ use crate::wake_queue::Abandon;
 /// ```
 #[pyclass(module = "pyo3_async", frozen)]
 pub struct Coroutine {
+    /// `__qualname__` (and, after its last dot, `__name__`), for reprs and tracebacks.
+    qualname: Option<Cow<'static, str>>,
     /// Shared (weakly) with the wake queue of the loop it suspends on, which finishes it if
     /// that loop dies.
     driver: Arc<Mutex<Driver>>,
@@ -121,6 +124,21 @@ impl Coroutine {
         self.with_optional_backend(Some(backend))
     }
 
+    /// Sets `__qualname__` (and `__name__`, its part after the last dot), which asyncio shows
+    /// in task reprs. The attribute macros set it to the Rust function's name.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::Coroutine;
+    ///
+    /// let coroutine = Coroutine::new(async { PyResult::Ok(()) }).with_qualname("Client.fetch");
+    /// # drop(coroutine);
+    /// ```
+    pub fn with_qualname(mut self, qualname: impl Into<Cow<'static, str>>) -> Self {
+        self.qualname = Some(qualname.into());
+        self
+    }
+
     pub(crate) fn with_optional_backend(self, backend: Option<Backend>) -> Self {
         self.driver
             .lock()
@@ -134,6 +152,7 @@ impl Coroutine {
         cancellation: Option<Arc<Cancellation>>,
     ) -> Self {
         Coroutine {
+            qualname: None,
             driver: Arc::new_cyclic(|this| {
                 Mutex::new(Driver {
                     this: this.clone(),
@@ -177,6 +196,21 @@ impl Coroutine {
             driver.awaited = true;
         }
         Ok(slf)
+    }
+
+    #[getter]
+    fn __qualname__(&self) -> &str {
+        self.qualname.as_deref().unwrap_or("Coroutine")
+    }
+
+    #[getter]
+    fn __name__(&self) -> &str {
+        let qualname = self.__qualname__();
+        qualname.rsplit('.').next().unwrap_or(qualname)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<pyo3_async coroutine {}>", self.__qualname__())
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {

@@ -1,4 +1,6 @@
-//! The example of the crate this project grew from, written against pyo3-async.
+//! The example of the crate this project grew from, written against pyo3-async with its
+//! attribute macros, as the seed shows them (the functions keep their own names: no
+//! `async_` prefix to register).
 //!
 //! Build it with maturin (`make demo` does) and run `examples/seed/demo.py`.
 
@@ -7,11 +9,22 @@ use std::time::Duration;
 
 use futures::Stream;
 use pyo3::prelude::*;
-use pyo3_async::{AllowThreads, AsyncGenerator, Backend, Coroutine, PyFuture};
+use pyo3_async::pyfunction;
+
+#[pymodule]
+fn example(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(sleep_asyncio, m)?)?;
+    m.add_function(wrap_pyfunction!(sleep_trio, m)?)?;
+    m.add_function(wrap_pyfunction!(sleep_sniffio, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_future, m)?)?;
+    m.add_function(wrap_pyfunction!(count_asyncio, m)?)?;
+    m.add_function(wrap_pyfunction!(count_trio, m)?)?;
+    Ok(())
+}
 
 fn tokio() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().expect("a tokio runtime"))
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Runtime::new().expect("a tokio runtime"))
 }
 
 async fn sleep(seconds: u64) {
@@ -30,65 +43,47 @@ fn count(until: i32, tick: u64) -> impl Stream<Item = PyResult<i32>> + Send {
     })
 }
 
-/// Sleeps on any event loop (detected on first suspension).
+// Works with async function, on any event loop (detected when it first suspends)
 #[pyfunction]
-fn sleep_asyncio(seconds: u64) -> Coroutine {
-    Coroutine::new(async move {
+async fn sleep_asyncio(seconds: u64) {
+    sleep(seconds).await;
+}
+
+// Specify Python async backend and GIL release
+#[pyfunction(trio, allow_threads)]
+async fn sleep_trio(seconds: u64) {
+    sleep(seconds).await;
+}
+
+// Coroutine can be manually instantiated
+#[pyfunction]
+fn sleep_sniffio(seconds: u64) -> pyo3_async::Coroutine {
+    pyo3_async::Coroutine::new(async move {
         sleep(seconds).await;
         PyResult::Ok(())
     })
 }
 
-/// Sleeps on trio, polling with the interpreter released.
+// A tokio task awaits a Python task
 #[pyfunction]
-fn sleep_trio(seconds: u64) -> Coroutine {
-    Coroutine::new(AllowThreads::new(async move {
-        sleep(seconds).await;
-        PyResult::Ok(())
-    }))
-    .with_backend(Backend::Trio)
-}
-
-/// A coroutine built by hand; the backend is detected with sniffio.
-#[pyfunction]
-fn sleep_sniffio(seconds: u64) -> Coroutine {
-    Coroutine::new(async move {
-        sleep(seconds).await;
-        PyResult::Ok(())
-    })
-}
-
-/// A tokio task awaits a Python task (an asyncio future, from a tokio worker thread).
-#[pyfunction]
-fn spawn_future(future: &Bound<'_, PyAny>) -> PyResult<()> {
-    let future = PyFuture::from_future(future)?;
+fn spawn_future(fut: &Bound<'_, PyAny>) -> PyResult<()> {
+    let fut = pyo3_async::PyFuture::from_future(fut)?;
     tokio().spawn(async move {
-        if let Err(err) = future.await {
-            eprintln!("task failed: {err}");
-            return;
+        match fut.await {
+            Ok(_) => println!("task done"),
+            Err(err) => eprintln!("task failed: {err}"),
         }
-        println!("task done");
     });
     Ok(())
 }
 
-#[pyfunction]
-fn count_asyncio(until: i32, tick: u64) -> AsyncGenerator {
-    AsyncGenerator::new(count(until, tick)).with_backend(Backend::Asyncio)
+// Streams are async generators
+#[pyfunction(asyncio, generator)]
+async fn count_asyncio(until: i32, tick: u64) -> impl Stream<Item = PyResult<i32>> + Send {
+    count(until, tick)
 }
 
-#[pyfunction]
-fn count_trio(until: i32, tick: u64) -> AsyncGenerator {
-    AsyncGenerator::new(count(until, tick)).with_backend(Backend::Trio)
-}
-
-#[pymodule]
-fn example(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(sleep_asyncio, m)?)?;
-    m.add_function(wrap_pyfunction!(sleep_trio, m)?)?;
-    m.add_function(wrap_pyfunction!(sleep_sniffio, m)?)?;
-    m.add_function(wrap_pyfunction!(spawn_future, m)?)?;
-    m.add_function(wrap_pyfunction!(count_asyncio, m)?)?;
-    m.add_function(wrap_pyfunction!(count_trio, m)?)?;
-    Ok(())
+#[pyfunction(trio, generator)]
+async fn count_trio(until: i32, tick: u64) -> impl Stream<Item = PyResult<i32>> + Send {
+    count(until, tick)
 }
