@@ -1,0 +1,4 @@
+#[pyo3_async::pyfunction(trio)]
+fn not_async() {}
+
+fn main() {}

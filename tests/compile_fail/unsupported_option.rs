@@ -1,0 +1,4 @@
+#[pyo3_async::pyfunction(curio)]
+async fn sleep() {}
+
+fn main() {}
