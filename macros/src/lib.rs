@@ -341,9 +341,7 @@ fn wrapper_inputs(sig: &Signature, pass_module: bool) -> Vec<FnArg> {
         .collect();
     if pass_module {
         if let Some(FnArg::Typed(module)) = inputs.first_mut() {
-            module.ty = Box::new(syn::parse_quote!(
-                &::pyo3::Bound<'_, ::pyo3::types::PyModule>
-            ));
+            *module.ty = syn::parse_quote!(&::pyo3::Bound<'_, ::pyo3::types::PyModule>);
         }
     }
     inputs
@@ -427,10 +425,14 @@ fn returns_result(ty: &Type) -> bool {
     }
 }
 
-/// Whether `ty` contains an `impl Trait`.
+/// Whether `ty` contains an `impl Trait`, anywhere.
 fn mentions_impl(ty: &Type) -> bool {
-    ty.to_token_stream()
-        .into_iter()
-        .any(|token| matches!(&token, proc_macro2::TokenTree::Ident(ident) if ident == "impl"))
-        || matches!(ty, Type::ImplTrait(_))
+    fn any_impl(tokens: TokenStream2) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => ident == "impl",
+            proc_macro2::TokenTree::Group(group) => any_impl(group.stream()),
+            _ => false,
+        })
+    }
+    any_impl(ty.to_token_stream())
 }
