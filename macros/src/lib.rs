@@ -121,6 +121,7 @@ fn expand_function(options: Options, function: ItemFn) -> syn::Result<TokenStrea
     let python_name = options
         .name
         .clone()
+        .or_else(|| pyo3_name(&function.attrs))
         .unwrap_or_else(|| function.sig.ident.to_string());
     let arguments = owned_arguments(&function.sig, options.pass_module)?;
     let body = &function.block;
@@ -218,6 +219,7 @@ fn expand_method(
     let python_name = options
         .name
         .clone()
+        .or_else(|| pyo3_name(&method.attrs))
         .unwrap_or_else(|| sig.ident.to_string());
     let qualname = if class_name.is_empty() {
         python_name.clone()
@@ -293,6 +295,28 @@ fn pyo3_options(options: &Options) -> TokenStream2 {
     } else {
         quote!((#(#pyo3_options),*))
     }
+}
+
+/// The `name = "..."` of a `#[pyo3(...)]` attribute, if any.
+fn pyo3_name(attrs: &[Attribute]) -> Option<String> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("pyo3"))
+        .filter_map(|attr| {
+            attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+                .ok()
+        })
+        .flatten()
+        .find_map(|meta| match meta {
+            Meta::NameValue(value) if value.path.is_ident("name") => match value.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(name),
+                    ..
+                }) => Some(name.value()),
+                _ => None,
+            },
+            _ => None,
+        })
 }
 
 /// The arguments the future takes over, which must be owned (the future is `'static`).
@@ -407,6 +431,7 @@ fn awaitable(
     quote_spanned! {span=>
         ::pyo3_async::Coroutine::new(#future)
             .with_qualname(#qualname)
+            .with_source(::core::file!(), ::core::line!())
             #backend
     }
 }

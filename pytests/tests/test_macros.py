@@ -126,3 +126,18 @@ async def test_static_method_with_backend_option(loop_name):
     else:
         with pytest.raises(RuntimeError):
             await m.Account.bank()
+
+
+async def test_exceptions_show_the_rust_function_in_tracebacks():
+    import traceback
+
+    error = Custom("located")
+    with pytest.raises(Custom) as raised:
+        await m.macro_fail(error)
+    assert raised.value is error
+    frames = traceback.extract_tb(raised.value.__traceback__)
+    assert frames[-1].name == "macro_fail"
+    assert frames[-1].filename.endswith("lib.rs")
+    with pytest.raises(ValueError) as raised:
+        await m.Account(0).withdraw(1)
+    assert traceback.extract_tb(raised.value.__traceback__)[-1].name == "withdraw"

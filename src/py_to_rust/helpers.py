@@ -74,3 +74,20 @@ async def drain_trio_wakeups(fd, drain):
     while True:
         await trio.lowlevel.wait_readable(fd)
         drain()
+
+
+def _reraise(exception):
+    raise exception
+
+
+def add_frame(exception, name, qualname, filename, line):
+    """Adds a traceback entry named after a Rust function to `exception` (the same object)."""
+    code = _reraise.__code__.replace(
+        co_name=name, co_qualname=qualname, co_filename=filename, co_firstlineno=line
+    )
+    frame = type(_reraise)(code, {})
+    try:
+        frame(exception)
+    except BaseException:
+        pass
+    return exception

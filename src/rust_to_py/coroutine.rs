@@ -62,6 +62,8 @@ use crate::wake_queue::Abandon;
 pub struct Coroutine {
     /// `__qualname__` (and, after its last dot, `__name__`), for reprs and tracebacks.
     qualname: Option<Cow<'static, str>>,
+    /// Where the Rust function is, for the traceback entry of an exception it raises.
+    source: Option<(&'static str, u32)>,
     /// Shared (weakly) with the wake queue of the loop it suspends on, which finishes it if
     /// that loop dies.
     driver: Arc<Mutex<Driver>>,
@@ -139,6 +141,24 @@ impl Coroutine {
         self
     }
 
+    /// Names the Rust source of the future: an exception the coroutine raises then gets a
+    /// traceback entry `File "<file>", line <line>, in <qualname>`. The attribute macros set
+    /// it to the function's definition.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::Coroutine;
+    ///
+    /// let coroutine = Coroutine::new(async { PyResult::<()>::Err(pyo3::exceptions::PyKeyError::new_err("k")) })
+    ///     .with_qualname("lookup")
+    ///     .with_source(file!(), line!());
+    /// # drop(coroutine);
+    /// ```
+    pub fn with_source(mut self, file: &'static str, line: u32) -> Self {
+        self.source = Some((file, line));
+        self
+    }
+
     pub(crate) fn with_optional_backend(self, backend: Option<Backend>) -> Self {
         self.driver
             .lock()
@@ -153,6 +173,7 @@ impl Coroutine {
     ) -> Self {
         Coroutine {
             qualname: None,
+            source: None,
             driver: Arc::new_cyclic(|this| {
                 Mutex::new(Driver {
                     this: this.clone(),
@@ -166,6 +187,25 @@ impl Coroutine {
                     cancellation,
                 })
             }),
+        }
+    }
+
+    /// Gives an exception leaving a named coroutine a traceback entry for the Rust function.
+    fn locate(&self, py: Python<'_>, outcome: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let (Err(err), Some(qualname)) = (&outcome, &self.qualname) else {
+            return outcome;
+        };
+        if err.is_instance_of::<PyStopIteration>(py) {
+            return outcome;
+        }
+        let (file, line) = self.source.unwrap_or(("<rust>", 1));
+        let name = qualname.rsplit('.').next().unwrap_or(qualname);
+        let located = spawn::helper(py, "add_frame").and_then(|add_frame| {
+            add_frame.call1((err.value(py), name, qualname.as_ref(), file, line))
+        });
+        match located {
+            Ok(exception) => Err(PyErr::from_value(exception)),
+            Err(_) => outcome,
         }
     }
 
@@ -214,12 +254,14 @@ impl Coroutine {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.driver()?.send(py, &py.None().into_bound(py))
+        let sent = self.driver()?.send(py, &py.None().into_bound(py));
+        self.locate(py, sent)
     }
 
     /// Resumes the coroutine; the event loop sends `None` (asyncio) or an outcome (trio).
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.driver()?.send(py, value)
+        let sent = self.driver()?.send(py, value);
+        self.locate(py, sent)
     }
 
     /// Raises an exception at the suspension point: the cancellation path of asyncio.
@@ -232,7 +274,8 @@ impl Coroutine {
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let exception = thrown_exception(typ, val, tb)?;
-        self.driver()?.throw(py, exception)
+        let thrown = self.driver()?.throw(py, exception);
+        self.locate(py, thrown)
     }
 
     /// Drops the future: its cleanup runs now, synchronously.
