@@ -119,6 +119,21 @@ fn annotate(err: PyErr, kind: &str, executor: Executor) -> PyErr {
     })
 }
 
+/// Spawns a coroutine that waits forever, once it runs; returns it and the event it sets when
+/// cancelled.
+fn spawn_waiting(event_loop: &Loop) -> PyResult<(PyFuture, Py<PyAny>)> {
+    let (started, cancelled) =
+        Python::attach(|py| Ok::<_, PyErr>((threading_event(py)?, threading_event(py)?)))?;
+    let future = Python::attach(|py| {
+        event_loop.spawn(
+            "wait_forever",
+            (started.clone_ref(py), cancelled.clone_ref(py)),
+        )
+    })?;
+    assert!(wait_event(&started)?);
+    Ok((future, cancelled))
+}
+
 fn threading_event(py: Python<'_>) -> PyResult<Py<PyAny>> {
     Ok(py.import("threading")?.getattr("Event")?.call0()?.unbind())
 }
@@ -161,15 +176,7 @@ fn many_concurrent_awaits() -> PyResult<()> {
 #[test]
 fn dropping_the_future_cancels_the_python_side() -> PyResult<()> {
     for_each_loop(|event_loop, executor| {
-        let (started, cancelled) =
-            Python::attach(|py| Ok::<_, PyErr>((threading_event(py)?, threading_event(py)?)))?;
-        let future = Python::attach(|py| {
-            event_loop.spawn(
-                "wait_forever",
-                (started.clone_ref(py), cancelled.clone_ref(py)),
-            )
-        })?;
-        assert!(wait_event(&started)?);
+        let (future, cancelled) = spawn_waiting(event_loop)?;
         run(executor, async move { drop(future) });
         assert!(
             wait_event(&cancelled)?,
@@ -182,15 +189,7 @@ fn dropping_the_future_cancels_the_python_side() -> PyResult<()> {
 #[test]
 fn detached_future_keeps_running() -> PyResult<()> {
     for_each_loop(|event_loop, executor| {
-        let (started, cancelled) =
-            Python::attach(|py| Ok::<_, PyErr>((threading_event(py)?, threading_event(py)?)))?;
-        let future = Python::attach(|py| {
-            event_loop.spawn(
-                "wait_forever",
-                (started.clone_ref(py), cancelled.clone_ref(py)),
-            )
-        })?;
-        assert!(wait_event(&started)?);
+        let (future, cancelled) = spawn_waiting(event_loop)?;
         run(executor, async move { drop(future.detach()) });
         // Not cancelled: a round trip through the loop later, the flag is still clear.
         run(executor, event_loop.spawn("noop", ())?)?;

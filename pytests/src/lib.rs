@@ -66,6 +66,17 @@ fn sleep(seconds: f64, value: Option<Py<PyAny>>, backend: Option<&str>) -> PyRes
     )
 }
 
+/// Completes when an empty tokio task has run: a wake-up from a tokio worker, no timer.
+#[pyfunction]
+fn tokio_noop() -> Coroutine {
+    Coroutine::new(async move {
+        tokio()
+            .spawn(async {})
+            .await
+            .map_err(|err| PyValueError::new_err(err.to_string()))
+    })
+}
+
 /// Returns `value` once a plain OS thread, started at the first poll, completes a channel.
 #[pyfunction]
 fn from_thread(value: Py<PyAny>) -> Coroutine {
@@ -373,22 +384,27 @@ impl Latch {
     }
 }
 
+impl Latch {
+    /// Announces that it blocks, then blocks until set (at most `timeout` seconds); whether
+    /// it was set.
+    fn block(&self, timeout: f64) -> bool {
+        let mut state = self.state.lock().expect("latch lock");
+        state.0 = true;
+        self.changed.notify_all();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, Duration::from_secs_f64(timeout), |(_, set)| !*set)
+            .expect("latch lock");
+        state.1
+    }
+}
+
 /// A poll that blocks its thread until the latch is set (at most `timeout` seconds) and
 /// returns whether it was: only a poll with the interpreter released lets a Python thread in.
 #[pyfunction]
 #[pyo3(signature = (latch, timeout, allow_threads))]
 fn block_on_latch(latch: Py<Latch>, timeout: f64, allow_threads: bool) -> Coroutine {
-    let wait = async move {
-        let latch = latch.get();
-        let mut state = latch.state.lock().expect("latch lock");
-        state.0 = true;
-        latch.changed.notify_all();
-        let (state, _) = latch
-            .changed
-            .wait_timeout_while(state, Duration::from_secs_f64(timeout), |(_, set)| !*set)
-            .expect("latch lock");
-        PyResult::Ok(state.1)
-    };
+    let wait = async move { PyResult::Ok(latch.get().block(timeout)) };
     if allow_threads {
         Coroutine::new(AllowThreads::new(wait))
     } else {
@@ -635,15 +651,7 @@ async fn macro_asyncio_only() -> &'static str {
 /// Blocks its poll on the latch (see `block_on_latch`), with the interpreter released.
 #[pyo3_async::pyfunction(allow_threads)]
 async fn macro_block_on_latch(latch: Py<Latch>, timeout: f64) -> bool {
-    let latch = latch.get();
-    let mut state = latch.state.lock().expect("latch lock");
-    state.0 = true;
-    latch.changed.notify_all();
-    let (state, _) = latch
-        .changed
-        .wait_timeout_while(state, Duration::from_secs_f64(timeout), |(_, set)| !*set)
-        .expect("latch lock");
-    state.1
+    latch.get().block(timeout)
 }
 
 #[pyo3_async::pyfunction(generator)]
@@ -714,6 +722,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ready, m)?)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(from_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(tokio_noop, m)?)?;
     m.add_function(wrap_pyfunction!(yield_now, m)?)?;
     m.add_function(wrap_pyfunction!(fail, m)?)?;
     m.add_function(wrap_pyfunction!(panic, m)?)?;
