@@ -1,4 +1,5 @@
-# `make demo` runs the seed example on asyncio and trio; `make test` runs every check and test.
+# `make demo` runs the seed example on asyncio and trio; `make test` runs every check and test;
+# `make bench` compares pyo3-async with its peers (BENCHMARKS.md, benchmarks.png).
 # Both create the virtualenv (.venv) with maturin, pytest, trio, anyio and uvloop first.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 # Embedded interpreters (Rust tests, doctests) and pyo3's build use the venv's Python.
 export PYO3_PYTHON := $(VIRTUAL_ENV)/bin/python
 
-.PHONY: demo test lint rust-test python-test
+.PHONY: demo test lint rust-test python-test bench
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +33,15 @@ rust-test: $(VENV)/.installed
 python-test: $(VENV)/.installed
 	maturin develop --quiet -m pytests/Cargo.toml
 	python -m pytest pytests/tests
+
+BENCH_CONTENDERS := benches/contenders/ours benches/contenders/pyo3 benches/contenders/runtimes benches/contenders/seed
+
+$(VENV)/.bench-installed: $(VENV)/.installed benches/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	for contender in $(BENCH_CONTENDERS); do \
+		(cd $$contender && maturin develop --quiet --release) || exit 1; \
+	done
+	python benches/run.py

@@ -380,21 +380,13 @@ fn backpressure_bounds_what_the_pump_pulls() -> PyResult<()> {
 fn stopped_loops_resolve_pending_futures_and_refuse_new_ones() -> PyResult<()> {
     for kind in LOOPS {
         let event_loop = Python::attach(|py| Loop::start(py, kind))?;
-        let (started, cancelled) =
-            Python::attach(|py| Ok::<_, PyErr>((threading_event(py)?, threading_event(py)?)))?;
-        let pending = Python::attach(|py| {
-            event_loop.spawn(
-                "wait_forever",
-                (started.clone_ref(py), cancelled.clone_ref(py)),
-            )
-        })?;
+        let (pending, _) = spawn_waiting(&event_loop)?;
         let stream = Python::attach(|py| {
             PyAsyncIter::new(
                 &event_loop.event_loop,
                 &event_loop.make(py, "counting", (event_loop.make(py, "Counter", ())?,))?,
             )
         })?;
-        assert!(wait_event(&started)?);
         event_loop.stop()?;
         // Decided by now: the loop dropped the task (asyncio) or the run cancelled it (trio).
         let outcome = pending

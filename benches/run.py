@@ -1,0 +1,540 @@
+"""Benchmarks: pyo3-async against every peer, side by side, on asyncio, uvloop and trio.
+
+`make bench` builds the contenders (release) and runs this. One process per loop and
+scenario; inside it, every contender is warmed up, then measured in interleaved rounds, and
+the median is kept. Prints a markdown table, writes BENCHMARKS.md and benchmarks.png.
+"""
+
+import argparse
+import asyncio
+import datetime
+import gc
+import json
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+LOOPS = ["asyncio", "uvloop", "trio"]
+OURS = "pyo3-async"
+CONTENDERS = [OURS, "PyO3 native", "pyo3-async-runtimes", "pyo3-async 0.3.2", "Python"]
+SCENARIOS = {
+    "S1": "await a ready Rust future (ns/await)",
+    "S2": "await a future completed on a tokio worker, sequentially (ns/await)",
+    "S3": "gather 10,000 S2 futures (ns/future)",
+    "S3 threads": "OS threads each contender added to the process during S3",
+    "S4": "async for over 1M ready ints from a Rust stream (ns/item)",
+    "S5": "tokio task awaits a Python coroutine on the loop, sequentially (ns/round trip)",
+    "S6": "tokio task consumes a Python async generator of ints (ns/item)",
+    "M1": "RSS per pending exported future, 100k pending (bytes)",
+    "M2": "RSS growth over 1M S1 awaits (KiB)",
+}
+# BENCH_QUICK=1: a fast pass to check that everything runs; numbers are then meaningless.
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+WARM_UP_SECONDS = 0.2 if QUICK else 3.0
+ROUNDS = 2 if QUICK else 5
+MEASURE_SECONDS = 0.02 if QUICK else 0.15
+
+
+def modules():
+    import bench_ours
+    import bench_pyo3
+    import bench_runtimes
+    import bench_seed
+
+    return {
+        OURS: bench_ours,
+        "PyO3 native": bench_pyo3,
+        "pyo3-async-runtimes": bench_runtimes,
+        "pyo3-async 0.3.2": bench_seed,
+    }
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def thread_count():
+    return len(os.listdir("/proc/self/task"))
+
+
+# ---------------------------------------------------------------- scenario operations
+# Each returns {contender: async op(n) -> elapsed ns for n operations}, for those that apply.
+
+
+def sequential(make, argument):
+    """Awaits `make(argument)` n times in a row."""
+
+    async def op(n):
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            await make(argument)
+        return time.perf_counter_ns() - start
+
+    return op
+
+
+def ops_s1(loop_name, mods):
+    trio = loop_name == "trio"
+
+    def rust(module):
+        return sequential(module.ready, trio)
+
+    async def native():
+        return 1
+
+    async def python(n):
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            await native()
+        return time.perf_counter_ns() - start
+
+    ops = {name: rust(module) for name, module in mods.items() if supports(name, loop_name)}
+    ops["Python"] = python
+    return ops
+
+
+def supports(name, loop_name):
+    """PyO3's own coroutines and pyo3-async-runtimes are asyncio-only."""
+    return loop_name != "trio" or name in (OURS, "pyo3-async 0.3.2")
+
+
+class ThreadFloor:
+    """A Python thread that completes loop waits: the pure-Python cross-thread round trip."""
+
+    def __init__(self):
+        self.requests = queue.SimpleQueue()
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            self.requests.get()()
+
+    async def round_trip(self, loop_name):
+        if loop_name == "trio":
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+            task = trio.lowlevel.current_task()
+            self.requests.put(lambda: token.run_sync_soon(trio.lowlevel.reschedule, task))
+            await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        else:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self.requests.put(lambda: loop.call_soon_threadsafe(future.set_result, None))
+            await future
+
+
+def ops_s2(loop_name, mods):
+    trio = loop_name == "trio"
+    floor = ThreadFloor()
+
+    def rust(module):
+        return sequential(module.tokio_wake, trio)
+
+    python = sequential(floor.round_trip, loop_name)
+
+    ops = {name: rust(module) for name, module in mods.items() if supports(name, loop_name)}
+    ops["Python"] = python
+    return ops
+
+
+async def gather(loop_name, awaitables):
+    if loop_name == "trio":
+        import trio
+
+        async def run(awaitable):
+            await awaitable
+
+        async with trio.open_nursery() as nursery:
+            for awaitable in awaitables:
+                nursery.start_soon(run, awaitable)
+    else:
+        await asyncio.gather(*awaitables)
+
+
+def ops_s3(loop_name, mods):
+    trio = loop_name == "trio"
+
+    def rust(module):
+        async def op(n):
+            wake = module.tokio_wake
+            awaitables = [wake(trio) for _ in range(n)]
+            start = time.perf_counter_ns()
+            await gather(loop_name, awaitables)
+            return time.perf_counter_ns() - start
+
+        return op
+
+    return {name: rust(module) for name, module in mods.items() if supports(name, loop_name)}
+
+
+def ops_s4(loop_name, mods):
+    trio = loop_name == "trio"
+
+    def rust(module):
+        async def op(n):
+            start = time.perf_counter_ns()
+            async for _ in module.count(trio, n):
+                pass
+            return time.perf_counter_ns() - start
+
+        return op
+
+    async def numbers(n):
+        for i in range(n):
+            yield i
+
+    async def python(n):
+        start = time.perf_counter_ns()
+        async for _ in numbers(n):
+            pass
+        return time.perf_counter_ns() - start
+
+    ops = {name: rust(mods[name]) for name in (OURS, "pyo3-async 0.3.2")}
+    ops["Python"] = python
+    return ops
+
+
+async def noop():
+    pass
+
+
+def ops_s5(loop_name, mods):
+    def rust(module):
+        async def op(n):
+            return await module.call_python(noop, n)
+
+        return op
+
+    async def python(n):
+        if loop_name == "trio":
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+
+            def calls():
+                start = time.perf_counter_ns()
+                for _ in range(n):
+                    trio.from_thread.run(noop, trio_token=token)
+                return time.perf_counter_ns() - start
+
+            return await trio.to_thread.run_sync(calls)
+        loop = asyncio.get_running_loop()
+
+        def calls():
+            start = time.perf_counter_ns()
+            for _ in range(n):
+                asyncio.run_coroutine_threadsafe(noop(), loop).result()
+            return time.perf_counter_ns() - start
+
+        return await loop.run_in_executor(None, calls)
+
+    ops = {OURS: rust(mods[OURS])}
+    if loop_name != "trio":
+        ops["pyo3-async-runtimes"] = rust(mods["pyo3-async-runtimes"])
+    ops["Python"] = python
+    return ops
+
+
+def ops_s6(loop_name, mods):
+    async def numbers(n):
+        for i in range(n):
+            yield i
+
+    def rust(module):
+        async def op(n):
+            start = time.perf_counter_ns()
+            count = await module.consume(numbers(n))
+            assert count == n, count
+            return time.perf_counter_ns() - start
+
+        return op
+
+    ops = {OURS: rust(mods[OURS])}
+    if loop_name != "trio":
+        ops["pyo3-async-runtimes"] = rust(mods["pyo3-async-runtimes"])
+    return ops
+
+
+OPS = {"S1": ops_s1, "S2": ops_s2, "S3": ops_s3, "S4": ops_s4, "S5": ops_s5, "S6": ops_s6}
+# Operations per measurement: fixed where the scenario defines it, else calibrated.
+FIXED_N = {"S3": 10_000, "S4": 1_000_000}
+
+
+async def timed(loop_name, scenario):
+    mods = modules()
+    ops = OPS[scenario](loop_name, mods)
+    if os.environ.get("BENCH_ONLY"):  # one contender, to investigate it alone
+        ops = {name: op for name, op in ops.items() if name == os.environ["BENCH_ONLY"]}
+    counts = {}
+    # The threads each contender adds to the process (its runtime's, lazily started).
+    threads = {}
+    for name, op in ops.items():
+        before = thread_count()
+        await op(1 if scenario not in FIXED_N else FIXED_N[scenario])
+        threads[name] = thread_count() - before
+    # Warm up every contender and calibrate how many operations fill a measurement.
+    deadline = time.perf_counter() + WARM_UP_SECONDS
+    while time.perf_counter() < deadline:
+        for name, op in ops.items():
+            n = counts.get(name, 1 if scenario not in FIXED_N else FIXED_N[scenario] // 10)
+            elapsed = await op(n) / 1e9
+            if scenario not in FIXED_N and elapsed < MEASURE_SECONDS:
+                n = min(n * 2, 1_000_000)
+            counts[name] = n
+    if scenario in FIXED_N:
+        counts = {name: FIXED_N[scenario] for name in ops}
+    samples = {name: [] for name in ops}
+    for _ in range(ROUNDS):
+        for name, op in ops.items():
+            gc.collect()
+            samples[name].append(await op(counts[name]) / counts[name])
+    result = {name: statistics.median(values) for name, values in samples.items()}
+    if scenario == "S3":
+        result = {"S3": result, "S3 threads": threads}
+    return result
+
+
+async def memory(loop_name, scenario, contender):
+    trio_loop = loop_name == "trio"
+    if contender == "Python":
+        if trio_loop:
+            import trio
+
+            pending = trio.sleep_forever
+            ready = noop
+        else:
+
+            async def pending():
+                await asyncio.get_running_loop().create_future()
+
+            ready = noop
+        make_pending = pending
+        make_ready = ready
+    else:
+        module = modules()[contender]
+
+        def make_pending():
+            return module.pending(trio_loop)
+
+        def make_ready():
+            return module.ready(trio_loop)
+
+    if scenario == "M1":
+        count = 100_000
+        gc.collect()
+        before = rss_bytes()
+        if trio_loop:
+            import trio
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(count):
+                    nursery.start_soon(lambda: make_pending())
+                await trio.testing.wait_all_tasks_blocked()
+                report((rss_bytes() - before) / count)
+        else:
+            tasks = [asyncio.ensure_future(make_pending()) for _ in range(count)]
+            for _ in range(3):
+                await asyncio.sleep(0)
+            report((rss_bytes() - before) / count)
+            del tasks
+    # M2: growth over 1M awaits, after 100k of warm-up; at most 60 s of awaiting (a slower
+    # contender's growth is scaled to 1M).
+    for _ in range(100_000):
+        await make_ready()
+    gc.collect()
+    before = rss_bytes()
+    deadline = time.perf_counter() + 60
+    done = 0
+    while done < 1_000_000 and time.perf_counter() < deadline:
+        for _ in range(10_000):
+            await make_ready()
+        done += 10_000
+    gc.collect()
+    return {"kib": (rss_bytes() - before) / 1024 * 1_000_000 / done, "awaits": done}
+
+
+def report(result):
+    """Prints the worker's result and ends the process at once: tearing 100k pending futures
+    down is not measured, and one peer never finishes cancelling on trio."""
+    print(json.dumps(result), flush=True)
+    os._exit(0)
+
+
+def run_on(loop_name, main):
+    if loop_name == "trio":
+        import trio
+        import trio.testing  # noqa: F401  (wait_all_tasks_blocked)
+
+        return trio.run(main)
+    if loop_name == "uvloop":
+        import uvloop
+
+        return uvloop.run(main())
+    return asyncio.run(main())
+
+
+def worker(loop_name, scenario, contender):
+    if scenario in ("M1", "M2"):
+        result = run_on(loop_name, lambda: memory(loop_name, scenario, contender))
+    else:
+        result = run_on(loop_name, lambda: timed(loop_name, scenario))
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- the parent
+
+
+EXIT_CRASHES = []
+
+
+def spawn(*args):
+    """Runs a worker and returns what it reported; `None` if it reported nothing in time (a
+    peer that hangs or crashes). A worker killed at interpreter exit after reporting (a peer's
+    thread entering Python during finalisation aborts the process) still counts, and is noted."""
+    try:
+        output = subprocess.run(
+            [sys.executable, __file__, "--worker", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        print(f"    {' '.join(args)}: timed out", file=sys.stderr, flush=True)
+        return None
+    lines = output.stdout.strip().splitlines()
+    if output.returncode != 0:
+        EXIT_CRASHES.append(f"{' '.join(args).strip()} (exit code {output.returncode})")
+        print(f"    {' '.join(args)}: exit code {output.returncode}", file=sys.stderr, flush=True)
+        if not lines:
+            print(output.stderr[-2000:], file=sys.stderr, flush=True)
+            return None
+    return json.loads(lines[-1])
+
+
+def collect():
+    results = {}  # (scenario, loop) -> {contender: value}
+    for loop_name in LOOPS:
+        for scenario in OPS:
+            print(f"  {loop_name} {scenario}...", file=sys.stderr, flush=True)
+            measured = spawn(loop_name, scenario, "")
+            if measured is None:
+                continue
+            if scenario == "S3":
+                results[("S3", loop_name)] = measured["S3"]
+                results[("S3 threads", loop_name)] = measured["S3 threads"]
+            else:
+                results[(scenario, loop_name)] = measured
+        for scenario in ("M1", "M2"):
+            row = {}
+            for contender in CONTENDERS:
+                if contender not in ("Python", OURS, "pyo3-async 0.3.2") and loop_name == "trio":
+                    continue
+                print(f"  {loop_name} {scenario} {contender}...", file=sys.stderr, flush=True)
+                value = spawn(loop_name, scenario, contender)
+                if value is None:
+                    continue
+                row[contender] = value["kib"] if scenario == "M2" else value
+            results[(scenario, loop_name)] = row
+    return results
+
+
+def ratio(row):
+    ours = row.get(OURS)
+    peers = [v for k, v in row.items() if k not in (OURS, "Python") and isinstance(v, (int, float))]
+    if ours is None or not peers:
+        return None
+    best = min(peers)
+    return ours / best if best > 0 else None
+
+
+def fmt(value):
+    if value is None:
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"
+
+
+def table(results):
+    lines = [
+        "| scenario | loop | " + " | ".join(CONTENDERS) + " | ours / best peer |",
+        "|---|---|" + "---|" * len(CONTENDERS) + "---|",
+    ]
+    for scenario in SCENARIOS:
+        for loop_name in LOOPS:
+            row = results.get((scenario, loop_name))
+            if row is None:
+                continue
+            cells = [fmt(row.get(name)) for name in CONTENDERS]
+            r = ratio(row) if scenario != "S3 threads" else None
+            lines.append(
+                f"| {scenario} | {loop_name} | " + " | ".join(cells) + f" | {fmt(r) if r else 'n/a'} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, values = [], []
+    for scenario in SCENARIOS:
+        for loop_name in LOOPS:
+            row = results.get((scenario, loop_name))
+            r = ratio(row) if row and scenario != "S3 threads" else None
+            if r:
+                labels.append(f"{scenario} {loop_name}")
+                values.append(r)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    colors = ["tab:green" if v <= 1 else "tab:red" for v in values]
+    ax.bar(labels, values, color=colors)
+    ax.axhline(1, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("pyo3-async / best peer (lower is better)")
+    ax.set_title("pyo3-async against the best peer, per scenario and loop")
+    plt.xticks(rotation=60, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", nargs=3)
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+    started = time.monotonic()
+    results = collect()
+    markdown = table(results)
+    print(markdown)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, {platform.system()} {platform.release()}"
+    with open(os.path.join(root, "BENCHMARKS.md"), "w") as out:
+        out.write("# Benchmarks\n\n")
+        out.write(f"Run by `make bench` on {datetime.date.today()} ({machine}), ")
+        out.write(f"{time.monotonic() - started:.0f} s. Medians of {ROUNDS} interleaved rounds after a ")
+        out.write(f"{WARM_UP_SECONDS:.0f} s warm-up, one process per loop and scenario. Lower is better; ")
+        out.write("the last column divides pyo3-async by the best other Rust bridge (Python is the floor).\n\n")
+        for scenario, text in SCENARIOS.items():
+            out.write(f"- **{scenario}**: {text}\n")
+        out.write("\n" + markdown + "\n\n![ratios](benchmarks.png)\n")
+        if EXIT_CRASHES:
+            out.write("\nWorker processes that crashed at interpreter exit after reporting ")
+            out.write("(all contenders of a scenario share a process): ")
+            out.write("; ".join(EXIT_CRASHES) + ".\n")
+    plot(results, os.path.join(root, "benchmarks.png"))
+    print(f"\nwrote BENCHMARKS.md and benchmarks.png in {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
