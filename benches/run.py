@@ -499,6 +499,8 @@ def plot(results, path):
     ax.bar(labels, values, color=colors)
     ax.axhline(1, color="black", linewidth=0.8)
     ax.set_yscale("log")
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if min(values) / 2 <= t <= max(values) * 2]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_ylabel("pyo3-async / best peer (lower is better)")
     ax.set_title("pyo3-async against the best peer, per scenario and loop")
     plt.xticks(rotation=60, ha="right")
