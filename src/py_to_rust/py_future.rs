@@ -3,7 +3,7 @@
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
@@ -192,39 +192,40 @@ impl Future for PyFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let State::Unstarted(_) = this.state {
-            let State::Unstarted(awaitable) = std::mem::replace(&mut this.state, State::Finished)
-            else {
-                unreachable!("matched just above");
-            };
-            let (sender, receiver) = oneshot::channel();
-            let request = Request {
-                awaitable,
-                sender,
-                slot: Arc::clone(&this.slot),
-            };
-            if delegation::submit(request).is_err() {
+        let mut receiver = match std::mem::replace(&mut this.state, State::Finished) {
+            State::Waiting(receiver) => receiver,
+            State::Unstarted(awaitable) => {
+                let (sender, receiver) = oneshot::channel();
+                let request = Request {
+                    awaitable,
+                    sender,
+                    slot: Arc::clone(&this.slot),
+                };
+                if delegation::submit(request).is_err() {
+                    return Poll::Ready(Err(PyRuntimeError::new_err(
+                        "PyFuture::new must be awaited inside a pyo3_async Coroutine; \
+                         use EventLoop::spawn to run Python work from another thread or executor",
+                    )));
+                }
+                receiver.into_future()
+            }
+            State::Finished => {
                 return Poll::Ready(Err(PyRuntimeError::new_err(
-                    "PyFuture::new must be awaited inside a pyo3_async Coroutine; \
-                     use EventLoop::spawn to run Python work from another thread or executor",
-                )));
+                    "PyFuture polled after it completed",
+                )))
             }
-            this.state = State::Waiting(receiver.into_future());
-        }
-        match &mut this.state {
-            State::Waiting(receiver) => {
-                let outcome = ready!(Pin::new(receiver).poll(cx));
-                this.state = State::Finished;
-                Poll::Ready(outcome.unwrap_or_else(|_| {
-                    Err(PyRuntimeError::new_err(
-                        "the Python side ended without a result: its event loop was closed \
-                         or its task was dropped",
-                    ))
-                }))
+        };
+        match Pin::new(&mut receiver).poll(cx) {
+            Poll::Pending => {
+                this.state = State::Waiting(receiver);
+                Poll::Pending
             }
-            _ => Poll::Ready(Err(PyRuntimeError::new_err(
-                "PyFuture polled after it completed",
-            ))),
+            Poll::Ready(outcome) => Poll::Ready(outcome.unwrap_or_else(|_| {
+                Err(PyRuntimeError::new_err(
+                    "the Python side ended without a result: its event loop was closed \
+                     or its task was dropped",
+                ))
+            })),
         }
     }
 }
