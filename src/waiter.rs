@@ -125,3 +125,48 @@ impl Wake for Waiter {
         wakeup.deliver();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use super::*;
+
+    #[test]
+    fn wakes_during_a_poll_are_remembered_until_the_next_poll() {
+        let waiter = Waiter::new();
+        let waker = Waker::from(Arc::clone(&waiter));
+        assert!(!waiter.woken_during_poll());
+        waker.wake_by_ref();
+        waker.wake_by_ref();
+        assert!(waiter.woken_during_poll());
+        waiter.begin_poll();
+        assert!(!waiter.woken_during_poll());
+    }
+
+    #[test]
+    fn nothing_to_abort_unless_parked() {
+        let waiter = Waiter::new();
+        assert!(!waiter.abort(), "polling: no suspension to abort");
+        waiter.close();
+        assert!(!waiter.abort(), "closed: no suspension to abort");
+    }
+
+    #[test]
+    fn wakes_after_close_are_ignored_from_any_thread() {
+        let waiter = Waiter::new();
+        let waker = Waker::from(Arc::clone(&waiter));
+        waiter.close();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let waker = waker.clone();
+                scope.spawn(move || {
+                    for _ in 0..1000 {
+                        waker.wake_by_ref();
+                    }
+                });
+            }
+        });
+        assert!(!waiter.woken_during_poll());
+    }
+}

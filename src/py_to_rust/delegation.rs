@@ -151,3 +151,43 @@ impl Delegate {
         let _ = self.iterator.bind(py).call_method0(intern!(py, "close"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(py: Python<'_>) -> Request {
+        let (sender, _receiver) = oneshot::channel();
+        Request {
+            awaitable: py.None(),
+            sender,
+            slot: Arc::new(Py::new(py, TaskSlot::default()).expect("a slot")),
+        }
+    }
+
+    #[test]
+    fn requests_go_to_the_innermost_frame_and_nowhere_outside() {
+        Python::attach(|py| {
+            assert!(submit(request(py)).is_err(), "no coroutine is polling");
+            let ((), outer) = collect(|| {
+                assert!(submit(request(py)).is_ok());
+                let ((), inner) = collect(|| {
+                    assert!(submit(request(py)).is_ok());
+                    assert!(submit(request(py)).is_ok());
+                });
+                assert_eq!(inner.len(), 2);
+            });
+            assert_eq!(outer.len(), 1);
+            assert!(submit(request(py)).is_err(), "frames are gone");
+        });
+    }
+
+    #[test]
+    fn a_panicking_poll_leaves_no_frame_behind() {
+        Python::attach(|py| {
+            let unwound = std::panic::catch_unwind(|| collect(|| panic!("poll panicked")));
+            assert!(unwound.is_err());
+            assert!(submit(request(py)).is_err());
+        });
+    }
+}
