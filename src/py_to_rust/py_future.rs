@@ -183,7 +183,14 @@ impl PyFuture {
         T: for<'py> pyo3::conversion::FromPyObjectOwned<'py>,
     {
         let object = self.await?;
-        Python::attach(|py| object.bind(py).extract::<T>().map_err(Into::into))
+        // Possibly on an executor's thread at exit: never wait for a finalising interpreter.
+        Python::try_attach(|py| object.bind(py).extract::<T>().map_err(Into::into)).unwrap_or_else(
+            || {
+                Err(PyRuntimeError::new_err(
+                    "the Python interpreter is shutting down",
+                ))
+            },
+        )
     }
 }
 

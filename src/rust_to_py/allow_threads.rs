@@ -7,12 +7,15 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use pyo3::prelude::*;
 
+use crate::wake_queue::thread_is_attached;
+
 /// Polls the wrapped future or stream detached from the Python interpreter, so that other
 /// Python threads run while a poll does blocking or CPU-heavy work.
 ///
 /// Each poll re-attaches afterwards, which is cheap on the loop thread that drives a
-/// [`Coroutine`](crate::Coroutine) or [`AsyncGenerator`](crate::AsyncGenerator). The wrapped
-/// future must not touch Python objects during a poll without attaching itself.
+/// [`Coroutine`](crate::Coroutine) or [`AsyncGenerator`](crate::AsyncGenerator); polled on a
+/// thread that is not attached (a Rust executor's), it simply polls. The wrapped future must
+/// not touch Python objects during a poll without attaching itself.
 ///
 /// ```
 /// use pyo3::prelude::*;
@@ -74,6 +77,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let inner = self.inner();
+        if !thread_is_attached() {
+            // Nothing to release (a Rust executor's thread): never take the interpreter.
+            return inner.poll(cx);
+        }
         let waker = cx.waker();
         Python::attach(|py| py.detach(|| inner.poll(&mut Context::from_waker(waker))))
     }
@@ -88,6 +95,9 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let inner = self.inner();
+        if !thread_is_attached() {
+            return inner.poll_next(cx);
+        }
         let waker = cx.waker();
         Python::attach(|py| py.detach(|| inner.poll_next(&mut Context::from_waker(waker))))
     }
