@@ -193,3 +193,26 @@ async def test_cancel_racing_completion(order):
                 trigger.fire_from_thread()
                 scope.cancel()
     assert outcomes["completed"] + outcomes["cancelled"] == 100
+
+
+async def test_future_that_keeps_waking_itself_can_be_cancelled():
+    """Woken during every poll, it suspends through a checkpoint each time: the checkpoint
+    must still let cancellation in (trio: `checkpoint`, not a shielded one; asyncio: a bare
+    yield, not a done future, which anyio would wait for)."""
+    with anyio.move_on_after(0.02) as scope:
+        await m.yield_now(10**12)
+    assert scope.cancelled_caught
+    async with anyio.create_task_group() as group:
+        group.start_soon(m.yield_now, 10**12)
+        await anyio.lowlevel.checkpoint()
+        group.cancel_scope.cancel()
+
+
+async def test_asyncio_task_cancel_reaches_a_self_waking_future(loop_name):
+    if loop_name == "trio":
+        pytest.skip("asyncio API")
+    task = asyncio.create_task(m.yield_now(10**12))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -50,6 +50,13 @@ impl Parker {
         py: Python<'py>,
         waiter: &Waiter,
     ) -> PyResult<Bound<'py, PyAny>> {
+        // Woken while it was polled: a bare `yield` makes the Task resume us on the loop's next
+        // pass, as `asyncio.sleep(0)` does. (A done future would too, but anyio holds back
+        // cancelling a task whose waiter is done, so a future that keeps waking itself could
+        // never be cancelled.)
+        if waiter.woken_during_poll() {
+            return Ok(py.None().into_bound(py));
+        }
         let future = self
             .event_loop
             .event_loop
@@ -60,13 +67,11 @@ impl Parker {
             event_loop: Arc::clone(&self.event_loop),
             future: future.clone().unbind(),
         };
-        if let Err(woken) = waiter.park(backend::Wakeup::Asyncio(wakeup)) {
-            // Woken while it was polled: a done future makes the Task resume us on the loop's
-            // next pass, so other tasks still get their turn.
-            drop(woken);
-            set_result_unless_done(&future)?;
+        match waiter.park(backend::Wakeup::Asyncio(wakeup)) {
+            Ok(()) => Ok(future),
+            // Woken just now: as above.
+            Err(_) => Ok(py.None().into_bound(py)),
         }
-        Ok(future)
     }
 }
 

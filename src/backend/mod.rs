@@ -121,11 +121,16 @@ impl Parker {
         }
     }
 
-    /// Interprets the value the loop sent when it resumed the task. `Err` means the loop
-    /// delivered an exception (cancellation) rather than a plain wake-up.
-    pub(crate) fn resume(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Interprets the value the loop sent when it resumed the task: `Ok(None)` to poll
+    /// again, `Ok(Some(object))` to suspend once more on `object` (a suspension in two steps),
+    /// `Err` when the loop delivered an exception (cancellation) rather than a wake-up.
+    pub(crate) fn resume<'py>(
+        &mut self,
+        py: Python<'py>,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         match self {
-            Parker::Asyncio(_) => Ok(()),
+            Parker::Asyncio(_) => Ok(None),
             Parker::Trio(parker) => parker.resume(py, value),
         }
     }

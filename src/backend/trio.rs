@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -80,29 +80,36 @@ impl Parker {
             return Ok(trap);
         }
         // Woken while it was polled: pass through a checkpoint, which trio resumes on its next
-        // pass, instead of waiting for a reschedule.
+        // pass instead of waiting for a reschedule — and which delivers a pending cancellation,
+        // so a future that keeps waking itself can still be cancelled.
         wait.call_method0(intern!(py, "close"))?;
-        let checkpoint = lowlevel!(py, "cancel_shielded_checkpoint")?.call0()?;
+        let checkpoint = lowlevel!(py, "checkpoint")?.call0()?;
         let trap = checkpoint.call_method1(intern!(py, "send"), (py.None(),))?;
         self.suspension = Some(checkpoint.unbind());
         Ok(trap)
     }
 
     /// trio resumes a task by sending an `outcome.Value` or `outcome.Error`; the suspended trio
-    /// coroutine unwraps it, raising `Cancelled` when the abort succeeded.
-    pub(crate) fn resume(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// coroutine unwraps it, raising `Cancelled` when the abort succeeded. A checkpoint may
+    /// suspend a second time: that trap goes back to trio.
+    pub(crate) fn resume<'py>(
+        &mut self,
+        py: Python<'py>,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Some(suspension) = self.suspension.take() else {
-            return Ok(());
+            return Ok(None);
         };
         match suspension
             .bind(py)
             .call_method1(intern!(py, "send"), (value,))
         {
-            Err(err) if err.is_instance_of::<PyStopIteration>(py) => Ok(()),
+            Ok(trap) => {
+                self.suspension = Some(suspension);
+                Ok(Some(trap))
+            }
+            Err(err) if err.is_instance_of::<PyStopIteration>(py) => Ok(None),
             Err(err) => Err(err),
-            Ok(_) => Err(PyRuntimeError::new_err(
-                "trio resumed the task without finishing its suspension",
-            )),
         }
     }
 

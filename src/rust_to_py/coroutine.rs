@@ -333,8 +333,10 @@ impl Driver {
             return self.run(py, Some(Input::Send(value.clone())));
         }
         if let Some(parker) = &mut self.parker {
-            if let Err(exception) = parker.resume(py, value) {
-                return self.deliver(py, exception);
+            match parker.resume(py, value) {
+                Ok(None) => {}
+                Ok(Some(suspended_again)) => return Ok(suspended_again.unbind()),
+                Err(exception) => return self.deliver(py, exception),
             }
         }
         self.run(py, None)
