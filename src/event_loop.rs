@@ -7,7 +7,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::backend::Backend;
-use crate::py_to_rust::{spawn, PyFuture};
+use crate::py_to_rust::{spawn, Completion, PyFuture, TaskSlot};
+use crate::wake_queue::{Job, WakeQueue};
 
 /// A running asyncio loop (uvloop included) or trio run, to schedule Python work on from any
 /// thread: `Send + Sync`, and cheap to clone.
@@ -35,6 +36,9 @@ use crate::py_to_rust::{spawn, PyFuture};
 #[derive(Clone)]
 pub struct EventLoop {
     inner: Arc<Inner>,
+    /// The loop's wake queue, when the handle was captured on the loop's thread: it lets
+    /// [`EventLoop::spawn_with`] reach the loop without the interpreter.
+    queue: Option<Arc<WakeQueue>>,
 }
 
 pub(crate) enum Inner {
@@ -60,17 +64,23 @@ impl EventLoop {
     pub fn current(py: Python<'_>) -> PyResult<Self> {
         static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         static CURRENT_TRIO_TOKEN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        Ok(match Backend::current(py)? {
-            Backend::Asyncio => Self::asyncio(
-                &GET_RUNNING_LOOP
-                    .import(py, "asyncio", "get_running_loop")?
-                    .call0()?,
-            ),
-            Backend::Trio => Self::trio(
-                &CURRENT_TRIO_TOKEN
-                    .import(py, "trio.lowlevel", "current_trio_token")?
-                    .call0()?,
-            ),
+        let backend = Backend::current(py)?;
+        let handle = match backend {
+            Backend::Asyncio => GET_RUNNING_LOOP
+                .import(py, "asyncio", "get_running_loop")?
+                .call0()?,
+            Backend::Trio => CURRENT_TRIO_TOKEN
+                .import(py, "trio.lowlevel", "current_trio_token")?
+                .call0()?,
+        };
+        let inner = match backend {
+            Backend::Asyncio => Inner::Asyncio(handle.clone().unbind()),
+            Backend::Trio => Inner::Trio(handle.clone().unbind()),
+        };
+        Ok(EventLoop {
+            inner: Arc::new(inner),
+            // On the loop's thread, the one place its queue can be registered.
+            queue: WakeQueue::for_loop(py, backend, &handle),
         })
     }
 
@@ -113,6 +123,7 @@ impl EventLoop {
     fn from_inner(inner: Inner) -> Self {
         EventLoop {
             inner: Arc::new(inner),
+            queue: None,
         }
     }
 
@@ -165,6 +176,65 @@ impl EventLoop {
     /// ```
     pub fn spawn(&self, awaitable: &Bound<'_, PyAny>) -> PyResult<PyFuture> {
         spawn::spawn(self, awaitable)
+    }
+
+    /// Schedules the awaitable that `make` builds, from any thread, **without attaching this
+    /// thread to the interpreter**: `make` runs on the loop's thread, which then schedules the
+    /// awaitable as [`spawn`](EventLoop::spawn) does (in a copy of the loop's `contextvars`
+    /// context). A thread that never attaches cannot be caught by the interpreter shutting down
+    /// (CPython kills threads that attach during finalisation, which aborts a Rust process).
+    ///
+    /// This needs a handle from [`EventLoop::current`] (captured on the loop's thread); other
+    /// handles attach to build the awaitable here. If the loop is closed or the interpreter is
+    /// shutting down, the returned future resolves with an error.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::{Coroutine, EventLoop};
+    ///
+    /// /// `await later(coroutine_function)`: a Rust thread runs it on this loop.
+    /// #[pyfunction]
+    /// fn later(py: Python<'_>, coroutine_function: Py<PyAny>) -> PyResult<Coroutine> {
+    ///     let event_loop = EventLoop::current(py)?;
+    ///     let (tx, rx) = futures::channel::oneshot::channel();
+    ///     std::thread::spawn(move || {
+    ///         let call = event_loop.spawn_with(move |py| coroutine_function.bind(py).call0());
+    ///         let _ = tx.send(futures::executor::block_on(call));
+    ///     });
+    ///     Ok(Coroutine::new(async move {
+    ///         rx.await.map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("thread died"))?
+    ///     }))
+    /// }
+    /// ```
+    pub fn spawn_with<F>(&self, make: F) -> PyFuture
+    where
+        F: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send + 'static,
+    {
+        let (sender, receiver) = oneshot::channel();
+        let slot = Arc::new(TaskSlot::default());
+        let event_loop = self.clone();
+        let task_slot = Arc::clone(&slot);
+        // If this never runs (a dead loop, a finalising interpreter), the sender is dropped and
+        // the future resolves with an error.
+        let start = move |py: Python<'_>| {
+            let Ok(completion) = Completion::from_sender(py, sender) else {
+                return;
+            };
+            let started = make(py).and_then(|awaitable| {
+                spawn::check_awaitable(&awaitable)?;
+                spawn::start(&event_loop, &awaitable, completion.bind(py), &task_slot)
+            });
+            if let Err(err) = started {
+                completion.get().complete(Err(err));
+            }
+        };
+        match &self.queue {
+            Some(queue) => queue.push(Job::Call(Box::new(start))),
+            None => {
+                Python::try_attach(start);
+            }
+        }
+        PyFuture::waiting(receiver, slot)
     }
 
     pub(crate) fn inner(&self) -> &Inner {

@@ -24,11 +24,26 @@ use crate::backend::{Backend, Wakeup};
 use crate::py_to_rust::spawn::helper;
 
 pub(crate) struct WakeQueue {
-    pending: Mutex<Vec<Wakeup>>,
+    pending: Mutex<Pending>,
     signal: UnixStream,
     watched: UnixStream,
     /// The coroutines that suspended on this loop, to finish if the loop dies under them.
     coroutines: Mutex<Coroutines>,
+}
+
+#[derive(Default)]
+struct Pending {
+    jobs: Vec<Job>,
+    /// The loop died: nothing will drain the queue any more.
+    dead: bool,
+}
+
+/// Work for the loop thread.
+pub(crate) enum Job {
+    /// Resume a suspended task.
+    Wake(Wakeup),
+    /// Run Rust code that needs the interpreter, there (`EventLoop::spawn_with`).
+    Call(Box<dyn FnOnce(Python<'_>) + Send>),
 }
 
 /// Something suspended on a loop that must let go of its Rust state if the loop dies.
@@ -84,7 +99,7 @@ impl WakeQueue {
         signal.set_nonblocking(true)?;
         watched.set_nonblocking(true)?;
         Ok(WakeQueue {
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::default(),
             signal,
             watched,
             coroutines: Mutex::default(),
@@ -137,6 +152,13 @@ impl WakeQueue {
     /// it drop their futures now (an asyncio task left pending by `loop.close()` would
     /// otherwise keep them forever: the cycle through Rust is invisible to Python's GC).
     fn abandon_all(&self, py: Python<'_>) {
+        // Jobs that can no longer run are dropped: a `spawn_with` future learns it at once.
+        let orphans = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.dead = true;
+            std::mem::take(&mut pending.jobs)
+        };
+        drop(orphans);
         let registered = std::mem::take(
             &mut self
                 .coroutines
@@ -149,14 +171,19 @@ impl WakeQueue {
         }
     }
 
-    /// Any thread, without the interpreter: queues `wakeup` for the loop thread.
-    pub(crate) fn push(&self, wakeup: Wakeup) {
+    /// Any thread, without the interpreter: queues `job` for the loop thread (or drops it,
+    /// after the lock is released, if the loop died).
+    pub(crate) fn push(&self, job: Job) {
         let first = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            pending.push(wakeup);
-            pending.len() == 1
+            if pending.dead {
+                Err(job)
+            } else {
+                pending.jobs.push(job);
+                Ok(pending.jobs.len() == 1)
+            }
         };
-        if first {
+        if matches!(first, Ok(true)) {
             // A full socket buffer already holds a signal; a closed loop reads none: either
             // way there is nothing more to do.
             let _ = (&self.signal).write(&[1]);
@@ -176,10 +203,21 @@ impl WakeQueue {
                 Err(_) => break,
             }
         }
-        let batch =
-            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        for wakeup in batch {
-            wakeup.deliver_on_loop_thread(py);
+        let batch = std::mem::take(
+            &mut self
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .jobs,
+        );
+        for job in batch {
+            match job {
+                Job::Wake(wakeup) => wakeup.deliver_on_loop_thread(py),
+                Job::Call(call) => {
+                    // A panic must not unwind into the loop's callback machinery.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(py)));
+                }
+            }
         }
     }
 }

@@ -572,6 +572,22 @@ fn spawn_from_tokio(py: Python<'_>, awaitable: Py<PyAny>) -> PyResult<Coroutine>
     }))
 }
 
+/// Like `spawn_from_tokio`, but the tokio thread never attaches: `coroutine_function()` is
+/// called on the loop thread (`EventLoop::spawn_with`).
+#[pyfunction]
+fn spawn_with_from_tokio(py: Python<'_>, coroutine_function: Py<PyAny>) -> PyResult<Coroutine> {
+    let event_loop = EventLoop::current(py)?;
+    let task = tokio().spawn(async move {
+        event_loop
+            .spawn_with(move |py| coroutine_function.bind(py).call0())
+            .await
+    });
+    Ok(Coroutine::new(async move {
+        task.await
+            .map_err(|err| PyValueError::new_err(err.to_string()))?
+    }))
+}
+
 /// Collects every item of a Python async iterable through `PyAsyncIter`, consumed on tokio.
 #[pyfunction]
 #[pyo3(signature = (iterable, capacity = 64))]
@@ -741,6 +757,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(await_with_timeout, m)?)?;
     m.add_function(wrap_pyfunction!(await_outside_coroutine, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_from_tokio, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_with_from_tokio, m)?)?;
     m.add_function(wrap_pyfunction!(collect_async_iter, m)?)?;
     m.add_function(wrap_pyfunction!(take_async_iter, m)?)?;
     m.add_function(wrap_pyfunction!(macro_sleep, m)?)?;

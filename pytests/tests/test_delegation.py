@@ -172,3 +172,40 @@ async def test_spawned_from_tokio_onto_the_running_loop():
     value, task = await m.spawn_from_tokio(task_of("spawned"))
     assert value == "spawned"
     assert task is not current_task()
+
+
+async def test_spawn_with_builds_the_awaitable_on_the_loop_thread():
+    import threading
+
+    threads = []
+
+    async def work():
+        await anyio.lowlevel.checkpoint()
+        return "built here"
+
+    def make():
+        threads.append(threading.get_ident())
+        return work()
+
+    assert await m.spawn_with_from_tokio(make) == "built here"
+    assert threads == [threading.get_ident()]
+
+
+async def test_spawn_with_reports_failures():
+    error = Custom("from make")
+
+    def failing_make():
+        raise error
+
+    with pytest.raises(Custom) as raised:
+        await m.spawn_with_from_tokio(failing_make)
+    assert raised.value is error
+    with pytest.raises(TypeError, match="can't be used in 'await' expression"):
+        await m.spawn_with_from_tokio(lambda: 42)
+
+    async def fail():
+        await anyio.lowlevel.checkpoint()
+        raise KeyError("inside")
+
+    with pytest.raises(KeyError):
+        await m.spawn_with_from_tokio(fail)

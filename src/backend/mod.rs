@@ -19,7 +19,7 @@ use pyo3::sync::PyOnceLock;
 
 use crate::event_loop::EventLoop;
 use crate::waiter::Waiter;
-use crate::wake_queue::{thread_is_attached, WakeQueue};
+use crate::wake_queue::{thread_is_attached, Job, WakeQueue};
 
 /// The Python async framework that drives an exported awaitable.
 ///
@@ -194,7 +194,7 @@ impl Wakeup {
         if home.thread == thread::current().id() && thread_is_attached() {
             Python::attach(|py| self.deliver_on_loop_thread(py));
         } else if let Some(queue) = home.queue.clone() {
-            queue.push(self);
+            queue.push(Job::Wake(self));
         } else {
             match self {
                 Wakeup::Asyncio(wakeup) => wakeup.deliver_threadsafe(),

@@ -41,7 +41,7 @@ impl Completion {
 
     /// Sends the first outcome; later ones are ignored. The receiver's waker runs after the
     /// lock is released.
-    fn complete(&self, outcome: Outcome) {
+    pub(crate) fn complete(&self, outcome: Outcome) {
         let sender = self
             .sender
             .lock()

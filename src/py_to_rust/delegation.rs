@@ -26,7 +26,7 @@ use crate::py_to_rust::task_slot::TaskSlot;
 pub(crate) struct Request {
     pub(crate) awaitable: Py<PyAny>,
     pub(crate) sender: oneshot::Sender<Outcome>,
-    pub(crate) slot: Arc<Py<TaskSlot>>,
+    pub(crate) slot: Arc<TaskSlot>,
 }
 
 thread_local! {
@@ -161,7 +161,7 @@ mod tests {
         Request {
             awaitable: py.None(),
             sender,
-            slot: Arc::new(Py::new(py, TaskSlot::default()).expect("a slot")),
+            slot: Arc::new(TaskSlot::default()),
         }
     }
 

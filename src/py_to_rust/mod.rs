@@ -10,3 +10,4 @@ mod task_slot;
 pub(crate) use completion::Completion;
 pub use py_async_iter::PyAsyncIter;
 pub use py_future::{is_cancellation, PyFuture};
+pub(crate) use task_slot::TaskSlot;

@@ -52,7 +52,7 @@ use crate::py_to_rust::task_slot::{running_loop, TaskSlot};
 /// ```
 pub struct PyFuture {
     state: State,
-    slot: Arc<Py<TaskSlot>>,
+    slot: Arc<TaskSlot>,
     cancel_on_drop: bool,
 }
 
@@ -85,7 +85,7 @@ impl PyFuture {
         check_awaitable(awaitable)?;
         Ok(PyFuture {
             state: State::Unstarted(awaitable.clone().unbind()),
-            slot: Arc::new(Py::new(awaitable.py(), TaskSlot::default())?),
+            slot: Arc::new(TaskSlot::default()),
             cancel_on_drop: true,
         })
     }
@@ -112,9 +112,9 @@ impl PyFuture {
         static IS_ASYNCIO_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let py = future.py();
         let (completion, receiver) = Completion::channel(py)?;
-        let slot = Py::new(py, TaskSlot::default())?;
+        let slot = Arc::new(TaskSlot::default());
         if future.is_instance(CONCURRENT_FUTURE.import(py, "concurrent.futures", "Future")?)? {
-            slot.get().attach_concurrent(py, future);
+            slot.attach_concurrent(py, future);
             future.call_method1(intern!(py, "add_done_callback"), (completion,))?;
         } else if IS_ASYNCIO_FUTURE
             .import(py, "asyncio", "isfuture")?
@@ -124,12 +124,13 @@ impl PyFuture {
             // asyncio futures are not thread-safe: attach on the loop's thread.
             let event_loop = future.call_method0(intern!(py, "get_loop"))?;
             let attach = helper(py, "attach_asyncio_future")?;
+            let handle = slot.handle(py)?;
             if running_loop(py)?.is(&event_loop) {
-                attach.call1((&event_loop, future, completion, &slot))?;
+                attach.call1((&event_loop, future, completion, handle))?;
             } else {
                 event_loop.call_method1(
                     intern!(py, "call_soon_threadsafe"),
-                    (attach, &event_loop, future, completion, &slot),
+                    (attach, &event_loop, future, completion, handle),
                 )?;
             }
         } else {
@@ -141,10 +142,10 @@ impl PyFuture {
         Ok(Self::waiting(receiver, slot))
     }
 
-    pub(crate) fn waiting(receiver: oneshot::Receiver<Outcome>, slot: Py<TaskSlot>) -> Self {
+    pub(crate) fn waiting(receiver: oneshot::Receiver<Outcome>, slot: Arc<TaskSlot>) -> Self {
         PyFuture {
             state: State::Waiting(receiver.into_future()),
-            slot: Arc::new(slot),
+            slot,
             cancel_on_drop: true,
         }
     }
@@ -229,8 +230,8 @@ impl Future for PyFuture {
             }
             Poll::Ready(outcome) => Poll::Ready(outcome.unwrap_or_else(|_| {
                 Err(PyRuntimeError::new_err(
-                    "the Python side ended without a result: its event loop was closed \
-                     or its task was dropped",
+                    "the Python side ended without a result: its event loop was closed, \
+                     its task was dropped, or the interpreter is shutting down",
                 ))
             })),
         }
@@ -240,7 +241,7 @@ impl Future for PyFuture {
 impl Drop for PyFuture {
     fn drop(&mut self) {
         if self.cancel_on_drop && matches!(self.state, State::Waiting(_)) {
-            self.slot.get().cancel();
+            self.slot.cancel();
         }
     }
 }

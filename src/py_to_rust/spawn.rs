@@ -1,6 +1,7 @@
 //! Starting Python awaitables on an event loop from any thread.
 
 use std::ffi::CString;
+use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
@@ -18,8 +19,8 @@ pub(crate) fn spawn(event_loop: &EventLoop, awaitable: &Bound<'_, PyAny>) -> PyR
     let py = awaitable.py();
     check_awaitable(awaitable)?;
     let (completion, receiver) = Completion::channel(py)?;
-    let slot = Py::new(py, TaskSlot::default())?;
-    start(event_loop, awaitable, completion.bind(py), slot.bind(py))?;
+    let slot = Arc::new(TaskSlot::default());
+    start(event_loop, awaitable, completion.bind(py), &slot)?;
     Ok(PyFuture::waiting(receiver, slot))
 }
 
@@ -29,7 +30,7 @@ pub(crate) fn start(
     event_loop: &EventLoop,
     awaitable: &Bound<'_, PyAny>,
     completion: &Bound<'_, Completion>,
-    slot: &Bound<'_, TaskSlot>,
+    slot: &Arc<TaskSlot>,
 ) -> PyResult<()> {
     let py = awaitable.py();
     static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -40,6 +41,7 @@ pub(crate) fn start(
         Inner::Asyncio(event_loop) => {
             let event_loop = event_loop.bind(py);
             let start = helper(py, "start_asyncio_task")?;
+            let slot = slot.handle(py)?;
             if running_loop(py)?.is(event_loop) {
                 start
                     .call1((event_loop, awaitable, context, completion, slot))
@@ -58,7 +60,7 @@ pub(crate) fn start(
             static CANCEL_SCOPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             let token = token.bind(py);
             let scope = CANCEL_SCOPE.import(py, "trio", "CancelScope")?.call0()?;
-            slot.get().attach_trio(py, token, &scope);
+            slot.attach_trio(py, token, &scope);
             let spawn = helper(py, "spawn_trio_system_task")?;
             // `trio.RunFinishedError` when the run is over.
             token

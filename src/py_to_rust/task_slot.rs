@@ -1,6 +1,6 @@
 //! How a dropped `PyFuture` cancels the Python work it was waiting for.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -9,10 +9,17 @@ use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
 /// The Python side of a [`PyFuture`](crate::PyFuture), once known: Rust cancels it through
 /// this slot, from any thread; glue code on the loop thread attaches the task once it exists.
-#[pyclass(frozen)]
+/// A plain Rust object, so that a `PyFuture` can exist before its task does, on a thread that
+/// never attaches to the interpreter.
 #[derive(Default)]
 pub(crate) struct TaskSlot {
     state: Mutex<State>,
+}
+
+/// The slot as glue code in Python sees it.
+#[pyclass(frozen)]
+pub(crate) struct TaskSlotHandle {
+    slot: Arc<TaskSlot>,
 }
 
 #[derive(Default)]
@@ -36,6 +43,15 @@ enum Target {
 }
 
 impl TaskSlot {
+    pub(crate) fn handle(self: &Arc<Self>, py: Python<'_>) -> PyResult<Py<TaskSlotHandle>> {
+        Py::new(
+            py,
+            TaskSlotHandle {
+                slot: Arc::clone(self),
+            },
+        )
+    }
+
     pub(crate) fn attach_concurrent(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
         self.attach(py, Target::Concurrent(future.clone().unbind()));
     }
@@ -117,10 +133,11 @@ impl Target {
 }
 
 #[pymethods]
-impl TaskSlot {
+impl TaskSlotHandle {
     #[getter]
     fn cancel_requested(&self) -> bool {
-        self.state
+        self.slot
+            .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .cancel_requested
@@ -138,7 +155,7 @@ impl TaskSlot {
             event_loop: event_loop.clone().unbind(),
             future: PyWeakrefReference::new(future)?.unbind(),
         };
-        self.attach(py, target);
+        self.slot.attach(py, target);
         Ok(())
     }
 }

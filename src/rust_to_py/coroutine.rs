@@ -458,12 +458,7 @@ impl Driver {
                 .map_err(|err| err.clone_ref(py))
                 .and_then(|event_loop| {
                     let completion = Completion::from_sender(py, request.sender)?;
-                    spawn::start(
-                        event_loop,
-                        awaitable,
-                        completion.bind(py),
-                        request.slot.bind(py),
-                    )
+                    spawn::start(event_loop, awaitable, completion.bind(py), &request.slot)
                 });
             if started.is_err() {
                 spawn::close_unstarted(awaitable);
