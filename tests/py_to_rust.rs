@@ -158,6 +158,19 @@ fn results_and_exception_types() -> PyResult<()> {
 }
 
 #[test]
+fn spawn_with_builds_the_awaitable_later() -> PyResult<()> {
+    for_each_loop(|event_loop, executor| {
+        let module = Python::attach(|py| event_loop.module.clone_ref(py));
+        let future = event_loop
+            .event_loop
+            .spawn_with(move |py| module.bind(py).getattr("add")?.call1((20, 22)));
+        let value = run(executor, future.extract::<i32>())?;
+        assert_eq!(value, 42);
+        Ok(())
+    })
+}
+
+#[test]
 fn many_concurrent_awaits() -> PyResult<()> {
     for_each_loop(|event_loop, executor| {
         let futures = (0..300)
@@ -405,7 +418,13 @@ fn stopped_loops_resolve_pending_futures_and_refuse_new_ones() -> PyResult<()> {
             items.last().is_some_and(Result::is_err),
             "{kind}: the stream did not end with an error"
         );
-        // New work is refused at once.
+        // New work is refused at once, however it is spawned.
+        let refused = event_loop
+            .event_loop
+            .spawn_with(|py| py.import("asyncio")?.call_method1("sleep", (0,)))
+            .now_or_never()
+            .expect("refused at once");
+        assert!(refused.is_err(), "{kind}: a stopped loop accepted work");
         let refused = Python::attach(|py| {
             event_loop
                 .event_loop
