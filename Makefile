@@ -9,7 +9,7 @@ export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 # Embedded interpreters (Rust tests, doctests) and pyo3's build use the venv's Python.
 export PYO3_PYTHON := $(VIRTUAL_ENV)/bin/python
 
-.PHONY: demo test lint rust-test python-test bench
+.PHONY: demo test lint rust-test python-test bench stress-exit
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,8 @@ bench: $(VENV)/.bench-installed
 		(cd $$contender && maturin develop --quiet --release) || exit 1; \
 	done
 	python benches/run.py
+
+# Exit safety (issue 7): processes exiting while Rust threads wake and spawn; minutes, not CI.
+stress-exit: $(VENV)/.installed
+	maturin develop --quiet --release -m pytests/Cargo.toml
+	python stress/exit_race.py 100
