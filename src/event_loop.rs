@@ -4,9 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 
-use crate::backend::Backend;
+use crate::backend::{asyncio, trio, Backend};
 use crate::py_to_rust::{spawn, Completion, PyFuture, TaskSlot};
 use crate::wake_queue::{Job, WakeQueue};
 
@@ -62,16 +61,10 @@ impl EventLoop {
     /// });
     /// ```
     pub fn current(py: Python<'_>) -> PyResult<Self> {
-        static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        static CURRENT_TRIO_TOKEN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let backend = Backend::current(py)?;
         let handle = match backend {
-            Backend::Asyncio => GET_RUNNING_LOOP
-                .import(py, "asyncio", "get_running_loop")?
-                .call0()?,
-            Backend::Trio => CURRENT_TRIO_TOKEN
-                .import(py, "trio.lowlevel", "current_trio_token")?
-                .call0()?,
+            Backend::Asyncio => asyncio::get_running_loop(py)?,
+            Backend::Trio => trio::current_token(py)?,
         };
         let inner = match backend {
             Backend::Asyncio => Inner::Asyncio(handle.clone().unbind()),

@@ -22,10 +22,7 @@ pub(crate) struct Parker {
 
 impl Parker {
     pub(crate) fn new(py: Python<'_>) -> PyResult<Self> {
-        static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let event_loop = GET_RUNNING_LOOP
-            .import(py, "asyncio", "get_running_loop")?
-            .call0()?;
+        let event_loop = get_running_loop(py)?;
         Ok(Parker {
             event_loop: Arc::new(EventLoop {
                 home: Home::here(py, Backend::Asyncio, &event_loop),
@@ -102,6 +99,22 @@ impl Wakeup {
             });
         });
     }
+}
+
+/// The asyncio loop running in this thread; `RuntimeError` outside one.
+pub(crate) fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()
+}
+
+/// The asyncio loop running in this thread, or `None`.
+pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    RUNNING_LOOP
+        .import(py, "asyncio", "_get_running_loop")?
+        .call0()
 }
 
 /// Resolves `future` with `None` unless it is already done (cancelled by its task).

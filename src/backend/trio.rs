@@ -37,7 +37,7 @@ pub(crate) struct Parker {
 impl Parker {
     pub(crate) fn new(py: Python<'_>, waiter: &Arc<Waiter>) -> PyResult<Self> {
         let task = lowlevel!(py, "current_task")?.call0()?;
-        let token = lowlevel!(py, "current_trio_token")?.call0()?;
+        let token = current_token(py)?;
         Ok(Parker {
             task: Arc::new(Task {
                 home: Home::here(py, Backend::Trio, &token),
@@ -118,6 +118,11 @@ impl Parker {
             let _ = suspension.bind(py).call_method0(intern!(py, "close"));
         }
     }
+}
+
+/// The token of the trio run on this thread; `RuntimeError` outside one.
+pub(crate) fn current_token(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    lowlevel!(py, "current_trio_token")?.call0()
 }
 
 pub(crate) struct Wakeup {

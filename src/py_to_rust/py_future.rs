@@ -10,10 +10,11 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use crate::backend::asyncio::running_loop;
 use crate::py_to_rust::completion::{Completion, Outcome};
 use crate::py_to_rust::delegation::{self, Request};
 use crate::py_to_rust::spawn::{check_awaitable, helper};
-use crate::py_to_rust::task_slot::{running_loop, TaskSlot};
+use crate::py_to_rust::task_slot::TaskSlot;
 
 /// The result of a Python awaitable or future, as a Rust [`Future`]: `Send`, so any executor
 /// on any thread can await it.

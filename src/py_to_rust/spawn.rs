@@ -9,9 +9,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
+use crate::backend::asyncio::running_loop;
 use crate::event_loop::{EventLoop, Inner};
 use crate::py_to_rust::completion::Completion;
-use crate::py_to_rust::task_slot::{running_loop, TaskSlot};
+use crate::py_to_rust::task_slot::TaskSlot;
 use crate::py_to_rust::PyFuture;
 
 /// `EventLoop::spawn`.

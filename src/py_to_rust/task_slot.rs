@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
+
+use crate::backend::asyncio::running_loop;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
 /// The Python side of a [`PyFuture`](crate::PyFuture), once known: Rust cancels it through
@@ -158,12 +159,4 @@ impl TaskSlotHandle {
         self.slot.attach(py, target);
         Ok(())
     }
-}
-
-/// The asyncio loop running in this thread, or `None`.
-pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    GET_RUNNING_LOOP
-        .import(py, "asyncio", "_get_running_loop")?
-        .call0()
 }
