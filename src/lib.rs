@@ -32,6 +32,7 @@
 
 mod backend;
 mod event_loop;
+mod first_poll;
 pub mod py_to_rust;
 pub mod rust_to_py;
 mod waiter;

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
@@ -13,10 +13,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
 use crate::backend::{Backend, Parker};
+use crate::first_poll::FirstPoll;
 use crate::py_to_rust::delegation::{self, Delegate, Input, Request, Step};
 use crate::py_to_rust::{spawn, Completion};
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
+use crate::rust_to_py::send_slot;
 use crate::waiter::Waiter;
 use crate::wake_queue::Abandon;
 
@@ -159,11 +161,22 @@ impl Coroutine {
         self
     }
 
-    pub(crate) fn with_optional_backend(self, backend: Option<Backend>) -> Self {
-        self.driver
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .backend = backend;
+    pub(crate) fn with_optional_backend(mut self, backend: Option<Backend>) -> Self {
+        // Not shared yet (a coroutine is configured before Python sees it): no lock to take.
+        match Arc::get_mut(&mut self.driver) {
+            Some(driver) => {
+                driver
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .backend = backend
+            }
+            None => {
+                self.driver
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .backend = backend
+            }
+        }
         self
     }
 
@@ -191,13 +204,10 @@ impl Coroutine {
     }
 
     /// Gives an exception leaving a named coroutine a traceback entry for the Rust function.
-    fn locate(&self, py: Python<'_>, outcome: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    fn locate(&self, py: Python<'_>, outcome: PyResult<Resumed>) -> PyResult<Resumed> {
         let (Err(err), Some(qualname)) = (&outcome, &self.qualname) else {
             return outcome;
         };
-        if err.is_instance_of::<PyStopIteration>(py) {
-            return outcome;
-        }
         let (file, line) = self.source.unwrap_or(("<rust>", 1));
         let name = qualname.rsplit('.').next().unwrap_or(qualname);
         let located = spawn::helper(py, "add_frame").and_then(|add_frame| {
@@ -207,6 +217,16 @@ impl Coroutine {
             Ok(exception) => Err(PyErr::from_value(exception)),
             Err(_) => outcome,
         }
+    }
+
+    /// Runs `step` on the driver; an exception leaving it gets the Rust function's frame.
+    pub(crate) fn resume(
+        &self,
+        py: Python<'_>,
+        step: impl FnOnce(&mut Driver) -> PyResult<Resumed>,
+    ) -> PyResult<Resumed> {
+        let resumed = step(&mut *self.driver()?);
+        self.locate(py, resumed)
     }
 
     /// The driver, unless a `send`/`throw`/`close` of this coroutine is already running (the
@@ -225,6 +245,7 @@ impl Coroutine {
 #[pymethods]
 impl Coroutine {
     fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        send_slot::install(slf.py());
         {
             let mut driver = slf.get().driver()?;
             driver.check_not_finished()?;
@@ -254,14 +275,19 @@ impl Coroutine {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let sent = self.driver()?.send(py, &py.None().into_bound(py));
-        self.locate(py, sent)
+        let none = py.None().into_bound(py);
+        self.resume(py, |driver| driver.send(py, &none))?
+            .into_next()
     }
 
     /// Resumes the coroutine; the event loop sends `None` (asyncio) or an outcome (trio).
+    ///
+    /// Python's own `await` and asyncio's tasks skip this method: they resume the coroutine
+    /// through its `am_send` slot, which returns the result without raising `StopIteration`.
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let sent = self.driver()?.send(py, value);
-        self.locate(py, sent)
+        send_slot::install(py);
+        self.resume(py, |driver| driver.send(py, value))?
+            .into_next()
     }
 
     /// Raises an exception at the suspension point: the cancellation path of asyncio.
@@ -274,8 +300,8 @@ impl Coroutine {
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let exception = thrown_exception(typ, val, tb)?;
-        let thrown = self.driver()?.throw(py, exception);
-        self.locate(py, thrown)
+        self.resume(py, |driver| driver.throw(py, exception))?
+            .into_next()
     }
 
     /// Drops the future: its cleanup runs now, synchronously.
@@ -285,8 +311,26 @@ impl Coroutine {
     }
 }
 
+/// How a resumed coroutine leaves `send`/`throw` when it does not raise.
+pub(crate) enum Resumed {
+    /// Suspended: this object goes to the event loop.
+    Yield(Py<PyAny>),
+    /// Finished with this result.
+    Return(Py<PyAny>),
+}
+
+impl Resumed {
+    /// As a generator's `send` reports it: the result travels in `StopIteration`.
+    fn into_next(self) -> PyResult<Py<PyAny>> {
+        match self {
+            Resumed::Yield(yielded) => Ok(yielded),
+            Resumed::Return(output) => Err(PyStopIteration::new_err((output,))),
+        }
+    }
+}
+
 /// The coroutine's mutable state, behind the coroutine's lock.
-struct Driver {
+pub(crate) struct Driver {
     this: Weak<Mutex<Driver>>,
     /// `None` once the coroutine has finished (returned, raised, was closed or cancelled).
     future: Option<Pin<Box<dyn PyPoll>>>,
@@ -321,7 +365,7 @@ impl Driver {
         }
     }
 
-    fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    pub(crate) fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
         self.check_not_finished()?;
         if !self.started && !value.is_none() {
             return Err(PyTypeError::new_err(
@@ -335,14 +379,14 @@ impl Driver {
         if let Some(parker) = &mut self.parker {
             match parker.resume(py, value) {
                 Ok(None) => {}
-                Ok(Some(suspended_again)) => return Ok(suspended_again.unbind()),
+                Ok(Some(suspended_again)) => return Ok(Resumed::Yield(suspended_again.unbind())),
                 Err(exception) => return self.deliver(py, exception),
             }
         }
         self.run(py, None)
     }
 
-    fn throw(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Py<PyAny>> {
+    fn throw(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Resumed> {
         self.check_not_finished()?;
         self.started = true;
         if self.delegate.is_some() {
@@ -361,7 +405,7 @@ impl Driver {
 
     /// An exception reached the suspension point: it ends the coroutine, or, when the future
     /// handles cancellation itself, goes to its [`CancelHandle`].
-    fn deliver(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Py<PyAny>> {
+    fn deliver(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Resumed> {
         match (&self.cancellation, &self.waiter) {
             (Some(cancellation), Some(waiter)) => {
                 waiter.set_cancel_delivered();
@@ -378,7 +422,7 @@ impl Driver {
     /// Drives the delegate (starting with `input`) and the future in turn until the task must
     /// suspend or the coroutine finishes. A loop, not recursion: a future may await any number
     /// of ready awaitables in one go.
-    fn run(&mut self, py: Python<'_>, mut input: Option<Input<'_>>) -> PyResult<Py<PyAny>> {
+    fn run(&mut self, py: Python<'_>, mut input: Option<Input<'_>>) -> PyResult<Resumed> {
         loop {
             if let Some(delegate) = self.delegate.take() {
                 let input = input
@@ -387,17 +431,20 @@ impl Driver {
                 match delegate.step(py, input) {
                     Step::Yielded(delegate, yielded) => {
                         self.delegate = Some(delegate);
-                        return Ok(yielded);
+                        return Ok(Resumed::Yield(yielded));
                     }
                     Step::Finished => {}
                 }
             }
             match self.poll(py) {
-                Polled::Ready(Ok(output)) => return Err(PyStopIteration::new_err((output,))),
+                Polled::Ready(Ok(output)) => return Ok(Resumed::Return(output)),
                 Polled::Ready(Err(err)) => return Err(err),
                 Polled::Delegate(request) => self.delegate = Delegate::start(py, request),
                 Polled::Park => {
-                    return self.park(py).inspect_err(|_| self.finish(py));
+                    return self
+                        .park(py)
+                        .map(Resumed::Yield)
+                        .inspect_err(|_| self.finish(py));
                 }
             }
         }
@@ -409,20 +456,31 @@ impl Driver {
                 "cannot reuse already awaited coroutine",
             )));
         };
-        let waiter = self.waiter.get_or_insert_with(Waiter::new);
-        waiter.begin_poll();
-        let wakers_before = Arc::strong_count(waiter);
-        let waker = Waker::from(Arc::clone(waiter));
-        let (polled, mut requests) = delegation::collect(|| {
-            let mut cx = Context::from_waker(&waker);
-            panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll_py(py, &mut cx)))
-        });
-        drop(waker);
+        let mut poll = |waker: &Waker| {
+            delegation::collect(|| {
+                let mut cx = Context::from_waker(waker);
+                panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll_py(py, &mut cx)))
+            })
+        };
         // Each waiting `PyFuture` keeps one clone of the waker: any clone beyond those means
         // something else may wake the future, and a delegated wait could not be interrupted.
+        let ((polled, mut requests), wakers_before) = match &self.waiter {
+            Some(waiter) => {
+                waiter.begin_poll();
+                let wakers_before = Arc::strong_count(waiter);
+                (poll(&Waker::from(Arc::clone(waiter))), wakers_before)
+            }
+            None => {
+                let (output, waiter) = FirstPoll::run(poll);
+                self.waiter = waiter;
+                // As if the driver had held the waiter before the poll.
+                (output, 1)
+            }
+        };
         let sole_wake_source = requests.len() == 1
-            && Arc::strong_count(waiter) == wakers_before + 1
-            && !waiter.woken_during_poll();
+            && self.waiter.as_ref().is_some_and(|waiter| {
+                Arc::strong_count(waiter) == wakers_before + 1 && !waiter.woken_during_poll()
+            });
         let polled = match polled {
             Ok(Poll::Pending) if sole_wake_source => match requests.pop() {
                 Some(request) => return Polled::Delegate(request),

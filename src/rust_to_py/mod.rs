@@ -5,6 +5,7 @@ mod async_generator;
 mod cancel_handle;
 mod coroutine;
 mod pollable;
+mod send_slot;
 
 pub use allow_threads::AllowThreads;
 pub use async_generator::AsyncGenerator;

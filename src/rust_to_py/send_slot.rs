@@ -1,0 +1,91 @@
+//! The `am_send` slot of [`Coroutine`]: how CPython resumes it without `StopIteration`.
+//!
+//! Python's `await` (the `SEND` instruction) and asyncio's C tasks resume an awaitable with
+//! `PyIter_Send`, which uses the type's `am_send` slot when there is one and otherwise calls
+//! `send`/`__next__` and digs the result out of a `StopIteration`. Raising and catching that
+//! exception (an exception object, its argument tuple, the error indicator round trip) is most
+//! of the cost of awaiting a ready Rust future. PyO3 has no way to declare `am_send`, so the
+//! slot is filled in on the class once it exists; the Python methods stay for everyone else
+//! (trio calls `coro.send(...)`).
+
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::rust_to_py::coroutine::{panic_exception, Coroutine, Resumed};
+
+/// Fills in `Coroutine`'s `am_send` slot, once per process; cheap to call on every await.
+pub(crate) fn install(py: Python<'_>) {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.load(Ordering::Relaxed) {
+        return;
+    }
+    install_slot(py);
+    INSTALLED.store(true, Ordering::Relaxed);
+}
+
+// The slot exists since Python 3.10; the limited API cannot reach type slots, and a
+// free-threaded interpreter could read the slot while it is written.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+fn install_slot(py: Python<'_>) {
+    let class = py.get_type::<Coroutine>();
+    let class = class.as_type_ptr();
+    // SAFETY: `class` is the live, fully initialised heap type of `Coroutine` (PyO3 created
+    // it above and keeps it for the process); heap types point `tp_as_async` at their own
+    // embedded slot table, which `__await__` made non-null. The interpreter is attached and
+    // has a GIL, so no other thread reads the table while it is written; `PyType_Modified`
+    // drops cached lookups of the type.
+    unsafe {
+        if let Some(slots) = (*class).tp_as_async.as_mut() {
+            slots.am_send = Some(am_send);
+            // Python 3.10 only consults `am_send` on types that say they have it.
+            #[cfg(not(Py_3_11))]
+            {
+                (*class).tp_flags |= 1 << 21; // Py_TPFLAGS_HAVE_AM_SEND
+            }
+            ffi::PyType_Modified(class);
+        }
+    }
+}
+
+#[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))))]
+fn install_slot(_py: Python<'_>) {}
+
+/// `PyIter_Send` for a coroutine: `PYGEN_NEXT` with the object to yield to the loop,
+/// `PYGEN_RETURN` with the result, or `PYGEN_ERROR` with the exception set.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+unsafe extern "C" fn am_send(
+    coroutine: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: CPython calls type slots on an attached thread.
+    let py = unsafe { Python::assume_attached() };
+    let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the slot is installed on `Coroutine`'s type only (it cannot be subclassed),
+        // so `coroutine` is a live `Coroutine`; `value` is a borrowed reference or, from a
+        // caller outside the rules, null (read as `None`).
+        let coroutine = unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
+        let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
+            Some(value) => value,
+            None => py.None().into_bound(py),
+        };
+        let coroutine: &Bound<'_, Coroutine> = &coroutine;
+        coroutine.get().resume(py, |driver| driver.send(py, &value))
+    }))
+    .unwrap_or_else(|payload| Err(panic_exception(payload)));
+    let (status, object) = match resumed {
+        Ok(Resumed::Yield(yielded)) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
+        Ok(Resumed::Return(output)) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
+        Err(err) => {
+            err.restore(py);
+            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+        }
+    };
+    // SAFETY: `result` is the caller's out-parameter, valid for one write.
+    unsafe { *result = object };
+    status
+}
