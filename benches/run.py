@@ -30,7 +30,8 @@ SCENARIOS = {
     "S4": "async for over 1M ready ints from a Rust stream (ns/item)",
     "S5": "tokio task awaits a Python coroutine on the loop, sequentially (ns/round trip)",
     "S6": "tokio task consumes a Python async generator of ints (ns/item)",
-    "M1": "RSS per pending exported future, 100k pending (bytes)",
+    "M1": "RSS per pending exported future, 100k pending, each in its task (bytes)",
+    "M1 own": "RSS per pending exported future without a task: the awaitable, its state and what it suspends on (bytes)",
     "M2": "RSS growth over 1M S1 awaits (KiB)",
 }
 # BENCH_QUICK=1: a fast pass to check that everything runs; numbers are then meaningless.
@@ -326,6 +327,19 @@ async def memory(loop_name, scenario, contender):
         def make_ready():
             return module.ready(trio_loop)
 
+    if scenario == "M1 own":
+        # Advanced by hand to the first suspension, as a task's first step would: what the
+        # bridge itself keeps per pending future (the Python row: a coroutine awaiting a loop
+        # future / trio's `sleep_forever`).
+        count = 100_000
+        kept = []
+        gc.collect()
+        before = rss_bytes()
+        for _ in range(count):
+            iterator = make_pending().__await__()
+            kept.append(iterator.send(None))
+            kept.append(iterator)
+        report((rss_bytes() - before) / count)
     if scenario == "M1":
         count = 100_000
         gc.collect()
@@ -381,7 +395,7 @@ def run_on(loop_name, main):
 
 
 def worker(loop_name, scenario, contender):
-    if scenario in ("M1", "M2"):
+    if scenario in ("M1", "M1 own", "M2"):
         result = run_on(loop_name, lambda: memory(loop_name, scenario, contender))
     else:
         result = run_on(loop_name, lambda: timed(loop_name, scenario))
@@ -431,7 +445,7 @@ def collect():
                 results[("S3 threads", loop_name)] = measured["S3 threads"]
             else:
                 results[(scenario, loop_name)] = measured
-        for scenario in ("M1", "M2"):
+        for scenario in ("M1", "M1 own", "M2"):
             row = {}
             for contender in CONTENDERS:
                 if contender not in ("Python", OURS, "pyo3-async 0.3.2") and loop_name == "trio":

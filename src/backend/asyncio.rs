@@ -10,33 +10,24 @@ use pyo3::{intern, wrap_pyfunction};
 use crate::backend::{self, Backend, Home};
 use crate::waiter::Waiter;
 
-/// The loop a task runs on, and how to reach it.
-struct EventLoop {
-    event_loop: Py<PyAny>,
-    home: Home,
-}
-
 pub(crate) struct Parker {
-    event_loop: Arc<EventLoop>,
+    /// The task's loop.
+    home: Arc<Home>,
 }
 
 impl Parker {
     pub(crate) fn new(py: Python<'_>) -> PyResult<Self> {
-        let event_loop = get_running_loop(py)?;
         Ok(Parker {
-            event_loop: Arc::new(EventLoop {
-                home: Home::here(py, Backend::Asyncio, &event_loop),
-                event_loop: event_loop.unbind(),
-            }),
+            home: Home::here(py, Backend::Asyncio, &get_running_loop(py)?),
         })
     }
 
     pub(crate) fn home(&self) -> &Home {
-        &self.event_loop.home
+        &self.home
     }
 
     pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
-        crate::EventLoop::asyncio(self.event_loop.event_loop.bind(py))
+        crate::EventLoop::asyncio(self.home.event_loop.bind(py))
     }
 
     /// Yields a fresh future of the loop. The Task checks the `_asyncio_future_blocking` flag,
@@ -55,13 +46,13 @@ impl Parker {
             return Ok(py.None().into_bound(py));
         }
         let future = self
-            .event_loop
+            .home
             .event_loop
             .bind(py)
             .call_method0(intern!(py, "create_future"))?;
         future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
         let wakeup = Wakeup {
-            event_loop: Arc::clone(&self.event_loop),
+            home: Arc::clone(&self.home),
             future: future.clone().unbind(),
         };
         match waiter.park(backend::Wakeup::Asyncio(wakeup)) {
@@ -73,13 +64,13 @@ impl Parker {
 }
 
 pub(crate) struct Wakeup {
-    event_loop: Arc<EventLoop>,
+    home: Arc<Home>,
     future: Py<PyAny>,
 }
 
 impl Wakeup {
     pub(crate) fn home(&self) -> &Home {
-        &self.event_loop.home
+        &self.home
     }
 
     pub(crate) fn deliver_on_loop_thread(self, py: Python<'_>) {
@@ -92,7 +83,7 @@ impl Wakeup {
     pub(crate) fn deliver_threadsafe(self) {
         Python::try_attach(move |py| {
             let _ = wake_future_fn(py).and_then(|wake| {
-                self.event_loop
+                self.home
                     .event_loop
                     .bind(py)
                     .call_method1(intern!(py, "call_soon_threadsafe"), (wake, &self.future))

@@ -11,6 +11,7 @@
 pub(crate) mod asyncio;
 pub(crate) mod trio;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::thread::{self, ThreadId};
 
@@ -159,19 +160,46 @@ impl Parker {
     }
 }
 
-/// Where a loop runs and how other threads reach it without the interpreter.
+/// A loop (an asyncio loop, or a trio run's token), where it runs, and how other threads
+/// reach it without the interpreter. One per loop, shared by everything suspended on it.
 pub(crate) struct Home {
+    pub(crate) event_loop: Py<PyAny>,
     pub(crate) thread: ThreadId,
     /// `None` when the loop cannot watch the queue's socket.
     pub(crate) queue: Option<Arc<WakeQueue>>,
 }
 
+thread_local! {
+    /// The home of the loop that last ran a suspension on this thread: a thread runs one
+    /// loop at a time, so this saves a lookup and an allocation per suspended awaitable.
+    static LAST_HOME: RefCell<Option<Arc<Home>>> = const { RefCell::new(None) };
+}
+
 impl Home {
-    pub(crate) fn here(py: Python<'_>, backend: Backend, event_loop: &Bound<'_, PyAny>) -> Self {
-        Home {
+    /// The home of `event_loop`, which runs on this thread.
+    pub(crate) fn here(
+        py: Python<'_>,
+        backend: Backend,
+        event_loop: &Bound<'_, PyAny>,
+    ) -> Arc<Self> {
+        let cached = LAST_HOME.with(|last| {
+            let last = last.borrow();
+            last.as_ref()
+                .filter(|home| home.event_loop.is(event_loop))
+                .map(Arc::clone)
+        });
+        if let Some(home) = cached {
+            return home;
+        }
+        let home = Arc::new(Home {
+            event_loop: event_loop.clone().unbind(),
             thread: thread::current().id(),
             queue: WakeQueue::for_loop(py, backend, event_loop),
-        }
+        });
+        // The previous loop's home lives on in whatever is still suspended on it.
+        let previous = LAST_HOME.with(|last| last.borrow_mut().replace(Arc::clone(&home)));
+        drop(previous);
+        home
     }
 }
 

@@ -22,16 +22,23 @@ macro_rules! lowlevel {
 /// The trio task driving an awaitable, and how to reach it from another thread.
 struct Task {
     task: Py<PyAny>,
-    token: Py<PyAny>,
-    home: Home,
+    /// The run's token is the home's loop.
+    home: Arc<Home>,
 }
 
 pub(crate) struct Parker {
     task: Arc<Task>,
     abort_fn: Py<AbortFn>,
-    /// The `wait_task_rescheduled` (or checkpoint) coroutine whose trap we yielded: trio's
-    /// answer is sent on to it, so trio's own code interprets the outcome.
-    suspension: Option<Py<PyAny>>,
+    suspension: Option<Suspension>,
+}
+
+/// What the task yielded to trio, to make sense of trio's answer.
+enum Suspension {
+    /// trio's own `WaitTaskRescheduled` trap: the answer is an `outcome` to unwrap.
+    Trap,
+    /// A trio coroutine (`wait_task_rescheduled`, `checkpoint`) whose trap we passed on: the
+    /// answer is sent on to it, so trio's own code interprets it.
+    Coroutine(Py<PyAny>),
 }
 
 impl Parker {
@@ -42,7 +49,6 @@ impl Parker {
             task: Arc::new(Task {
                 home: Home::here(py, Backend::Trio, &token),
                 task: task.unbind(),
-                token: token.unbind(),
             }),
             abort_fn: Py::new(
                 py,
@@ -59,7 +65,7 @@ impl Parker {
     }
 
     pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
-        crate::EventLoop::trio(self.task.token.bind(py))
+        crate::EventLoop::trio(self.task.home.event_loop.bind(py))
     }
 
     pub(crate) fn park<'py>(
@@ -70,22 +76,30 @@ impl Parker {
         // The trap is obtained before the wake-up is registered, so no Python code (and thus no
         // finaliser that could wake us) runs between registering and yielding: trio must not
         // see a `reschedule` for a task that has not suspended yet.
-        let wait = lowlevel!(py, "wait_task_rescheduled")?.call1((&self.abort_fn,))?;
-        let trap = wait.call_method1(intern!(py, "send"), (py.None(),))?;
+        let (trap, suspension) = match wait_task_rescheduled_trap(py) {
+            Some(trap) => (trap.call1((&self.abort_fn,))?, Suspension::Trap),
+            None => {
+                let wait = lowlevel!(py, "wait_task_rescheduled")?.call1((&self.abort_fn,))?;
+                let trap = wait.call_method1(intern!(py, "send"), (py.None(),))?;
+                (trap, Suspension::Coroutine(wait.unbind()))
+            }
+        };
         let wakeup = Wakeup {
             task: Arc::clone(&self.task),
         };
         if waiter.park(backend::Wakeup::Trio(wakeup)).is_ok() {
-            self.suspension = Some(wait.unbind());
+            self.suspension = Some(suspension);
             return Ok(trap);
+        }
+        if let Suspension::Coroutine(wait) = suspension {
+            wait.bind(py).call_method0(intern!(py, "close"))?;
         }
         // Woken while it was polled: pass through a checkpoint, which trio resumes on its next
         // pass instead of waiting for a reschedule — and which delivers a pending cancellation,
         // so a future that keeps waking itself can still be cancelled.
-        wait.call_method0(intern!(py, "close"))?;
         let checkpoint = lowlevel!(py, "checkpoint")?.call0()?;
         let trap = checkpoint.call_method1(intern!(py, "send"), (py.None(),))?;
-        self.suspension = Some(checkpoint.unbind());
+        self.suspension = Some(Suspension::Coroutine(checkpoint.unbind()));
         Ok(trap)
     }
 
@@ -97,15 +111,20 @@ impl Parker {
         py: Python<'py>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(suspension) = self.suspension.take() else {
-            return Ok(None);
+        let suspension = match self.suspension.take() {
+            None => return Ok(None),
+            Some(Suspension::Trap) => {
+                value.call_method0(intern!(py, "unwrap"))?;
+                return Ok(None);
+            }
+            Some(Suspension::Coroutine(suspension)) => suspension,
         };
         match suspension
             .bind(py)
             .call_method1(intern!(py, "send"), (value,))
         {
             Ok(trap) => {
-                self.suspension = Some(suspension);
+                self.suspension = Some(Suspension::Coroutine(suspension));
                 Ok(Some(trap))
             }
             Err(err) if err.is_instance_of::<PyStopIteration>(py) => Ok(None),
@@ -114,10 +133,26 @@ impl Parker {
     }
 
     pub(crate) fn abandon(&mut self, py: Python<'_>) {
-        if let Some(suspension) = self.suspension.take() {
+        if let Some(Suspension::Coroutine(suspension)) = self.suspension.take() {
             let _ = suspension.bind(py).call_method0(intern!(py, "close"));
         }
     }
+}
+
+/// trio's trap class for `wait_task_rescheduled`, when this trio version keeps it where
+/// trio 0.35 does. Yielding the trap ourselves is what `wait_task_rescheduled` does, minus a
+/// Python coroutine (its frame and a `send`) per suspension; with another layout we use the
+/// public function.
+fn wait_task_rescheduled_trap(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
+    static TRAP: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    TRAP.get_or_init(py, || {
+        py.import("trio._core._traps")
+            .and_then(|traps| traps.getattr("WaitTaskRescheduled"))
+            .ok()
+            .map(Bound::unbind)
+    })
+    .as_ref()
+    .map(|trap| trap.bind(py))
 }
 
 /// The token of the trio run on this thread; `RuntimeError` outside one.
@@ -156,7 +191,7 @@ impl Wakeup {
 
     fn run_sync_soon(&self, py: Python<'_>, reschedule: &Bound<'_, PyAny>) {
         // `RunFinishedError`: the run is over, nobody is left to wake.
-        let _ = self.task.token.bind(py).call_method1(
+        let _ = self.task.home.event_loop.bind(py).call_method1(
             intern!(py, "run_sync_soon"),
             (reschedule, self.task.task.bind(py)),
         );
