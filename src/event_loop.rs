@@ -37,7 +37,7 @@ pub struct EventLoop {
     inner: Arc<Inner>,
     /// The loop's wake queue, when the handle was captured on the loop's thread: it lets
     /// [`EventLoop::spawn_with`] reach the loop without the interpreter.
-    queue: Option<Arc<WakeQueue>>,
+    pub(crate) queue: Option<Arc<WakeQueue>>,
 }
 
 pub(crate) enum Inner {

@@ -16,6 +16,7 @@ use crate::event_loop::EventLoop;
 use crate::py_to_rust::completion::Outcome;
 use crate::py_to_rust::PyFuture;
 use crate::rust_to_py::Coroutine;
+use crate::wake_queue::{Job, WakeQueue};
 
 /// Items buffered between the pump and the consumer, unless chosen otherwise.
 const DEFAULT_CAPACITY: usize = 64;
@@ -201,6 +202,8 @@ struct Buffer {
     ended: bool,
     /// The consumer is gone.
     closed: bool,
+    /// Items were pushed since the consumer was last notified; their announcement is queued.
+    unannounced: bool,
 }
 
 impl Channel {
@@ -228,14 +231,44 @@ impl Channel {
         }
     }
 
-    fn push(&self, item: Outcome, last: bool) {
-        {
+    /// Buffers an item. Waking a consumer thread costs a system call and two context
+    /// switches, so items that a generator produces without suspending are announced together:
+    /// when the pump stops (the buffer is full, the stream ended) or, through the loop's wake
+    /// queue (`announcer`), as soon as the pump lets the loop run (the generator suspended).
+    /// Without a wake queue, every item is announced as it comes.
+    fn push(self: &Arc<Self>, item: Outcome, last: bool, announcer: Option<&Arc<WakeQueue>>) {
+        let announce_now = {
             let mut buffer = self.lock();
             buffer.pulling = false;
             buffer.ended |= last;
             buffer.items.push_back(item);
+            if last || buffer.items.len() >= self.capacity || announcer.is_none() {
+                buffer.unannounced = false;
+                true
+            } else if buffer.unannounced {
+                return;
+            } else {
+                buffer.unannounced = true;
+                false
+            }
+        };
+        match (announcer, announce_now) {
+            (Some(queue), false) => {
+                let channel = Arc::clone(self);
+                queue.push(Job::Call(Box::new(move |_| channel.announce())));
+            }
+            _ => {
+                self.items.notify(1);
+            }
         }
-        self.items.notify(1);
+    }
+
+    /// Notifies the consumer of items pushed without notice.
+    fn announce(&self) {
+        let unannounced = std::mem::take(&mut self.lock().unannounced);
+        if unannounced {
+            self.items.notify(1);
+        }
     }
 
     fn end(&self) {
@@ -243,6 +276,7 @@ impl Channel {
             let mut buffer = self.lock();
             buffer.pulling = false;
             buffer.ended = true;
+            buffer.unannounced = false;
         }
         self.items.notify(1);
     }
@@ -283,17 +317,23 @@ fn pump(channel: Arc<Channel>, iterable: Py<PyAny>) -> impl Future<Output = PyRe
     }
 }
 
-async fn pull(channel: &Channel, iterable: Py<PyAny>) -> PyResult<()> {
-    let iterator = Python::attach(|py| {
-        iterable
+async fn pull(channel: &Arc<Channel>, iterable: Py<PyAny>) -> PyResult<()> {
+    let (iterator, announcer) = Python::attach(|py| {
+        // The pump runs on its loop's thread: the handle captured here has the wake queue.
+        let announcer = EventLoop::current(py)
+            .ok()
+            .and_then(|event_loop| event_loop.queue);
+        let iterator = iterable
             .bind(py)
             .call_method0(intern!(py, "__aiter__"))
-            .map(Bound::unbind)
+            .map(Bound::unbind);
+        (iterator, announcer)
     });
+    let announcer = announcer.as_ref();
     let iterator = match iterator {
         Ok(iterator) => iterator,
         Err(err) => {
-            channel.push(Err(err), true);
+            channel.push(Err(err), true, announcer);
             return Ok(());
         }
     };
@@ -306,14 +346,14 @@ async fn pull(channel: &Channel, iterable: Py<PyAny>) -> PyResult<()> {
             Err(err) => Err(err),
         };
         match outcome {
-            Ok(item) => channel.push(Ok(item), false),
+            Ok(item) => channel.push(Ok(item), false, announcer),
             Err(_) if channel.is_closed() => break,
             Err(err) => {
                 let exhausted = Python::attach(|py| err.is_instance_of::<PyStopAsyncIteration>(py));
                 if exhausted {
                     channel.end();
                 } else {
-                    channel.push(Err(err), true);
+                    channel.push(Err(err), true, announcer);
                 }
                 return Ok(());
             }

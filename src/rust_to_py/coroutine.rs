@@ -645,18 +645,3 @@ fn not_an_exception(typ: &Bound<'_, PyAny>) -> PyErr {
         "exceptions must be classes or instances deriving from BaseException, not {name}"
     ))
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        eprintln!(
-            "Driver {} Mutex<Driver> {} Parker {} Waiter {} Delegate {} Coroutine {}",
-            std::mem::size_of::<super::Driver>(),
-            std::mem::size_of::<std::sync::Mutex<super::Driver>>(),
-            std::mem::size_of::<crate::backend::Parker>(),
-            std::mem::size_of::<crate::waiter::Waiter>(),
-            std::mem::size_of::<crate::py_to_rust::delegation::Delegate>(),
-            std::mem::size_of::<super::Coroutine>()
-        );
-    }
-}
