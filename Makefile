@@ -9,7 +9,7 @@ export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 # Embedded interpreters (Rust tests, doctests) and pyo3's build use the venv's Python.
 export PYO3_PYTHON := $(VIRTUAL_ENV)/bin/python
 
-.PHONY: demo test lint rust-test python-test bench stress-exit
+.PHONY: demo test lint rust-test python-test bench stress valgrind
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,22 @@ bench: $(VENV)/.bench-installed
 	done
 	python benches/run.py
 
-# Exit safety (issue 7): processes exiting while Rust threads wake and spawn; minutes, not CI.
-stress-exit: $(VENV)/.installed
+# The stress suite at full size (pytests/tests/test_stress.py; `make test` runs it reduced):
+# 10k races per loop, 10k-future storms, 1M cycles per bridge type, 1000 exiting processes.
+stress: $(VENV)/.installed
 	maturin develop --quiet --release -m pytests/Cargo.toml
-	python stress/exit_race.py 100
+	PYO3_ASYNC_STRESS=full python -m pytest -q pytests/tests/test_stress.py
+
+# Memory safety: the pytest suite (reduced stress) and the Rust tests under valgrind memcheck,
+# failing on any invalid read or write (leak reports are off: CPython keeps memory until exit).
+VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=no --track-origins=no \
+	--suppressions=stress/valgrind.supp
+valgrind: $(VENV)/.installed
+	maturin develop --quiet -m pytests/Cargo.toml
+	PYTHONMALLOC=malloc $(VALGRIND) python -m pytest -q -p no:cacheprovider pytests/tests \
+		--deselect pytests/tests/test_stress.py::test_exit_with_work_in_flight
+	cargo test --workspace --no-run
+	for test in $$(find target/debug/deps -maxdepth 1 -type f -executable \
+		\( -name 'rust_to_py-*' -o -name 'py_to_rust-*' -o -name 'pyo3_async-*' \)); do \
+		PYTHONMALLOC=malloc $(VALGRIND) $$test --test-threads=1 || exit 1; \
+	done

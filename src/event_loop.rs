@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 
 use crate::backend::{asyncio, trio, Backend};
+use crate::exit_guard;
 use crate::py_to_rust::{spawn, Completion, PyFuture, TaskSlot};
 use crate::wake_queue::{Job, WakeQueue};
 
@@ -61,6 +62,7 @@ impl EventLoop {
     /// });
     /// ```
     pub fn current(py: Python<'_>) -> PyResult<Self> {
+        exit_guard::install(py);
         let backend = Backend::current(py)?;
         let handle = match backend {
             Backend::Asyncio => asyncio::get_running_loop(py)?,
@@ -93,6 +95,7 @@ impl EventLoop {
     /// # }
     /// ```
     pub fn asyncio(event_loop: &Bound<'_, PyAny>) -> Self {
+        exit_guard::install(event_loop.py());
         Self::from_inner(Inner::Asyncio(event_loop.clone().unbind()))
     }
 
@@ -110,6 +113,7 @@ impl EventLoop {
     /// }
     /// ```
     pub fn trio(token: &Bound<'_, PyAny>) -> Self {
+        exit_guard::install(token.py());
         Self::from_inner(Inner::Trio(token.clone().unbind()))
     }
 
@@ -224,7 +228,7 @@ impl EventLoop {
         match &self.queue {
             Some(queue) => queue.push(Job::Call(Box::new(start))),
             None => {
-                Python::try_attach(start);
+                exit_guard::attach_unless_exiting(start);
             }
         }
         PyFuture::waiting(receiver, slot)

@@ -32,6 +32,7 @@
 
 mod backend;
 mod event_loop;
+mod exit_guard;
 mod first_poll;
 pub mod py_to_rust;
 pub mod rust_to_py;
@@ -162,6 +163,7 @@ pub mod __private {
 
 pub use backend::Backend;
 pub use event_loop::EventLoop;
+pub use exit_guard::attach_unless_exiting;
 pub use py_to_rust::{is_cancellation, PyAsyncIter, PyFuture};
 pub use rust_to_py::{AllowThreads, AsyncGenerator, CancelHandle, Coroutine};
 

@@ -1,81 +1,129 @@
-"""Exit safety: processes that leave asyncio while Rust threads still wake coroutines, complete
-futures and spawn Python work. Counts how many processes end abnormally (CPython kills a thread
-that attaches while it finalises; in Rust that aborts the process).
+"""Exit safety: processes that leave their event loop while Rust threads still wake coroutines,
+complete and drop `PyFuture`s and spawn Python work. Counts processes that end abnormally
+(CPython kills a thread that attaches while it finalises; in Rust that aborts the process) or
+hang.
 
-    python stress/exit_race.py [processes] [scenario]
+    python stress/exit_race.py [processes] [scenario ...] [--loop asyncio|trio]
 
 Scenarios: `wakes` (coroutines woken by tokio), `streams` (PyAsyncIter dropped mid-stream),
-`spawn_with` (tokio threads schedule Python work without attaching), `attach` (the same through
-`Python::attach` on tokio threads: the hazard spawn_with avoids), `all` (all but `attach`).
-Needs the test module (`make test` builds it). Not part of CI: it takes minutes.
+`spawn_with` (tokio threads schedule Python work without attaching), `guarded_attach` (tokio
+threads attach through `pyo3_async::attach_unless_exiting`), `all` (all of these), and
+`attach` (tokio threads calling `Python::attach` themselves: the hazard the others avoid, not
+run unless named, never counted as a failure). The pytest suite runs it (test_stress.py);
+`make stress` at full size. Needs the test module.
 """
 
-import asyncio
+import argparse
 import collections
+import concurrent.futures
 import random
 import subprocess
 import sys
 
-import pyo3_async_pytests as m
-
-SCENARIOS = ("wakes", "streams", "spawn_with", "attach", "all")
+SCENARIOS = ("wakes", "streams", "spawn_with", "guarded_attach", "all", "attach")
 
 
-async def numbers():
-    i = 0
-    while True:
-        await asyncio.sleep(0)
-        yield i
-        i += 1
+def child(scenario, loop):
+    import pyo3_async_pytests as m
+
+    if loop == "trio":
+        import trio
+
+        sleep = trio.sleep
+    else:
+        import asyncio
+
+        sleep = asyncio.sleep
+
+    async def numbers():
+        i = 0
+        while True:
+            await sleep(0)
+            yield i
+            i += 1
+
+    async def python_work():
+        await sleep(0.001)
+
+    def in_flight():
+        awaitables = []
+        if scenario in ("wakes", "all"):
+            awaitables += [m.sleep(random.random() * 0.01, i) for i in range(300)]
+            awaitables += [m.tokio_noop() for _ in range(300)]
+        if scenario in ("streams", "all"):
+            awaitables += [m.collect_async_iter(numbers(), 4) for _ in range(5)]
+        if scenario in ("spawn_with", "all"):
+            awaitables += [m.spawn_with_from_tokio(python_work) for _ in range(50)]
+            awaitables += [m.drop_after(python_work, random.randrange(2000)) for _ in range(50)]
+        if scenario in ("guarded_attach", "all"):
+            awaitables += [m.spawn_guarded_from_tokio(python_work) for _ in range(50)]
+        if scenario == "attach":
+            awaitables += [m.spawn_from_tokio(python_work()) for _ in range(50)]
+        return awaitables
+
+    async def run_then_leave():
+        # Started as tasks, then abandoned mid-flight: the process exits with them pending.
+        if loop == "trio":
+            async with trio.open_nursery() as nursery:
+                for awaitable in in_flight():
+
+                    async def run(awaitable=awaitable):
+                        try:
+                            await awaitable
+                        except Exception:
+                            pass
+
+                    nursery.start_soon(run)
+                await trio.sleep(random.random() * 0.01)
+                nursery.cancel_scope.cancel()
+        else:
+            tasks = [asyncio.ensure_future(awaitable) for awaitable in in_flight()]
+            await asyncio.sleep(random.random() * 0.01)
+            del tasks
+
+    if loop == "trio":
+        trio.run(run_then_leave)
+    else:
+        asyncio.run(run_then_leave())
 
 
-async def python_work():
-    await asyncio.sleep(0.001)
-
-
-async def in_flight(scenario):
-    tasks = []
-    if scenario in ("wakes", "all"):
-        tasks += [asyncio.ensure_future(m.sleep(random.random() * 0.01, i)) for i in range(300)]
-        tasks += [asyncio.ensure_future(m.tokio_noop()) for _ in range(300)]
-    if scenario in ("streams", "all"):
-        tasks += [asyncio.ensure_future(m.collect_async_iter(numbers(), 4)) for _ in range(5)]
-    if scenario in ("spawn_with", "all"):
-        tasks += [asyncio.ensure_future(m.spawn_with_from_tokio(python_work)) for _ in range(50)]
-    if scenario == "attach":
-        tasks += [asyncio.ensure_future(m.spawn_from_tokio(python_work())) for _ in range(50)]
-    await asyncio.sleep(random.random() * 0.01)
-    sys.exit(0)  # leave with everything in flight
-
-
-def child(scenario):
+def run_child(scenario, loop):
     try:
-        asyncio.run(in_flight(scenario))
-    except SystemExit:
-        pass
+        completed = subprocess.run(
+            [sys.executable, __file__, "--child", scenario, "--loop", loop],
+            capture_output=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        return "hang"
+    return completed.returncode
 
 
 def main():
-    processes = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    scenarios = sys.argv[2:] or [s for s in SCENARIOS if s != "attach"]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("processes", nargs="?", type=int, default=100)
+    parser.add_argument("scenarios", nargs="*")
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "trio"])
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.loop)
+        return
+    scenarios = args.scenarios or [s for s in SCENARIOS if s != "attach"]
     failed = False
-    for scenario in scenarios:
-        outcomes = collections.Counter()
-        for _ in range(processes):
-            code = subprocess.run(
-                [sys.executable, __file__, "--child", scenario],
-                capture_output=True,
-                timeout=60,
-            ).returncode
-            outcomes[code] += 1
-        abnormal = processes - outcomes[0]
-        failed |= abnormal > 0 and scenario != "attach"
-        print(f"{scenario:10} {abnormal} of {processes} processes ended abnormally {dict(outcomes)}")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for scenario in scenarios:
+            codes = pool.map(lambda _: run_child(scenario, args.loop), range(args.processes))
+            outcomes = collections.Counter(codes)
+            abnormal = args.processes - outcomes[0]
+            failed |= abnormal > 0 and scenario != "attach"
+            print(
+                f"{args.loop:8} {scenario:15} {abnormal} of {args.processes} processes ended "
+                f"abnormally {dict(outcomes)}",
+                flush=True,
+            )
     sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2])
-    else:
-        main()
+    main()

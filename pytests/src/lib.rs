@@ -733,6 +733,136 @@ impl Account {
     }
 }
 
+/// Like `spawn_from_tokio`, but attaching through `pyo3_async::attach_unless_exiting`: safe
+/// while the process exits (the call then fails instead of aborting the process).
+#[pyfunction]
+fn spawn_guarded_from_tokio(py: Python<'_>, coroutine_function: Py<PyAny>) -> PyResult<Coroutine> {
+    let event_loop = EventLoop::current(py)?;
+    let task = tokio().spawn(async move {
+        let future = pyo3_async::attach_unless_exiting(|py| {
+            event_loop.spawn(&coroutine_function.bind(py).call0()?)
+        })
+        .unwrap_or_else(|| Err(PyValueError::new_err("exiting")))?;
+        future.await
+    });
+    Ok(Coroutine::new(async move {
+        task.await
+            .map_err(|err| PyValueError::new_err(err.to_string()))?
+    }))
+}
+
+/// A tokio task spawns `coroutine_function()` on the loop and drops the `PyFuture` after
+/// `micros` µs unless it finished: the drop cancels the Python task, racing its completion.
+/// Returns whether the Python side finished first.
+#[pyfunction]
+fn drop_after(py: Python<'_>, coroutine_function: Py<PyAny>, micros: u64) -> PyResult<Coroutine> {
+    let event_loop = EventLoop::current(py)?;
+    let task = tokio().spawn(async move {
+        let future = event_loop.spawn_with(move |py| coroutine_function.bind(py).call0());
+        tokio::select! {
+            outcome = future => outcome.map(|_| true),
+            () = tokio::time::sleep(Duration::from_micros(micros)) => Ok(false),
+        }
+    });
+    Ok(Coroutine::new(async move {
+        task.await
+            .map_err(|err| PyValueError::new_err(err.to_string()))?
+    }))
+}
+
+/// Many futures woken at once from many threads, with spurious, repeated and late wakes.
+#[pyclass(frozen)]
+struct Storm {
+    slots: Arc<Vec<StormSlot>>,
+}
+
+#[derive(Default)]
+struct StormSlot {
+    waker: Mutex<Option<Waker>>,
+    fired: AtomicBool,
+    polls: AtomicUsize,
+    completions: AtomicUsize,
+}
+
+#[pymethods]
+impl Storm {
+    #[new]
+    fn new(n: usize) -> Self {
+        Storm {
+            slots: Arc::new((0..n).map(|_| StormSlot::default()).collect()),
+        }
+    }
+
+    /// Pending until slot `i` fires; returns `i`.
+    #[pyo3(signature = (i, backend = None))]
+    fn wait(&self, i: usize, backend: Option<&str>) -> PyResult<Coroutine> {
+        if i >= self.slots.len() {
+            return Err(PyValueError::new_err("no such slot"));
+        }
+        let slots = Arc::clone(&self.slots);
+        coroutine(
+            Coroutine::new(async move {
+                poll_fn(|cx| {
+                    let slot = &slots[i];
+                    slot.polls.fetch_add(1, Ordering::SeqCst);
+                    *slot.waker.lock().expect("slot lock") = Some(cx.waker().clone());
+                    if slot.fired.load(Ordering::SeqCst) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+                slots[i].completions.fetch_add(1, Ordering::SeqCst);
+                PyResult::Ok(i)
+            }),
+            backend,
+        )
+    }
+
+    /// From `threads` threads at once (detached, not joined): `spurious` rounds of wakes of
+    /// every slot without firing it, then each thread fires every slot (starting at its own
+    /// offset) and wakes it `repeats` times, then wakes everything once more after the fact.
+    fn fire_from_threads(&self, threads: usize, spurious: usize, repeats: usize) {
+        for t in 0..threads {
+            let slots = Arc::clone(&self.slots);
+            std::thread::spawn(move || {
+                let wake_all = |slots: &[StormSlot]| {
+                    for slot in slots {
+                        let waker = slot.waker.lock().expect("slot lock").clone();
+                        if let Some(waker) = waker {
+                            waker.wake();
+                        }
+                    }
+                };
+                for _ in 0..spurious {
+                    wake_all(&slots);
+                }
+                let n = slots.len();
+                for k in 0..n {
+                    let slot = &slots[(k + t * n / threads.max(1)) % n];
+                    slot.fired.store(true, Ordering::SeqCst);
+                    let waker = slot.waker.lock().expect("slot lock").clone();
+                    if let Some(waker) = waker {
+                        for _ in 0..repeats {
+                            waker.wake_by_ref();
+                        }
+                    }
+                }
+                wake_all(&slots);
+            });
+        }
+    }
+
+    /// How many times each slot completed.
+    fn completions(&self) -> Vec<usize> {
+        self.slots
+            .iter()
+            .map(|slot| slot.completions.load(Ordering::SeqCst))
+            .collect()
+    }
+}
+
 #[pymodule]
 fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ready, m)?)?;
@@ -758,6 +888,8 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(await_outside_coroutine, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_from_tokio, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_with_from_tokio, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_guarded_from_tokio, m)?)?;
+    m.add_function(wrap_pyfunction!(drop_after, m)?)?;
     m.add_function(wrap_pyfunction!(collect_async_iter, m)?)?;
     m.add_function(wrap_pyfunction!(take_async_iter, m)?)?;
     m.add_function(wrap_pyfunction!(macro_sleep, m)?)?;
@@ -775,6 +907,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Trigger>()?;
     m.add_class::<WakerStash>()?;
     m.add_class::<Latch>()?;
+    m.add_class::<Storm>()?;
     m.add_class::<Coroutine>()?;
     m.add_class::<AsyncGenerator>()?;
     Ok(())

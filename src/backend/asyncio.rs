@@ -81,7 +81,7 @@ impl Wakeup {
 
     /// The fallback for loops that cannot watch a socket.
     pub(crate) fn deliver_threadsafe(self) {
-        Python::try_attach(move |py| {
+        crate::exit_guard::attach_unless_exiting(move |py| {
             let _ = wake_future_fn(py).and_then(|wake| {
                 self.home
                     .event_loop

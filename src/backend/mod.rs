@@ -191,6 +191,7 @@ impl Home {
         if let Some(home) = cached {
             return home;
         }
+        crate::exit_guard::install(py);
         let home = Arc::new(Home {
             event_loop: event_loop.clone().unbind(),
             thread: thread::current().id(),

@@ -182,7 +182,7 @@ impl Wakeup {
 
     /// The fallback when the run has no wake queue.
     pub(crate) fn deliver_threadsafe(self) {
-        Python::try_attach(move |py| {
+        crate::exit_guard::attach_unless_exiting(move |py| {
             if let Ok(reschedule) = lowlevel!(py, "reschedule") {
                 self.run_sync_soon(py, reschedule);
             }

@@ -186,13 +186,14 @@ impl PyFuture {
     {
         let object = self.await?;
         // Possibly on an executor's thread at exit: never wait for a finalising interpreter.
-        Python::try_attach(|py| object.bind(py).extract::<T>().map_err(Into::into)).unwrap_or_else(
-            || {
-                Err(PyRuntimeError::new_err(
-                    "the Python interpreter is shutting down",
-                ))
-            },
-        )
+        crate::exit_guard::attach_unless_exiting(|py| {
+            object.bind(py).extract::<T>().map_err(Into::into)
+        })
+        .unwrap_or_else(|| {
+            Err(PyRuntimeError::new_err(
+                "the Python interpreter is shutting down",
+            ))
+        })
     }
 }
 

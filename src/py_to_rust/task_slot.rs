@@ -88,7 +88,7 @@ impl TaskSlot {
     /// Cancels the Python side, now or as soon as it is attached. Any thread; a no-op once
     /// the interpreter is shutting down.
     pub(crate) fn cancel(&self) {
-        Python::try_attach(|py| {
+        crate::exit_guard::attach_unless_exiting(|py| {
             // Interpreter first, then the lock, as in `attach`.
             let target = {
                 let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

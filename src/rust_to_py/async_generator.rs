@@ -33,7 +33,7 @@ use crate::rust_to_py::pollable::{IntoPyStream, PyPoll, PyPollNext};
 ///     AsyncGenerator::new(futures::stream::iter((0..until).map(PyResult::Ok)))
 /// }
 /// ```
-#[pyclass(module = "pyo3_async", frozen)]
+#[pyclass(module = "pyo3_async", frozen, weakref)]
 pub struct AsyncGenerator {
     slot: Arc<StreamSlot>,
     backend: Option<Backend>,

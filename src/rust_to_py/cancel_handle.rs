@@ -82,12 +82,17 @@ impl Cancellation {
     fn exception(&self) -> Option<PyErr> {
         // Interpreter first, then the lock, as in `deliver` (which runs attached): no thread
         // ever waits for the interpreter while holding the lock.
-        Python::attach(|py| {
+        crate::exit_guard::attach_unless_exiting(|py| {
             let slot = self
                 .exception
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             slot.as_ref().map(|exception| exception.clone_ref(py))
+        })
+        .unwrap_or_else(|| {
+            Some(pyo3::exceptions::PyRuntimeError::new_err(
+                "cancelled: the Python interpreter is shutting down",
+            ))
         })
     }
 }

@@ -60,7 +60,7 @@ use crate::wake_queue::Abandon;
 ///     })
 /// }
 /// ```
-#[pyclass(module = "pyo3_async", frozen)]
+#[pyclass(module = "pyo3_async", frozen, weakref)]
 pub struct Coroutine {
     /// `__qualname__` (and, after its last dot, `__name__`), for reprs and tracebacks.
     qualname: Option<Cow<'static, str>>,

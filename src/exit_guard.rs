@@ -1,0 +1,105 @@
+//! Attaching to the interpreter from threads Python does not know, without racing its exit.
+//!
+//! CPython ends every thread that attaches while the interpreter finalises (`pthread_exit`
+//! inside `PyEval_RestoreThread`); a Rust thread cannot be unwound that way, so the process
+//! aborts. Checking "is it finalising?" first does not help: finalisation may begin between
+//! the check and the attach. Every bridge that attaches from executor threads (a waker taking
+//! the GIL, a future dropped on a tokio worker) aborts now and then at exit for this reason.
+//!
+//! pyo3-async's wakers never attach (see `wake_queue`), and the few foreign-thread paths that
+//! must (dropping a `PyFuture` cancels its task, `PyFuture::extract`, fallbacks for loops that
+//! cannot watch a socket) go through [`attach_unless_exiting`]: a thread announces itself in a
+//! counter *before* it checks the exit flag. An `atexit` hook — atexit runs before CPython
+//! starts finalising, with every Python thread still working — raises the flag, then waits,
+//! with the interpreter released, until the announced threads are done. A thread therefore
+//! either attaches before finalisation begins or sees the flag and does not attach.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+/// Raised by the `atexit` hook: no new foreign-thread attach from here on.
+static EXITING: AtomicBool = AtomicBool::new(false);
+/// Threads between announcing themselves and leaving the interpreter.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Signalled when `IN_FLIGHT` drops to zero after the flag was raised.
+static DRAINED: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+
+/// How long exit waits for attached threads; a thread attached for longer (blocked in Python
+/// code that waits for the main thread, say) must not hang the process.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs `f` with the interpreter attached, from any thread, unless the interpreter is exiting
+/// (its `atexit` handlers ran) or gone: then `None`, without touching the interpreter.
+///
+/// Use it instead of `Python::attach` on threads that Python did not create (tokio or smol
+/// workers, `std::thread`s) when they may still run while the process exits: a thread that
+/// attaches while CPython finalises is killed, which aborts a Rust process. The guard works
+/// once pyo3-async has seen the interpreter (any [`EventLoop`](crate::EventLoop) or exported
+/// awaitable does); before that it behaves as `Python::try_attach`.
+///
+/// ```
+/// use pyo3::prelude::*;
+///
+/// // On a tokio worker, say: hands a result to Python unless the process is exiting.
+/// let answer: Option<PyResult<Py<PyAny>>> = pyo3_async::attach_unless_exiting(|py| {
+///     Ok(42i64.into_pyobject(py)?.into_any().unbind())
+/// });
+/// # let _ = answer;
+/// ```
+pub fn attach_unless_exiting<F, R>(f: F) -> Option<R>
+where
+    F: for<'py> FnOnce(Python<'py>) -> R,
+{
+    // Announce first, then check: the hook raises the flag first, then reads the counter.
+    // With sequentially consistent operations on both sides, at least one sees the other.
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    let attached = if EXITING.load(Ordering::SeqCst) {
+        None
+    } else {
+        Python::try_attach(f)
+    };
+    if IN_FLIGHT.fetch_sub(1, Ordering::SeqCst) == 1 && EXITING.load(Ordering::SeqCst) {
+        let _lock = DRAINED.0.lock().unwrap_or_else(PoisonError::into_inner);
+        DRAINED.1.notify_all();
+    }
+    attached
+}
+
+/// Registers the `atexit` hook, once per process. Called wherever pyo3-async first meets an
+/// event loop, which is before any foreign thread can hold anything of ours.
+pub(crate) fn install(py: Python<'_>) {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.load(Ordering::Relaxed) || INSTALLED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let registered = wrap_pyfunction!(before_exit, py).and_then(|hook| {
+        py.import("atexit")?.call_method1("register", (hook,))?;
+        Ok(())
+    });
+    if let Err(err) = registered {
+        err.write_unraisable(py, None);
+    }
+}
+
+/// The `atexit` hook: closes the door to foreign threads, then lets those inside finish.
+#[pyfunction]
+fn before_exit(py: Python<'_>) {
+    EXITING.store(true, Ordering::SeqCst);
+    py.detach(|| {
+        let deadline = Instant::now() + EXIT_WAIT;
+        let mut lock = DRAINED.0.lock().unwrap_or_else(PoisonError::into_inner);
+        while IN_FLIGHT.load(Ordering::SeqCst) > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            lock = DRAINED
+                .1
+                .wait_timeout(lock, left.min(Duration::from_millis(10)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    });
+}
