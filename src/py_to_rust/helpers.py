@@ -12,6 +12,42 @@ async def await_awaitable(awaitable):
     return await awaitable
 
 
+class Resume:
+    """An await already under way (its `__await__` iterator yielded `first`), as an awaitable
+    that picks it up from there: `yield from` on an iterator that already started."""
+
+    __slots__ = ("iterator", "first")
+
+    def __init__(self, iterator, first):
+        self.iterator = iterator
+        self.first = first
+
+    def __await__(self):
+        iterator, yielded = self.iterator, self.first
+        self.iterator = self.first = None
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+                raise
+            except BaseException as exc:
+                throw = getattr(iterator, "throw", None)
+                if throw is None:
+                    raise
+                try:
+                    yielded = throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = iterator.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
 def close_unstarted(awaitable):
     close = getattr(awaitable, "close", None)
     if close is not None:

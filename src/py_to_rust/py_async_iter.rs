@@ -11,9 +11,12 @@ use futures::Stream;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::iterator::PySendResult;
+use pyo3::types::PyIterator;
 
 use crate::event_loop::EventLoop;
 use crate::py_to_rust::completion::Outcome;
+use crate::py_to_rust::spawn::helper;
 use crate::py_to_rust::PyFuture;
 use crate::rust_to_py::Coroutine;
 use crate::wake_queue::{Job, WakeQueue};
@@ -306,6 +309,46 @@ impl Drop for EndOnDrop {
     }
 }
 
+/// The next item of an async iterator, as far as it can be had without suspending.
+enum Next {
+    Ready(Py<PyAny>),
+    /// `__anext__()` suspended: the rest of its await, to run in the pump's task.
+    Suspended(PyFuture),
+}
+
+/// Starts awaiting `iterator.__anext__()` right here. An item that is ready (a generator that
+/// did not suspend for it) comes back without any task, channel or waker; an await that
+/// suspends is handed to the pump's task as it stands, from its first suspension on.
+fn next_item(iterator: &Bound<'_, PyAny>) -> PyResult<Next> {
+    let py = iterator.py();
+    let next = iterator.call_method0(intern!(py, "__anext__"))?;
+    let Ok(await_method) = next.getattr(intern!(py, "__await__")) else {
+        // A generator-based coroutine, or not awaitable at all: the general path knows those,
+        // and gives the clear error.
+        return PyFuture::new(&next).map(Next::Suspended);
+    };
+    let awaiting = await_method
+        .call0()?
+        .cast_into::<PyIterator>()
+        .map_err(|err| {
+            PyTypeError::new_err(format!(
+                "__await__() returned non-iterator of type {}",
+                err.into_inner()
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+    match awaiting.send(&py.None().into_bound(py))? {
+        PySendResult::Return(item) => Ok(Next::Ready(item.unbind())),
+        PySendResult::Next(first) => {
+            let resume = helper(py, "Resume")?.call1((awaiting, first))?;
+            PyFuture::new(&resume).map(Next::Suspended)
+        }
+    }
+}
+
 /// Runs on the event loop as a task: pulls items while there is room for them.
 fn pump(channel: Arc<Channel>, iterable: Py<PyAny>) -> impl Future<Output = PyResult<()>> {
     // Owned by the future from the start: a task dropped before its first step ends the
@@ -338,11 +381,9 @@ async fn pull(channel: &Arc<Channel>, iterable: Py<PyAny>) -> PyResult<()> {
         }
     };
     while channel.wait_for_space().await {
-        let next = Python::attach(|py| {
-            PyFuture::new(&iterator.bind(py).call_method0(intern!(py, "__anext__"))?)
-        });
-        let outcome = match next {
-            Ok(next) => next.await,
+        let outcome = match Python::attach(|py| next_item(iterator.bind(py))) {
+            Ok(Next::Ready(item)) => Ok(item),
+            Ok(Next::Suspended(next)) => next.await,
             Err(err) => Err(err),
         };
         match outcome {
