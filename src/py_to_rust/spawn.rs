@@ -10,6 +10,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
 use crate::backend::asyncio::running_loop;
+use crate::backend::trio;
 use crate::event_loop::{EventLoop, Inner};
 use crate::py_to_rust::completion::Completion;
 use crate::py_to_rust::task_slot::TaskSlot;
@@ -63,13 +64,20 @@ pub(crate) fn start(
             let scope = CANCEL_SCOPE.import(py, "trio", "CancelScope")?.call0()?;
             slot.attach_trio(py, token, &scope);
             let spawn = helper(py, "spawn_trio_system_task")?;
-            // `trio.RunFinishedError` when the run is over.
-            token
-                .call_method1(
-                    intern!(py, "run_sync_soon"),
-                    (spawn, awaitable, completion, scope, context),
-                )
-                .map(drop)
+            let on_this_run = trio::current_token(py).is_ok_and(|current| current.is(token));
+            if on_this_run {
+                spawn
+                    .call1((awaitable, completion, scope, context))
+                    .map(drop)
+            } else {
+                // `trio.RunFinishedError` when the run is over.
+                token
+                    .call_method1(
+                        intern!(py, "run_sync_soon"),
+                        (spawn, awaitable, completion, scope, context),
+                    )
+                    .map(drop)
+            }
         }
     };
     if started.is_err() {
