@@ -13,17 +13,45 @@ use crate::waiter::Waiter;
 pub(crate) struct Parker {
     /// The task's loop.
     home: Arc<Home>,
+    /// The future the task waits for, while it is suspended on one.
+    waiting_on: Option<Py<PyAny>>,
 }
 
 impl Parker {
     pub(crate) fn new(py: Python<'_>) -> PyResult<Self> {
         Ok(Parker {
             home: Home::here(py, Backend::Asyncio, &get_running_loop(py)?),
+            waiting_on: None,
         })
     }
 
     pub(crate) fn home(&self) -> &Home {
         &self.home
+    }
+
+    /// A task resumes us only once the future it waits for is done; anything else is a second
+    /// driver (the coroutine given to two tasks), which would otherwise leave the first task
+    /// waiting forever.
+    pub(crate) fn check_resumption(&mut self, py: Python<'_>) -> PyResult<()> {
+        match self.waiting_on.take() {
+            Some(future)
+                if !future
+                    .bind(py)
+                    .call_method0(intern!(py, "done"))?
+                    .is_truthy()? =>
+            {
+                self.waiting_on = Some(future);
+                Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "coroutine resumed while it waits for its wake-up: is it driven by two tasks?",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets the suspension (an exception was thrown in instead of a wake-up).
+    pub(crate) fn abandon(&mut self) {
+        self.waiting_on = None;
     }
 
     pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
@@ -56,7 +84,10 @@ impl Parker {
             future: future.clone().unbind(),
         };
         match waiter.park(backend::Wakeup::Asyncio(wakeup)) {
-            Ok(()) => Ok(future),
+            Ok(()) => {
+                self.waiting_on = Some(future.clone().unbind());
+                Ok(future)
+            }
             // Woken just now: as above.
             Err(_) => Ok(py.None().into_bound(py)),
         }

@@ -136,6 +136,15 @@ impl Parker {
         }
     }
 
+    /// Refuses a resumption that is not the loop's answer to the current suspension (the
+    /// coroutine driven by a second task); the suspension stays as it was.
+    pub(crate) fn check_resumption(&mut self, py: Python<'_>) -> PyResult<()> {
+        match self {
+            Parker::Asyncio(parker) => parker.check_resumption(py),
+            Parker::Trio(_) => Ok(()),
+        }
+    }
+
     /// The wake queue of the parker's loop, if it has one.
     pub(crate) fn wake_queue(&self) -> Option<&Arc<WakeQueue>> {
         match self {
@@ -154,8 +163,9 @@ impl Parker {
 
     /// Forgets the current suspension, if any, after an exception was thrown in.
     pub(crate) fn abandon(&mut self, py: Python<'_>) {
-        if let Parker::Trio(parker) = self {
-            parker.abandon(py);
+        match self {
+            Parker::Asyncio(parker) => parker.abandon(),
+            Parker::Trio(parker) => parker.abandon(py),
         }
     }
 }

@@ -377,6 +377,7 @@ impl Driver {
             return self.run(py, Some(Input::Send(value.clone())));
         }
         if let Some(parker) = &mut self.parker {
+            parker.check_resumption(py)?;
             match parker.resume(py, value) {
                 Ok(None) => {}
                 Ok(Some(suspended_again)) => return Ok(Resumed::Yield(suspended_again.unbind())),
