@@ -53,6 +53,9 @@ static VTABLE: RawWakerVTable =
     RawWakerVTable::new(clone_waker, wake_borrowed, wake_borrowed, drop_borrowed);
 
 /// A clone is a real waker, of the waiter created now (or by an earlier clone).
+///
+/// # Safety
+/// `data` is the `FirstPoll` of `FirstPoll::run`, alive while its borrowed waker is.
 unsafe fn clone_waker(data: *const ()) -> RawWaker {
     // SAFETY: `data` points to the `FirstPoll` of a poll in progress (see `FirstPoll::run`).
     let first = unsafe { &*data.cast::<FirstPoll>() };
@@ -63,6 +66,9 @@ unsafe fn clone_waker(data: *const ()) -> RawWaker {
 }
 
 /// Only a borrowed waker exists to wake through (an owned one is always a clone).
+///
+/// # Safety
+/// As for `clone_waker`.
 unsafe fn wake_borrowed(data: *const ()) {
     // SAFETY: as in `clone_waker`.
     let first = unsafe { &*data.cast::<FirstPoll>() };
@@ -72,6 +78,10 @@ unsafe fn wake_borrowed(data: *const ()) {
     }
 }
 
+/// The borrowed waker owns nothing.
+///
+/// # Safety
+/// Always safe; `unsafe` only to fit the vtable.
 unsafe fn drop_borrowed(_data: *const ()) {}
 
 #[cfg(test)]

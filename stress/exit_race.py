@@ -54,7 +54,7 @@ def child(scenario, loop):
             awaitables += [m.collect_async_iter(numbers(), 4) for _ in range(5)]
         if scenario in ("spawn_with", "all"):
             awaitables += [m.spawn_with_from_tokio(python_work) for _ in range(50)]
-            awaitables += [m.drop_after(python_work, random.randrange(2000)) for _ in range(50)]
+            awaitables += [m.drop_after(python_work, random.randrange(100)) for _ in range(50)]
         if scenario in ("guarded_attach", "all"):
             awaitables += [m.spawn_guarded_from_tokio(python_work) for _ in range(50)]
         if scenario == "attach":

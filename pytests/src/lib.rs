@@ -752,16 +752,21 @@ fn spawn_guarded_from_tokio(py: Python<'_>, coroutine_function: Py<PyAny>) -> Py
 }
 
 /// A tokio task spawns `coroutine_function()` on the loop and drops the `PyFuture` after
-/// `micros` µs unless it finished: the drop cancels the Python task, racing its completion.
-/// Returns whether the Python side finished first.
+/// yielding to tokio `yields` times (about a microsecond each) unless it finished: the drop
+/// cancels the Python task, racing its completion. Returns whether the Python side finished
+/// first.
 #[pyfunction]
-fn drop_after(py: Python<'_>, coroutine_function: Py<PyAny>, micros: u64) -> PyResult<Coroutine> {
+fn drop_after(py: Python<'_>, coroutine_function: Py<PyAny>, yields: u64) -> PyResult<Coroutine> {
     let event_loop = EventLoop::current(py)?;
     let task = tokio().spawn(async move {
         let future = event_loop.spawn_with(move |py| coroutine_function.bind(py).call0());
         tokio::select! {
             outcome = future => outcome.map(|_| true),
-            () = tokio::time::sleep(Duration::from_micros(micros)) => Ok(false),
+            () = async {
+                for _ in 0..yields {
+                    tokio::task::yield_now().await;
+                }
+            } => Ok(false),
         }
     });
     Ok(Coroutine::new(async move {

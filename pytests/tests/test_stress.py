@@ -21,7 +21,7 @@ import anyio.lowlevel
 import pytest
 
 import pyo3_async_pytests as m
-from helpers import until
+from helpers import until, until_threads
 
 pytestmark = pytest.mark.anyio
 
@@ -124,21 +124,31 @@ async def test_cancel_racing_python_completion_inside_rust(loop_name, problems):
 
 async def test_rust_drop_racing_python_completion(loop_name, problems):
     """Python → Rust, spawned: a tokio task drops its `PyFuture` (cancelling the Python task)
-    as the Python task finishes."""
-    finished = 0
+    as the Python task finishes. Dropped before the task started, the coroutine is closed
+    unstarted; otherwise it runs to its end or to its cancellation: never left suspended."""
+    created = begun = finished = 0
 
     async def python_work():
-        nonlocal finished
+        nonlocal begun, finished
+        begun += 1
         try:
             await anyio.lowlevel.checkpoint()
         finally:
             finished += 1
 
+    def make():
+        nonlocal created
+        created += 1
+        return python_work()
+
     races = RACES // 5  # each goes through tokio and back: slower
     outcomes = collections.Counter()
     for _ in range(races):
-        outcomes[await m.drop_after(python_work, random.randrange(0, 200))] += 1
-    await until(lambda: finished == races)
+        outcomes[await m.drop_after(make, random.randrange(0, 100))] += 1
+    await until_threads(lambda: created == races)
+    for _ in range(100):  # tasks just scheduled get to begin
+        await anyio.lowlevel.checkpoint()
+    await until_threads(lambda: begun == finished)
     assert problems == []
 
 

@@ -10,7 +10,8 @@
 //! a delegated wait could not be interrupted by those wake-ups — trio allows only one
 //! `reschedule` per wait — so the awaitable is scheduled as a task of its own instead.
 
-use std::cell::RefCell;
+use std::cell::Cell;
+use std::ptr;
 use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
@@ -30,43 +31,38 @@ pub(crate) struct Request {
 }
 
 thread_local! {
-    /// One frame per coroutine poll in progress on this thread (coroutines nest when one
-    /// delegates to another).
-    static FRAMES: RefCell<Vec<Vec<Request>>> = const { RefCell::new(Vec::new()) };
+    /// The requests of the innermost coroutine poll in progress on this thread (coroutines
+    /// nest when one delegates to another), or null outside any.
+    static FRAME: Cell<*mut Vec<Request>> = const { Cell::new(ptr::null_mut()) };
 }
 
 /// Runs `poll` in a new frame and returns the requests filed during it.
 pub(crate) fn collect<R>(poll: impl FnOnce() -> R) -> (R, Vec<Request>) {
-    /// Pops the frame even if `poll` unwinds.
-    struct Frame;
-    impl Drop for Frame {
+    /// Reinstates the enclosing frame, even if `poll` unwinds.
+    struct Enclosing(*mut Vec<Request>);
+    impl Drop for Enclosing {
         fn drop(&mut self) {
-            FRAMES.with(|frames| frames.borrow_mut().pop());
+            FRAME.with(|frame| frame.set(self.0));
         }
     }
-    FRAMES.with(|frames| frames.borrow_mut().push(Vec::new()));
-    let frame = Frame;
+    let mut requests = Vec::new();
+    let enclosing = Enclosing(FRAME.with(|frame| frame.replace(&mut requests)));
     let output = poll();
-    let requests = FRAMES.with(|frames| {
-        frames
-            .borrow_mut()
-            .last_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
-    });
-    drop(frame);
+    drop(enclosing);
     (output, requests)
 }
 
 /// Files a request with the innermost coroutine poll; gives it back outside of any.
 pub(crate) fn submit(request: Request) -> Result<(), Request> {
-    FRAMES.with(|frames| match frames.borrow_mut().last_mut() {
-        Some(frame) => {
-            frame.push(request);
-            Ok(())
-        }
-        None => Err(request),
-    })
+    let frame = FRAME.with(Cell::get);
+    if frame.is_null() {
+        return Err(request);
+    }
+    // SAFETY: a non-null frame points to the `requests` of a `collect` running further up
+    // this thread's stack (`FRAME` is thread-local and reset before `collect` returns or
+    // unwinds), which does not touch it until `poll` returns: this is the only access.
+    unsafe { (*frame).push(request) };
+    Ok(())
 }
 
 /// What the event loop passes into the task: `send(value)` or `throw(exception)`.

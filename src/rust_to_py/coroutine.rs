@@ -187,19 +187,17 @@ impl Coroutine {
         Coroutine {
             qualname: None,
             source: None,
-            driver: Arc::new_cyclic(|this| {
-                Mutex::new(Driver {
-                    this: this.clone(),
-                    future: Some(future),
-                    started: false,
-                    awaited: false,
-                    backend: None,
-                    waiter: None,
-                    parker: None,
-                    delegate: None,
-                    cancellation,
-                })
-            }),
+            driver: Arc::new(Mutex::new(Driver {
+                this: None,
+                future: Some(future),
+                started: false,
+                awaited: false,
+                backend: None,
+                waiter: None,
+                parker: None,
+                delegate: None,
+                cancellation,
+            })),
         }
     }
 
@@ -225,7 +223,12 @@ impl Coroutine {
         py: Python<'_>,
         step: impl FnOnce(&mut Driver) -> PyResult<Resumed>,
     ) -> PyResult<Resumed> {
-        let resumed = step(&mut *self.driver()?);
+        let mut driver = self.driver()?;
+        if driver.this.is_none() {
+            driver.this = Some(Arc::downgrade(&self.driver));
+        }
+        let resumed = step(&mut driver);
+        drop(driver);
         self.locate(py, resumed)
     }
 
@@ -331,7 +334,9 @@ impl Resumed {
 
 /// The coroutine's mutable state, behind the coroutine's lock.
 pub(crate) struct Driver {
-    this: Weak<Mutex<Driver>>,
+    /// The coroutine's own driver, weakly, for the wake queue; set when it first runs (not
+    /// at creation: a weak reference would make configuring the new coroutine take its lock).
+    this: Option<Weak<Mutex<Driver>>>,
     /// `None` once the coroutine has finished (returned, raised, was closed or cancelled).
     future: Option<Pin<Box<dyn PyPoll>>>,
     started: bool,
@@ -535,7 +540,9 @@ impl Driver {
             };
             let parker = Parker::new(py, backend, waiter)?;
             if let Some(queue) = parker.wake_queue() {
-                queue.register(self.this.clone());
+                if let Some(this) = &self.this {
+                    queue.register(this.clone());
+                }
             }
             self.parker = Some(parker);
         }

@@ -56,6 +56,10 @@ fn install_slot(_py: Python<'_>) {}
 
 /// `PyIter_Send` for a coroutine: `PYGEN_NEXT` with the object to yield to the loop,
 /// `PYGEN_RETURN` with the result, or `PYGEN_ERROR` with the exception set.
+///
+/// # Safety
+/// Called by CPython only, as `Coroutine`'s `am_send`: attached thread, `coroutine` a live
+/// `Coroutine`, `value` a borrowed reference (or null), `result` writable.
 #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
 unsafe extern "C" fn am_send(
     coroutine: *mut ffi::PyObject,
