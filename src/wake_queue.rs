@@ -34,8 +34,21 @@ pub(crate) struct WakeQueue {
 #[derive(Default)]
 struct Pending {
     jobs: Vec<Job>,
-    /// The loop died: nothing will drain the queue any more.
-    dead: bool,
+    route: Route,
+}
+
+/// Where a pushed job goes.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Into the queue, for the loop to drain.
+    #[default]
+    Queue,
+    /// Nothing drains the queue any more, but the loop still runs (a trio run cancels its
+    /// system tasks, this queue's drain among them, before its last tasks finish): straight to
+    /// the loop's thread-safe entry point.
+    Forward,
+    /// The loop died: dropped.
+    Dead,
 }
 
 /// Work for the loop thread.
@@ -155,7 +168,7 @@ impl WakeQueue {
         // Jobs that can no longer run are dropped: a `spawn_with` future learns it at once.
         let orphans = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            pending.dead = true;
+            pending.route = Route::Dead;
             std::mem::take(&mut pending.jobs)
         };
         drop(orphans);
@@ -171,23 +184,41 @@ impl WakeQueue {
         }
     }
 
-    /// Any thread, without the interpreter: queues `job` for the loop thread (or drops it,
-    /// after the lock is released, if the loop died).
+    /// Any thread, without the interpreter: queues `job` for the loop thread (forwards it, or
+    /// drops it, after the lock is released, when nothing drains the queue any more).
     pub(crate) fn push(&self, job: Job) {
-        let first = {
+        let (route, job) = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            if pending.dead {
-                Err(job)
-            } else {
-                pending.jobs.push(job);
-                Ok(pending.jobs.len() == 1)
+            match pending.route {
+                Route::Queue => {
+                    pending.jobs.push(job);
+                    if pending.jobs.len() > 1 {
+                        return;
+                    }
+                    (Route::Queue, None)
+                }
+                route => (route, Some(job)),
             }
         };
-        if matches!(first, Ok(true)) {
+        match (route, job) {
             // A full socket buffer already holds a signal; a closed loop reads none: either
             // way there is nothing more to do.
-            let _ = (&self.signal).write(&[1]);
+            (Route::Queue, _) => drop((&self.signal).write(&[1])),
+            (Route::Forward, Some(job)) => job.forward(),
+            _ => {}
         }
+    }
+
+    /// On the loop thread, when the queue's drain stops for good while the loop still runs:
+    /// later jobs are forwarded, queued ones delivered now.
+    fn stop_draining(&self, py: Python<'_>) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if pending.route == Route::Queue {
+                pending.route = Route::Forward;
+            }
+        }
+        self.drain(py);
     }
 
     /// On the loop thread: delivers every queued wake-up.
@@ -222,6 +253,20 @@ impl WakeQueue {
     }
 }
 
+impl Job {
+    /// Runs the job through the loop's thread-safe entry point, from any thread.
+    fn forward(self) {
+        match self {
+            Job::Wake(wakeup) => wakeup.deliver_threadsafe(),
+            Job::Call(call) => {
+                crate::exit_guard::attach_unless_exiting(|py| {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(py)));
+                });
+            }
+        }
+    }
+}
+
 /// The loop's callback for the queue's socket.
 #[pyclass(frozen)]
 struct Drain {
@@ -233,12 +278,28 @@ impl Drain {
     fn __call__(&self, py: Python<'_>) {
         self.queue.drain(py);
     }
+
+    /// The drain stops for good, the loop still runs (trio: the run is ending).
+    fn close(&self, py: Python<'_>) {
+        self.queue.stop_draining(py);
+    }
 }
 
 impl Drop for Drain {
     /// The loop let go of its callback: it closed (asyncio) or the run ended (trio).
     fn drop(&mut self) {
-        Python::try_attach(|py| self.queue.abandon_all(py));
+        // A queue whose drain stopped while its loop still ran forwards its jobs: the loop's
+        // tasks still get their wake-ups, so nothing is abandoned.
+        let forwarding = self
+            .queue
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .route
+            == Route::Forward;
+        if !forwarding {
+            Python::try_attach(|py| self.queue.abandon_all(py));
+        }
     }
 }
 

@@ -24,7 +24,12 @@ SCENARIOS = ("wakes", "streams", "spawn_with", "guarded_attach", "all", "attach"
 
 
 def child(scenario, loop):
+    import faulthandler
+
     import pyo3_async_pytests as m
+
+    # A hang shows where every thread is, then ends the process (counted as abnormal).
+    faulthandler.dump_traceback_later(30, exit=True)
 
     if loop == "trio":
         import trio
@@ -45,6 +50,22 @@ def child(scenario, loop):
     async def python_work():
         await sleep(0.001)
 
+    async def watchdog():
+        await trio.sleep(20)
+        import os
+
+        def show(task, depth):
+            frame = getattr(task.coro, "cr_frame", None)
+            where = f"{frame.f_code.co_name}:{frame.f_lineno}" if frame else ""
+            print("  " * depth, task.name, where, file=sys.stderr)
+            for nursery in task.child_nurseries:
+                for child in nursery.child_tasks:
+                    show(child, depth + 1)
+
+        show(trio.lowlevel.current_root_task(), 0)
+        sys.stderr.flush()
+        os._exit(3)
+
     def in_flight():
         awaitables = []
         if scenario in ("wakes", "all"):
@@ -64,6 +85,7 @@ def child(scenario, loop):
     async def run_then_leave():
         # Started as tasks, then abandoned mid-flight: the process exits with them pending.
         if loop == "trio":
+            trio.lowlevel.spawn_system_task(watchdog)
             async with trio.open_nursery() as nursery:
                 for awaitable in in_flight():
 
@@ -73,7 +95,7 @@ def child(scenario, loop):
                         except Exception:
                             pass
 
-                    nursery.start_soon(run)
+                    nursery.start_soon(run, name=repr(awaitable))
                 await trio.sleep(random.random() * 0.01)
                 nursery.cancel_scope.cancel()
         else:
@@ -92,10 +114,13 @@ def run_child(scenario, loop):
         completed = subprocess.run(
             [sys.executable, __file__, "--child", scenario, "--loop", loop],
             capture_output=True,
+            text=True,
             timeout=60,
         )
     except subprocess.TimeoutExpired:
         return "hang"
+    if completed.returncode != 0:
+        print(completed.stderr[-3000:], file=sys.stderr, flush=True)
     return completed.returncode
 
 

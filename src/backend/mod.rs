@@ -235,10 +235,15 @@ impl Wakeup {
         } else if let Some(queue) = home.queue.clone() {
             queue.push(Job::Wake(self));
         } else {
-            match self {
-                Wakeup::Asyncio(wakeup) => wakeup.deliver_threadsafe(),
-                Wakeup::Trio(wakeup) => wakeup.deliver_threadsafe(),
-            }
+            self.deliver_threadsafe();
+        }
+    }
+
+    /// Delivers the wake-up through the loop's thread-safe entry point, from any thread.
+    pub(crate) fn deliver_threadsafe(self) {
+        match self {
+            Wakeup::Asyncio(wakeup) => wakeup.deliver_threadsafe(),
+            Wakeup::Trio(wakeup) => wakeup.deliver_threadsafe(),
         }
     }
 

@@ -107,9 +107,14 @@ async def drain_trio_wakeups(fd, drain):
     """A system task of each trio run: delivers the wake-ups queued by other threads."""
     import trio
 
-    while True:
-        await trio.lowlevel.wait_readable(fd)
-        drain()
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            drain()
+    finally:
+        # The run cancels its system tasks when its main task is done, before the last tasks
+        # finish: those still get their wake-ups, through the token from now on.
+        drain.close()
 
 
 def _reraise(exception):
