@@ -52,7 +52,11 @@ fn errors_and_panics_reach_python_as_exceptions() -> PyResult<()> {
                 Err::<(), _>(pyo3::exceptions::PyKeyError::new_err("missing"))
             });
             let raised = raised_on(&helpers, name, Bound::new(py, failing)?.into_any())?;
-            assert!(raised.is_instance_of::<pyo3::exceptions::PyKeyError>());
+            assert!(
+                raised.is_instance_of::<pyo3::exceptions::PyKeyError>(),
+                "{name}: {raised:?} {:?}",
+                raised.getattr("__context__").map(|c| c.to_string())
+            );
 
             let panicking = Coroutine::new(async move {
                 smol::Timer::after(Duration::from_millis(1)).await;

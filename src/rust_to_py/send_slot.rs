@@ -66,29 +66,34 @@ unsafe extern "C" fn am_send(
     value: *mut ffi::PyObject,
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
-    // SAFETY: CPython calls type slots on an attached thread.
-    let py = unsafe { Python::assume_attached() };
-    let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the slot is installed on `Coroutine`'s type only (it cannot be subclassed),
-        // so `coroutine` is a live `Coroutine`; `value` is a borrowed reference or, from a
-        // caller outside the rules, null (read as `None`).
-        let coroutine = unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
-        let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
-            Some(value) => value,
-            None => py.None().into_bound(py),
-        };
-        let coroutine: &Bound<'_, Coroutine> = &coroutine;
-        coroutine.get().resume(py, |driver| driver.send(py, &value))
-    }))
-    .unwrap_or_else(|payload| Err(panic_exception(payload)));
-    let (status, object) = match resumed {
-        Ok(Resumed::Yield(yielded)) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
-        Ok(Resumed::Return(output)) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
-        Err(err) => {
-            err.restore(py);
-            (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+    // Not `Python::assume_attached`: PyO3 must know the thread is attached (its attach count),
+    // or every `Py` dropped in here would be queued for a later, arbitrary attach — possibly
+    // on another thread, finalising this loop's objects there. CPython calls type slots on an
+    // attached thread, so this attach only counts (no waiting).
+    let (status, object) = Python::attach(|py| {
+        let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the slot is installed on `Coroutine`'s type only (it cannot be
+            // subclassed), so `coroutine` is a live `Coroutine`; `value` is a borrowed
+            // reference or, from a caller outside the rules, null (read as `None`).
+            let coroutine =
+                unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
+            let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
+                Some(value) => value,
+                None => py.None().into_bound(py),
+            };
+            let coroutine: &Bound<'_, Coroutine> = &coroutine;
+            coroutine.get().resume(py, |driver| driver.send(py, &value))
+        }))
+        .unwrap_or_else(|payload| Err(panic_exception(payload)));
+        match resumed {
+            Ok(Resumed::Yield(yielded)) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
+            Ok(Resumed::Return(output)) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
+            Err(err) => {
+                err.restore(py);
+                (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+            }
         }
-    };
+    });
     // SAFETY: `result` is the caller's out-parameter, valid for one write.
     unsafe { *result = object };
     status
