@@ -50,7 +50,7 @@ bench: $(VENV)/.bench-installed
 # 10k races per loop, 10k-future storms, 1M cycles per bridge type, 1000 exiting processes.
 stress: $(VENV)/.installed
 	maturin develop --quiet --release -m pytests/Cargo.toml
-	PYO3_ASYNC_STRESS=full python -m pytest -q pytests/tests/test_stress.py
+	PYO3_ASYNC_STRESS=full python -m pytest -q -s pytests/tests/test_stress.py
 
 # Memory safety: the pytest suite (reduced stress) and the Rust tests under valgrind memcheck,
 # failing on any invalid read, write or free. Leak and uninitialised-value reports are off:
