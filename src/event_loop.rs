@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::backend::{asyncio, trio, Backend};
+use crate::backend::{asyncio, trio, Backend, Home};
 use crate::exit_guard;
 use crate::py_to_rust::{spawn, Completion, PyFuture, TaskSlot};
 use crate::wake_queue::{Job, WakeQueue};
@@ -62,7 +62,6 @@ impl EventLoop {
     /// });
     /// ```
     pub fn current(py: Python<'_>) -> PyResult<Self> {
-        exit_guard::install(py);
         let backend = Backend::current(py)?;
         let handle = match backend {
             Backend::Asyncio => asyncio::get_running_loop(py)?,
@@ -75,7 +74,7 @@ impl EventLoop {
         Ok(EventLoop {
             inner: Arc::new(inner),
             // On the loop's thread, the one place its queue can be registered.
-            queue: WakeQueue::for_loop(py, backend, &handle),
+            queue: Home::here(py, backend, &handle).queue.clone(),
         })
     }
 

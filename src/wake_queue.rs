@@ -11,7 +11,6 @@
 //! and a whole batch of wake-ups costs the loop one pass. The loop thread watches the socket
 //! (asyncio `add_reader`, a trio system task in `wait_readable`) and delivers the batch.
 
-use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -72,38 +71,18 @@ struct Coroutines {
     sweep_at: usize,
 }
 
-thread_local! {
-    /// The queue of the loop (asyncio loop or trio token) running on this thread. A thread
-    /// runs one loop at a time; a new loop gets a new queue.
-    static CURRENT: RefCell<Option<(Py<PyAny>, Arc<WakeQueue>)>> = const { RefCell::new(None) };
-}
-
 impl WakeQueue {
-    /// The queue of `event_loop` (an asyncio loop or a trio token), which runs on this thread;
-    /// created and registered with the loop on first use. `None` where the loop cannot watch a
-    /// socket (no `add_reader`): wake-ups then take the loop's thread-safe entry point.
+    /// A new queue for `event_loop` (an asyncio loop or a trio token), which runs on this
+    /// thread, registered with the loop. `None` where the loop cannot watch a socket (no
+    /// `add_reader`): wake-ups then take the loop's thread-safe entry point. One per loop:
+    /// [`Home::here`](crate::backend::Home::here) keeps it.
     pub(crate) fn for_loop(
         py: Python<'_>,
         backend: Backend,
         event_loop: &Bound<'_, PyAny>,
     ) -> Option<Arc<WakeQueue>> {
-        let cached = CURRENT.with(|current| {
-            let current = current.borrow();
-            let (key, queue) = current.as_ref()?;
-            key.is(event_loop).then(|| Arc::clone(queue))
-        });
-        if cached.is_some() {
-            return cached;
-        }
         let queue = Arc::new(WakeQueue::new().ok()?);
         queue.watch(py, backend, event_loop).ok()?;
-        // Replacing the previous loop's queue drops it once its last wake-up is gone.
-        let previous = CURRENT.with(|current| {
-            current
-                .borrow_mut()
-                .replace((event_loop.clone().unbind(), Arc::clone(&queue)))
-        });
-        drop(previous);
         Some(queue)
     }
 

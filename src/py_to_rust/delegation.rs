@@ -79,6 +79,21 @@ pub(crate) enum Step {
     Finished,
 }
 
+/// What an `__await__()` returned, as the iterator it must be (the error Python's own `await`
+/// gives otherwise).
+pub(crate) fn await_iterator(returned: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyIterator>> {
+    returned.cast_into::<PyIterator>().map_err(|err| {
+        PyTypeError::new_err(format!(
+            "__await__() returned non-iterator of type {}",
+            err.into_inner()
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })
+}
+
 /// An awaitable being driven inside the coroutine's task.
 pub(crate) struct Delegate {
     iterator: Py<PyIterator>,
@@ -92,18 +107,7 @@ impl Delegate {
             .awaitable
             .bind(py)
             .call_method0(intern!(py, "__await__"))
-            .and_then(|iterator| {
-                iterator.cast_into::<PyIterator>().map_err(|err| {
-                    PyTypeError::new_err(format!(
-                        "__await__() returned non-iterator of type {}",
-                        err.into_inner()
-                            .get_type()
-                            .name()
-                            .map(|n| n.to_string())
-                            .unwrap_or_default()
-                    ))
-                })
-            });
+            .and_then(await_iterator);
         match iterator {
             Ok(iterator) => Some(Delegate {
                 iterator: iterator.unbind(),

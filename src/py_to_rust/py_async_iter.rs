@@ -12,10 +12,10 @@ use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::iterator::PySendResult;
-use pyo3::types::PyIterator;
 
 use crate::event_loop::EventLoop;
 use crate::py_to_rust::completion::Outcome;
+use crate::py_to_rust::delegation::await_iterator;
 use crate::py_to_rust::spawn::helper;
 use crate::py_to_rust::PyFuture;
 use crate::rust_to_py::Coroutine;
@@ -327,19 +327,7 @@ fn next_item(iterator: &Bound<'_, PyAny>) -> PyResult<Next> {
         // and gives the clear error.
         return PyFuture::new(&next).map(Next::Suspended);
     };
-    let awaiting = await_method
-        .call0()?
-        .cast_into::<PyIterator>()
-        .map_err(|err| {
-            PyTypeError::new_err(format!(
-                "__await__() returned non-iterator of type {}",
-                err.into_inner()
-                    .get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
+    let awaiting = await_iterator(await_method.call0()?)?;
     match awaiting.send(&py.None().into_bound(py))? {
         PySendResult::Return(item) => Ok(Next::Ready(item.unbind())),
         PySendResult::Next(first) => {
