@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 
 use crate::backend::{Backend, Wakeup};
 use crate::py_to_rust::spawn::helper;
+use crate::rust_to_py::coroutine::{self, SharedDriver};
 
 pub(crate) struct WakeQueue {
     pending: Mutex<Pending>,
@@ -58,15 +59,9 @@ pub(crate) enum Job {
     Call(Box<dyn FnOnce(Python<'_>) + Send>),
 }
 
-/// Something suspended on a loop that must let go of its Rust state if the loop dies.
-pub(crate) trait Abandon: Send + Sync {
-    /// Called on the loop thread when the loop closed (or the run ended) with it suspended.
-    fn abandon(&self, py: Python<'_>);
-}
-
 #[derive(Default)]
 struct Coroutines {
-    registered: Vec<Weak<dyn Abandon>>,
+    registered: Vec<Weak<SharedDriver>>,
     /// Finished coroutines are swept out when the list reaches this length.
     sweep_at: usize,
 }
@@ -126,7 +121,7 @@ impl WakeQueue {
     }
 
     /// Remembers a coroutine bound to this loop.
-    pub(crate) fn register(&self, coroutine: Weak<dyn Abandon>) {
+    pub(crate) fn register(&self, coroutine: Weak<SharedDriver>) {
         let mut coroutines = self
             .coroutines
             .lock()
@@ -159,7 +154,7 @@ impl WakeQueue {
                 .registered,
         );
         for coroutine in registered.iter().filter_map(Weak::upgrade) {
-            coroutine.abandon(py);
+            coroutine::abandon(&coroutine, py);
         }
     }
 

@@ -79,7 +79,7 @@ impl AsyncGenerator {
     }
 
     fn awaitable(&self, step: impl PyPoll + 'static) -> Coroutine {
-        Coroutine::from_pollable(Box::pin(step), None).with_optional_backend(self.backend)
+        Coroutine::from_pollable(step, None, self.backend)
     }
 }
 

@@ -2,9 +2,10 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
@@ -20,7 +21,6 @@ use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
 use crate::rust_to_py::send_slot;
 use crate::waiter::Waiter;
-use crate::wake_queue::Abandon;
 
 /// A Rust future as a Python coroutine object, driven by the Python event loop.
 ///
@@ -67,8 +67,8 @@ pub struct Coroutine {
     /// Where the Rust function is, for the traceback entry of an exception it raises.
     source: Option<(&'static str, u32)>,
     /// Shared (weakly) with the wake queue of the loop it suspends on, which finishes it if
-    /// that loop dies.
-    driver: Arc<Mutex<Driver>>,
+    /// that loop dies. The future lives in the same allocation.
+    driver: Arc<SharedDriver>,
 }
 
 impl Coroutine {
@@ -86,7 +86,7 @@ impl Coroutine {
         F: Future<Output = PyResult<T>> + Send + 'static,
         T: for<'py> IntoPyObject<'py> + 'static,
     {
-        Self::from_pollable(Box::pin(IntoPyFuture(future)), None)
+        Self::from_pollable(IntoPyFuture(future), None, None)
     }
 
     /// Wraps the future built by `make`, which receives a [`CancelHandle`]: cancelling the
@@ -112,7 +112,7 @@ impl Coroutine {
     {
         let cancellation = Cancellation::new();
         let future = make(cancellation.handle());
-        Self::from_pollable(Box::pin(IntoPyFuture(future)), Some(cancellation))
+        Self::from_pollable(IntoPyFuture(future), Some(cancellation), None)
     }
 
     /// Fixes the event-loop backend instead of detecting it at the first suspension.
@@ -124,8 +124,23 @@ impl Coroutine {
     /// let coroutine = Coroutine::new(async { PyResult::Ok(()) }).with_backend(Backend::Asyncio);
     /// # drop(coroutine);
     /// ```
-    pub fn with_backend(self, backend: Backend) -> Self {
-        self.with_optional_backend(Some(backend))
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        // Not shared yet (a coroutine is configured before Python sees it): no lock to take.
+        match Arc::get_mut(&mut self.driver) {
+            Some(driver) => {
+                driver
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .backend = Some(backend)
+            }
+            None => {
+                self.driver
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .backend = Some(backend)
+            }
+        }
+        self
     }
 
     /// Sets `__qualname__` (and `__name__`, its part after the last dot), which asyncio shows
@@ -161,43 +176,27 @@ impl Coroutine {
         self
     }
 
-    pub(crate) fn with_optional_backend(mut self, backend: Option<Backend>) -> Self {
-        // Not shared yet (a coroutine is configured before Python sees it): no lock to take.
-        match Arc::get_mut(&mut self.driver) {
-            Some(driver) => {
-                driver
-                    .get_mut()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .backend = backend
-            }
-            None => {
-                self.driver
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .backend = backend
-            }
-        }
-        self
-    }
-
-    pub(crate) fn from_pollable(
-        future: Pin<Box<dyn PyPoll>>,
+    /// The one constructor: the driver and the future share one allocation.
+    pub(crate) fn from_pollable<P: PyPoll + 'static>(
+        future: P,
         cancellation: Option<Arc<Cancellation>>,
+        backend: Option<Backend>,
     ) -> Self {
+        let driver: Arc<Mutex<Driver<P>>> = Arc::new(Mutex::new(Driver {
+            started: false,
+            awaited: false,
+            registered: false,
+            backend,
+            waiter: None,
+            parker: None,
+            delegate: None,
+            cancellation,
+            future: FutureCell::new(future),
+        }));
         Coroutine {
             qualname: None,
             source: None,
-            driver: Arc::new(Mutex::new(Driver {
-                this: None,
-                future: Some(future),
-                started: false,
-                awaited: false,
-                backend: None,
-                waiter: None,
-                parker: None,
-                delegate: None,
-                cancellation,
-            })),
+            driver,
         }
     }
 
@@ -224,10 +223,15 @@ impl Coroutine {
         step: impl FnOnce(&mut Driver) -> PyResult<Resumed>,
     ) -> PyResult<Resumed> {
         let mut driver = self.driver()?;
-        if driver.this.is_none() {
-            driver.this = Some(Arc::downgrade(&self.driver));
-        }
         let resumed = step(&mut driver);
+        if !driver.registered {
+            // Suspended on a loop for the first time: that loop's wake queue finishes the
+            // coroutine if the loop dies first.
+            if let Some(queue) = driver.parker.as_ref().and_then(Parker::wake_queue) {
+                queue.register(Arc::downgrade(&self.driver));
+                driver.registered = true;
+            }
+        }
         drop(driver);
         self.locate(py, resumed)
     }
@@ -332,15 +336,17 @@ impl Resumed {
     }
 }
 
-/// The coroutine's mutable state, behind the coroutine's lock.
-pub(crate) struct Driver {
-    /// The coroutine's own driver, weakly, for the wake queue; set when it first runs (not
-    /// at creation: a weak reference would make configuring the new coroutine take its lock).
-    this: Option<Weak<Mutex<Driver>>>,
-    /// `None` once the coroutine has finished (returned, raised, was closed or cancelled).
-    future: Option<Pin<Box<dyn PyPoll>>>,
+/// A coroutine's driver as its coroutine and its loop's wake queue share it.
+pub(crate) type SharedDriver = Mutex<Driver>;
+
+/// The coroutine's mutable state, behind the coroutine's lock, with the future at its end:
+/// created for the future's own type `F` and used through `dyn PyPoll`, so the state and the
+/// future take one allocation.
+pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
     started: bool,
     awaited: bool,
+    /// Whether the wake queue of the loop it suspended on knows this coroutine.
+    registered: bool,
     backend: Option<Backend>,
     /// Created at the first poll; lives as long as the coroutine, across suspensions.
     waiter: Option<Arc<Waiter>>,
@@ -349,6 +355,8 @@ pub(crate) struct Driver {
     /// A Python awaitable the future awaits, run inside this coroutine's task.
     delegate: Option<Delegate>,
     cancellation: Option<Arc<Cancellation>>,
+    /// Empty once the coroutine has finished (returned, raised, was closed or cancelled).
+    future: FutureCell<F>,
 }
 
 /// What one poll of the future asks for next.
@@ -362,9 +370,9 @@ enum Polled {
 
 impl Driver {
     fn check_not_finished(&self) -> PyResult<()> {
-        match self.future {
-            Some(_) => Ok(()),
-            None => Err(PyRuntimeError::new_err(
+        match self.future.is_empty() {
+            false => Ok(()),
+            true => Err(PyRuntimeError::new_err(
                 "cannot reuse already awaited coroutine",
             )),
         }
@@ -457,7 +465,7 @@ impl Driver {
     }
 
     fn poll(&mut self, py: Python<'_>) -> Polled {
-        let Some(future) = &mut self.future else {
+        let Some(mut future) = self.future.pinned() else {
             return Polled::Ready(Err(PyRuntimeError::new_err(
                 "cannot reuse already awaited coroutine",
             )));
@@ -510,10 +518,10 @@ impl Driver {
 
     /// Runs awaitables that cannot be delegated as tasks of this coroutine's loop.
     fn schedule(&mut self, py: Python<'_>, requests: Vec<Request>) {
-        let event_loop = match self.future {
-            Some(_) => self.parker(py).map(|parker| parker.event_loop(py)),
+        let event_loop = match self.future.is_empty() {
+            false => self.parker(py).map(|parker| parker.event_loop(py)),
             // The future finished (a `select` picked another branch): nobody waits for these.
-            None => Err(PyRuntimeError::new_err("the coroutine finished")),
+            true => Err(PyRuntimeError::new_err("the coroutine finished")),
         };
         for request in requests {
             let awaitable = request.awaitable.bind(py);
@@ -538,13 +546,7 @@ impl Driver {
                 Some(backend) => backend,
                 None => Backend::current(py)?,
             };
-            let parker = Parker::new(py, backend, waiter)?;
-            if let Some(queue) = parker.wake_queue() {
-                if let Some(this) = &self.this {
-                    queue.register(this.clone());
-                }
-            }
-            self.parker = Some(parker);
+            self.parker = Some(Parker::new(py, backend, waiter)?);
         }
         match &mut self.parker {
             Some(parker) => Ok(parker),
@@ -568,32 +570,77 @@ impl Driver {
         if let Some(delegate) = self.delegate.take() {
             delegate.close(py);
         }
-        drop_quietly(self.future.take());
+        self.future.empty();
     }
 }
 
-impl Abandon for Mutex<Driver> {
-    fn abandon(&self, py: Python<'_>) {
-        // Locked: it is running right now, so its loop is not dead after all.
-        if let Ok(mut driver) = self.try_lock() {
-            driver.finish(py);
-        }
+/// The loop `driver`'s coroutine suspended on is dead: its task will never run again, so the
+/// coroutine finishes now (called by that loop's wake queue, on the loop thread).
+pub(crate) fn abandon(driver: &SharedDriver, py: Python<'_>) {
+    // Locked: it is running right now, so its loop is not dead after all.
+    if let Ok(mut driver) = driver.try_lock() {
+        driver.finish(py);
     }
 }
 
-impl Drop for Driver {
+impl<F: ?Sized> Drop for Driver<F> {
     fn drop(&mut self) {
         if let Some(waiter) = &self.waiter {
             waiter.close();
         }
-        drop_quietly(self.future.take());
     }
 }
 
-/// Drops a future whose destructor might panic: a panic must not unwind into Python's
-/// deallocator, and the coroutine is finished either way.
-fn drop_quietly<T>(value: T) {
-    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
+/// The future of a coroutine, stored in place, dropped when the coroutine finishes.
+struct FutureCell<F: ?Sized> {
+    empty: bool,
+    future: ManuallyDrop<F>,
+}
+
+impl<F> FutureCell<F> {
+    fn new(future: F) -> Self {
+        FutureCell {
+            empty: false,
+            future: ManuallyDrop::new(future),
+        }
+    }
+}
+
+impl<F: ?Sized> FutureCell<F> {
+    fn is_empty(&self) -> bool {
+        self.empty
+    }
+
+    /// Drops the future (once), catching a panic of its destructor: it must not unwind into
+    /// Python's deallocator, and the coroutine is finished either way.
+    fn empty(&mut self) {
+        if !std::mem::replace(&mut self.empty, true) {
+            // SAFETY: `empty` was false, so the future is initialised, and it is now marked
+            // dropped before dropping starts: it is never touched again, even if its
+            // destructor panics.
+            let drop_future = || unsafe { ManuallyDrop::drop(&mut self.future) };
+            let _ = panic::catch_unwind(AssertUnwindSafe(drop_future));
+        }
+    }
+}
+
+impl FutureCell<dyn PyPoll> {
+    /// The future, unless the coroutine finished.
+    fn pinned(&mut self) -> Option<Pin<&mut dyn PyPoll>> {
+        if self.empty {
+            return None;
+        }
+        // SAFETY: the future is initialised (`empty` is false) and never moves: this unsized
+        // cell cannot be moved out from behind a reference, it only exists inside the
+        // coroutine's `Arc`, and the future is dropped in place (`empty`), never taken out.
+        Some(unsafe { Pin::new_unchecked(&mut *self.future) })
+    }
+}
+
+impl<F: ?Sized> Drop for FutureCell<F> {
+    fn drop(&mut self) {
+        self.empty();
+    }
 }
 
 pub(crate) fn panic_exception(payload: Box<dyn std::any::Any + Send>) -> PyErr {

@@ -3,7 +3,7 @@
 mod allow_threads;
 mod async_generator;
 mod cancel_handle;
-mod coroutine;
+pub(crate) mod coroutine;
 mod pollable;
 mod send_slot;
 
