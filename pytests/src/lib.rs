@@ -149,6 +149,34 @@ fn panic(message: String, suspend: bool) -> Coroutine {
     })
 }
 
+/// A future whose destructor panics, ready with 7 or pending forever (its waker not kept).
+struct PanicsOnDrop {
+    ready: bool,
+}
+
+impl std::future::Future for PanicsOnDrop {
+    type Output = PyResult<u32>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.ready {
+            true => Poll::Ready(Ok(7)),
+            false => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("PanicsOnDrop dropped");
+    }
+}
+
+/// A coroutine over a future whose destructor panics.
+#[pyfunction]
+fn panics_on_drop(ready: bool) -> Coroutine {
+    Coroutine::new(PanicsOnDrop { ready })
+}
+
 /// Records what happened to a Rust future or stream, for the test to check.
 #[pyclass(frozen)]
 #[derive(Default)]
@@ -871,6 +899,7 @@ impl Storm {
 #[pymodule]
 fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ready, m)?)?;
+    m.add_function(wrap_pyfunction!(panics_on_drop, m)?)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(from_thread, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_noop, m)?)?;

@@ -154,6 +154,23 @@ async def test_panic_becomes_exception_and_loop_survives(suspend):
     assert await m.sleep(0.001, "still running") == "still running"
 
 
+async def test_a_panicking_destructor_never_escapes():
+    # Finished, cancelled, closed and collected unawaited: each drops the future, whose
+    # destructor panics; the panic stays in Rust and everything else behaves as usual.
+    assert await m.panics_on_drop(True) == 7
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await m.panics_on_drop(False)
+    assert scope.cancelled_caught
+    closed = m.panics_on_drop(False)
+    closed.close()
+    with pytest.raises(RuntimeError, match="cannot reuse"):
+        await closed
+    m.panics_on_drop(False)
+    gc.collect()
+    assert await m.sleep(0.001, "still running") == "still running"
+
+
 async def test_awaiting_twice_is_an_error():
     coroutine = m.ready(1)
     assert await coroutine == 1

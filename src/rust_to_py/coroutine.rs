@@ -201,9 +201,10 @@ impl Coroutine {
     }
 
     /// Gives an exception leaving a named coroutine a traceback entry for the Rust function.
-    fn locate(&self, py: Python<'_>, outcome: PyResult<Resumed>) -> PyResult<Resumed> {
-        let (Err(err), Some(qualname)) = (&outcome, &self.qualname) else {
-            return outcome;
+    #[cold]
+    fn locate(&self, py: Python<'_>, err: PyErr) -> PyErr {
+        let Some(qualname) = &self.qualname else {
+            return err;
         };
         let (file, line) = self.source.unwrap_or(("<rust>", 1));
         let name = qualname.rsplit('.').next().unwrap_or(qualname);
@@ -211,8 +212,8 @@ impl Coroutine {
             add_frame.call1((err.value(py), name, qualname.as_ref(), file, line))
         });
         match located {
-            Ok(exception) => Err(PyErr::from_value(exception)),
-            Err(_) => outcome,
+            Ok(exception) => PyErr::from_value(exception),
+            Err(_) => err,
         }
     }
 
@@ -233,7 +234,7 @@ impl Coroutine {
             }
         }
         drop(driver);
-        self.locate(py, resumed)
+        resumed.map_err(|err| self.locate(py, err))
     }
 
     /// The driver, unless a `send`/`throw`/`close` of this coroutine is already running (the
