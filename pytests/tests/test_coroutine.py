@@ -186,11 +186,26 @@ async def test_awaiting_while_being_awaited_is_an_error():
     coroutine.close()
 
 
+async def test_awaiting_a_coroutine_started_by_hand_is_an_error():
+    coroutine = m.pending_forever(m.Probe())  # nothing will wake it, unlike a timer
+    coroutine.send(None)
+    with pytest.raises(RuntimeError, match="being awaited already"):
+        coroutine.__await__()
+    coroutine.close()
+    with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+        coroutine.__await__()
+
+
 def test_sending_a_value_to_a_new_coroutine_is_an_error():
     coroutine = m.ready(1)
     with pytest.raises(TypeError, match="non-None value"):
         coroutine.send(1)
-    coroutine.close()
+    # Refused before starting: it can still be awaited.
+    assert asyncio.run(_await(coroutine)) == 1
+
+
+async def _await(awaitable):
+    return await awaitable
 
 
 def test_throw_forms():

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll, Waker};
 
@@ -69,6 +70,10 @@ pub struct Coroutine {
     /// Shared (weakly) with the wake queue of the loop it suspends on, which finishes it if
     /// that loop dies. The future lives in the same allocation.
     driver: Arc<SharedDriver>,
+    /// Set once the coroutine was awaited, started or closed: `__await__` then takes the
+    /// driver's lock to tell which (an error either way). Keeps the lock off the common path;
+    /// a race between threads that both pass it is still caught by the lock in `resume`.
+    claimed: AtomicBool,
 }
 
 impl Coroutine {
@@ -184,7 +189,6 @@ impl Coroutine {
     ) -> Self {
         let driver: Arc<Mutex<Driver<P>>> = Arc::new(Mutex::new(Driver {
             started: false,
-            awaited: false,
             registered: false,
             backend,
             waiter: None,
@@ -197,6 +201,7 @@ impl Coroutine {
             qualname: None,
             source: None,
             driver,
+            claimed: AtomicBool::new(false),
         }
     }
 
@@ -225,6 +230,9 @@ impl Coroutine {
     ) -> PyResult<Resumed> {
         let mut driver = self.driver()?;
         let resumed = step(&mut driver);
+        if driver.started {
+            self.claimed.store(true, Ordering::Relaxed);
+        }
         if !driver.registered {
             // Suspended on a loop for the first time: that loop's wake queue finishes the
             // coroutine if the loop dies first.
@@ -254,16 +262,14 @@ impl Coroutine {
 impl Coroutine {
     fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         send_slot::install(slf.py());
-        {
-            let mut driver = slf.get().driver()?;
-            driver.check_not_finished()?;
-            if driver.awaited || driver.started {
-                return Err(PyRuntimeError::new_err(
-                    "coroutine is being awaited already",
-                ));
-            }
-            driver.awaited = true;
+        let claimed = &slf.get().claimed;
+        if claimed.load(Ordering::Relaxed) {
+            slf.get().driver()?.check_not_finished()?;
+            return Err(PyRuntimeError::new_err(
+                "coroutine is being awaited already",
+            ));
         }
+        claimed.store(true, Ordering::Relaxed);
         Ok(slf)
     }
 
@@ -315,6 +321,7 @@ impl Coroutine {
     /// Drops the future: its cleanup runs now, synchronously.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.driver()?.finish(py);
+        self.claimed.store(true, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -345,7 +352,6 @@ pub(crate) type SharedDriver = Mutex<Driver>;
 /// future take one allocation.
 pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
     started: bool,
-    awaited: bool,
     /// Whether the wake queue of the loop it suspended on knows this coroutine.
     registered: bool,
     backend: Option<Backend>,
