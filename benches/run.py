@@ -31,7 +31,7 @@ SCENARIOS = {
     "S5": "tokio task awaits a Python coroutine on the loop, sequentially (ns/round trip)",
     "S6": "tokio task consumes a Python async generator of ints (ns/item)",
     "M1": "RSS per pending exported future, 100k pending, each in its task (bytes)",
-    "M1 own": "RSS per pending exported future without a task: the awaitable, its state and what it suspends on (bytes)",
+    "M1 own": "RSS per pending exported future without a task: the awaitable, its state and what the framework keeps of its suspension (asyncio: the future; trio: the abort function) (bytes)",
     "M2": "RSS growth over 1M S1 awaits (KiB)",
 }
 # BENCH_QUICK=1: a fast pass to check that everything runs; numbers are then meaningless.
