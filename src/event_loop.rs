@@ -63,16 +63,12 @@ impl EventLoop {
     /// ```
     pub fn current(py: Python<'_>) -> PyResult<Self> {
         let backend = Backend::current(py)?;
-        let handle = match backend {
-            Backend::Asyncio => asyncio::get_running_loop(py)?,
-            Backend::Trio => trio::current_token(py)?,
-        };
-        let inner = match backend {
-            Backend::Asyncio => Inner::Asyncio(handle.clone().unbind()),
-            Backend::Trio => Inner::Trio(handle.clone().unbind()),
+        let (handle, inner): (_, fn(Py<PyAny>) -> Inner) = match backend {
+            Backend::Asyncio => (asyncio::get_running_loop(py)?, Inner::Asyncio),
+            Backend::Trio => (trio::current_token(py)?, Inner::Trio),
         };
         Ok(EventLoop {
-            inner: Arc::new(inner),
+            inner: Arc::new(inner(handle.clone().unbind())),
             // On the loop's thread, the one place its queue can be registered.
             queue: Home::here(py, backend, &handle).queue.clone(),
         })

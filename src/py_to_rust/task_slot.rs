@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
 use crate::backend::asyncio::running_loop;
-use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
 /// The Python side of a [`PyFuture`](crate::PyFuture), once known: Rust cancels it through
 /// this slot, from any thread; glue code on the loop thread attaches the task once it exists.

@@ -377,12 +377,10 @@ enum Polled {
 
 impl Driver {
     fn check_not_finished(&self) -> PyResult<()> {
-        match self.future.is_empty() {
-            false => Ok(()),
-            true => Err(PyRuntimeError::new_err(
-                "cannot reuse already awaited coroutine",
-            )),
+        if self.future.is_empty() {
+            return Err(already_awaited());
         }
+        Ok(())
     }
 
     pub(crate) fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
@@ -473,9 +471,7 @@ impl Driver {
 
     fn poll(&mut self, py: Python<'_>) -> Polled {
         let Some(mut future) = self.future.pinned() else {
-            return Polled::Ready(Err(PyRuntimeError::new_err(
-                "cannot reuse already awaited coroutine",
-            )));
+            return Polled::Ready(Err(already_awaited()));
         };
         let mut poll = |waker: &Waker| {
             delegation::collect(|| {
@@ -525,10 +521,11 @@ impl Driver {
 
     /// Runs awaitables that cannot be delegated as tasks of this coroutine's loop.
     fn schedule(&mut self, py: Python<'_>, requests: Vec<Request>) {
-        let event_loop = match self.future.is_empty() {
-            false => self.parker(py).map(|parker| parker.event_loop(py)),
+        let event_loop = if self.future.is_empty() {
             // The future finished (a `select` picked another branch): nobody waits for these.
-            true => Err(PyRuntimeError::new_err("the coroutine finished")),
+            Err(PyRuntimeError::new_err("the coroutine finished"))
+        } else {
+            self.parker(py).map(|parker| parker.event_loop(py))
         };
         for request in requests {
             let awaitable = request.awaitable.bind(py);
@@ -577,7 +574,7 @@ impl Driver {
         if let Some(delegate) = self.delegate.take() {
             delegate.close(py);
         }
-        self.future.empty();
+        self.future.clear();
     }
 }
 
@@ -620,7 +617,7 @@ impl<F: ?Sized> FutureCell<F> {
 
     /// Drops the future (once), catching a panic of its destructor: it must not unwind into
     /// Python's deallocator, and the coroutine is finished either way.
-    fn empty(&mut self) {
+    fn clear(&mut self) {
         if !std::mem::replace(&mut self.empty, true) {
             // SAFETY: `empty` was false, so the future is initialised, and it is now marked
             // dropped before dropping starts: it is never touched again, even if its
@@ -639,15 +636,20 @@ impl FutureCell<dyn PyPoll> {
         }
         // SAFETY: the future is initialised (`empty` is false) and never moves: this unsized
         // cell cannot be moved out from behind a reference, it only exists inside the
-        // coroutine's `Arc`, and the future is dropped in place (`empty`), never taken out.
+        // coroutine's `Arc`, and the future is dropped in place (`clear`), never taken out.
         Some(unsafe { Pin::new_unchecked(&mut *self.future) })
     }
 }
 
 impl<F: ?Sized> Drop for FutureCell<F> {
     fn drop(&mut self) {
-        self.empty();
+        self.clear();
     }
+}
+
+/// Python's own error for resuming a coroutine that has finished.
+fn already_awaited() -> PyErr {
+    PyRuntimeError::new_err("cannot reuse already awaited coroutine")
 }
 
 pub(crate) fn panic_exception(payload: Box<dyn std::any::Any + Send>) -> PyErr {
