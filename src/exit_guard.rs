@@ -31,8 +31,9 @@ static DRAINED: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
 /// code that waits for the main thread, say) must not hang the process.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
-/// Runs `f` with the interpreter attached, from any thread, unless the interpreter is exiting
-/// (its `atexit` handlers ran) or gone: then `None`, without touching the interpreter.
+/// Runs `f` with the interpreter attached, from any thread, unless this thread would have to
+/// attach while the interpreter is exiting (its `atexit` handlers ran) or gone: then `None`,
+/// without touching the interpreter. A thread that is attached already always runs `f`.
 ///
 /// Use it instead of `Python::attach` on threads that Python did not create (tokio or smol
 /// workers, `std::thread`s) when they may still run while the process exits: a thread that
@@ -53,6 +54,11 @@ pub fn attach_unless_exiting<F, R>(f: F) -> Option<R>
 where
     F: for<'py> FnOnce(Python<'py>) -> R,
 {
+    // A thread that is attached already (the main thread in a late `atexit` hook, say) runs
+    // no risk: only threads that would have to attach are refused.
+    if thread_is_attached() {
+        return Some(Python::attach(f));
+    }
     // Announce first, then check: the hook raises the flag first, then reads the counter.
     // With sequentially consistent operations on both sides, at least one sees the other.
     IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
@@ -102,4 +108,13 @@ fn before_exit(py: Python<'_>) {
                 .0;
         }
     });
+}
+
+/// Whether this thread is attached to the interpreter right now (without attaching it).
+pub(crate) fn thread_is_attached() -> bool {
+    // SAFETY: both only read runtime state and have no preconditions. `PyGILState_Check`
+    // answers "yes" when it cannot tell (before initialisation, once finalisation removed its
+    // thread-state key), so it is only asked while the runtime is initialised, which it stays
+    // until after the `atexit` hooks ran.
+    unsafe { pyo3::ffi::Py_IsInitialized() != 0 && pyo3::ffi::PyGILState_Check() == 1 }
 }

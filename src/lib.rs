@@ -30,14 +30,17 @@
 //! }
 //! ```
 
+// The layers, bottom-up; each module imports only those above it in this list
+// (`make test` checks it: `tools/layers.py`).
 mod backend;
-mod event_loop;
+mod delegation;
 mod exit_guard;
-mod first_poll;
-pub mod py_to_rust;
-pub mod rust_to_py;
-mod waiter;
-mod wake_queue;
+mod glue;
+mod home;
+mod py_to_rust;
+mod rust_to_py;
+mod task;
+mod waker;
 
 /// Exports an `async fn` as a Python coroutine function, on any event loop.
 ///
@@ -162,9 +165,8 @@ pub mod __private {
 }
 
 pub use backend::Backend;
-pub use event_loop::EventLoop;
 pub use exit_guard::attach_unless_exiting;
-pub use py_to_rust::{is_cancellation, PyAsyncIter, PyFuture};
+pub use py_to_rust::{is_cancellation, EventLoop, PyAsyncIter, PyContext, PyFuture};
 pub use rust_to_py::{AllowThreads, AsyncGenerator, CancelHandle, Coroutine};
 
 /// The README's examples, compiled as doctests.

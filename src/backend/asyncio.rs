@@ -3,12 +3,129 @@
 
 use std::sync::Arc;
 
+use pyo3::exceptions::{PyException, PyRuntimeError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::{intern, wrap_pyfunction};
+use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
-use crate::backend::{self, Backend, Home};
-use crate::waiter::Waiter;
+use crate::backend;
+use crate::glue;
+use crate::home::{self, registry, Home};
+use crate::task::{Canceller, Completion, TaskSlot};
+use crate::waker::Waiter;
+
+/// The home of an asyncio loop; a new one watches its signal with `add_reader`, from the
+/// loop's thread (through `call_soon_threadsafe` when called elsewhere).
+pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
+    let py = event_loop.py();
+    let (home, created) = registry::find_or_create(event_loop, || {
+        crate::exit_guard::install(py);
+        home::create(
+            event_loop,
+            &event_loop.getattr(intern!(py, "call_soon_threadsafe"))?,
+        )
+    })?;
+    if created {
+        // A loop that refuses (closed) drops the watcher, and the home dies with it.
+        let drain = home.drain_callable(py, true)?;
+        let watch = glue::watch_asyncio(py)?;
+        let fd = home.watched_fd();
+        let _ = if running_here(py, &home) {
+            watch.call1((event_loop, fd, drain))
+        } else {
+            event_loop.call_method1(
+                intern!(py, "call_soon_threadsafe"),
+                (watch, event_loop, fd, drain),
+            )
+        };
+    }
+    Ok(home)
+}
+
+/// Whether this thread runs `home`'s loop right now.
+pub(crate) fn running_here(py: Python<'_>, home: &Home) -> bool {
+    glue::running_loop(py)
+        .and_then(|running| running.call0())
+        .is_ok_and(|running| running.is(home.event_loop()))
+}
+
+/// Starts `awaitable` as a task of `home`'s loop.
+pub(crate) fn start(
+    home: &Arc<Home>,
+    awaitable: &Bound<'_, PyAny>,
+    context: &Bound<'_, PyAny>,
+    completion: &Bound<'_, Completion>,
+    slot: &Arc<TaskSlot>,
+) -> PyResult<()> {
+    let py = awaitable.py();
+    let event_loop = home.event_loop().bind(py);
+    if event_loop
+        .call_method0(intern!(py, "is_closed"))?
+        .is_truthy()?
+    {
+        return Err(PyRuntimeError::new_err("Event loop is closed"));
+    }
+    let start = glue::start_asyncio_task(py)?;
+    let slot = slot.handle(py, Some(canceller))?;
+    if running_here(py, home) {
+        start.call1((event_loop, awaitable, context, completion, slot))?;
+        return Ok(());
+    }
+    let args = (
+        event_loop.clone().unbind(),
+        awaitable.clone().unbind(),
+        context.clone().unbind(),
+        completion.clone().unbind(),
+        slot,
+    );
+    let start = start.clone().unbind();
+    home.run(Box::new(move |py| {
+        start.bind(py).call1(args)?;
+        Ok(())
+    }));
+    Ok(())
+}
+
+/// Attaches `completion` to an asyncio future (of any loop) on its loop's thread.
+pub(crate) fn attach_future(
+    future: &Bound<'_, PyAny>,
+    completion: &Bound<'_, Completion>,
+    slot: &Arc<TaskSlot>,
+) -> PyResult<()> {
+    let py = future.py();
+    let home = home(&future.call_method0(intern!(py, "get_loop"))?)?;
+    completion.get().depend_on(py, &home);
+    let attach = glue::attach_asyncio_future(py)?;
+    let slot = slot.handle(py, Some(canceller))?;
+    if running_here(py, &home) {
+        attach.call1((future, completion, slot))?;
+        return Ok(());
+    }
+    let args = (future.clone().unbind(), completion.clone().unbind(), slot);
+    let attach = attach.clone().unbind();
+    home.run(Box::new(move |py| {
+        attach.bind(py).call1(args)?;
+        Ok(())
+    }));
+    Ok(())
+}
+
+/// Cancels a task or future on its loop's thread. Held weakly: a task that its loop dropped
+/// (the loop closed) must stay collectable.
+fn canceller(future: &Bound<'_, PyAny>) -> PyResult<Canceller> {
+    let py = future.py();
+    let home = home(&future.call_method0(intern!(py, "get_loop"))?)?;
+    let future = PyWeakrefReference::new(future)?.unbind();
+    Ok(Canceller::OnLoop(
+        home,
+        Box::new(move |py| {
+            if let Some(future) = future.bind(py).upgrade() {
+                future.call_method0(intern!(py, "cancel"))?;
+            }
+            Ok(())
+        }),
+    ))
+}
 
 pub(crate) struct Parker {
     /// The task's loop.
@@ -20,12 +137,12 @@ pub(crate) struct Parker {
 impl Parker {
     pub(crate) fn new(py: Python<'_>) -> PyResult<Self> {
         Ok(Parker {
-            home: Home::here(py, Backend::Asyncio, &get_running_loop(py)?),
+            home: home(&glue::get_running_loop(py)?.call0()?)?,
             waiting_on: None,
         })
     }
 
-    pub(crate) fn home(&self) -> &Home {
+    pub(crate) fn home(&self) -> &Arc<Home> {
         &self.home
     }
 
@@ -34,14 +151,9 @@ impl Parker {
     /// waiting forever.
     pub(crate) fn check_resumption(&mut self, py: Python<'_>) -> PyResult<()> {
         match self.waiting_on.take() {
-            Some(future)
-                if !future
-                    .bind(py)
-                    .call_method0(intern!(py, "done"))?
-                    .is_truthy()? =>
-            {
+            Some(future) if !is_done(future.bind(py))? => {
                 self.waiting_on = Some(future);
-                Err(pyo3::exceptions::PyRuntimeError::new_err(
+                Err(PyRuntimeError::new_err(
                     "coroutine resumed while it waits for its wake-up: is it driven by two tasks?",
                 ))
             }
@@ -52,10 +164,6 @@ impl Parker {
     /// Forgets the suspension (an exception was thrown in instead of a wake-up).
     pub(crate) fn abandon(&mut self) {
         self.waiting_on = None;
-    }
-
-    pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
-        crate::EventLoop::asyncio(self.home.event_loop.bind(py))
     }
 
     /// Yields a fresh future of the loop. The Task checks the `_asyncio_future_blocking` flag,
@@ -75,7 +183,7 @@ impl Parker {
         }
         let future = self
             .home
-            .event_loop
+            .event_loop()
             .bind(py)
             .call_method0(intern!(py, "create_future"))?;
         future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
@@ -100,65 +208,38 @@ pub(crate) struct Wakeup {
 }
 
 impl Wakeup {
-    pub(crate) fn home(&self) -> &Home {
+    pub(crate) fn home(&self) -> &Arc<Home> {
         &self.home
     }
 
-    pub(crate) fn deliver_on_loop_thread(self, py: Python<'_>) {
-        // The future may have been cancelled meanwhile, or the loop closed: nobody waits for
-        // this wake-up any more.
-        let _ = set_result_unless_done(self.future.bind(py));
-    }
-
-    /// The fallback for loops that cannot watch a socket.
-    pub(crate) fn deliver_threadsafe(self) {
-        crate::exit_guard::attach_unless_exiting(move |py| {
-            let _ = wake_future_fn(py).and_then(|wake| {
-                self.home
-                    .event_loop
-                    .bind(py)
-                    .call_method1(intern!(py, "call_soon_threadsafe"), (wake, &self.future))
-            });
-        });
+    /// Resolves the future the task waits for. A `KeyboardInterrupt` raised by Python code
+    /// that `set_result` runs (a pure-Python loop's `call_soon`) does not stop the wake-up:
+    /// the future is resolved anyway, then the interrupt propagates.
+    pub(crate) fn deliver_here(self, py: Python<'_>) -> PyResult<()> {
+        let future = self.future.bind(py);
+        match set_result_unless_done(future) {
+            Ok(()) => Ok(()),
+            // Cancelled meanwhile, or the loop closed: nobody waits for this wake-up any more.
+            Err(err) if err.is_instance_of::<PyException>(py) => Ok(()),
+            Err(err) => {
+                let _ = set_result_unless_done(future);
+                Err(err)
+            }
+        }
     }
 }
 
-/// The asyncio loop running in this thread; `RuntimeError` outside one.
-pub(crate) fn get_running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    GET_RUNNING_LOOP
-        .import(py, "asyncio", "get_running_loop")?
-        .call0()
-}
-
-/// The asyncio loop running in this thread, or `None`.
-pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    static RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    RUNNING_LOOP
-        .import(py, "asyncio", "_get_running_loop")?
-        .call0()
+fn is_done(future: &Bound<'_, PyAny>) -> PyResult<bool> {
+    future
+        .call_method0(intern!(future.py(), "done"))?
+        .is_truthy()
 }
 
 /// Resolves `future` with `None` unless it is already done (cancelled by its task).
 fn set_result_unless_done(future: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = future.py();
-    if !future.call_method0(intern!(py, "done"))?.is_truthy()? {
+    if !is_done(future)? {
         future.call_method1(intern!(py, "set_result"), (py.None(),))?;
     }
     Ok(())
-}
-
-/// Runs on the loop thread, scheduled by a wake-up from another thread.
-#[pyfunction]
-fn wake_future(future: &Bound<'_, PyAny>) -> PyResult<()> {
-    set_result_unless_done(future)
-}
-
-fn wake_future_fn(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static WAKE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    WAKE_FUTURE
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(wrap_pyfunction!(wake_future, py)?.into_any().unbind())
-        })
-        .map(|wake| wake.bind(py))
 }

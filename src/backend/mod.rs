@@ -1,26 +1,25 @@
-//! Event-loop backends: how a Rust-driven awaitable suspends its Python task and how a
-//! [`Waker`](std::task::Waker) gets that task running again.
+//! Event-loop backends: everything asyncio- or trio-specific, behind one two-armed dispatch.
 //!
-//! Each backend provides two halves:
-//! - a *parker*, used on the loop thread by the awaitable's `send`: it produces the object to
-//!   yield to the loop (an asyncio future, a trio trap) and interprets what the loop sends back;
-//! - a *wake-up*, a `Send` value that the [`Waiter`](crate::waiter::Waiter) hands to whichever
-//!   thread calls `wake`, which delivers it directly when that thread is the loop's own, and
-//!   through the loop's thread-safe entry point otherwise.
+//! Each backend knows how to
+//! - find the [home](crate::home) of its loop and have the loop watch the home's signal;
+//! - tell whether this thread runs the loop right now (the loop's thread is whichever thread
+//!   runs it now, not the one that first met it);
+//! - *park* a task (the object to yield to the loop, and what the loop sends back) and *wake*
+//!   it (a `Send` [`Wakeup`] delivered from any thread, never waiting for the interpreter);
+//! - start an awaitable as a task reporting to a [`Completion`], and cancel it.
 
 pub(crate) mod asyncio;
 pub(crate) mod trio;
 
-use std::cell::RefCell;
 use std::sync::Arc;
-use std::thread::{self, ThreadId};
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 
-use crate::event_loop::EventLoop;
-use crate::waiter::Waiter;
-use crate::wake_queue::{thread_is_attached, Job, WakeQueue};
+use crate::exit_guard::thread_is_attached;
+use crate::glue;
+use crate::home::Home;
+use crate::task::{Completion, TaskSlot};
+use crate::waker::Waiter;
 
 /// The Python async framework that drives an exported awaitable.
 ///
@@ -58,34 +57,73 @@ impl Backend {
     /// use pyo3::prelude::*;
     /// use pyo3_async::Backend;
     ///
-    /// # fn main() -> PyResult<()> {
     /// Python::attach(|py| {
     ///     // Outside any event loop, sniffio reports an error.
     ///     # if py.import("sniffio").is_ok() {
     ///     assert!(Backend::current(py).is_err());
     ///     # }
     /// });
-    /// # Ok(())
-    /// # }
     /// ```
     pub fn current(py: Python<'_>) -> PyResult<Self> {
-        static CURRENT_LIBRARY: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
-        let detect = CURRENT_LIBRARY.get_or_init(py, || {
-            py.import("sniffio")
-                .and_then(|sniffio| sniffio.getattr("current_async_library"))
-                .ok()
-                .map(Bound::unbind)
-        });
-        let Some(detect) = detect else {
+        let Some(detect) = glue::sniffio_current_library(py) else {
             return Ok(Backend::Asyncio);
         };
-        let name = detect.bind(py).call0()?;
+        let name = detect.call0()?;
         match name.extract::<&str>()? {
             "asyncio" => Ok(Backend::Asyncio),
             "trio" => Ok(Backend::Trio),
             other => Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
                 "pyo3-async supports asyncio and trio (and anyio on either), not {other:?}"
             ))),
+        }
+    }
+
+    /// The home of `event_loop` (an asyncio loop, or a trio token), created and watched on
+    /// first use, from any thread.
+    pub(crate) fn home(self, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
+        match self {
+            Backend::Asyncio => asyncio::home(event_loop),
+            Backend::Trio => trio::home(event_loop),
+        }
+    }
+
+    /// The home of the loop running this thread's current task.
+    pub(crate) fn current_home(self, py: Python<'_>) -> PyResult<Arc<Home>> {
+        match self {
+            Backend::Asyncio => asyncio::home(&glue::get_running_loop(py)?.call0()?),
+            Backend::Trio => trio::home(&glue::trio_current_token(py)?.call0()?),
+        }
+    }
+
+    /// Whether this thread runs `home`'s loop right now.
+    pub(crate) fn running_here(self, py: Python<'_>, home: &Home) -> bool {
+        match self {
+            Backend::Asyncio => asyncio::running_here(py, home),
+            Backend::Trio => trio::running_here(py, home),
+        }
+    }
+
+    /// Starts `awaitable` on `home`'s loop as a task (asyncio) or system task (trio) in
+    /// `context`, reporting to `completion`; `slot` learns how to cancel it. On the loop's
+    /// thread it starts now, from anywhere else through the home.
+    pub(crate) fn start(
+        self,
+        home: &Arc<Home>,
+        awaitable: &Bound<'_, PyAny>,
+        context: &Bound<'_, PyAny>,
+        completion: &Bound<'_, Completion>,
+        slot: &Arc<TaskSlot>,
+    ) -> PyResult<()> {
+        let py = awaitable.py();
+        if home.is_dead() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "the event loop is closed (or the trio run has finished)",
+            ));
+        }
+        completion.get().depend_on(py, home);
+        match self {
+            Backend::Asyncio => asyncio::start(home, awaitable, context, completion, slot),
+            Backend::Trio => trio::start(home, awaitable, context, completion, slot),
         }
     }
 }
@@ -145,19 +183,18 @@ impl Parker {
         }
     }
 
-    /// The wake queue of the parker's loop, if it has one.
-    pub(crate) fn wake_queue(&self) -> Option<&Arc<WakeQueue>> {
+    /// The home of the parker's loop.
+    pub(crate) fn home(&self) -> &Arc<Home> {
         match self {
-            Parker::Asyncio(parker) => parker.home().queue.as_ref(),
-            Parker::Trio(parker) => parker.home().queue.as_ref(),
+            Parker::Asyncio(parker) => parker.home(),
+            Parker::Trio(parker) => parker.home(),
         }
     }
 
-    /// The loop this parker's task runs on.
-    pub(crate) fn event_loop(&self, py: Python<'_>) -> EventLoop {
+    pub(crate) fn backend(&self) -> Backend {
         match self {
-            Parker::Asyncio(parker) => parker.event_loop(py),
-            Parker::Trio(parker) => parker.event_loop(py),
+            Parker::Asyncio(_) => Backend::Asyncio,
+            Parker::Trio(_) => Backend::Trio,
         }
     }
 
@@ -170,50 +207,6 @@ impl Parker {
     }
 }
 
-/// A loop (an asyncio loop, or a trio run's token), where it runs, and how other threads
-/// reach it without the interpreter. One per loop, shared by everything suspended on it.
-pub(crate) struct Home {
-    pub(crate) event_loop: Py<PyAny>,
-    pub(crate) thread: ThreadId,
-    /// `None` when the loop cannot watch the queue's socket.
-    pub(crate) queue: Option<Arc<WakeQueue>>,
-}
-
-thread_local! {
-    /// The home of the loop that last ran a suspension on this thread: a thread runs one
-    /// loop at a time, so this saves a lookup and an allocation per suspended awaitable.
-    static LAST_HOME: RefCell<Option<Arc<Home>>> = const { RefCell::new(None) };
-}
-
-impl Home {
-    /// The home of `event_loop`, which runs on this thread.
-    pub(crate) fn here(
-        py: Python<'_>,
-        backend: Backend,
-        event_loop: &Bound<'_, PyAny>,
-    ) -> Arc<Self> {
-        let cached = LAST_HOME.with(|last| {
-            let last = last.borrow();
-            last.as_ref()
-                .filter(|home| home.event_loop.is(event_loop))
-                .map(Arc::clone)
-        });
-        if let Some(home) = cached {
-            return home;
-        }
-        crate::exit_guard::install(py);
-        let home = Arc::new(Home {
-            event_loop: event_loop.clone().unbind(),
-            thread: thread::current().id(),
-            queue: WakeQueue::for_loop(py, backend, event_loop),
-        });
-        // The previous loop's home lives on in whatever is still suspended on it.
-        let previous = LAST_HOME.with(|last| last.borrow_mut().replace(Arc::clone(&home)));
-        drop(previous);
-        home
-    }
-}
-
 /// What a waker must do to get a parked task running again.
 pub(crate) enum Wakeup {
     Asyncio(asyncio::Wakeup),
@@ -222,36 +215,36 @@ pub(crate) enum Wakeup {
 
 impl Wakeup {
     /// Delivers the wake-up, from any thread, without ever waiting for the interpreter: at
-    /// once on the loop thread when it is attached, else through the loop's wake queue.
-    /// Failures (a closed loop, a finished trio run, an interpreter shutting down) mean nobody
-    /// is left to wake, so they are ignored.
+    /// once on the thread that runs the loop now (attached already, so attaching only counts),
+    /// else through the loop's home. A dead loop has nobody left to wake.
     pub(crate) fn deliver(self) {
-        let home = match &self {
-            Wakeup::Asyncio(wakeup) => wakeup.home(),
-            Wakeup::Trio(wakeup) => wakeup.home(),
+        let (home, backend) = match &self {
+            Wakeup::Asyncio(wakeup) => (wakeup.home(), Backend::Asyncio),
+            Wakeup::Trio(wakeup) => (wakeup.home(), Backend::Trio),
         };
-        if home.thread == thread::current().id() && thread_is_attached() {
-            Python::attach(|py| self.deliver_on_loop_thread(py));
-        } else if let Some(queue) = home.queue.clone() {
-            queue.push(Job::Wake(self));
-        } else {
-            self.deliver_threadsafe();
+        if thread_is_attached() && Python::attach(|py| backend.running_here(py, home)) {
+            Python::attach(|py| {
+                if let Err(err) = self.deliver_here(py) {
+                    // Only an interrupt gets here (see `deliver_here`): there is no Python
+                    // caller to hand it to, so it is raised again at the next chance.
+                    if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+                        // SAFETY: no preconditions; it only sets CPython's pending-signal flag.
+                        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+                    }
+                }
+            });
+            return;
         }
+        let home = Arc::clone(home);
+        home.run(Box::new(move |py| self.deliver_here(py)));
     }
 
-    /// Delivers the wake-up through the loop's thread-safe entry point, from any thread.
-    pub(crate) fn deliver_threadsafe(self) {
+    /// On the loop's thread. Errors that mean "nobody waits any more" are swallowed; an
+    /// interrupt (`KeyboardInterrupt`) still delivers the wake-up, then propagates.
+    fn deliver_here(self, py: Python<'_>) -> PyResult<()> {
         match self {
-            Wakeup::Asyncio(wakeup) => wakeup.deliver_threadsafe(),
-            Wakeup::Trio(wakeup) => wakeup.deliver_threadsafe(),
-        }
-    }
-
-    /// Delivers the wake-up on the loop thread.
-    pub(crate) fn deliver_on_loop_thread(self, py: Python<'_>) {
-        match self {
-            Wakeup::Asyncio(wakeup) => wakeup.deliver_on_loop_thread(py),
-            Wakeup::Trio(wakeup) => wakeup.deliver_on_loop_thread(py),
+            Wakeup::Asyncio(wakeup) => wakeup.deliver_here(py),
+            Wakeup::Trio(wakeup) => wakeup.deliver_here(py),
         }
     }
 }

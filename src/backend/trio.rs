@@ -6,20 +6,73 @@ use std::sync::Arc;
 use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 
-use crate::backend::{self, Backend, Home};
-use crate::waiter::Waiter;
+use crate::backend;
+use crate::glue;
+use crate::home::{self, registry, Home};
+use crate::task::{Canceller, Completion, TaskSlot};
+use crate::waker::Waiter;
 
-/// Looks up `trio.lowlevel.<name>` once per process.
-macro_rules! lowlevel {
-    ($py:expr, $name:literal) => {{
-        static ATTR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        ATTR.import($py, "trio.lowlevel", $name)
-    }};
+/// The home of a trio run (by its token); a new one watches its signal from a system task.
+pub(crate) fn home(token: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
+    let py = token.py();
+    let (home, created) = registry::find_or_create(token, || {
+        crate::exit_guard::install(py);
+        home::create(token, &token.getattr(intern!(py, "run_sync_soon"))?)
+    })?;
+    if created {
+        // A finished run refuses (`RunFinishedError`) and drops the watcher: the home dies.
+        let drain = home.drain_callable(py, true)?;
+        let watch = glue::watch_trio(py)?;
+        let fd = home.watched_fd();
+        let _ = if running_here(py, &home) {
+            watch.call1((fd, drain))
+        } else {
+            token.call_method1(intern!(py, "run_sync_soon"), (watch, fd, drain))
+        };
+    }
+    Ok(home)
 }
 
-/// The trio task driving an awaitable, and how to reach it from another thread.
+/// Whether this thread runs `home`'s trio run right now (inside one of its steps).
+pub(crate) fn running_here(py: Python<'_>, home: &Home) -> bool {
+    glue::trio_current_token(py)
+        .and_then(|current| current.call0())
+        .is_ok_and(|token| token.is(home.event_loop()))
+}
+
+/// Starts `awaitable` as a system task of `home`'s run, in a cancel scope of its own.
+pub(crate) fn start(
+    home: &Arc<Home>,
+    awaitable: &Bound<'_, PyAny>,
+    context: &Bound<'_, PyAny>,
+    completion: &Bound<'_, Completion>,
+    slot: &Arc<TaskSlot>,
+) -> PyResult<()> {
+    let py = awaitable.py();
+    let scope = glue::trio_cancel_scope(py)?.call0()?;
+    let cancel = scope.getattr(intern!(py, "cancel"))?.unbind();
+    slot.attach(Canceller::OnLoop(
+        Arc::clone(home),
+        Box::new(move |py| cancel.bind(py).call0().map(drop)),
+    ));
+    let start = glue::start_trio_task(py)?;
+    if running_here(py, home) {
+        start.call1((awaitable, context, completion, scope))?;
+        return Ok(());
+    }
+    let args = (
+        awaitable.clone().unbind(),
+        context.clone().unbind(),
+        completion.clone().unbind(),
+        scope.unbind(),
+    );
+    let start = start.clone().unbind();
+    home.run(Box::new(move |py| start.bind(py).call1(args).map(drop)));
+    Ok(())
+}
+
+/// The trio task driving an awaitable.
 struct Task {
     task: Py<PyAny>,
     /// The run's token is the home's loop.
@@ -43,11 +96,11 @@ enum Suspension {
 
 impl Parker {
     pub(crate) fn new(py: Python<'_>, waiter: &Arc<Waiter>) -> PyResult<Self> {
-        let task = lowlevel!(py, "current_task")?.call0()?;
-        let token = current_token(py)?;
+        let task = glue::trio_current_task(py)?.call0()?;
+        let token = glue::trio_current_token(py)?.call0()?;
         Ok(Parker {
             task: Arc::new(Task {
-                home: Home::here(py, Backend::Trio, &token),
+                home: home(&token)?,
                 task: task.unbind(),
             }),
             abort_fn: Py::new(
@@ -60,12 +113,8 @@ impl Parker {
         })
     }
 
-    pub(crate) fn home(&self) -> &Home {
+    pub(crate) fn home(&self) -> &Arc<Home> {
         &self.task.home
-    }
-
-    pub(crate) fn event_loop(&self, py: Python<'_>) -> crate::EventLoop {
-        crate::EventLoop::trio(self.task.home.event_loop.bind(py))
     }
 
     pub(crate) fn park<'py>(
@@ -76,10 +125,10 @@ impl Parker {
         // The trap is obtained before the wake-up is registered, so no Python code (and thus no
         // finaliser that could wake us) runs between registering and yielding: trio must not
         // see a `reschedule` for a task that has not suspended yet.
-        let (trap, suspension) = match wait_task_rescheduled_trap(py) {
+        let (trap, suspension) = match glue::trio_wait_task_rescheduled_trap(py) {
             Some(trap) => (trap.call1((&self.abort_fn,))?, Suspension::Trap),
             None => {
-                let wait = lowlevel!(py, "wait_task_rescheduled")?.call1((&self.abort_fn,))?;
+                let wait = glue::trio_wait_task_rescheduled(py)?.call1((&self.abort_fn,))?;
                 let trap = wait.call_method1(intern!(py, "send"), (py.None(),))?;
                 (trap, Suspension::Coroutine(wait.unbind()))
             }
@@ -97,7 +146,7 @@ impl Parker {
         // Woken while it was polled: pass through a checkpoint, which trio resumes on its next
         // pass instead of waiting for a reschedule — and which delivers a pending cancellation,
         // so a future that keeps waking itself can still be cancelled.
-        let checkpoint = lowlevel!(py, "checkpoint")?.call0()?;
+        let checkpoint = glue::trio_checkpoint(py)?.call0()?;
         let trap = checkpoint.call_method1(intern!(py, "send"), (py.None(),))?;
         self.suspension = Some(Suspension::Coroutine(checkpoint.unbind()));
         Ok(trap)
@@ -139,62 +188,25 @@ impl Parker {
     }
 }
 
-/// trio's trap class for `wait_task_rescheduled`, when this trio version keeps it where
-/// trio 0.35 does. Yielding the trap ourselves is what `wait_task_rescheduled` does, minus a
-/// Python coroutine (its frame and a `send`) per suspension; with another layout we use the
-/// public function.
-fn wait_task_rescheduled_trap(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
-    static TRAP: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
-    TRAP.get_or_init(py, || {
-        py.import("trio._core._traps")
-            .and_then(|traps| traps.getattr("WaitTaskRescheduled"))
-            .ok()
-            .map(Bound::unbind)
-    })
-    .as_ref()
-    .map(|trap| trap.bind(py))
-}
-
-/// The token of the trio run on this thread; `RuntimeError` outside one.
-pub(crate) fn current_token(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    lowlevel!(py, "current_trio_token")?.call0()
-}
-
 pub(crate) struct Wakeup {
     task: Arc<Task>,
 }
 
 impl Wakeup {
-    pub(crate) fn home(&self) -> &Home {
+    pub(crate) fn home(&self) -> &Arc<Home> {
         &self.task.home
     }
 
-    pub(crate) fn deliver_on_loop_thread(self, py: Python<'_>) {
-        let Ok(reschedule) = lowlevel!(py, "reschedule") else {
-            return;
-        };
-        // It refuses outside the run's own steps (guest mode): the token's queue is the way
-        // in then.
-        if reschedule.call1((self.task.task.bind(py),)).is_err() {
-            self.run_sync_soon(py, reschedule);
+    /// Reschedules the task. `reschedule` refuses outside the run's own steps (guest mode):
+    /// the token's queue is the way in then; `RunFinishedError` means nobody is left to wake.
+    pub(crate) fn deliver_here(self, py: Python<'_>) -> PyResult<()> {
+        let reschedule = glue::trio_reschedule(py)?;
+        let task = self.task.task.bind(py);
+        if reschedule.call1((task,)).is_err() {
+            let token = self.task.home.event_loop().bind(py);
+            let _ = token.call_method1(intern!(py, "run_sync_soon"), (reschedule, task));
         }
-    }
-
-    /// The fallback when the run has no wake queue.
-    pub(crate) fn deliver_threadsafe(self) {
-        crate::exit_guard::attach_unless_exiting(move |py| {
-            if let Ok(reschedule) = lowlevel!(py, "reschedule") {
-                self.run_sync_soon(py, reschedule);
-            }
-        });
-    }
-
-    fn run_sync_soon(&self, py: Python<'_>, reschedule: &Bound<'_, PyAny>) {
-        // `RunFinishedError`: the run is over, nobody is left to wake.
-        let _ = self.task.home.event_loop.bind(py).call_method1(
-            intern!(py, "run_sync_soon"),
-            (reschedule, self.task.task.bind(py)),
-        );
+        Ok(())
     }
 }
 
@@ -215,10 +227,10 @@ impl AbortFn {
         // way (or the future handles cancellation itself) the task waits for that wake-up, and
         // trio calls us again at its next suspension.
         let verdict = if self.waiter.abort() {
-            "SUCCEEDED"
+            intern!(py, "SUCCEEDED")
         } else {
-            "FAILED"
+            intern!(py, "FAILED")
         };
-        lowlevel!(py, "Abort")?.getattr(verdict)
+        glue::trio_abort(py)?.getattr(verdict)
     }
 }

@@ -1,13 +1,12 @@
-//! Python → Rust: Python awaitables, futures and async iterators as Rust futures and streams.
+//! Python → Rust: Python awaitables, futures and async iterators as Rust futures and streams,
+//! and the loops that run them.
 
-mod completion;
-pub(crate) mod delegation;
+mod context;
+mod event_loop;
 mod py_async_iter;
 mod py_future;
-pub(crate) mod spawn;
-mod task_slot;
 
-pub(crate) use completion::Completion;
+pub use context::PyContext;
+pub use event_loop::EventLoop;
 pub use py_async_iter::PyAsyncIter;
 pub use py_future::{is_cancellation, PyFuture};
-pub(crate) use task_slot::TaskSlot;

@@ -8,18 +8,16 @@ use std::task::{Context, Poll};
 
 use event_listener::{Event, EventListener};
 use futures::Stream;
-use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::iterator::PySendResult;
 
-use crate::event_loop::EventLoop;
-use crate::py_to_rust::completion::Outcome;
-use crate::py_to_rust::delegation::await_iterator;
-use crate::py_to_rust::spawn::helper;
-use crate::py_to_rust::PyFuture;
+use crate::backend::Backend;
+use crate::glue;
+use crate::home::{Dependent, Home};
+use crate::py_to_rust::EventLoop;
 use crate::rust_to_py::Coroutine;
-use crate::wake_queue::{Job, WakeQueue};
+use crate::task::Outcome;
 
 /// Items buffered between the pump and the consumer, unless chosen otherwise.
 const DEFAULT_CAPACITY: usize = 64;
@@ -27,15 +25,18 @@ const DEFAULT_CAPACITY: usize = 64;
 /// A Python async iterable (an async generator, any object with `__aiter__`) as a Rust
 /// [`Stream`], `Send`, consumed from any thread or executor.
 ///
-/// A *pump* task on the iterable's event loop iterates it (so the first iteration happens on
-/// the loop thread, where asyncio's async-generator hooks see it) and hands items over through
-/// a bounded buffer: when `capacity` items wait, the pump waits too, so memory stays bounded.
-/// The consumer takes everything buffered at once, so a busy stream crosses threads in
-/// batches, not once per item.
+/// A *pump* task on the iterable's event loop iterates it with Python's own `async for`, so
+/// every step of the iterator starts and ends in that one task (trio and anyio cancel scopes
+/// inside a generator stay intact), and the first iteration happens on the loop thread, where
+/// asyncio's async-generator hooks see it. Items cross over through a bounded buffer: when
+/// `capacity` items wait, the pump waits too, so memory stays bounded. The consumer takes
+/// everything buffered at once, so a busy stream crosses threads in batches.
 ///
 /// An exception raised by the iterator is yielded as `Err` (its type kept) and ends the
-/// stream. Dropping the stream ends the pump and `aclose()`s the Python generator on its loop
-/// (a pending `__anext__` is cancelled first).
+/// stream; so does the loop closing under it (a `RuntimeError`). Dropping the stream ends the
+/// pump: a step under way is cancelled (only that step: the decision is taken on the loop's
+/// thread), then the iterator's `aclose()` runs to its end; if it fails, the failure goes to
+/// the loop's exception handler (trio: `sys.unraisablehook`).
 ///
 /// ```
 /// use futures::StreamExt;
@@ -65,8 +66,6 @@ pub struct PyAsyncIter {
     batch: VecDeque<Outcome>,
     listener: Option<EventListener>,
     finished: bool,
-    /// The pump task; dropping it cancels the pump.
-    pump: Option<PyFuture>,
 }
 
 impl PyAsyncIter {
@@ -114,18 +113,31 @@ impl PyAsyncIter {
         }
         let channel = Arc::new(Channel {
             capacity: capacity.max(1),
+            home: Arc::clone(event_loop.home()),
+            backend: event_loop.backend(),
             buffer: Mutex::new(Buffer::default()),
             items: Event::new(),
             space: Event::new(),
         });
-        let pump = Coroutine::new(pump(Arc::clone(&channel), iterable.clone().unbind()));
-        let pump = event_loop.spawn(Bound::new(py, pump)?.as_any())?;
+        let scope = match event_loop.backend() {
+            Backend::Trio => Some(glue::trio_cancel_scope(py)?.call0()?),
+            Backend::Asyncio => None,
+        };
+        let pump = Py::new(
+            py,
+            Pump {
+                channel: Arc::clone(&channel),
+            },
+        )?;
+        let pump = glue::pump_async_iter(py)?.call1((pump, iterable, scope))?;
+        // The pump reports through the channel; its own outcome is of no interest.
+        drop(event_loop.spawn(&pump)?.detach());
+        channel.home.depend(py, Arc::downgrade(&channel));
         Ok(PyAsyncIter {
             channel,
             batch: VecDeque::new(),
             listener: None,
             finished: false,
-            pump: Some(pump),
         })
     }
 }
@@ -175,13 +187,15 @@ impl Drop for PyAsyncIter {
             buffer.closed = true;
             buffer.pulling
         };
+        // A pump waiting for room sees `closed` and closes the iterator. One in a step has
+        // that step cancelled — decided on the loop's thread, where the pump runs, so the
+        // cancellation can only land in a step, never in `aclose()`.
         self.channel.space.notify(usize::MAX);
-        // A pump waiting for space sees `closed` and closes the generator itself; one waiting
-        // for the generator is cancelled, which interrupts that `__anext__`.
-        if let Some(pump) = self.pump.take() {
-            if !pulling {
-                drop(pump.detach());
-            }
+        if pulling {
+            let channel = Arc::clone(&self.channel);
+            self.channel
+                .home
+                .run(Box::new(move |py| channel.cancel_pull(py)));
         }
     }
 }
@@ -189,6 +203,8 @@ impl Drop for PyAsyncIter {
 /// The buffer between the pump (on the loop thread) and the consumer (anywhere).
 struct Channel {
     capacity: usize,
+    home: Arc<Home>,
+    backend: Backend,
     buffer: Mutex<Buffer>,
     /// Notified when items arrive or the iterator ends.
     items: Event,
@@ -199,7 +215,7 @@ struct Channel {
 #[derive(Default)]
 struct Buffer {
     items: VecDeque<Outcome>,
-    /// The pump is awaiting the iterator's `__anext__`.
+    /// The pump is in a step of the iterator.
     pulling: bool,
     /// The iterator is exhausted or failed: no more items will come.
     ended: bool,
@@ -207,6 +223,8 @@ struct Buffer {
     closed: bool,
     /// Items were pushed since the consumer was last notified; their announcement is queued.
     unannounced: bool,
+    /// Cancels the pump's step: the trio scope's or the asyncio task's `cancel`.
+    cancel: Option<Py<PyAny>>,
 }
 
 impl Channel {
@@ -214,38 +232,47 @@ impl Channel {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until an item may be pulled (then marks the pump pulling), or the consumer is
-    /// gone (false).
+    /// Room for one more item: the pump may start a step (`Some(true)`); the consumer is gone
+    /// (`Some(false)`); the buffer is full (`None`).
+    fn reserve(&self) -> Option<bool> {
+        let mut buffer = self.lock();
+        if buffer.closed {
+            return Some(false);
+        }
+        if buffer.items.len() < self.capacity {
+            buffer.pulling = true;
+            return Some(true);
+        }
+        None
+    }
+
+    /// Waits until an item may be pulled (then reserves it), or the consumer is gone (false).
     async fn wait_for_space(&self) -> bool {
         loop {
             let listener = {
-                let mut buffer = self.lock();
-                if buffer.closed {
-                    return false;
+                if let Some(room) = self.reserve() {
+                    return room;
                 }
-                if buffer.items.len() < self.capacity {
-                    buffer.pulling = true;
-                    return true;
-                }
-                // Registered under the lock: the consumer notifies after taking it.
+                // Registered before looking again: the consumer notifies after taking items.
                 self.space.listen()
             };
+            if let Some(room) = self.reserve() {
+                return room;
+            }
             listener.await;
         }
     }
 
     /// Buffers an item. Waking a consumer thread costs a system call and two context
-    /// switches, so items that a generator produces without suspending are announced together:
-    /// when the pump stops (the buffer is full, the stream ended) or, through the loop's wake
-    /// queue (`announcer`), as soon as the pump lets the loop run (the generator suspended).
-    /// Without a wake queue, every item is announced as it comes.
-    fn push(self: &Arc<Self>, item: Outcome, last: bool, announcer: Option<&Arc<WakeQueue>>) {
+    /// switches, so items that an iterator produces without suspending are announced
+    /// together: when the buffer is full, or, through the loop's home, as soon as the pump lets
+    /// the loop run (the iterator suspended).
+    fn push(self: &Arc<Self>, item: Outcome) {
         let announce_now = {
             let mut buffer = self.lock();
             buffer.pulling = false;
-            buffer.ended |= last;
             buffer.items.push_back(item);
-            if last || buffer.items.len() >= self.capacity || announcer.is_none() {
+            if buffer.items.len() >= self.capacity {
                 buffer.unannounced = false;
                 true
             } else if buffer.unannounced {
@@ -255,14 +282,14 @@ impl Channel {
                 false
             }
         };
-        match (announcer, announce_now) {
-            (Some(queue), false) => {
-                let channel = Arc::clone(self);
-                queue.push(Job::Call(Box::new(move |_| channel.announce())));
-            }
-            _ => {
-                self.items.notify(1);
-            }
+        if announce_now {
+            self.items.notify(1);
+        } else {
+            let channel = Arc::clone(self);
+            self.home.run(Box::new(move |_| {
+                channel.announce();
+                Ok(())
+            }));
         }
     }
 
@@ -274,133 +301,87 @@ impl Channel {
         }
     }
 
-    fn end(&self) {
-        {
+    /// No more items: after `last`, if any.
+    fn end(&self, last: Option<Outcome>) {
+        let cancel = {
             let mut buffer = self.lock();
-            buffer.pulling = false;
-            buffer.ended = true;
-            buffer.unannounced = false;
-        }
-        self.items.notify(1);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-}
-
-/// Ends the stream with an error if the pump is dropped before the iterator ended: its task
-/// was dropped by a closed loop or a finished run, and no item will come any more.
-struct EndOnDrop(Arc<Channel>);
-
-impl Drop for EndOnDrop {
-    fn drop(&mut self) {
-        {
-            let mut buffer = self.0.lock();
             if buffer.ended {
                 return;
             }
+            buffer.items.extend(last);
+            buffer.pulling = false;
             buffer.ended = true;
-            buffer.items.push_back(Err(PyRuntimeError::new_err(
-                "the async iterator's event loop stopped before it was exhausted",
-            )));
-        }
-        self.0.items.notify(1);
-    }
-}
-
-/// The next item of an async iterator, as far as it can be had without suspending.
-enum Next {
-    Ready(Py<PyAny>),
-    /// `__anext__()` suspended: the rest of its await, to run in the pump's task.
-    Suspended(PyFuture),
-}
-
-/// Starts awaiting `iterator.__anext__()` right here. An item that is ready (a generator that
-/// did not suspend for it) comes back without any task, channel or waker; an await that
-/// suspends is handed to the pump's task as it stands, from its first suspension on.
-fn next_item(iterator: &Bound<'_, PyAny>) -> PyResult<Next> {
-    let py = iterator.py();
-    let next = iterator.call_method0(intern!(py, "__anext__"))?;
-    let Ok(await_method) = next.getattr(intern!(py, "__await__")) else {
-        // A generator-based coroutine, or not awaitable at all: the general path knows those,
-        // and gives the clear error.
-        return PyFuture::new(&next).map(Next::Suspended);
-    };
-    let awaiting = await_iterator(await_method.call0()?)?;
-    match awaiting.send(&py.None().into_bound(py))? {
-        PySendResult::Return(item) => Ok(Next::Ready(item.unbind())),
-        PySendResult::Next(first) => {
-            let resume = helper(py, "Resume")?.call1((awaiting, first))?;
-            PyFuture::new(&resume).map(Next::Suspended)
-        }
-    }
-}
-
-/// Runs on the event loop as a task: pulls items while there is room for them.
-fn pump(channel: Arc<Channel>, iterable: Py<PyAny>) -> impl Future<Output = PyResult<()>> {
-    // Owned by the future from the start: a task dropped before its first step ends the
-    // stream too.
-    let end_on_drop = EndOnDrop(Arc::clone(&channel));
-    async move {
-        let _end_on_drop = end_on_drop;
-        pull(&channel, iterable).await
-    }
-}
-
-async fn pull(channel: &Arc<Channel>, iterable: Py<PyAny>) -> PyResult<()> {
-    let (iterator, announcer) = Python::attach(|py| {
-        // The pump runs on its loop's thread: the handle captured here has the wake queue.
-        let announcer = EventLoop::current(py)
-            .ok()
-            .and_then(|event_loop| event_loop.queue);
-        let iterator = iterable
-            .bind(py)
-            .call_method0(intern!(py, "__aiter__"))
-            .map(Bound::unbind);
-        (iterator, announcer)
-    });
-    let announcer = announcer.as_ref();
-    let iterator = match iterator {
-        Ok(iterator) => iterator,
-        Err(err) => {
-            channel.push(Err(err), true, announcer);
-            return Ok(());
-        }
-    };
-    while channel.wait_for_space().await {
-        let outcome = match Python::attach(|py| next_item(iterator.bind(py))) {
-            Ok(Next::Ready(item)) => Ok(item),
-            Ok(Next::Suspended(next)) => next.await,
-            Err(err) => Err(err),
+            buffer.unannounced = false;
+            buffer.cancel.take()
         };
-        match outcome {
-            Ok(item) => channel.push(Ok(item), false, announcer),
-            Err(_) if channel.is_closed() => break,
-            Err(err) => {
-                let exhausted = Python::attach(|py| err.is_instance_of::<PyStopAsyncIteration>(py));
-                if exhausted {
-                    channel.end();
-                } else {
-                    channel.push(Err(err), true, announcer);
-                }
-                return Ok(());
+        // Python objects are released outside the lock: their finalisers may run anything.
+        drop(cancel);
+        self.items.notify(1);
+    }
+
+    /// On the loop's thread: cancels the pump's step, if one is still under way.
+    fn cancel_pull(&self, py: Python<'_>) -> PyResult<()> {
+        let cancel = {
+            let buffer = self.lock();
+            match (&buffer.cancel, buffer.pulling) {
+                (Some(cancel), true) => cancel.clone_ref(py),
+                _ => return Ok(()),
             }
-        }
+        };
+        cancel.bind(py).call0().map(drop)
     }
-    // The consumer is gone: close the generator here, on its loop.
-    let aclose = Python::attach(|py| {
-        let iterator = iterator.bind(py);
-        match iterator.getattr(intern!(py, "aclose")) {
-            Ok(aclose) => aclose
-                .call0()
-                .and_then(|closing| PyFuture::new(&closing))
-                .map(Some),
-            Err(_) => Ok(None),
-        }
-    });
-    if let Ok(Some(closing)) = aclose {
-        let _ = closing.await;
+}
+
+impl Dependent for Channel {
+    fn loop_died(&self, _py: Python<'_>) {
+        self.end(Some(Err(PyRuntimeError::new_err(
+            "the async iterator's event loop stopped before it was exhausted",
+        ))));
     }
-    Ok(())
+}
+
+/// The channel as the pump (`helpers.pump_async_iter`) sees it.
+#[pyclass(frozen)]
+struct Pump {
+    channel: Arc<Channel>,
+}
+
+#[pymethods]
+impl Pump {
+    /// What cancels a step: the step's cancel scope (trio) or the pump's task (asyncio).
+    fn cancel_with(&self, cancel: Py<PyAny>) {
+        let previous = self.channel.lock().cancel.replace(cancel);
+        drop(previous);
+    }
+
+    fn reserve(&self) -> Option<bool> {
+        self.channel.reserve()
+    }
+
+    /// Waits for room: `True` (reserved), or `False` when the consumer is gone.
+    fn space(&self) -> Coroutine {
+        let channel = Arc::clone(&self.channel);
+        let backend = self.channel.backend;
+        Coroutine::new(async move { PyResult::Ok(channel.wait_for_space().await) })
+            .with_backend(backend)
+    }
+
+    fn push(&self, item: Py<PyAny>) {
+        self.channel.push(Ok(item));
+    }
+
+    /// The iterator ended: exhausted (`None`) or with an exception.
+    fn finish(&self, exception: Option<&Bound<'_, PyAny>>) {
+        let last = exception.map(|exception| Err(PyErr::from_value(exception.clone())));
+        self.channel.end(last);
+    }
+
+    fn closed(&self) -> bool {
+        self.channel.lock().closed
+    }
+
+    /// Reports a failed `aclose()` where no loop has an exception handler (trio).
+    fn report_unraisable(&self, exception: &Bound<'_, PyAny>, iterator: &Bound<'_, PyAny>) {
+        PyErr::from_value(exception.clone()).write_unraisable(exception.py(), Some(iterator));
+    }
 }

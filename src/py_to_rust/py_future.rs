@@ -8,13 +8,11 @@ use std::task::{Context, Poll};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 
-use crate::backend::asyncio::running_loop;
-use crate::py_to_rust::completion::{Completion, Outcome};
-use crate::py_to_rust::delegation::{self, Request};
-use crate::py_to_rust::spawn::{check_awaitable, helper};
-use crate::py_to_rust::task_slot::TaskSlot;
+use crate::backend::asyncio;
+use crate::delegation::{self, Request};
+use crate::glue;
+use crate::task::{Canceller, Completion, Outcome, TaskSlot};
 
 /// The result of a Python awaitable or future, as a Rust [`Future`]: `Send`, so any executor
 /// on any thread can await it.
@@ -32,13 +30,16 @@ use crate::py_to_rust::task_slot::TaskSlot;
 /// resolves with a `RuntimeError` rather than hang. Dropping it before it resolves cancels the
 /// Python task, unless it was [detached](PyFuture::detach).
 ///
-/// **Delegation.** A `PyFuture::new` polled by a coroutine's future on the loop thread runs the
-/// awaitable in the coroutine's task: the coroutine forwards the event loop's `send` and
-/// `throw` to it, exactly as Python's `await` does, so it costs no task and no thread hop, and
-/// cancelling the coroutine cancels the awaitable at its suspension point. When the future
-/// waits for other things at the same time (several `PyFuture`s in a `join`, a timer in a
-/// `select`), the awaitable is scheduled as a task of the coroutine's loop instead, so those
-/// other wake-ups are never held up.
+/// **Delegation.** A `PyFuture::new` polled by a coroutine's future runs the awaitable in the
+/// coroutine's task: the coroutine forwards the event loop's `send` and `throw` to it, exactly
+/// as Python's `await` does, so it costs no task and no thread hop, it sees and sets the task's
+/// contextvars, and cancelling the coroutine cancels the awaitable at its suspension point.
+/// The rule, which depends only on what the program's futures do in the poll that first polls
+/// the `PyFuture`: the awaitable is delegated when it is the only thing that poll left the
+/// future waiting for. When the future waits for other things at the same time (several
+/// `PyFuture`s in a `join`, a timer or channel in a `select`, whether first polled now or
+/// earlier), the awaitable is started as a task of the coroutine's loop instead, in a copy of
+/// the task's context, so those other wake-ups are never held up.
 ///
 /// ```
 /// use pyo3::prelude::*;
@@ -109,31 +110,18 @@ impl PyFuture {
     /// # }
     /// ```
     pub fn from_future(future: &Bound<'_, PyAny>) -> PyResult<Self> {
-        static CONCURRENT_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        static IS_ASYNCIO_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let py = future.py();
         let (completion, receiver) = Completion::channel(py)?;
         let slot = Arc::new(TaskSlot::default());
-        if future.is_instance(CONCURRENT_FUTURE.import(py, "concurrent.futures", "Future")?)? {
-            slot.attach_concurrent(py, future);
+        if future.is_instance(glue::concurrent_future(py)?)? {
+            let cancel = future.getattr(intern!(py, "cancel"))?.unbind();
+            slot.attach(Canceller::Anywhere(Box::new(move |py| {
+                cancel.bind(py).call0().map(drop)
+            })));
             future.call_method1(intern!(py, "add_done_callback"), (completion,))?;
-        } else if IS_ASYNCIO_FUTURE
-            .import(py, "asyncio", "isfuture")?
-            .call1((future,))?
-            .is_truthy()?
-        {
-            // asyncio futures are not thread-safe: attach on the loop's thread.
-            let event_loop = future.call_method0(intern!(py, "get_loop"))?;
-            let attach = helper(py, "attach_asyncio_future")?;
-            let handle = slot.handle(py)?;
-            if running_loop(py)?.is(&event_loop) {
-                attach.call1((&event_loop, future, completion, handle))?;
-            } else {
-                event_loop.call_method1(
-                    intern!(py, "call_soon_threadsafe"),
-                    (attach, &event_loop, future, completion, handle),
-                )?;
-            }
+        } else if glue::isfuture(py)?.call1((future,))?.is_truthy()? {
+            // asyncio futures are not thread-safe: attached on the loop's thread.
+            asyncio::attach_future(future, completion.bind(py), &slot)?;
         } else {
             return Err(PyTypeError::new_err(format!(
                 "expected an asyncio or concurrent.futures future, got {}",
@@ -210,14 +198,24 @@ impl Future for PyFuture {
                     awaitable,
                     sender,
                     slot: Arc::clone(&this.slot),
+                    foreign: false,
                 };
-                if delegation::submit(request).is_err() {
-                    return Poll::Ready(Err(PyRuntimeError::new_err(
-                        "PyFuture::new must be awaited inside a pyo3_async Coroutine; \
-                         use EventLoop::spawn to run Python work from another thread or executor",
-                    )));
+                match delegation::submit(request, cx.waker()) {
+                    Err(_) => {
+                        return Poll::Ready(Err(PyRuntimeError::new_err(
+                            "PyFuture::new must be awaited inside a pyo3_async Coroutine; \
+                             use EventLoop::spawn to run Python work from another thread or \
+                             executor",
+                        )))
+                    }
+                    // The coroutine runs it, then polls again, or starts it as a task that
+                    // wakes the coroutine when it ends: no waker to register.
+                    Ok(false) => {
+                        this.state = State::Waiting(receiver.into_future());
+                        return Poll::Pending;
+                    }
+                    Ok(true) => receiver.into_future(),
                 }
-                receiver.into_future()
             }
             State::Finished => {
                 return Poll::Ready(Err(PyRuntimeError::new_err(
@@ -264,18 +262,20 @@ pub fn is_cancellation(py: Python<'_>, err: &PyErr) -> bool {
     if err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) {
         return true;
     }
-    static TRIO_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    // Only a program that imported trio can hold its cancellation; until then, look again
-    // each time (a failed initialisation is not cached).
-    let cancelled = TRIO_CANCELLED.get_or_try_init(py, || {
-        let trio = py.import("sys")?.getattr("modules")?.get_item("trio")?;
-        PyResult::Ok(trio.getattr("Cancelled")?.unbind())
-    });
-    match cancelled {
-        Ok(cancelled) => err
-            .value(py)
-            .is_instance(cancelled.bind(py))
-            .unwrap_or(false),
-        Err(_) => false,
+    match glue::trio_cancelled(py) {
+        Some(cancelled) => err.value(py).is_instance(cancelled).unwrap_or(false),
+        None => false,
     }
+}
+
+/// Raises `TypeError` for objects `await` would refuse.
+pub(crate) fn check_awaitable(awaitable: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = awaitable.py();
+    if glue::isawaitable(py)?.call1((awaitable,))?.is_truthy()? {
+        return Ok(());
+    }
+    Err(PyTypeError::new_err(format!(
+        "object {} can't be used in 'await' expression",
+        awaitable.get_type().name()?
+    )))
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use pyo3::prelude::*;
 
-use crate::wake_queue::thread_is_attached;
+use crate::exit_guard::thread_is_attached;
 
 /// Polls the wrapped future or stream detached from the Python interpreter, so that other
 /// Python threads run while a poll does blocking or CPU-heavy work.

@@ -10,7 +10,8 @@ use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError};
 use pyo3::prelude::*;
 
 use crate::backend::Backend;
-use crate::rust_to_py::coroutine::{thrown_exception, Coroutine};
+use crate::rust_to_py::coroutine::Coroutine;
+use crate::rust_to_py::errors::{stream_item_error, thrown_exception};
 use crate::rust_to_py::pollable::{IntoPyStream, PyPoll, PyPollNext};
 
 /// A Rust stream as a Python async generator: `async for`, `anext()`, `asend(None)`, `athrow`,
@@ -154,19 +155,31 @@ impl StreamSlot {
         let ended = match active.as_mut().poll_next_py(py, cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(item))) => return Poll::Ready(Ok(item)),
-            Poll::Ready(Some(Err(err))) => err,
+            Poll::Ready(Some(Err(err))) => stream_item_error(py, err),
             Poll::Ready(None) => PyStopAsyncIteration::new_err(()),
         };
         let finished = stream.take();
         drop(stream);
-        drop(finished);
+        drop_contained(finished);
         Poll::Ready(Err(ended))
     }
 
     /// Drops the stream (outside the lock: its destructor may do anything).
     fn close(&self) {
         let finished = self.lock().take();
-        drop(finished);
+        drop_contained(finished);
+    }
+}
+
+impl Drop for StreamSlot {
+    /// The generator and its last awaitable are gone: the stream, if it never ended.
+    fn drop(&mut self) {
+        let stream = self
+            .stream
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop_contained(stream);
     }
 }
 
@@ -238,6 +251,14 @@ impl PyPoll for Close {
             Some(exception) => Err(exception),
             None => Ok(py.None()),
         })
+    }
+}
+
+/// Drops a finished stream, once, keeping a panic of its destructor in Rust: as for a
+/// future's, it must not reach Python (`aclose()`, the generator's end, or its collection).
+fn drop_contained(stream: Option<Pin<Box<dyn PyPollNext>>>) {
+    if let Some(stream) = stream {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(stream)));
     }
 }
 

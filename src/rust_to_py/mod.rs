@@ -3,7 +3,10 @@
 mod allow_threads;
 mod async_generator;
 mod cancel_handle;
-pub(crate) mod coroutine;
+mod coroutine;
+mod driver;
+mod errors;
+mod future_cell;
 mod pollable;
 mod send_slot;
 

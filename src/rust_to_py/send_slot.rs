@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::rust_to_py::coroutine::{panic_exception, Coroutine, Resumed};
+use crate::rust_to_py::coroutine::Coroutine;
+use crate::rust_to_py::driver::Resumed;
+use crate::rust_to_py::errors::panic_exception;
 
 /// Fills in `Coroutine`'s `am_send` slot, once per process; cheap to call on every await.
 pub(crate) fn install(py: Python<'_>) {

@@ -1,18 +1,33 @@
-//! Delegation: a [`PyFuture`](crate::PyFuture) awaited inside one of our coroutines runs the
-//! Python awaitable in the coroutine's own task, the way `await` does in Python — no new task,
-//! no thread hop.
+//! Delegation: a [`PyFuture::new`](crate::PyFuture::new) awaited inside one of our coroutines
+//! runs the Python awaitable in the coroutine's own task, the way `await` does in Python — no
+//! new task, no thread hop, the caller's contextvars and cancel scopes.
 //!
-//! A `PyFuture::new` polled for the first time files a [`Request`] in the frame that the
+//! A `PyFuture::new` polled for the first time files a [`Request`] with the frame that the
 //! polling [`Coroutine`](crate::Coroutine) opened around its poll. After the poll, the
-//! coroutine decides: when the request is the only thing its future waits for, it forwards
-//! `send`/`throw` from the event loop to the awaitable until the awaitable finishes, then polls
-//! again. Otherwise (several requests, as in a `join`; or other wake sources, as in a timeout),
-//! a delegated wait could not be interrupted by those wake-ups — trio allows only one
-//! `reschedule` per wait — so the awaitable is scheduled as a task of its own instead.
+//! coroutine applies **the delegation rule**:
+//!
+//! > The awaitable runs in the coroutine's task when it is the only thing the poll left the
+//! > future waiting for: the poll filed exactly one request, with the waker the coroutine lent
+//! > it, and neither kept (cloned) nor woke that waker. Otherwise every request of the poll is
+//! > started as a task of the coroutine's loop.
+//!
+//! A delegated wait cannot be interrupted by other wake-ups (trio allows one `reschedule` per
+//! wait, and the task waits for the awaitable's own suspension), so anything else that may
+//! wake the future — a timer or channel in a `select`, a second awaitable in a `join` — must
+//! run beside it. Whether it may is read from the poll itself: each poll lends a waker that no
+//! earlier poll's waker equals ([`PollWaker`](crate::waker::PollWaker)), so every wake source
+//! that stays pending re-registers, by cloning it, during the poll that files the request. The
+//! rule depends on what the program's futures do in that poll, never on timing, threads or
+//! reference counts.
+//!
+//! A `PyFuture::new` polled with another waker inside a coroutine's poll (a combinator with
+//! wakers of its own, such as `FuturesUnordered` or `Shared`, or another library's coroutine
+//! driven from Python code) is always started as a task, which wakes that waker when it ends.
 
 use std::cell::Cell;
 use std::ptr;
 use std::sync::Arc;
+use std::task::Waker;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
@@ -20,49 +35,66 @@ use pyo3::prelude::*;
 use pyo3::types::iterator::PySendResult;
 use pyo3::types::PyIterator;
 
-use crate::py_to_rust::completion::Outcome;
-use crate::py_to_rust::task_slot::TaskSlot;
+use crate::task::{Outcome, TaskSlot};
+use crate::waker::PollWaker;
 
 /// A Python awaitable that a `PyFuture` asks the polling coroutine to run.
 pub(crate) struct Request {
     pub(crate) awaitable: Py<PyAny>,
     pub(crate) sender: oneshot::Sender<Outcome>,
     pub(crate) slot: Arc<TaskSlot>,
+    /// Filed with a waker other than the one the coroutine lent: never delegated, and the
+    /// `PyFuture` registered that waker itself.
+    pub(crate) foreign: bool,
+}
+
+/// The requests of one coroutine poll, and the identity of the waker it lent.
+struct Frame {
+    requests: Vec<Request>,
+    lent: *const (),
 }
 
 thread_local! {
-    /// The requests of the innermost coroutine poll in progress on this thread (coroutines
+    /// The frame of the innermost coroutine poll in progress on this thread (coroutines
     /// nest when one delegates to another), or null outside any.
-    static FRAME: Cell<*mut Vec<Request>> = const { Cell::new(ptr::null_mut()) };
+    static FRAME: Cell<*mut Frame> = const { Cell::new(ptr::null_mut()) };
 }
 
-/// Runs `poll` in a new frame and returns the requests filed during it.
-pub(crate) fn collect<R>(poll: impl FnOnce() -> R) -> (R, Vec<Request>) {
+/// Runs `poll` (which polls with the waker whose identity is `lent`) in a new frame and
+/// returns the requests filed during it.
+pub(crate) fn collect<R>(lent: *const (), poll: impl FnOnce() -> R) -> (R, Vec<Request>) {
     /// Reinstates the enclosing frame, even if `poll` unwinds.
-    struct Enclosing(*mut Vec<Request>);
+    struct Enclosing(*mut Frame);
     impl Drop for Enclosing {
         fn drop(&mut self) {
             FRAME.with(|frame| frame.set(self.0));
         }
     }
-    let mut requests = Vec::new();
-    let enclosing = Enclosing(FRAME.with(|frame| frame.replace(&mut requests)));
+    let mut frame = Frame {
+        requests: Vec::new(),
+        lent,
+    };
+    let enclosing = Enclosing(FRAME.with(|current| current.replace(&mut frame)));
     let output = poll();
     drop(enclosing);
-    (output, requests)
+    (output, frame.requests)
 }
 
-/// Files a request with the innermost coroutine poll; gives it back outside of any.
-pub(crate) fn submit(request: Request) -> Result<(), Request> {
+/// Files a request, polled with `waker`, with the innermost coroutine poll; gives it back
+/// outside of any. Returns whether it was filed as foreign (see [`Request::foreign`]).
+pub(crate) fn submit(mut request: Request, waker: &Waker) -> Result<bool, Request> {
     let frame = FRAME.with(Cell::get);
     if frame.is_null() {
         return Err(request);
     }
-    // SAFETY: a non-null frame points to the `requests` of a `collect` running further up
-    // this thread's stack (`FRAME` is thread-local and reset before `collect` returns or
-    // unwinds), which does not touch it until `poll` returns: this is the only access.
-    unsafe { (*frame).push(request) };
-    Ok(())
+    // SAFETY: a non-null frame points to the `frame` of a `collect` running further up this
+    // thread's stack (`FRAME` is thread-local and reset before `collect` returns or unwinds),
+    // which does not touch it until `poll` returns: this is the only access.
+    let frame = unsafe { &mut *frame };
+    request.foreign = !PollWaker::is(waker, frame.lent);
+    let foreign = request.foreign;
+    frame.requests.push(request);
+    Ok(foreign)
 }
 
 /// What the event loop passes into the task: `send(value)` or `throw(exception)`.
@@ -162,32 +194,41 @@ mod tests {
             awaitable: py.None(),
             sender,
             slot: Arc::new(TaskSlot::default()),
+            foreign: false,
         }
+    }
+
+    fn noop() -> &'static Waker {
+        futures::task::noop_waker_ref()
     }
 
     #[test]
     fn requests_go_to_the_innermost_frame_and_nowhere_outside() {
         Python::attach(|py| {
-            assert!(submit(request(py)).is_err(), "no coroutine is polling");
-            let ((), outer) = collect(|| {
-                assert!(submit(request(py)).is_ok());
-                let ((), inner) = collect(|| {
-                    assert!(submit(request(py)).is_ok());
-                    assert!(submit(request(py)).is_ok());
+            assert!(
+                submit(request(py), noop()).is_err(),
+                "no coroutine is polling"
+            );
+            let ((), outer) = collect(ptr::null(), || {
+                assert!(submit(request(py), noop()).is_ok());
+                let ((), inner) = collect(ptr::null(), || {
+                    assert!(submit(request(py), noop()).is_ok());
+                    assert!(submit(request(py), noop()).is_ok());
                 });
                 assert_eq!(inner.len(), 2);
             });
             assert_eq!(outer.len(), 1);
-            assert!(submit(request(py)).is_err(), "frames are gone");
+            assert!(submit(request(py), noop()).is_err(), "frames are gone");
         });
     }
 
     #[test]
     fn a_panicking_poll_leaves_no_frame_behind() {
         Python::attach(|py| {
-            let unwound = std::panic::catch_unwind(|| collect(|| panic!("poll panicked")));
+            let unwound =
+                std::panic::catch_unwind(|| collect(ptr::null(), || panic!("poll panicked")));
             assert!(unwound.is_err());
-            assert!(submit(request(py)).is_err());
+            assert!(submit(request(py), noop()).is_err());
         });
     }
 }

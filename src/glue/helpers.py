@@ -1,0 +1,218 @@
+"""Python glue of pyo3_async: what must be written in Python (`async def` task bodies).
+
+Every function here that runs as a loop callback reports failures to its `completion` (or its
+home) instead of raising: an exception there would be lost (asyncio) or crash the run (trio).
+"""
+
+import asyncio
+import sys
+
+
+async def await_awaitable(awaitable):
+    return await awaitable
+
+
+def close_unstarted(awaitable):
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+if sys.version_info >= (3, 11):
+
+    def _create_task(loop, awaitable, context):
+        return loop.create_task(awaitable, context=context)
+
+else:
+
+    def _create_task(loop, awaitable, context):
+        # 3.10's tasks take a copy of the current context: make `context` current first.
+        return context.run(loop.create_task, awaitable)
+
+
+def start_asyncio_task(loop, awaitable, context, completion, slot):
+    """On the loop thread: runs `awaitable` as a task reporting to `completion`."""
+    if slot.cancel_requested:
+        close_unstarted(awaitable)
+        completion.cancelled_before_start()
+        return
+    try:
+        if not asyncio.iscoroutine(awaitable):
+            awaitable = await_awaitable(awaitable)
+        task = _create_task(loop, awaitable, context)
+    except BaseException as exc:
+        close_unstarted(awaitable)
+        completion.set_exception(exc)
+        return
+    task.add_done_callback(completion)
+    slot.attach_asyncio(task)
+
+
+def attach_asyncio_future(future, completion, slot):
+    """On the loop thread: reports `future` (created elsewhere) to `completion`."""
+    future.add_done_callback(completion)
+    slot.attach_asyncio(future)
+
+
+async def _run_trio_task(awaitable, completion, scope):
+    if scope.cancel_called:  # Rust dropped the future before it started: nobody listens
+        close_unstarted(awaitable)
+        completion.cancelled_before_start()
+        return
+    with scope:
+        try:
+            result = await awaitable
+        except BaseException as exc:  # a system task must never raise
+            completion.set_exception(exc)
+        else:
+            completion.set_result(result)
+            return
+    if scope.cancelled_caught:
+        completion.cancelled_before_start()
+
+
+def start_trio_task(awaitable, context, completion, scope):
+    """On the trio thread: runs `awaitable` as a system task reporting to `completion`."""
+    import trio
+
+    try:
+        trio.lowlevel.spawn_system_task(
+            _run_trio_task, awaitable, completion, scope, context=context
+        )
+    except BaseException as exc:
+        close_unstarted(awaitable)
+        completion.set_exception(exc)
+
+
+def watch_asyncio(loop, fd, drain):
+    """On the loop thread: the loop drains the home's queue when its socket is readable."""
+    try:
+        loop.add_reader(fd, drain)
+    except BaseException:  # no `add_reader` (Proactor, custom loops), or closed meanwhile
+        drain.unwatchable()
+
+
+async def _watch_trio(fd, drain):
+    import trio
+
+    try:
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            drain()
+    finally:
+        # The run cancels its system tasks when its main task is done, before the last tasks
+        # finish: those still get their wake-ups, through the token from now on.
+        drain.unwatchable()
+
+
+class _RunEnd:
+    """A trio instrument: the run's end is its home's death (nothing of it runs any more)."""
+
+    __slots__ = ("drain",)
+
+    def __init__(self, drain):
+        self.drain = drain
+
+    def after_run(self):
+        self.drain.died()
+
+
+def watch_trio(fd, drain):
+    """On the trio thread: a system task drains the home's queue when its socket is readable;
+    an instrument reports the run's end."""
+    import trio
+
+    try:
+        trio.lowlevel.add_instrument(_RunEnd(drain))
+        trio.lowlevel.spawn_system_task(_watch_trio, fd, drain)
+    except BaseException:
+        drain.unwatchable()
+
+
+async def pump_async_iter(channel, iterable, scope):
+    """A `PyAsyncIter`'s task: iterates `iterable` into `channel` while the consumer makes
+    room. Every step of the iterator starts and ends in this one task, by construction.
+
+    The consumer going away mid-step cancels the step only (`scope` on trio, the task on
+    asyncio, decided on the loop thread while the step is under way); `aclose()` then runs
+    to its end outside any cancellation, and a failure of it is reported, not discarded.
+    """
+    if scope is None:
+        scope = NoScope()
+        channel.cancel_with(asyncio.current_task().cancel)
+    else:
+        channel.cancel_with(scope.cancel)
+    try:
+        iterator = aiter(iterable)
+    except BaseException as exc:
+        channel.finish(exc)
+        return
+    try:
+        with scope:
+            while True:
+                room = channel.reserve()
+                if room is None:
+                    room = await channel.space()
+                if not room:
+                    break
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    channel.finish(None)
+                    return
+                channel.push(item)
+    except BaseException as exc:
+        if not channel.closed():
+            # The iterator failed, or the task was cancelled from elsewhere: the consumer
+            # gets the exception; the iterator has finished by raising it.
+            channel.finish(exc)
+            if isinstance(exc, Exception):
+                return
+            raise
+        # The consumer is gone: this is the step's cancellation, or the iterator's answer.
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except BaseException as exc:
+        loop = asyncio._get_running_loop()
+        message = "aclose() of an async iterator dropped by a PyAsyncIter failed"
+        if loop is not None:
+            loop.call_exception_handler(
+                {"message": message, "exception": exc, "async_iterator": iterator}
+            )
+        else:
+            channel.report_unraisable(exc, iterator)
+        if not isinstance(exc, Exception):
+            raise
+
+
+class NoScope:
+    """`with scope:` on asyncio, where the task itself is cancelled."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def _reraise(exception):
+    raise exception
+
+
+def add_frame(exception, name, qualname, filename, line):
+    """Adds a traceback entry named after a Rust function to `exception` (the same object)."""
+    fields = dict(co_name=name, co_filename=filename, co_firstlineno=line)
+    if sys.version_info >= (3, 11):
+        fields["co_qualname"] = qualname
+    code = _reraise.__code__.replace(**fields)
+    frame = type(_reraise)(code, {})
+    try:
+        frame(exception)
+    except BaseException:
+        pass
+    return exception

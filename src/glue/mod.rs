@@ -1,0 +1,182 @@
+//! The Python objects pyo3-async calls: each looked up once per process, through a typed
+//! accessor, so that a misspelt name is a compile error rather than a runtime `AttributeError`.
+//!
+//! The standard library's and trio's functions come from their modules; the few functions
+//! that must be written in Python (`async def` wrappers for tasks) live in `helpers.py`,
+//! loaded as a private module on first use.
+
+use std::ffi::CString;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule;
+
+/// `fn name(py) -> PyResult<&Bound<PyAny>>` for `module.attribute`.
+macro_rules! imported {
+    ($(#[$doc:meta])* $name:ident = $module:literal . $attribute:literal) => {
+        $(#[$doc])*
+        pub(crate) fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            CELL.import(py, $module, $attribute)
+        }
+    };
+}
+
+/// `fn name(py) -> PyResult<&Bound<PyAny>>` for a function of `helpers.py`.
+macro_rules! helper {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub(crate) fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            CELL.get_or_try_init(py, || {
+                PyResult::Ok(helpers(py)?.getattr(stringify!($name))?.unbind())
+            })
+            .map(|function| function.bind(py))
+        }
+    };
+}
+
+imported!(
+    /// `asyncio.get_running_loop`: the running loop, `RuntimeError` outside one.
+    get_running_loop = "asyncio"."get_running_loop"
+);
+imported!(
+    /// `asyncio._get_running_loop`: the running loop, or `None`.
+    running_loop = "asyncio"."_get_running_loop"
+);
+imported!(
+    /// `asyncio.isfuture`.
+    isfuture = "asyncio"."isfuture"
+);
+imported!(
+    /// `concurrent.futures.Future`.
+    concurrent_future = "concurrent.futures"."Future"
+);
+imported!(
+    /// `contextvars.copy_context`.
+    copy_context = "contextvars"."copy_context"
+);
+imported!(
+    /// `contextvars.Context`: a new, empty context.
+    new_context = "contextvars"."Context"
+);
+imported!(
+    /// `inspect.isawaitable`.
+    isawaitable = "inspect"."isawaitable"
+);
+imported!(
+    /// `trio.lowlevel.current_task`.
+    trio_current_task = "trio.lowlevel"."current_task"
+);
+imported!(
+    /// `trio.lowlevel.current_trio_token`: the run's token, `RuntimeError` outside one.
+    trio_current_token = "trio.lowlevel"."current_trio_token"
+);
+imported!(
+    /// `trio.lowlevel.reschedule`.
+    trio_reschedule = "trio.lowlevel"."reschedule"
+);
+imported!(
+    /// `trio.lowlevel.wait_task_rescheduled`.
+    trio_wait_task_rescheduled = "trio.lowlevel"."wait_task_rescheduled"
+);
+imported!(
+    /// `trio.lowlevel.checkpoint`.
+    trio_checkpoint = "trio.lowlevel"."checkpoint"
+);
+imported!(
+    /// `trio.lowlevel.Abort`.
+    trio_abort = "trio.lowlevel"."Abort"
+);
+imported!(
+    /// `trio.CancelScope`.
+    trio_cancel_scope = "trio"."CancelScope"
+);
+
+helper!(
+    /// Runs an awaitable as an asyncio task reporting to a completion.
+    start_asyncio_task
+);
+helper!(
+    /// Runs an awaitable as a trio system task reporting to a completion.
+    start_trio_task
+);
+helper!(
+    /// Attaches a completion to an asyncio future, on its loop's thread.
+    attach_asyncio_future
+);
+helper!(
+    /// Watches a home's wake signal on an asyncio loop (`add_reader`).
+    watch_asyncio
+);
+helper!(
+    /// Watches a home's wake signal on a trio run (a system task).
+    watch_trio
+);
+helper!(
+    /// Closes a coroutine that will never run.
+    close_unstarted
+);
+helper!(
+    /// The pump of a `PyAsyncIter`: iterates an async iterator into a channel.
+    pump_async_iter
+);
+helper!(
+    /// Adds a traceback entry named after a Rust function to an exception.
+    add_frame
+);
+
+/// `helpers.py`, as a module of its own.
+fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    HELPERS
+        .get_or_try_init(py, || {
+            let code = CString::new(include_str!("helpers.py"))?;
+            PyResult::Ok(
+                PyModule::from_code(py, &code, c"pyo3_async/helpers.py", c"pyo3_async._helpers")?
+                    .unbind(),
+            )
+        })
+        .map(|module| module.bind(py))
+}
+
+/// The trap class of `trio.lowlevel.wait_task_rescheduled`, where trio 0.35 keeps it; `None`
+/// with another layout (the public function is used then).
+pub(crate) fn trio_wait_task_rescheduled_trap(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
+    static TRAP: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    TRAP.get_or_init(py, || {
+        py.import("trio._core._traps")
+            .and_then(|traps| traps.getattr("WaitTaskRescheduled"))
+            .ok()
+            .map(Bound::unbind)
+    })
+    .as_ref()
+    .map(|trap| trap.bind(py))
+}
+
+/// `sniffio.current_async_library`, or `None` when sniffio is not installed.
+pub(crate) fn sniffio_current_library(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
+    static DETECT: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    DETECT
+        .get_or_init(py, || {
+            py.import("sniffio")
+                .and_then(|sniffio| sniffio.getattr("current_async_library"))
+                .ok()
+                .map(Bound::unbind)
+        })
+        .as_ref()
+        .map(|detect| detect.bind(py))
+}
+
+/// `trio.Cancelled`, once a program has imported trio (only such a program can hold one).
+pub(crate) fn trio_cancelled(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
+    static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    // A failed initialisation is not cached: look again until trio is imported.
+    CANCELLED
+        .get_or_try_init(py, || {
+            let trio = py.import("sys")?.getattr("modules")?.get_item("trio")?;
+            PyResult::Ok(trio.getattr("Cancelled")?.unbind())
+        })
+        .ok()
+        .map(|cancelled| cancelled.bind(py))
+}

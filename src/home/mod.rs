@@ -1,0 +1,318 @@
+//! One home per event loop: the loop object, the one way to run something on its thread, and
+//! what must end when the loop dies.
+//!
+//! A home is found through the [registry](registry), keyed by the loop (an asyncio loop or a
+//! trio run's token), so every handle, parker and task of a loop shares it, however many
+//! threads, switches and handles there are.
+//!
+//! **The one way onto the loop's thread** is [`Home::run`]: any thread, attached or not, pushes
+//! a job into the home's queue, and the first job after the queue was drained raises the
+//! [`Signal`](signal::Signal) — one system call, no interpreter, and a burst of jobs costs the
+//! loop one pass. The loop watches the signal and drains the queue on its thread, whichever
+//! thread runs it now. A loop that cannot watch a socket (no `add_reader`: Windows' Proactor
+//! loop, custom loops), and a trio run whose system tasks (the watcher among them) were
+//! cancelled, get their jobs through the [forwarder](forwarder) thread instead, which attaches
+//! and calls the loop's thread-safe entry point: a job's sender still never waits for the
+//! interpreter.
+//!
+//! **Death.** When the loop lets go of its watcher (an asyncio loop closes; a trio run ends), or
+//! its thread-safe entry refuses work, the home dies: queued jobs are dropped (their senders
+//! learn it), and every [`Dependent`] registered with it — suspended coroutines, `PyFuture`s,
+//! streams — ends at once, without the garbage collector.
+
+pub(crate) mod forwarder;
+pub(crate) mod registry;
+pub(crate) mod signal;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+
+use self::signal::Signal;
+
+/// Work for the loop's thread. An error that is not an `Exception` (`KeyboardInterrupt`,
+/// `SystemExit`) propagates from the drain as from any loop callback; the jobs after it stay
+/// queued.
+pub(crate) type Job = Box<dyn FnOnce(Python<'_>) -> PyResult<()> + Send>;
+
+/// Something tied to a loop that must end when the loop dies.
+pub(crate) trait Dependent: Send + Sync {
+    /// The loop is gone (on its last thread, or wherever its death was noticed): end now.
+    fn loop_died(&self, py: Python<'_>);
+}
+
+/// A registered dependent, held weakly: it ends when the loop dies, if it still exists.
+trait Registered: Send {
+    fn alive(&self) -> bool;
+    fn loop_died(&self, py: Python<'_>);
+}
+
+impl<T: ?Sized + Dependent> Registered for Weak<T> {
+    fn alive(&self) -> bool {
+        self.strong_count() > 0
+    }
+
+    fn loop_died(&self, py: Python<'_>) {
+        if let Some(dependent) = self.upgrade() {
+            dependent.loop_died(py);
+        }
+    }
+}
+
+pub(crate) struct Home {
+    /// The asyncio loop, or the trio run's token.
+    event_loop: Py<PyAny>,
+    /// `loop.call_soon_threadsafe` or `token.run_sync_soon`: how the forwarder gets in.
+    threadsafe: Py<PyAny>,
+    signal: Signal,
+    state: Mutex<State>,
+}
+
+struct State {
+    jobs: Vec<Job>,
+    route: Route,
+    dependents: Vec<Box<dyn Registered>>,
+    /// Ended dependents are swept out when the list reaches this length.
+    sweep_at: usize,
+}
+
+/// How pushed jobs reach the loop.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Route {
+    /// The loop watches the signal.
+    Signal,
+    /// Through the forwarder thread and the loop's thread-safe entry point.
+    Forward,
+    /// The loop died: jobs are dropped.
+    Dead,
+}
+
+impl Home {
+    fn new(event_loop: Py<PyAny>, threadsafe: Py<PyAny>) -> std::io::Result<Self> {
+        Ok(Home {
+            event_loop,
+            threadsafe,
+            signal: Signal::new()?,
+            state: Mutex::new(State {
+                jobs: Vec::new(),
+                route: Route::Signal,
+                dependents: Vec::new(),
+                sweep_at: 64,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics under the lock, but a poisoned state is still valid.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The asyncio loop, or the trio run's token.
+    pub(crate) fn event_loop(&self) -> &Py<PyAny> {
+        &self.event_loop
+    }
+
+    /// Runs `job` on the loop's thread, soon. Any thread, attached or not; never waits for the
+    /// interpreter. A dead loop drops the job (after the lock is released).
+    pub(crate) fn run(self: &Arc<Self>, job: Job) {
+        let (route, dropped) = {
+            let mut state = self.lock();
+            match state.route {
+                Route::Dead => (Route::Dead, Some(job)),
+                route => {
+                    state.jobs.push(job);
+                    if state.jobs.len() > 1 {
+                        return;
+                    }
+                    (route, None)
+                }
+            }
+        };
+        match route {
+            Route::Signal => self.signal.raise(),
+            Route::Forward => forwarder::kick(Arc::clone(self)),
+            Route::Dead => drop(dropped),
+        }
+    }
+
+    /// Registers `dependent` to end when the loop dies (at once, if it is dead already).
+    pub(crate) fn depend<T: ?Sized + Dependent + 'static>(
+        &self,
+        py: Python<'_>,
+        dependent: Weak<T>,
+    ) {
+        let mut state = self.lock();
+        if state.route == Route::Dead {
+            drop(state);
+            dependent.loop_died(py);
+            return;
+        }
+        if state.dependents.len() >= state.sweep_at {
+            state.dependents.retain(|dependent| dependent.alive());
+            state.sweep_at = (2 * state.dependents.len()).max(64);
+        }
+        state.dependents.push(Box::new(dependent));
+    }
+
+    /// Whether the loop died.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.lock().route == Route::Dead
+    }
+
+    /// The loop's thread: runs every queued job. A job failing with a `BaseException` that is
+    /// not an `Exception` stops the drain there and propagates; the jobs after it stay queued,
+    /// with the signal raised again, so no wake-up is lost.
+    fn drain(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        // Signal first, then the queue: a job pushed after the queue was taken raises a new
+        // signal, so none is left behind.
+        self.signal.clear();
+        let batch = std::mem::take(&mut self.lock().jobs);
+        let mut batch = batch.into_iter();
+        while let Some(job) = batch.next() {
+            // A panic must not unwind into the loop's callback machinery.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(py)));
+            let Ok(Err(err)) = ran else { continue };
+            if err.is_instance_of::<PyException>(py) {
+                err.write_unraisable(py, None);
+                continue;
+            }
+            self.requeue(batch.collect());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Puts undelivered jobs back at the front of the queue.
+    fn requeue(self: &Arc<Self>, mut jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let route = {
+            let mut state = self.lock();
+            if state.route == Route::Dead {
+                return;
+            }
+            jobs.append(&mut state.jobs);
+            state.jobs = jobs;
+            state.route
+        };
+        match route {
+            Route::Signal => self.signal.raise(),
+            Route::Forward => forwarder::kick(Arc::clone(self)),
+            Route::Dead => {}
+        }
+    }
+
+    /// The loop's thread: the signal is no longer watched, the loop still runs. Queued jobs
+    /// are delivered now, later ones through the forwarder.
+    fn stop_watching(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        {
+            let mut state = self.lock();
+            if state.route == Route::Signal {
+                state.route = Route::Forward;
+            }
+        }
+        self.drain(py)
+    }
+
+    /// The loop is gone: jobs are dropped, dependents end.
+    pub(crate) fn die(&self, py: Python<'_>) {
+        let (jobs, dependents) = {
+            let mut state = self.lock();
+            state.route = Route::Dead;
+            (
+                std::mem::take(&mut state.jobs),
+                std::mem::take(&mut state.dependents),
+            )
+        };
+        drop(jobs);
+        for dependent in dependents {
+            dependent.loop_died(py);
+        }
+    }
+
+    /// The callable the loop runs to drain the queue. The watcher (`watching`) is the one the
+    /// loop keeps for as long as it watches the signal: the loop letting go of it is its death.
+    pub(crate) fn drain_callable(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        watching: bool,
+    ) -> PyResult<Py<Drain>> {
+        Py::new(
+            py,
+            Drain {
+                home: Arc::clone(self),
+                watching,
+            },
+        )
+    }
+
+    /// The watched end of the signal, as a file descriptor (or socket) number.
+    pub(crate) fn watched_fd(&self) -> i64 {
+        self.signal.watched()
+    }
+
+    /// The forwarder's thread, attached: asks the loop to drain the queue. A loop that refuses
+    /// (closed, run finished) is dead.
+    fn forward(self: &Arc<Self>, py: Python<'_>) {
+        let asked = self
+            .drain_callable(py, false)
+            .and_then(|drain| self.threadsafe.bind(py).call1((drain,)));
+        if asked.is_err() {
+            self.die(py);
+        }
+    }
+}
+
+/// The callable a loop runs to drain its home's queue.
+#[pyclass(frozen)]
+pub(crate) struct Drain {
+    home: Arc<Home>,
+    watching: bool,
+}
+
+#[pymethods]
+impl Drain {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        self.home.drain(py)
+    }
+
+    /// The loop cannot watch the signal (no `add_reader`), or stops watching it while it
+    /// still runs (trio cancels its system tasks before its last tasks finish).
+    fn unwatchable(&self, py: Python<'_>) -> PyResult<()> {
+        self.home.stop_watching(py)
+    }
+
+    /// The loop is gone for good (a trio run ended: its `after_run` instrument hook).
+    fn died(&self, py: Python<'_>) {
+        self.home.die(py);
+    }
+}
+
+impl Drop for Drain {
+    /// The loop let go of its watcher without saying it stops watching: it closed (asyncio)
+    /// or the run ended (trio).
+    fn drop(&mut self) {
+        if self.watching && self.home.lock().route == Route::Signal {
+            Python::try_attach(|py| self.home.die(py));
+        }
+    }
+}
+
+/// A registry entry's view of a home: its loop, to compare identities.
+impl registry::Keyed for Home {
+    fn key(&self) -> &Py<PyAny> {
+        &self.event_loop
+    }
+}
+
+/// Creates the home of `event_loop` (not yet watched).
+pub(crate) fn create(
+    event_loop: &Bound<'_, PyAny>,
+    threadsafe: &Bound<'_, PyAny>,
+) -> PyResult<Home> {
+    Home::new(event_loop.clone().unbind(), threadsafe.clone().unbind()).map_err(|err| {
+        pyo3::exceptions::PyOSError::new_err(format!("cannot create a wake signal: {err}"))
+    })
+}

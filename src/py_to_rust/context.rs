@@ -1,0 +1,105 @@
+//! A `contextvars` context captured in Rust, to run scheduled Python work in.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use crate::glue;
+
+/// A snapshot of Python `contextvars` (a `contextvars.Context`), `Send + Sync` and cheap to
+/// clone: capture it on the loop's thread, carry it across threads (a tokio hop, say), and run
+/// scheduled work in it with [`EventLoop::with_context`](crate::EventLoop::with_context).
+///
+/// Work scheduled with a context runs in **a fresh copy** of it, one per job: values the job
+/// sets are never seen by the caller or by other jobs. This is what pyo3-async-runtimes
+/// users do with `TaskLocals::copy_context`.
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use pyo3_async::{EventLoop, PyContext};
+///
+/// /// Called from a task: runs `awaitable` from a Rust thread, seeing this task's contextvars
+/// /// (a request id, say) as they are now.
+/// #[pyfunction]
+/// fn later_with_my_context(py: Python<'_>, awaitable: Py<PyAny>) -> PyResult<()> {
+///     let event_loop = EventLoop::current(py)?.with_context(PyContext::current(py)?);
+///     std::thread::spawn(move || {
+///         let done = event_loop.spawn_with(move |py| Ok(awaitable.into_bound(py)));
+///         let _ = futures::executor::block_on(done);
+///     });
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct PyContext {
+    context: Arc<Py<PyAny>>,
+}
+
+impl PyContext {
+    /// A copy of the calling thread's current context (`contextvars.copy_context()`).
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::PyContext;
+    ///
+    /// # fn main() -> PyResult<()> {
+    /// Python::attach(|py| {
+    ///     let context = PyContext::current(py)?;
+    ///     assert!(context.as_any(py).is_instance(&py.import("contextvars")?.getattr("Context")?)?);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn current(py: Python<'_>) -> PyResult<Self> {
+        Ok(Self::from_context(glue::copy_context(py)?.call0()?))
+    }
+
+    /// A new, empty context: what a thread Python did not start sees.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::PyContext;
+    ///
+    /// # fn main() -> PyResult<()> {
+    /// Python::attach(|py| {
+    ///     assert_eq!(PyContext::empty(py)?.as_any(py).len()?, 0);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn empty(py: Python<'_>) -> PyResult<Self> {
+        Ok(Self::from_context(glue::new_context(py)?.call0()?))
+    }
+
+    fn from_context(context: Bound<'_, PyAny>) -> Self {
+        PyContext {
+            context: Arc::new(context.unbind()),
+        }
+    }
+
+    /// The `contextvars.Context` object itself.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::PyContext;
+    ///
+    /// Python::attach(|py| {
+    ///     let context = PyContext::empty(py).unwrap();
+    ///     assert_eq!(context.as_any(py).len().unwrap(), 0);
+    /// });
+    /// ```
+    pub fn as_any<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.context.bind(py)
+    }
+
+    /// A fresh copy, for one job.
+    pub(crate) fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.as_any(py).call_method0(pyo3::intern!(py, "copy"))
+    }
+}
+
+impl std::fmt::Debug for PyContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyContext").finish_non_exhaustive()
+    }
+}

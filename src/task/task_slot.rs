@@ -1,0 +1,116 @@
+//! How a dropped `PyFuture` cancels the Python work it was waiting for.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::prelude::*;
+
+use crate::exit_guard::attach_unless_exiting;
+use crate::home::{Home, Job};
+
+/// The Python side of a [`PyFuture`](crate::PyFuture), once known: Rust cancels it through
+/// this slot, from any thread; the backend attaches a [`Canceller`] once the task exists. A
+/// plain Rust object, so that a `PyFuture` can exist before its task does, on a thread that
+/// never attaches to the interpreter.
+#[derive(Default)]
+pub(crate) struct TaskSlot {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    cancel_requested: bool,
+    canceller: Option<Canceller>,
+}
+
+/// How to cancel one piece of Python work.
+pub(crate) enum Canceller {
+    /// On a loop's thread: through its home from anywhere else.
+    OnLoop(Arc<Home>, Job),
+    /// Anywhere, attached (a `concurrent.futures.Future` is thread-safe).
+    Anywhere(Job),
+}
+
+impl Canceller {
+    fn cancel(self) {
+        // Failures mean there is nothing left to cancel (a closed loop, a finished run).
+        match self {
+            Canceller::OnLoop(home, job) => home.run(job),
+            Canceller::Anywhere(job) => {
+                attach_unless_exiting(|py| drop(job(py)));
+            }
+        }
+    }
+}
+
+/// The slot as glue code in Python sees it.
+#[pyclass(frozen)]
+pub(crate) struct TaskSlotHandle {
+    slot: Arc<TaskSlot>,
+    /// Makes the canceller of an asyncio task or future attached from Python.
+    asyncio: Option<fn(&Bound<'_, PyAny>) -> PyResult<Canceller>>,
+}
+
+impl TaskSlot {
+    pub(crate) fn handle(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        asyncio: Option<fn(&Bound<'_, PyAny>) -> PyResult<Canceller>>,
+    ) -> PyResult<Py<TaskSlotHandle>> {
+        Py::new(
+            py,
+            TaskSlotHandle {
+                slot: Arc::clone(self),
+                asyncio,
+            },
+        )
+    }
+
+    /// Records how to cancel the Python side; cancels it at once if Rust already asked.
+    pub(crate) fn attach(&self, canceller: Canceller) {
+        let canceller = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if !state.cancel_requested {
+                state.canceller = Some(canceller);
+                return;
+            }
+            canceller
+        };
+        canceller.cancel();
+    }
+
+    /// Cancels the Python side, now or as soon as it is attached. Any thread; never waits
+    /// for the interpreter for a loop's work (the loop's home takes the job).
+    pub(crate) fn cancel(&self) {
+        let canceller = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.cancel_requested = true;
+            state.canceller.take()
+        };
+        if let Some(canceller) = canceller {
+            canceller.cancel();
+        }
+    }
+
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cancel_requested
+    }
+}
+
+#[pymethods]
+impl TaskSlotHandle {
+    #[getter]
+    fn cancel_requested(&self) -> bool {
+        self.slot.cancel_requested()
+    }
+
+    /// Attaches an asyncio task or future, on its loop's thread.
+    fn attach_asyncio(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(make) = self.asyncio {
+            self.slot.attach(make(future)?);
+        }
+        Ok(())
+    }
+}
