@@ -23,6 +23,7 @@ demo: $(VENV)/.installed
 test: lint rust-test python-test
 
 lint: $(VENV)/.installed
+	python3 tools/layers.py
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pyo3-async

@@ -30,8 +30,9 @@
 //! }
 //! ```
 
-// The layers, bottom-up; each module imports only those above it in this list
-// (`make test` checks it: `tools/layers.py`).
+// The layers, bottom-up — exit_guard, glue, home, task, backend, waker, delegation,
+// rust_to_py, py_to_rust — each importing only those below it (`tools/layers.py` checks it in
+// `make test`; the README's Architecture section describes them).
 mod backend;
 mod delegation;
 mod exit_guard;

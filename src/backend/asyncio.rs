@@ -8,22 +8,16 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
-use crate::backend;
 use crate::glue;
-use crate::home::{self, registry, Home};
+use crate::home::{self, Home};
 use crate::task::{Canceller, Completion, TaskSlot};
-use crate::waker::Waiter;
 
 /// The home of an asyncio loop; a new one watches its signal with `add_reader`, from the
 /// loop's thread (through `call_soon_threadsafe` when called elsewhere).
 pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
     let py = event_loop.py();
-    let (home, created) = registry::find_or_create(event_loop, || {
-        crate::exit_guard::install(py);
-        home::create(
-            event_loop,
-            &event_loop.getattr(intern!(py, "call_soon_threadsafe"))?,
-        )
+    let (home, created) = home::find_or_create(event_loop, || {
+        event_loop.getattr(intern!(py, "call_soon_threadsafe"))
     })?;
     if created {
         // A loop that refuses (closed) drops the watcher, and the home dies with it.
@@ -66,7 +60,7 @@ pub(crate) fn start(
         return Err(PyRuntimeError::new_err("Event loop is closed"));
     }
     let start = glue::start_asyncio_task(py)?;
-    let slot = slot.handle(py, Some(canceller))?;
+    let slot = slot.handle(py, canceller)?;
     if running_here(py, home) {
         start.call1((event_loop, awaitable, context, completion, slot))?;
         return Ok(());
@@ -96,7 +90,7 @@ pub(crate) fn attach_future(
     let home = home(&future.call_method0(intern!(py, "get_loop"))?)?;
     completion.get().depend_on(py, &home);
     let attach = glue::attach_asyncio_future(py)?;
-    let slot = slot.handle(py, Some(canceller))?;
+    let slot = slot.handle(py, canceller)?;
     if running_here(py, &home) {
         attach.call1((future, completion, slot))?;
         return Ok(());
@@ -169,16 +163,19 @@ impl Parker {
     /// Yields a fresh future of the loop. The Task checks the `_asyncio_future_blocking` flag,
     /// adds its wake-up as a done-callback and resumes us once the future has a result. A real
     /// `asyncio.Future` is required: anyio inspects `task._fut_waiter` to deliver cancellation.
+    ///
+    /// `register` hands the wake-up to the waker state, false when woken meanwhile.
     pub(crate) fn park<'py>(
         &mut self,
         py: Python<'py>,
-        waiter: &Waiter,
+        woken: bool,
+        register: impl FnOnce(Wakeup) -> bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         // Woken while it was polled: a bare `yield` makes the Task resume us on the loop's next
         // pass, as `asyncio.sleep(0)` does. (A done future would too, but anyio holds back
         // cancelling a task whose waiter is done, so a future that keeps waking itself could
         // never be cancelled.)
-        if waiter.woken_during_poll() {
+        if woken {
             return Ok(py.None().into_bound(py));
         }
         let future = self
@@ -191,13 +188,12 @@ impl Parker {
             home: Arc::clone(&self.home),
             future: future.clone().unbind(),
         };
-        match waiter.park(backend::Wakeup::Asyncio(wakeup)) {
-            Ok(()) => {
-                self.waiting_on = Some(future.clone().unbind());
-                Ok(future)
-            }
+        if register(wakeup) {
+            self.waiting_on = Some(future.clone().unbind());
+            Ok(future)
+        } else {
             // Woken just now: as above.
-            Err(_) => Ok(py.None().into_bound(py)),
+            Ok(py.None().into_bound(py))
         }
     }
 }

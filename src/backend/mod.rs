@@ -8,8 +8,11 @@
 //!   it (a `Send` [`Wakeup`] delivered from any thread, never waiting for the interpreter);
 //! - start an awaitable as a task reporting to a [`Completion`], and cancel it.
 
+mod abort;
 pub(crate) mod asyncio;
 pub(crate) mod trio;
+
+pub(crate) use abort::Abort;
 
 use std::sync::Arc;
 
@@ -19,7 +22,6 @@ use crate::exit_guard::thread_is_attached;
 use crate::glue;
 use crate::home::Home;
 use crate::task::{Completion, TaskSlot};
-use crate::waker::Waiter;
 
 /// The Python async framework that drives an exported awaitable.
 ///
@@ -128,6 +130,16 @@ impl Backend {
     }
 }
 
+/// What a parker needs of the awaitable's waker state (the [`Waiter`](crate::waker::Waiter),
+/// a layer above): the waker decides, the backend only asks.
+pub(crate) trait Suspend: Abort {
+    /// Whether the future was woken during the poll that just returned `Pending`.
+    fn woken_during_poll(&self) -> bool;
+    /// Hands over the wake-up of a new suspension; gives it back if the future was woken
+    /// meanwhile (the loop must then resume the task at once).
+    fn park(&self, wakeup: Wakeup) -> Result<(), Wakeup>;
+}
+
 /// Parks one Python task on its event loop, suspension after suspension.
 ///
 /// Created on the first suspension of an awaitable (which fixes the loop it belongs to) and kept
@@ -138,7 +150,7 @@ pub(crate) enum Parker {
 }
 
 impl Parker {
-    pub(crate) fn new(py: Python<'_>, backend: Backend, waiter: &Arc<Waiter>) -> PyResult<Self> {
+    pub(crate) fn new(py: Python<'_>, backend: Backend, waiter: Arc<dyn Abort>) -> PyResult<Self> {
         Ok(match backend {
             Backend::Asyncio => Parker::Asyncio(asyncio::Parker::new(py)?),
             Backend::Trio => Parker::Trio(trio::Parker::new(py, waiter)?),
@@ -152,11 +164,16 @@ impl Parker {
     pub(crate) fn park<'py>(
         &mut self,
         py: Python<'py>,
-        waiter: &Waiter,
+        waiter: &dyn Suspend,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let woken = waiter.woken_during_poll();
         match self {
-            Parker::Asyncio(parker) => parker.park(py, waiter),
-            Parker::Trio(parker) => parker.park(py, waiter),
+            Parker::Asyncio(parker) => parker.park(py, woken, |wakeup| {
+                waiter.park(Wakeup::Asyncio(wakeup)).is_ok()
+            }),
+            Parker::Trio(parker) => parker.park(py, woken, |wakeup| {
+                waiter.park(Wakeup::Trio(wakeup)).is_ok()
+            }),
         }
     }
 

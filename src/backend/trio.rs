@@ -7,19 +7,16 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use crate::backend;
+use crate::backend::abort::Abort;
 use crate::glue;
-use crate::home::{self, registry, Home};
+use crate::home::{self, Home};
 use crate::task::{Canceller, Completion, TaskSlot};
-use crate::waker::Waiter;
 
 /// The home of a trio run (by its token); a new one watches its signal from a system task.
 pub(crate) fn home(token: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
     let py = token.py();
-    let (home, created) = registry::find_or_create(token, || {
-        crate::exit_guard::install(py);
-        home::create(token, &token.getattr(intern!(py, "run_sync_soon"))?)
-    })?;
+    let (home, created) =
+        home::find_or_create(token, || token.getattr(intern!(py, "run_sync_soon")))?;
     if created {
         // A finished run refuses (`RunFinishedError`) and drops the watcher: the home dies.
         let drain = home.drain_callable(py, true)?;
@@ -95,7 +92,7 @@ enum Suspension {
 }
 
 impl Parker {
-    pub(crate) fn new(py: Python<'_>, waiter: &Arc<Waiter>) -> PyResult<Self> {
+    pub(crate) fn new(py: Python<'_>, waiter: Arc<dyn Abort>) -> PyResult<Self> {
         let task = glue::trio_current_task(py)?.call0()?;
         let token = glue::trio_current_token(py)?.call0()?;
         Ok(Parker {
@@ -103,12 +100,7 @@ impl Parker {
                 home: home(&token)?,
                 task: task.unbind(),
             }),
-            abort_fn: Py::new(
-                py,
-                AbortFn {
-                    waiter: Arc::clone(waiter),
-                },
-            )?,
+            abort_fn: Py::new(py, AbortFn { waiter })?,
             suspension: None,
         })
     }
@@ -117,11 +109,17 @@ impl Parker {
         &self.task.home
     }
 
+    /// Suspends through trio's trap; `register` hands the wake-up to the waker state, false
+    /// when woken meanwhile (`woken`: during the poll).
     pub(crate) fn park<'py>(
         &mut self,
         py: Python<'py>,
-        waiter: &Waiter,
+        woken: bool,
+        register: impl FnOnce(Wakeup) -> bool,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if woken {
+            return self.checkpoint(py);
+        }
         // The trap is obtained before the wake-up is registered, so no Python code (and thus no
         // finaliser that could wake us) runs between registering and yielding: trio must not
         // see a `reschedule` for a task that has not suspended yet.
@@ -136,16 +134,20 @@ impl Parker {
         let wakeup = Wakeup {
             task: Arc::clone(&self.task),
         };
-        if waiter.park(backend::Wakeup::Trio(wakeup)).is_ok() {
+        if register(wakeup) {
             self.suspension = Some(suspension);
             return Ok(trap);
         }
         if let Suspension::Coroutine(wait) = suspension {
             wait.bind(py).call_method0(intern!(py, "close"))?;
         }
-        // Woken while it was polled: pass through a checkpoint, which trio resumes on its next
-        // pass instead of waiting for a reschedule — and which delivers a pending cancellation,
-        // so a future that keeps waking itself can still be cancelled.
+        self.checkpoint(py)
+    }
+
+    /// Woken while it was polled: pass through a checkpoint, which trio resumes on its next
+    /// pass instead of waiting for a reschedule — and which delivers a pending cancellation, so
+    /// a future that keeps waking itself can still be cancelled.
+    fn checkpoint<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let checkpoint = glue::trio_checkpoint(py)?.call0()?;
         let trap = checkpoint.call_method1(intern!(py, "send"), (py.None(),))?;
         self.suspension = Some(Suspension::Coroutine(checkpoint.unbind()));
@@ -213,7 +215,7 @@ impl Wakeup {
 /// The `abort_fn` trio calls on the trio thread when a cancellation reaches the parked task.
 #[pyclass(frozen)]
 struct AbortFn {
-    waiter: Arc<Waiter>,
+    waiter: Arc<dyn Abort>,
 }
 
 #[pymethods]

@@ -7,23 +7,30 @@
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 
-use super::Home;
+use pyo3::prelude::*;
+
 use crate::exit_guard::attach_unless_exiting;
 
+/// Something the forwarder gets onto its loop (a home).
+pub(crate) trait Forward: Send + Sync {
+    /// On the forwarder's thread, attached: ask the loop to run what is queued.
+    fn forward(self: Arc<Self>, py: Python<'_>);
+}
+
 struct Forwarder {
-    homes: Mutex<Vec<Arc<Home>>>,
+    pending: Mutex<Vec<Arc<dyn Forward>>>,
     ready: Condvar,
 }
 
-/// Asks the forwarder to get `home`'s queue drained. Any thread; never waits for the
+/// Asks the forwarder to get `target` onto its loop. Any thread; never waits for the
 /// interpreter (only for the forwarder's list, held for a push or a swap).
-pub(crate) fn kick(home: Arc<Home>) {
+pub(crate) fn kick(target: Arc<dyn Forward>) {
     let forwarder = forwarder();
     forwarder
-        .homes
+        .pending
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push(home);
+        .push(target);
     forwarder.ready.notify_one();
 }
 
@@ -31,37 +38,39 @@ fn forwarder() -> &'static Forwarder {
     static FORWARDER: OnceLock<&'static Forwarder> = OnceLock::new();
     FORWARDER.get_or_init(|| {
         let forwarder: &'static Forwarder = Box::leak(Box::new(Forwarder {
-            homes: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
             ready: Condvar::new(),
         }));
+        // Without the thread, jobs for unwatched loops would wait for ever: there is no way
+        // on without it, and a process that cannot start a thread is failing anyway.
         std::thread::Builder::new()
             .name("pyo3-async-forwarder".into())
-            .spawn(move || forward(forwarder))
+            .spawn(move || run(forwarder))
             .expect("cannot start the pyo3-async forwarder thread");
         forwarder
     })
 }
 
-fn forward(forwarder: &'static Forwarder) {
+fn run(forwarder: &'static Forwarder) {
     loop {
-        let homes = {
-            let mut homes = forwarder
-                .homes
+        let targets = {
+            let mut pending = forwarder
+                .pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            while homes.is_empty() {
-                homes = forwarder
+            while pending.is_empty() {
+                pending = forwarder
                     .ready
-                    .wait(homes)
+                    .wait(pending)
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            std::mem::take(&mut *homes)
+            std::mem::take(&mut *pending)
         };
-        // At exit the door is shut: the loops go away with the interpreter, and the homes are
-        // released unattached (PyO3 defers their objects' decrefs).
+        // At exit the door is shut: the loops go away with the interpreter, and the targets
+        // are released unattached (PyO3 defers their objects' decrefs).
         attach_unless_exiting(|py| {
-            for home in homes {
-                home.forward(py);
+            for target in targets {
+                target.forward(py);
             }
         });
     }

@@ -24,11 +24,14 @@ pub(crate) mod forwarder;
 pub(crate) mod registry;
 pub(crate) mod signal;
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
+use self::forwarder::Forward;
+use self::registry::{Keyed, Registry};
 use self::signal::Signal;
 
 /// Work for the loop's thread. An error that is not an `Exception` (`KeyboardInterrupt`,
@@ -131,7 +134,7 @@ impl Home {
         };
         match route {
             Route::Signal => self.signal.raise(),
-            Route::Forward => forwarder::kick(Arc::clone(self)),
+            Route::Forward => forwarder::kick(Arc::clone(self) as Arc<dyn Forward>),
             Route::Dead => drop(dropped),
         }
     }
@@ -199,7 +202,7 @@ impl Home {
         };
         match route {
             Route::Signal => self.signal.raise(),
-            Route::Forward => forwarder::kick(Arc::clone(self)),
+            Route::Forward => forwarder::kick(Arc::clone(self) as Arc<dyn Forward>),
             Route::Dead => {}
         }
     }
@@ -252,10 +255,12 @@ impl Home {
     pub(crate) fn watched_fd(&self) -> i64 {
         self.signal.watched()
     }
+}
 
+impl Forward for Home {
     /// The forwarder's thread, attached: asks the loop to drain the queue. A loop that refuses
     /// (closed, run finished) is dead.
-    fn forward(self: &Arc<Self>, py: Python<'_>) {
+    fn forward(self: Arc<Self>, py: Python<'_>) {
         let asked = self
             .drain_callable(py, false)
             .and_then(|drain| self.threadsafe.bind(py).call1((drain,)));
@@ -300,19 +305,30 @@ impl Drop for Drain {
     }
 }
 
-/// A registry entry's view of a home: its loop, to compare identities.
-impl registry::Keyed for Home {
+impl Keyed for Home {
     fn key(&self) -> &Py<PyAny> {
         &self.event_loop
     }
 }
 
-/// Creates the home of `event_loop` (not yet watched).
-pub(crate) fn create(
-    event_loop: &Bound<'_, PyAny>,
-    threadsafe: &Bound<'_, PyAny>,
-) -> PyResult<Home> {
-    Home::new(event_loop.clone().unbind(), threadsafe.clone().unbind()).map_err(|err| {
-        pyo3::exceptions::PyOSError::new_err(format!("cannot create a wake signal: {err}"))
+thread_local! {
+    static LAST_HOME: RefCell<Weak<Home>> = const { RefCell::new(Weak::new()) };
+}
+
+static HOMES: Registry<Home> = Registry::new(&LAST_HOME);
+
+/// The home of `event_loop` (an asyncio loop, or a trio token), and whether it was created
+/// now: a new home is not watched yet, `threadsafe` (the loop's thread-safe entry point) tells
+/// how the forwarder reaches it.
+pub(crate) fn find_or_create<'py>(
+    event_loop: &Bound<'py, PyAny>,
+    threadsafe: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<(Arc<Home>, bool)> {
+    HOMES.find_or_create(event_loop, || {
+        crate::exit_guard::install(event_loop.py());
+        let threadsafe = threadsafe()?;
+        Home::new(event_loop.clone().unbind(), threadsafe.unbind()).map_err(|err| {
+            pyo3::exceptions::PyOSError::new_err(format!("cannot create a wake signal: {err}"))
+        })
     })
 }

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use crate::backend::Backend;
 use crate::glue;
 use crate::home::{Dependent, Home};
-use crate::py_to_rust::EventLoop;
+use crate::py_to_rust::event_loop::EventLoop;
 use crate::rust_to_py::Coroutine;
 use crate::task::Outcome;
 

@@ -246,7 +246,7 @@ impl Coroutine {
 #[pymethods]
 impl Coroutine {
     fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        send_slot::install(slf.py());
+        send_slot::install::<Coroutine>(slf.py(), &SEND_SLOT);
         let claimed = &slf.get().claimed;
         if claimed.load(Ordering::Relaxed) {
             slf.get().driver()?.check_not_finished()?;
@@ -284,7 +284,7 @@ impl Coroutine {
     /// Python's own `await` and asyncio's tasks skip this method: they resume the coroutine
     /// through its `am_send` slot, which returns the result without raising `StopIteration`.
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        send_slot::install(py);
+        send_slot::install::<Coroutine>(py, &SEND_SLOT);
         self.resume(py, |driver| driver.send(py, value))?
             .into_next()
     }
@@ -308,6 +308,16 @@ impl Coroutine {
         self.driver()?.finish(py);
         self.claimed.store(true, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Whether `Coroutine`'s `am_send` slot is filled in.
+static SEND_SLOT: AtomicBool = AtomicBool::new(false);
+
+impl send_slot::SendSlot for Coroutine {
+    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
+        let py = slf.py();
+        slf.get().resume(py, |driver| driver.send(py, value))
     }
 }
 

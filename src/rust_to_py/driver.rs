@@ -296,7 +296,7 @@ impl Driver {
     /// it was given.
     fn parker(&mut self, py: Python<'_>) -> PyResult<&mut Parker> {
         if self.parker.is_none() {
-            let waiter = self.waiter.get_or_insert_with(Waiter::new);
+            let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
             let backend = match self.backend {
                 Some(backend) => backend,
                 None => Backend::current(py)?,
@@ -311,7 +311,7 @@ impl Driver {
 
     fn park(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
-        Ok(self.parker(py)?.park(py, &waiter)?.unbind())
+        Ok(self.parker(py)?.park(py, &*waiter)?.unbind())
     }
 
     /// Drops the future and everything tied to the current suspension.

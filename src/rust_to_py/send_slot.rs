@@ -15,25 +15,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::rust_to_py::coroutine::Coroutine;
+use pyo3::PyClass;
+
 use crate::rust_to_py::driver::Resumed;
 use crate::rust_to_py::errors::panic_exception;
 
-/// Fills in `Coroutine`'s `am_send` slot, once per process; cheap to call on every await.
-pub(crate) fn install(py: Python<'_>) {
-    static INSTALLED: AtomicBool = AtomicBool::new(false);
-    if INSTALLED.load(Ordering::Relaxed) {
+/// A class whose instances CPython resumes through `am_send` (`Coroutine`).
+pub(crate) trait SendSlot: PyClass {
+    /// Resumes the awaitable with `value`, as its `send` method does.
+    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed>;
+}
+
+/// Fills in `T`'s `am_send` slot, once per process (`installed` is `T`'s flag); cheap to
+/// call on every await.
+pub(crate) fn install<T: SendSlot>(py: Python<'_>, installed: &AtomicBool) {
+    if installed.load(Ordering::Relaxed) {
         return;
     }
-    install_slot(py);
-    INSTALLED.store(true, Ordering::Relaxed);
+    install_slot::<T>(py);
+    installed.store(true, Ordering::Relaxed);
 }
 
 // The slot exists since Python 3.10; the limited API cannot reach type slots, and a
 // free-threaded interpreter could read the slot while it is written.
 #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
-fn install_slot(py: Python<'_>) {
-    let class = py.get_type::<Coroutine>();
+fn install_slot<T: SendSlot>(py: Python<'_>) {
+    let class = py.get_type::<T>();
     let class = class.as_type_ptr();
     // SAFETY: `class` is the live, fully initialised heap type of `Coroutine` (PyO3 created
     // it above and keeps it for the process); heap types point `tp_as_async` at their own
@@ -42,7 +49,7 @@ fn install_slot(py: Python<'_>) {
     // drops cached lookups of the type.
     unsafe {
         if let Some(slots) = (*class).tp_as_async.as_mut() {
-            slots.am_send = Some(am_send);
+            slots.am_send = Some(am_send::<T>);
             // Python 3.10 only consults `am_send` on types that say they have it.
             #[cfg(not(Py_3_11))]
             {
@@ -54,16 +61,16 @@ fn install_slot(py: Python<'_>) {
 }
 
 #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))))]
-fn install_slot(_py: Python<'_>) {}
+fn install_slot<T: SendSlot>(_py: Python<'_>) {}
 
 /// `PyIter_Send` for a coroutine: `PYGEN_NEXT` with the object to yield to the loop,
 /// `PYGEN_RETURN` with the result, or `PYGEN_ERROR` with the exception set.
 ///
 /// # Safety
-/// Called by CPython only, as `Coroutine`'s `am_send`: attached thread, `coroutine` a live
-/// `Coroutine`, `value` a borrowed reference (or null), `result` writable.
+/// Called by CPython only, as `T`'s `am_send`: attached thread, `coroutine` a live `T`,
+/// `value` a borrowed reference (or null), `result` writable.
 #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
-unsafe extern "C" fn am_send(
+unsafe extern "C" fn am_send<T: SendSlot>(
     coroutine: *mut ffi::PyObject,
     value: *mut ffi::PyObject,
     result: *mut *mut ffi::PyObject,
@@ -74,17 +81,16 @@ unsafe extern "C" fn am_send(
     // attached thread, so this attach only counts (no waiting).
     let (status, object) = Python::attach(|py| {
         let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: the slot is installed on `Coroutine`'s type only (it cannot be
-            // subclassed), so `coroutine` is a live `Coroutine`; `value` is a borrowed
-            // reference or, from a caller outside the rules, null (read as `None`).
-            let coroutine =
+            // SAFETY: the slot is installed on `T`'s type only (it cannot be subclassed), so
+            // `coroutine` is a live `T`; `value` is a borrowed reference or, from a caller
+            // outside the rules, null (read as `None`).
+            let coroutine: Bound<'_, T> =
                 unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
             let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
                 Some(value) => value,
                 None => py.None().into_bound(py),
             };
-            let coroutine: &Bound<'_, Coroutine> = &coroutine;
-            coroutine.get().resume(py, |driver| driver.send(py, &value))
+            T::send_value(&coroutine, &value)
         }))
         .unwrap_or_else(|payload| Err(panic_exception(payload)));
         match resumed {

@@ -42,25 +42,27 @@ impl Canceller {
     }
 }
 
+/// Makes the canceller of a task or future that glue code attaches.
+pub(crate) type MakeCanceller = fn(&Bound<'_, PyAny>) -> PyResult<Canceller>;
+
 /// The slot as glue code in Python sees it.
 #[pyclass(frozen)]
 pub(crate) struct TaskSlotHandle {
     slot: Arc<TaskSlot>,
-    /// Makes the canceller of an asyncio task or future attached from Python.
-    asyncio: Option<fn(&Bound<'_, PyAny>) -> PyResult<Canceller>>,
+    make_canceller: MakeCanceller,
 }
 
 impl TaskSlot {
     pub(crate) fn handle(
         self: &Arc<Self>,
         py: Python<'_>,
-        asyncio: Option<fn(&Bound<'_, PyAny>) -> PyResult<Canceller>>,
+        make_canceller: MakeCanceller,
     ) -> PyResult<Py<TaskSlotHandle>> {
         Py::new(
             py,
             TaskSlotHandle {
                 slot: Arc::clone(self),
-                asyncio,
+                make_canceller,
             },
         )
     }
@@ -108,9 +110,7 @@ impl TaskSlotHandle {
 
     /// Attaches an asyncio task or future, on its loop's thread.
     fn attach_asyncio(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
-        if let Some(make) = self.asyncio {
-            self.slot.attach(make(future)?);
-        }
+        self.slot.attach((self.make_canceller)(future)?);
         Ok(())
     }
 }

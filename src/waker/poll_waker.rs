@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{RawWaker, RawWakerVTable, Wake, Waker};
 
-use super::Waiter;
+use super::waiter::Waiter;
 
 /// The state behind one poll's waker.
 pub(crate) struct PollWaker {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Wake;
 
-use crate::backend::Wakeup;
+use crate::backend::{Abort, Suspend, Wakeup};
 
 /// Shared between an awaitable (on the loop thread) and every clone of its waker (anywhere).
 ///
@@ -99,6 +99,22 @@ impl Waiter {
     /// The awaitable finished: later wakes do nothing.
     pub(crate) fn close(&self) {
         drop(self.replace(State::Closed));
+    }
+}
+
+impl Suspend for Waiter {
+    fn woken_during_poll(&self) -> bool {
+        Waiter::woken_during_poll(self)
+    }
+
+    fn park(&self, wakeup: Wakeup) -> Result<(), Wakeup> {
+        Waiter::park(self, wakeup)
+    }
+}
+
+impl Abort for Waiter {
+    fn abort(&self) -> bool {
+        Waiter::abort(self)
     }
 }
 
