@@ -1,6 +1,8 @@
 //! Test extension module for the pytest suite: small Rust futures and streams that exercise
 //! each path of the bridge. Every function returns a `Coroutine` or an `AsyncGenerator`.
 
+mod core;
+
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -944,5 +946,6 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Storm>()?;
     m.add_class::<Coroutine>()?;
     m.add_class::<AsyncGenerator>()?;
+    core::register(m)?;
     Ok(())
 }

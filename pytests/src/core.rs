@@ -1,0 +1,166 @@
+//! Test functions for the core's promises: wakers that never wait for the interpreter, the
+//! delegation rule, contexts, PEP 479, destructors that panic.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+use pyo3_async::{AsyncGenerator, Coroutine, EventLoop, PyContext, PyFuture};
+
+use crate::{tokio, Trigger};
+
+/// A lock of "another library" (event-listener, async-channel and smol wake while holding
+/// theirs): a thread fires `trigger` while holding it, and this thread — attached to the
+/// interpreter, as a loop thread is — takes it meanwhile. A waker that waits for the
+/// interpreter deadlocks here; returns whether the lock was had within `seconds`.
+#[pyfunction]
+fn wake_under_foreign_lock(trigger: Py<Trigger>, seconds: f64) -> bool {
+    let lock = Arc::new(Mutex::new(()));
+    let held = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (lock, held) = (Arc::clone(&lock), Arc::clone(&held));
+        std::thread::spawn(move || {
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            held.store(true, Ordering::SeqCst);
+            trigger.get().fire_now();
+        })
+    };
+    while !held.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    // Still attached: the firing thread cannot get the interpreter from us.
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let had = loop {
+        if lock.try_lock().is_ok() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::yield_now();
+    };
+    if had {
+        let _ = thread.join();
+    }
+    had
+}
+
+/// Races `awaitable` against a tokio timer that was first polled in an earlier step: the
+/// timer must fire while the awaitable still runs (returns `"timer"`).
+#[pyfunction]
+fn race_with_earlier_timer(awaitable: &Bound<'_, PyAny>, seconds: f64) -> PyResult<Coroutine> {
+    let python = PyFuture::new(awaitable)?;
+    let timer =
+        tokio().spawn(async move { tokio::time::sleep(Duration::from_secs_f64(seconds)).await });
+    Ok(Coroutine::new(async move {
+        let mut timer = pin!(timer);
+        // Step one: the timer registers this step's waker, and the future yields.
+        let mut yielded = false;
+        poll_fn(|cx| {
+            let _ = timer.as_mut().poll(cx);
+            if yielded {
+                return Poll::Ready(());
+            }
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await;
+        // Step two: the timer, polled again, and the awaitable together.
+        let python = pin!(python);
+        match futures::future::select(timer, python).await {
+            futures::future::Either::Left(_) => Ok("timer"),
+            futures::future::Either::Right(_) => Ok("awaitable"),
+        }
+    }))
+}
+
+/// A future that fails with `StopIteration(value)`.
+#[pyfunction]
+fn raise_stop_iteration(value: Py<PyAny>) -> Coroutine {
+    Coroutine::new(async move { PyResult::<()>::Err(PyStopIteration::new_err((value,))) })
+}
+
+/// A stream whose second item is a `StopAsyncIteration` error (or `StopIteration`).
+#[pyfunction]
+fn stream_raising_stop(sync: bool) -> AsyncGenerator {
+    let stop = move || {
+        if sync {
+            PyStopIteration::new_err(())
+        } else {
+            PyStopAsyncIteration::new_err(())
+        }
+    };
+    AsyncGenerator::new(futures::stream::iter([Ok(1), Err(stop()), Ok(3)]))
+}
+
+/// Panics in its destructor.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("the stream's destructor panicked");
+    }
+}
+
+/// A stream of `items` items whose destructor panics (and which never ends unless `ends`).
+#[pyfunction]
+fn stream_panics_on_drop(items: u32, ends: bool) -> AsyncGenerator {
+    let guard = PanicsOnDrop;
+    let stream = futures::stream::iter(0..items).map(move |item| {
+        let _ = &guard;
+        PyResult::Ok(item)
+    });
+    if ends {
+        AsyncGenerator::new(stream.boxed())
+    } else {
+        AsyncGenerator::new(stream.chain(futures::stream::pending()).boxed())
+    }
+}
+
+/// From a tokio thread, runs `coroutine_function()` through `spawn_with`, on a handle that
+/// carries this task's context when `capture` is true; returns the awaitable's result.
+#[pyfunction]
+fn spawn_with_context(
+    py: Python<'_>,
+    coroutine_function: Py<PyAny>,
+    capture: bool,
+) -> PyResult<Coroutine> {
+    let mut event_loop = EventLoop::current(py)?;
+    if capture {
+        event_loop = event_loop.with_context(PyContext::current(py)?);
+    }
+    let task = tokio().spawn(async move {
+        event_loop
+            .spawn_with(move |py| coroutine_function.bind(py).call0())
+            .await
+    });
+    Ok(Coroutine::new(async move {
+        task.await
+            .map_err(|err| PyValueError::new_err(err.to_string()))?
+    }))
+}
+
+/// Whether `pyo3_async::attach_unless_exiting` lets this thread in (an `atexit` hook asks).
+#[pyfunction]
+fn guarded_attach_works() -> bool {
+    pyo3_async::attach_unless_exiting(|_| ()).is_some()
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(wake_under_foreign_lock, m)?)?;
+    m.add_function(wrap_pyfunction!(race_with_earlier_timer, m)?)?;
+    m.add_function(wrap_pyfunction!(raise_stop_iteration, m)?)?;
+    m.add_function(wrap_pyfunction!(stream_raising_stop, m)?)?;
+    m.add_function(wrap_pyfunction!(stream_panics_on_drop, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn_with_context, m)?)?;
+    m.add_function(wrap_pyfunction!(guarded_attach_works, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+"""The core's promises (one home per loop, one way onto its thread, wakers that never wait
+for the interpreter), on asyncio, uvloop and trio, and on a loop without `add_reader`."""
+
+import asyncio
+import contextvars
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+import trio
+import uvloop
+
+import pyo3_async_pytests as t
+
+LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+class NoReaderLoop(asyncio.SelectorEventLoop):
+    """A loop that cannot watch file descriptors (as Windows' Proactor loop, custom loops)."""
+
+    def add_reader(self, fd, callback, *args):
+        raise NotImplementedError
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+# ---- 1. A waker never waits for the interpreter ----
+
+
+async def wake_while_the_loop_thread_holds_the_interpreter(backend=None):
+    trigger = t.Trigger()
+    waiting = t.Trigger.wait(trigger, "woken", backend)
+    # First suspension on the loop (registers the wake-up), then the wake from a thread that
+    # holds a lock this (attached) loop thread takes meanwhile.
+    if backend == "trio":
+        async with trio.open_nursery() as nursery:
+            results = []
+
+            async def run():
+                results.append(await waiting)
+
+            nursery.start_soon(run)
+            await trio.lowlevel.checkpoint()
+            assert t.wake_under_foreign_lock(trigger, 10.0), "the waker waited for the interpreter"
+        return results[0]
+    task = asyncio.ensure_future(waiting)
+    await asyncio.sleep(0)
+    assert t.wake_under_foreign_lock(trigger, 10.0), "the waker waited for the interpreter"
+    return await task
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop", "no_add_reader"])
+def test_a_waker_never_waits_for_the_interpreter_asyncio(kind):
+    loop = NoReaderLoop() if kind == "no_add_reader" else LOOP_FACTORIES[kind]()
+    try:
+        for _ in range(20):
+            assert loop.run_until_complete(wake_while_the_loop_thread_holds_the_interpreter()) == "woken"
+    finally:
+        loop.close()
+
+
+def test_a_waker_never_waits_for_the_interpreter_trio():
+    for _ in range(20):
+        assert trio.run(wake_while_the_loop_thread_holds_the_interpreter, "trio") == "woken"
+
+
+def test_wakeups_on_a_loop_without_add_reader_arrive_from_threads():
+    loop = NoReaderLoop()
+
+    async def main():
+        return await asyncio.gather(*(t.sleep(0.001, i) for i in range(200)))
+
+    try:
+        assert loop.run_until_complete(main()) == list(range(200))
+    finally:
+        loop.close()
+
+
+# ---- 2. A loop that moves to another thread ----
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_a_loop_run_by_another_thread_gets_wakes_from_the_old_one(kind):
+    loop = LOOP_FACTORIES[kind]()
+    trigger = t.Trigger()
+    started = {}
+
+    def first_thread():
+        async def park():
+            started["task"] = loop.create_task(t.Trigger.wait(trigger, "moved"))
+            await asyncio.sleep(0)  # the coroutine suspends: its loop is this thread's, now
+
+        loop.run_until_complete(park())
+
+    thread = threading.Thread(target=first_thread)
+    thread.start()
+    thread.join()
+    outcome = {}
+
+    def second_thread():
+        outcome["value"] = loop.run_until_complete(asyncio.wait_for(started["task"], 10))
+
+    runner = threading.Thread(target=second_thread)
+    runner.start()
+    # This (attached) thread ran the loop once; it no longer does. Its wake must still reach
+    # the thread that runs the loop now.
+    while not loop.is_running():
+        pass
+    trigger.fire()
+    runner.join()
+    loop.close()
+    assert outcome == {"value": "moved"}
+
+
+# ---- 3. One home per loop, however often a thread switches loops ----
+
+
+def test_alternating_loops_keep_one_home_each():
+    loops = [asyncio.new_event_loop(), uvloop.new_event_loop()]
+
+    async def suspend_once():
+        return await t.sleep(0, "ok")
+
+    try:
+        for loop in loops:
+            loop.run_until_complete(suspend_once())
+        before = open_fds()
+        for _ in range(300):
+            for loop in loops:
+                assert loop.run_until_complete(suspend_once()) == "ok"
+        assert open_fds() <= before + 2, "a loop switch built a new wake signal"
+    finally:
+        for loop in loops:
+            loop.close()
+
+
+def test_trio_guest_mode_on_asyncio_keeps_one_home_per_loop():
+    async def trio_main():
+        for _ in range(100):
+            assert await t.sleep(0, "ok") == "ok"
+        return "done"
+
+    async def host():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        before = open_fds()
+        trio.lowlevel.start_guest_run(
+            trio_main,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=lambda outcome: done.set_result(outcome),
+        )
+        for _ in range(100):
+            assert await t.sleep(0, "host") == "host"
+        outcome = await done
+        assert open_fds() <= before + 4
+        return outcome.unwrap()
+
+    assert asyncio.run(host()) == "done"
+
+
+# ---- 4. Closing a loop with work suspended ----
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_closing_a_loop_ends_delegated_awaits_without_the_gc(kind):
+    loop = LOOP_FACTORIES[kind]()
+    cleaned = []
+
+    async def python_side():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("finally")
+
+    async def main():
+        loop.create_task(t.await_py(python_side()))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    gc.disable()
+    try:
+        loop.run_until_complete(main())
+        loop.close()
+        assert cleaned == ["finally"], "the delegated awaitable's finally did not run"
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_a_probe_future_of_a_closed_loop_is_dropped(kind):
+    loop = LOOP_FACTORIES[kind]()
+    probe = t.Probe()
+
+    async def main():
+        loop.create_task(t.pending_forever(probe))
+        await asyncio.sleep(0)
+
+    gc.disable()
+    try:
+        loop.run_until_complete(main())
+        assert not probe.dropped
+        loop.close()
+        assert probe.dropped
+    finally:
+        gc.enable()
+
+
+# ---- 5. An interrupt during the drain ----
+
+
+def test_an_interrupt_in_a_scheduled_job_propagates_and_no_wake_is_lost():
+    loop = asyncio.new_event_loop()
+    trigger = t.Trigger()
+
+    def interrupting():
+        raise KeyboardInterrupt
+
+    async def main():
+        waiting = asyncio.ensure_future(t.Trigger.wait(trigger, "still woken"))
+        await asyncio.sleep(0)
+        # A job that raises an interrupt on the loop's thread, and a wake-up right behind it.
+        t.spawn_with_from_tokio(interrupting)
+        trigger.fire_from_thread()
+        await asyncio.sleep(3600)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(main())
+
+        async def finish():
+            return await asyncio.wait_for(
+                next(task for task in asyncio.all_tasks(loop) if "wait" in repr(task)), 10
+            )
+
+        assert loop.run_until_complete(finish()) == "still woken"
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+
+
+# ---- 6. atexit ordering ----
+
+
+def test_an_atexit_hook_registered_first_may_still_attach():
+    script = textwrap.dedent(
+        """
+        import atexit, asyncio
+        import pyo3_async_pytests as t
+
+        results = []
+
+        def late_hook():  # registered first, so it runs after pyo3-async's own
+            print("attach:", t.guarded_attach_works(), flush=True)
+
+        atexit.register(late_hook)
+        asyncio.run(t.sleep(0))  # pyo3-async meets a loop: its hook is registered
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "attach: True" in done.stdout
+
+
+# ---- 7. Handles built anywhere reach the loop through its home ----
+
+
+@pytest.mark.anyio
+async def test_spawn_with_from_threads_on_every_loop(loop_name):
+    async def answer():
+        return 42
+
+    results = [await t.spawn_with_from_tokio(answer) for _ in range(50)]
+    assert results == [42] * 50
