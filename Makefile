@@ -34,6 +34,9 @@ rust-test: $(VENV)/.installed
 python-test: $(VENV)/.installed
 	maturin develop --quiet -m pytests/Cargo.toml
 	python -m pytest pytests/tests
+	# The portable wake signal (loopback TCP, as off Unix), on the suites that lean on it.
+	PYO3_ASYNC_LOOPBACK_SIGNAL=1 python -m pytest -q pytests/tests/test_core.py \
+		pytests/tests/test_delegation_rule.py pytests/tests/test_py_async_iter.py
 
 BENCH_CONTENDERS := benches/contenders/ours benches/contenders/pyo3 benches/contenders/runtimes benches/contenders/seed
 
