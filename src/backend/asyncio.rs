@@ -61,23 +61,8 @@ pub(crate) fn start(
     }
     let start = glue::start_asyncio_task(py)?;
     let slot = slot.handle(py, canceller)?;
-    if running_here(py, home) {
-        start.call1((event_loop, awaitable, context, completion, slot))?;
-        return Ok(());
-    }
-    let args = (
-        event_loop.clone().unbind(),
-        awaitable.clone().unbind(),
-        context.clone().unbind(),
-        completion.clone().unbind(),
-        slot,
-    );
-    let start = start.clone().unbind();
-    home.run(Box::new(move |py| {
-        start.bind(py).call1(args)?;
-        Ok(())
-    }));
-    Ok(())
+    let args = (event_loop, awaitable, context, completion, slot).into_pyobject(py)?;
+    home.call(running_here(py, home), start, args)
 }
 
 /// Attaches `completion` to an asyncio future (of any loop) on its loop's thread.
@@ -91,17 +76,8 @@ pub(crate) fn attach_future(
     completion.get().depend_on(py, &home);
     let attach = glue::attach_asyncio_future(py)?;
     let slot = slot.handle(py, canceller)?;
-    if running_here(py, &home) {
-        attach.call1((future, completion, slot))?;
-        return Ok(());
-    }
-    let args = (future.clone().unbind(), completion.clone().unbind(), slot);
-    let attach = attach.clone().unbind();
-    home.run(Box::new(move |py| {
-        attach.bind(py).call1(args)?;
-        Ok(())
-    }));
-    Ok(())
+    let args = (future, completion, slot).into_pyobject(py)?;
+    home.call(running_here(py, &home), attach, args)
 }
 
 /// Cancels a task or future on its loop's thread. Held weakly: a task that its loop dropped

@@ -54,19 +54,8 @@ pub(crate) fn start(
         Box::new(move |py| cancel.bind(py).call0().map(drop)),
     ));
     let start = glue::start_trio_task(py)?;
-    if running_here(py, home) {
-        start.call1((awaitable, context, completion, scope))?;
-        return Ok(());
-    }
-    let args = (
-        awaitable.clone().unbind(),
-        context.clone().unbind(),
-        completion.clone().unbind(),
-        scope.unbind(),
-    );
-    let start = start.clone().unbind();
-    home.run(Box::new(move |py| start.bind(py).call1(args).map(drop)));
-    Ok(())
+    let args = (awaitable, context, completion, scope).into_pyobject(py)?;
+    home.call(running_here(py, home), start, args)
 }
 
 /// The trio task driving an awaitable.

@@ -139,6 +139,24 @@ impl Home {
         }
     }
 
+    /// Calls `function(*args)` on the loop's thread: now when `here` (this thread runs the loop
+    /// now), else through [`run`](Home::run).
+    pub(crate) fn call(
+        self: &Arc<Self>,
+        here: bool,
+        function: &Bound<'_, PyAny>,
+        args: Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<()> {
+        if here {
+            return function.call1(args).map(drop);
+        }
+        let (function, args) = (function.clone().unbind(), args.unbind());
+        self.run(Box::new(move |py| {
+            function.bind(py).call1(args.bind(py)).map(drop)
+        }));
+        Ok(())
+    }
+
     /// Registers `dependent` to end when the loop dies (at once, if it is dead already).
     pub(crate) fn depend<T: ?Sized + Dependent + 'static>(
         &self,
