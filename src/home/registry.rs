@@ -33,6 +33,12 @@ impl<T: Keyed> Registry<T> {
 
     /// The entry of `event_loop`, or a new one from `create`. Returns whether it is new (the
     /// caller then sets it going, outside the registry's lock).
+    ///
+    /// `create` runs outside the lock: Python calls may detach from the interpreter (PyO3's
+    /// once-cells do, while they initialise), and a thread that waits for the interpreter
+    /// while holding the lock deadlocks against an attached thread waiting for the lock. Two
+    /// threads may then create an entry for one loop; the first to insert it wins and the
+    /// other's entry is dropped unused.
     pub(crate) fn find_or_create(
         &self,
         event_loop: &Bound<'_, PyAny>,
@@ -47,23 +53,36 @@ impl<T: Keyed> Registry<T> {
             return Ok((entry, false));
         }
         let key = event_loop.as_ptr() as usize;
-        let (entry, created) = {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            let entries = entries.get_or_insert_with(HashMap::new);
-            match entries.get(&key).and_then(Weak::upgrade) {
-                Some(entry) => (entry, false),
-                None => {
-                    let entry = Arc::new(create()?);
-                    if entries.len() >= 64 && entries.len().is_power_of_two() {
-                        entries.retain(|_, entry| entry.strong_count() > 0);
-                    }
-                    entries.insert(key, Arc::downgrade(&entry));
-                    (entry, true)
+        let found = self.with_entries(|entries| entries.get(&key).and_then(Weak::upgrade));
+        let (entry, created) = match found {
+            Some(entry) => (entry, false),
+            None => {
+                let new = Arc::new(create()?);
+                let winner =
+                    self.with_entries(|entries| match entries.get(&key).and_then(Weak::upgrade) {
+                        Some(entry) => Err(entry),
+                        None => {
+                            if entries.len() >= 64 && entries.len().is_power_of_two() {
+                                entries.retain(|_, entry| entry.strong_count() > 0);
+                            }
+                            entries.insert(key, Arc::downgrade(&new));
+                            Ok(())
+                        }
+                    });
+                match winner {
+                    Ok(()) => (new, true),
+                    Err(entry) => (entry, false),
                 }
             }
         };
         self.last
             .with(|last| *last.borrow_mut() = Arc::downgrade(&entry));
         Ok((entry, created))
+    }
+
+    /// Runs `f` on the entries, under the lock: `f` must not wait for the interpreter.
+    fn with_entries<R>(&self, f: impl FnOnce(&mut HashMap<usize, Weak<T>>) -> R) -> R {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        f(entries.get_or_insert_with(HashMap::new))
     }
 }
