@@ -25,11 +25,15 @@ test: lint rust-test python-test
 lint: $(VENV)/.installed
 	python3 tools/layers.py
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pyo3-async
+	cargo clippy --workspace --all-targets --features pyo3-async/tokio -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pyo3-async --features tokio
 
 rust-test: $(VENV)/.installed
-	cargo test --workspace
+	cargo test --workspace --features pyo3-async/tokio
+	# Model checks of the waker's and the job queue's state machines (src/sync.rs), in a
+	# target directory of their own: the cfg rebuilds everything.
+	RUSTFLAGS="--cfg pyo3_async_loom" CARGO_TARGET_DIR=target/loom \
+		cargo test --release -p pyo3-async --lib loom
 
 python-test: $(VENV)/.installed
 	maturin develop --quiet -m pytests/Cargo.toml
@@ -44,17 +48,22 @@ $(VENV)/.bench-installed: $(VENV)/.installed benches/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
 	touch $@
 
+# `make bench BASELINE=<git revision>` also measures pyo3-async as it was at that revision.
 bench: $(VENV)/.bench-installed
 	for contender in $(BENCH_CONTENDERS); do \
 		(cd $$contender && maturin develop --quiet --release) || exit 1; \
 	done
-	python benches/run.py
+	if [ -n "$(BASELINE)" ]; then tools/bench_baseline.sh $(BASELINE); fi
+	BENCH_BASELINE=$(BASELINE) python benches/run.py
 
-# The stress suite at full size (pytests/tests/test_stress.py; `make test` runs it reduced):
-# 10k races per loop, 10k-future storms, 1M cycles per bridge type, 1000 exiting processes.
+# The stress suite at full size (`make test` runs it reduced): test_stress.py (10k races per
+# loop, 10k-future storms, 1M cycles per bridge type, 1000 exiting processes), and the core's
+# and delegation's scenarios at stress size (loop churn, 100k-item streams, 100k delegated
+# awaits, 10k drops racing pulls).
 stress: $(VENV)/.installed
 	maturin develop --quiet --release -m pytests/Cargo.toml
-	PYO3_ASYNC_STRESS=full python -m pytest -q -s pytests/tests/test_stress.py
+	PYO3_ASYNC_STRESS=full python -m pytest -q -s pytests/tests/test_stress.py \
+		pytests/tests/test_core.py pytests/tests/test_delegation_rule.py
 
 # Memory safety: the pytest suite (reduced stress) and the Rust tests under valgrind memcheck,
 # failing on any invalid read, write or free. Leak and uninitialised-value reports are off:

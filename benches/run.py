@@ -22,6 +22,14 @@ import time
 LOOPS = ["asyncio", "uvloop", "trio"]
 OURS = "pyo3-async"
 CONTENDERS = [OURS, "PyO3 native", "pyo3-async-runtimes", "pyo3-async 0.3.2", "Python"]
+# `make bench BASELINE=<git revision>` adds pyo3-async as it was at that revision (module
+# `bench_baseline`, built by tools/bench_baseline.sh), and a column comparing us with it.
+BASELINE_REVISION = os.environ.get("BENCH_BASELINE")
+BASELINE = f"pyo3-async @{BASELINE_REVISION}" if BASELINE_REVISION else None
+if BASELINE:
+    CONTENDERS.insert(1, BASELINE)
+# Our rows: the current build, and the baseline if there is one.
+OWN = [name for name in (OURS, BASELINE) if name]
 SCENARIOS = {
     "S1": "await a ready Rust future (ns/await)",
     "S2": "await a future completed on a tokio worker, sequentially (ns/await)",
@@ -47,12 +55,17 @@ def modules():
     import bench_runtimes
     import bench_seed
 
-    return {
+    found = {
         OURS: bench_ours,
         "PyO3 native": bench_pyo3,
         "pyo3-async-runtimes": bench_runtimes,
         "pyo3-async 0.3.2": bench_seed,
     }
+    if BASELINE:
+        import bench_baseline
+
+        found[BASELINE] = bench_baseline
+    return found
 
 
 def rss_bytes():
@@ -102,7 +115,7 @@ def ops_s1(loop_name, mods):
 
 def supports(name, loop_name):
     """PyO3's own coroutines and pyo3-async-runtimes are asyncio-only."""
-    return loop_name != "trio" or name in (OURS, "pyo3-async 0.3.2")
+    return loop_name != "trio" or name in (*OWN, "pyo3-async 0.3.2")
 
 
 class ThreadFloor:
@@ -197,7 +210,7 @@ def ops_s4(loop_name, mods):
             pass
         return time.perf_counter_ns() - start
 
-    ops = {name: rust(mods[name]) for name in (OURS, "pyo3-async 0.3.2")}
+    ops = {name: rust(mods[name]) for name in (*OWN, "pyo3-async 0.3.2")}
     ops["Python"] = python
     return ops
 
@@ -236,7 +249,7 @@ def ops_s5(loop_name, mods):
 
         return await loop.run_in_executor(None, calls)
 
-    ops = {OURS: rust(mods[OURS])}
+    ops = {name: rust(mods[name]) for name in OWN}
     if loop_name != "trio":
         ops["pyo3-async-runtimes"] = rust(mods["pyo3-async-runtimes"])
     ops["Python"] = python
@@ -257,7 +270,7 @@ def ops_s6(loop_name, mods):
 
         return op
 
-    ops = {OURS: rust(mods[OURS])}
+    ops = {name: rust(mods[name]) for name in OWN}
     if loop_name != "trio":
         ops["pyo3-async-runtimes"] = rust(mods["pyo3-async-runtimes"])
     return ops
@@ -451,7 +464,7 @@ def collect():
         for scenario in ("M1", "M1 own", "M2"):
             row = {}
             for contender in CONTENDERS:
-                if contender not in ("Python", OURS, "pyo3-async 0.3.2") and loop_name == "trio":
+                if contender not in ("Python", *OWN, "pyo3-async 0.3.2") and loop_name == "trio":
                     continue
                 print(f"  {loop_name} {scenario} {contender}...", file=sys.stderr, flush=True)
                 value = spawn(loop_name, scenario, contender)
@@ -464,11 +477,18 @@ def collect():
 
 def ratio(row):
     ours = row.get(OURS)
-    peers = [v for k, v in row.items() if k not in (OURS, "Python") and isinstance(v, (int, float))]
+    peers = [v for k, v in row.items() if k not in (*OWN, "Python") and isinstance(v, (int, float))]
     if ours is None or not peers:
         return None
     best = min(peers)
     return ours / best if best > 0 else None
+
+
+def baseline_ratio(row):
+    ours, before = row.get(OURS), row.get(BASELINE)
+    if ours is None or not before:
+        return None
+    return ours / before
 
 
 def fmt(value):
@@ -480,9 +500,10 @@ def fmt(value):
 
 
 def table(results):
+    extra = [f"ours / @{BASELINE_REVISION}"] if BASELINE else []
     lines = [
-        "| scenario | loop | " + " | ".join(CONTENDERS) + " | ours / best peer |",
-        "|---|---|" + "---|" * len(CONTENDERS) + "---|",
+        "| scenario | loop | " + " | ".join(CONTENDERS + extra) + " | ours / best peer |",
+        "|---|---|" + "---|" * len(CONTENDERS + extra) + "---|",
     ]
     for scenario in SCENARIOS:
         for loop_name in LOOPS:
@@ -490,6 +511,9 @@ def table(results):
             if row is None:
                 continue
             cells = [fmt(row.get(name)) for name in CONTENDERS]
+            if BASELINE:
+                b = baseline_ratio(row)
+                cells.append(f"{b:.3f}" if b else "n/a")
             r = ratio(row) if scenario != "S3 threads" else None
             lines.append(
                 f"| {scenario} | {loop_name} | " + " | ".join(cells) + f" | {fmt(r) if r else 'n/a'} |"
@@ -543,7 +567,10 @@ def main():
         out.write(f"Run by `make bench` on {datetime.date.today()} ({machine}), ")
         out.write(f"{time.monotonic() - started:.0f} s. Medians of {ROUNDS} interleaved rounds after a ")
         out.write(f"{WARM_UP_SECONDS:.0f} s warm-up, one process per loop and scenario. Lower is better; ")
-        out.write("the last column divides pyo3-async by the best other Rust bridge (Python is the floor).\n\n")
+        out.write("the last column divides pyo3-async by the best other Rust bridge (Python is the floor).")
+        if BASELINE:
+            out.write(f" `{BASELINE}` is this crate at that revision, measured in the same processes.")
+        out.write("\n\n")
         for scenario, text in SCENARIOS.items():
             out.write(f"- **{scenario}**: {text}\n")
         out.write("\n" + markdown + "\n\n![ratios](benchmarks.png)\n")

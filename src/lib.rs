@@ -40,7 +40,10 @@ mod glue;
 mod home;
 mod py_to_rust;
 mod rust_to_py;
+mod sync;
 mod task;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod waker;
 
 /// Exports an `async fn` as a Python coroutine function, on any event loop.
@@ -59,6 +62,9 @@ mod waker;
 /// `warn`):
 /// - `asyncio` or `trio`: fix the backend instead of detecting it;
 /// - `allow_threads`: poll with the interpreter released ([`AllowThreads`]);
+/// - `tokio` (feature `tokio`): poll inside the process-wide tokio runtime's context, so tokio
+///   timers and I/O work ([`tokio::in_runtime`]); the `tokio-default`
+///   feature makes this every function's default;
 /// - `generator`: the body returns a `Stream<Item = PyResult<T>>`, exported as an async
 ///   generator ([`AsyncGenerator`]).
 ///
@@ -152,6 +158,18 @@ pub mod __private {
 
     pub fn into_py_result<T, E: Into<PyErr>>(result: Result<T, E>) -> PyResult<T> {
         result.map_err(Into::into)
+    }
+
+    /// `tokio-default`: every exported async function and generator runs in the tokio
+    /// runtime's context; without the feature, nothing changes.
+    #[cfg(feature = "tokio-default")]
+    pub fn by_default<F>(inner: F) -> crate::tokio::InRuntime<F> {
+        crate::tokio::in_runtime(inner)
+    }
+
+    #[cfg(not(feature = "tokio-default"))]
+    pub fn by_default<F>(inner: F) -> F {
+        inner
     }
 
     pub fn flatten_stream<F>(

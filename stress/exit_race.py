@@ -1,7 +1,7 @@
 """Exit safety: processes that leave their event loop while Rust threads still wake coroutines,
 complete and drop `PyFuture`s and spawn Python work. Counts processes that end abnormally
-(CPython kills a thread that attaches while it finalises; in Rust that aborts the process) or
-hang.
+(CPython kills a thread that attaches while it finalises; in Rust that aborts the process),
+hang, or are noisy (a task started during the shutdown reported destroyed while pending).
 
     python stress/exit_race.py [processes] [scenario ...] [--loop asyncio|trio]
 
@@ -121,7 +121,12 @@ def run_child(scenario, loop):
         return "hang"
     if completed.returncode != 0:
         print(completed.stderr[-3000:], file=sys.stderr, flush=True)
-    return completed.returncode
+        return completed.returncode
+    # Tasks that pyo3-async started while the loop shut down, left to die pending.
+    if "was destroyed but it is pending" in completed.stderr:
+        print(completed.stderr[-3000:], file=sys.stderr, flush=True)
+        return "noisy"
+    return 0
 
 
 def main():

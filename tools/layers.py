@@ -14,6 +14,8 @@ import sys
 
 # The layers, bottom-up: each top-level module of `src/` may import only those before it.
 LAYERS = [
+    "sync",
+    "tokio",
     "exit_guard",
     "glue",
     "home",

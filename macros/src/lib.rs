@@ -39,6 +39,8 @@ struct Options {
     backend: Option<TokenStream2>,
     /// `allow_threads`: poll with the interpreter released.
     allow_threads: bool,
+    /// `tokio`: poll inside the tokio runtime's context (feature `tokio` of pyo3-async).
+    tokio: bool,
     /// `generator`: the function returns a stream, exported as an async generator.
     generator: bool,
     /// `name = "..."`, for `__name__` too.
@@ -70,6 +72,7 @@ impl Options {
             }
             ("trio", Meta::Path(_)) => self.backend = Some(quote!(::pyo3_async::Backend::Trio)),
             ("allow_threads", Meta::Path(_)) => self.allow_threads = true,
+            ("tokio", Meta::Path(_)) => self.tokio = true,
             ("generator", Meta::Path(_)) => self.generator = true,
             ("name", Meta::NameValue(value)) => {
                 if let syn::Expr::Lit(syn::ExprLit {
@@ -111,7 +114,7 @@ impl Options {
 }
 
 const UNSUPPORTED: &str = "unsupported option: expected `asyncio`, `trio`, `allow_threads`, \
-    `generator`, or a `#[pyo3::pyfunction]` option (`name`, `signature`, `text_signature`, \
+    `tokio`, `generator`, or a `#[pyo3::pyfunction]` option (`name`, `signature`, `text_signature`, \
     `pass_module`, `crate`, `warn`)";
 
 fn expand_function(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
@@ -275,10 +278,10 @@ fn expand_method(
 
 /// A plain function is PyO3's business, so that one attribute serves a whole module.
 fn pass_through(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
-    if options.backend.is_some() || options.allow_threads || options.generator {
+    if options.backend.is_some() || options.allow_threads || options.tokio || options.generator {
         return Err(Error::new(
             function.sig.fn_token.span(),
-            "`asyncio`, `trio`, `allow_threads` and `generator` apply to `async fn` only",
+            "`asyncio`, `trio`, `allow_threads`, `tokio` and `generator` apply to `async fn` only",
         ));
     }
     let pyo3_options = pyo3_options(&options);
@@ -393,6 +396,7 @@ fn awaitable(
         .map(|backend| quote!(.with_backend(#backend)));
     if options.generator {
         let stream = quote!(::pyo3_async::__private::flatten_stream(#future));
+        let stream = in_runtime(options, stream);
         let stream = if options.allow_threads {
             quote!(::pyo3_async::AllowThreads::new(#stream))
         } else {
@@ -422,7 +426,7 @@ fn awaitable(
         }
         ReturnType::Type(..) => quote!(::pyo3::PyResult::Ok(#future.await)),
     };
-    let future = quote!(async move { #converted });
+    let future = in_runtime(options, quote!(async move { #converted }));
     let future = if options.allow_threads {
         quote!(::pyo3_async::AllowThreads::new(#future))
     } else {
@@ -433,6 +437,16 @@ fn awaitable(
             .with_qualname(#qualname)
             .with_source(::core::file!(), ::core::line!())
             #backend
+    }
+}
+
+/// `future` (or stream) polled in the tokio runtime's context: with the `tokio` option, or by
+/// default under pyo3-async's `tokio-default` feature.
+fn in_runtime(options: &Options, future: TokenStream2) -> TokenStream2 {
+    if options.tokio {
+        quote!(::pyo3_async::tokio::in_runtime(#future))
+    } else {
+        quote!(::pyo3_async::__private::by_default(#future))
     }
 }
 

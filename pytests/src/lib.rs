@@ -2,6 +2,7 @@
 //! each path of the bridge. Every function returns a `Coroutine` or an `AsyncGenerator`.
 
 mod core;
+mod shutdown;
 
 use std::future::poll_fn;
 use std::pin::pin;
@@ -947,5 +948,6 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Coroutine>()?;
     m.add_class::<AsyncGenerator>()?;
     core::register(m)?;
+    shutdown::register(m)?;
     Ok(())
 }

@@ -1,7 +1,16 @@
+import os
 import time
 
 import anyio
 import anyio.lowlevel
+
+# `make stress` (PYO3_ASYNC_STRESS=full) runs the stress-sized scenarios at full size.
+STRESS_FULL = os.environ.get("PYO3_ASYNC_STRESS") == "full"
+
+
+def sized(reduced, full):
+    """A scenario's size: `full` under `make stress`, `reduced` in `make test`."""
+    return full if STRESS_FULL else reduced
 
 
 async def until(condition, passes=10_000):

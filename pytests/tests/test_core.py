@@ -15,6 +15,7 @@ import trio
 import uvloop
 
 import pyo3_async_pytests as t
+from helpers import sized
 
 LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -59,14 +60,14 @@ async def wake_while_the_loop_thread_holds_the_interpreter(backend=None):
 def test_a_waker_never_waits_for_the_interpreter_asyncio(kind):
     loop = NoReaderLoop() if kind == "no_add_reader" else LOOP_FACTORIES[kind]()
     try:
-        for _ in range(20):
+        for _ in range(sized(20, 2000)):
             assert loop.run_until_complete(wake_while_the_loop_thread_holds_the_interpreter()) == "woken"
     finally:
         loop.close()
 
 
 def test_a_waker_never_waits_for_the_interpreter_trio():
-    for _ in range(20):
+    for _ in range(sized(20, 2000)):
         assert trio.run(wake_while_the_loop_thread_holds_the_interpreter, "trio") == "woken"
 
 
@@ -74,10 +75,11 @@ def test_wakeups_on_a_loop_without_add_reader_arrive_from_threads():
     loop = NoReaderLoop()
 
     async def main():
-        return await asyncio.gather(*(t.sleep(0.001, i) for i in range(200)))
+        return await asyncio.gather(*(t.sleep(0.001, i) for i in range(n)))
 
+    n = sized(200, 20_000)
     try:
-        assert loop.run_until_complete(main()) == list(range(200))
+        assert loop.run_until_complete(main()) == list(range(n))
     finally:
         loop.close()
 
@@ -131,7 +133,7 @@ def test_alternating_loops_keep_one_home_each():
         for loop in loops:
             loop.run_until_complete(suspend_once())
         before = open_fds()
-        for _ in range(300):
+        for _ in range(sized(300, 10_000)):
             for loop in loops:
                 assert loop.run_until_complete(suspend_once()) == "ok"
         assert open_fds() <= before + 2, "a loop switch built a new wake signal"

@@ -10,7 +10,7 @@ import pytest
 
 import pyo3_async_pytests as t
 
-from helpers import until_threads
+from helpers import sized, until_threads
 
 REQUEST_ID = contextvars.ContextVar("REQUEST_ID", default="unset")
 
@@ -24,7 +24,7 @@ async def test_a_lone_pyfuture_always_runs_in_the_callers_task(loop_name):
         REQUEST_ID.set(value)
         return value
 
-    for i in range(2000):
+    for i in range(sized(2000, 100_000)):
         await t.sleep(0)  # a wake-up from a tokio thread
         assert await t.await_py(set_id(i)) == i
         assert REQUEST_ID.get() == i, f"await {i} ran in another task"
@@ -48,7 +48,8 @@ async def test_a_generator_step_never_leaves_its_task(loop_name):
                 await anyio.lowlevel.checkpoint()
             yield i
 
-    assert await t.collect_async_iter(scoped_numbers(3000), 16) == list(range(3000))
+    n = sized(3000, 100_000)
+    assert await t.collect_async_iter(scoped_numbers(n), 16) == list(range(n))
 
 
 @pytest.mark.anyio
@@ -70,6 +71,32 @@ async def test_dropping_a_stream_mid_step_lets_aclose_run_to_its_end(loop_name):
 
     assert await t.take_async_iter(slow_cleanup(), 1) == [1]
     await until_threads(lambda: closed == ["cleaned"])
+
+
+@pytest.mark.anyio
+async def test_drops_racing_pulls_always_finish_the_cleanup(loop_name):
+    # The consumer drops the stream after a varying number of items, racing the pump's next
+    # pull on the loop: every generator's cleanup still runs to its end, exactly once.
+    closed = []
+
+    async def numbers(index):
+        try:
+            i = 0
+            while True:
+                await anyio.lowlevel.checkpoint()
+                yield i
+                i += 1
+        finally:
+            await anyio.lowlevel.checkpoint()
+            closed.append(index)
+
+    rounds = sized(200, 10_000)
+    for index in range(rounds):
+        # At least one item: a generator that never started has no cleanup to run.
+        wanted = 1 + index % 7
+        assert await t.take_async_iter(numbers(index), wanted) == list(range(wanted))
+    await until_threads(lambda: len(closed) == rounds)
+    assert sorted(closed) == list(range(rounds))
 
 
 @pytest.mark.anyio

@@ -17,23 +17,35 @@ use crate::task::{Canceller, Completion, TaskSlot};
 pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
     let py = event_loop.py();
     let (home, created) = home::find_or_create(event_loop, || {
-        event_loop.getattr(intern!(py, "call_soon_threadsafe"))
+        Ok(home::Parts {
+            threadsafe: event_loop.getattr(intern!(py, "call_soon_threadsafe"))?,
+            record: Some(glue::asyncio_shutdown(py)?.call0()?),
+        })
     })?;
     if created {
         // A loop that refuses (closed) drops the watcher, and the home dies with it.
         let drain = home.drain_callable(py, true)?;
         let watch = glue::watch_asyncio(py)?;
         let fd = home.watched_fd();
+        let shutdown = shutdown_of(py, &home);
         let _ = if running_here(py, &home) {
-            watch.call1((event_loop, fd, drain))
+            watch.call1((event_loop, fd, drain, shutdown))
         } else {
             event_loop.call_method1(
                 intern!(py, "call_soon_threadsafe"),
-                (watch, event_loop, fd, drain),
+                (watch, event_loop, fd, drain, shutdown),
             )
         };
     }
     Ok(home)
+}
+
+/// The home's `AsyncioShutdown` record (see `helpers.py`).
+fn shutdown_of<'py>(py: Python<'py>, home: &Home) -> Bound<'py, PyAny> {
+    home.record().map_or_else(
+        || py.None().into_bound(py),
+        |record| record.bind(py).clone(),
+    )
 }
 
 /// Whether this thread runs `home`'s loop right now.
@@ -61,7 +73,8 @@ pub(crate) fn start(
     }
     let start = glue::start_asyncio_task(py)?;
     let slot = slot.handle(py, canceller)?;
-    let args = (event_loop, awaitable, context, completion, slot).into_pyobject(py)?;
+    let shutdown = shutdown_of(py, home);
+    let args = (shutdown, event_loop, awaitable, context, completion, slot).into_pyobject(py)?;
     home.call(running_here(py, home), start, args)
 }
 

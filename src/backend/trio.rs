@@ -15,8 +15,12 @@ use crate::task::{Canceller, Completion, TaskSlot};
 /// The home of a trio run (by its token); a new one watches its signal from a system task.
 pub(crate) fn home(token: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
     let py = token.py();
-    let (home, created) =
-        home::find_or_create(token, || token.getattr(intern!(py, "run_sync_soon")))?;
+    let (home, created) = home::find_or_create(token, || {
+        Ok(home::Parts {
+            threadsafe: token.getattr(intern!(py, "run_sync_soon"))?,
+            record: None,
+        })
+    })?;
     if created {
         // A finished run refuses (`RunFinishedError`) and drops the watcher: the home dies.
         let drain = home.drain_callable(py, true)?;

@@ -6,6 +6,7 @@ home) instead of raising: an exception there would be lost (asyncio) or crash th
 
 import asyncio
 import sys
+import weakref
 
 
 async def await_awaitable(awaitable):
@@ -30,11 +31,16 @@ else:
         return context.run(loop.create_task, awaitable)
 
 
-def start_asyncio_task(loop, awaitable, context, completion, slot):
-    """On the loop thread: runs `awaitable` as a task reporting to `completion`."""
+def start_asyncio_task(shutdown, loop, awaitable, context, completion, slot):
+    """On the loop thread: runs `awaitable` as a task reporting to `completion`; refused once
+    the loop shuts down (`shutdown`: its `AsyncioShutdown`)."""
     if slot.cancel_requested:
         close_unstarted(awaitable)
         completion.cancelled_before_start()
+        return
+    if shutdown.closing:
+        close_unstarted(awaitable)
+        completion.set_exception(RuntimeError(SHUTTING_DOWN))
         return
     try:
         if not asyncio.iscoroutine(awaitable):
@@ -45,7 +51,70 @@ def start_asyncio_task(loop, awaitable, context, completion, slot):
         completion.set_exception(exc)
         return
     task.add_done_callback(completion)
+    shutdown.track(task)
     slot.attach_asyncio(task)
+
+
+SHUTTING_DOWN = (
+    "the event loop is shutting down (asyncio.run is finishing): no new Python work starts on it"
+)
+
+
+class AsyncioShutdown:
+    """One per asyncio loop: the tasks pyo3-async started on it, and whether it shuts down.
+
+    `asyncio.run` (and `uvloop.run`, `asyncio.Runner`) cancel the tasks that exist when the
+    main coroutine returns, then close the loop's async generators, then close the loop. Work
+    that Rust threads send meanwhile would start tasks that nobody cancels, which die pending
+    with the loop ("Task was destroyed but it is pending!"). A sentinel async generator,
+    registered with the loop like any other, tells us when the generators are closed: from
+    then on new tasks are refused (their `PyFuture` fails with a clear error), and the tasks
+    still running are cancelled and awaited, as `asyncio.run` does for its own.
+    """
+
+    __slots__ = ("closing", "tasks", "sentinel", "__weakref__")
+
+    def __init__(self):
+        self.closing = False
+        self.tasks = set()
+        self.sentinel = None
+
+    def track(self, task):
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def watch(self):
+        """On the loop thread, inside the loop's run (its async generator hooks installed):
+        starts the sentinel, which lives as long as this record (the loop's home). A loop
+        closed without `shutdown_asyncgens()` just drops it; the sentinel holds the record
+        weakly, so that they form no cycle."""
+        if self.sentinel is not None:
+            return
+        self.sentinel = _shutdown_sentinel(weakref.ref(self))
+        try:
+            self.sentinel.asend(None).send(None)
+        except StopIteration:
+            pass
+
+    async def close(self):
+        self.closing = True
+        tasks = [task for task in self.tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+asyncio_shutdown = AsyncioShutdown  # the accessor's name (glue::asyncio_shutdown)
+
+
+async def _shutdown_sentinel(shutdown):
+    try:
+        yield
+    finally:
+        shutdown = shutdown()
+        if shutdown is not None:
+            await shutdown.close()
 
 
 def attach_asyncio_future(future, completion, slot):
@@ -84,8 +153,10 @@ def start_trio_task(awaitable, context, completion, scope):
         completion.set_exception(exc)
 
 
-def watch_asyncio(loop, fd, drain):
-    """On the loop thread: the loop drains the home's queue when its socket is readable."""
+def watch_asyncio(loop, fd, drain, shutdown):
+    """On the loop thread: the loop drains the home's queue when its socket is readable, and
+    `shutdown` learns when the loop shuts down."""
+    shutdown.watch()
     try:
         loop.add_reader(fd, drain)
     except BaseException:  # no `add_reader` (Proactor, custom loops), or closed meanwhile

@@ -98,6 +98,10 @@ helper!(
     start_asyncio_task
 );
 helper!(
+    /// `AsyncioShutdown`: a new record of an asyncio loop's tasks and shutdown.
+    asyncio_shutdown
+);
+helper!(
     /// Runs an awaitable as a trio system task reporting to a completion.
     start_trio_task
 );

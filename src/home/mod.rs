@@ -21,16 +21,18 @@
 //! streams — ends at once, without the garbage collector.
 
 pub(crate) mod forwarder;
+pub(crate) mod queue;
 pub(crate) mod registry;
 pub(crate) mod signal;
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 use self::forwarder::Forward;
+use self::queue::{Pushed, Queue, Route};
 use self::registry::{Keyed, Registry};
 use self::signal::Signal;
 
@@ -46,6 +48,8 @@ pub(crate) trait Dependent: Send + Sync {
 }
 
 /// A registered dependent, held weakly: it ends when the loop dies, if it still exists.
+/// (Boxed: a coroutine's driver is already unsized, so its `Weak` cannot become a
+/// `Weak<dyn Dependent>`.)
 trait Registered: Send {
     fn alive(&self) -> bool;
     fn loop_died(&self, py: Python<'_>);
@@ -68,47 +72,46 @@ pub(crate) struct Home {
     event_loop: Py<PyAny>,
     /// `loop.call_soon_threadsafe` or `token.run_sync_soon`: how the forwarder gets in.
     threadsafe: Py<PyAny>,
+    /// What the backend's Python side keeps of this loop, if anything (asyncio: the tasks it
+    /// started and whether the loop shuts down).
+    record: Option<Py<PyAny>>,
     signal: Signal,
-    state: Mutex<State>,
+    queue: Queue<Job>,
+    /// Taken before the queue's lock when both are needed (see [`Home::depend`]).
+    dependents: Mutex<Dependents>,
 }
 
-struct State {
-    jobs: Vec<Job>,
-    route: Route,
-    dependents: Vec<Box<dyn Registered>>,
+struct Dependents {
+    list: Vec<Box<dyn Registered>>,
     /// Ended dependents are swept out when the list reaches this length.
     sweep_at: usize,
 }
 
-/// How pushed jobs reach the loop.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Route {
-    /// The loop watches the signal.
-    Signal,
-    /// Through the forwarder thread and the loop's thread-safe entry point.
-    Forward,
-    /// The loop died: jobs are dropped.
-    Dead,
-}
-
 impl Home {
-    fn new(event_loop: Py<PyAny>, threadsafe: Py<PyAny>) -> std::io::Result<Self> {
+    fn new(
+        event_loop: Py<PyAny>,
+        threadsafe: Py<PyAny>,
+        record: Option<Py<PyAny>>,
+    ) -> std::io::Result<Self> {
         Ok(Home {
             event_loop,
             threadsafe,
+            record,
             signal: Signal::new()?,
-            state: Mutex::new(State {
-                jobs: Vec::new(),
-                route: Route::Signal,
-                dependents: Vec::new(),
+            queue: Queue::new(),
+            dependents: Mutex::new(Dependents {
+                list: Vec::new(),
                 sweep_at: 64,
             }),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics under the lock, but a poisoned state is still valid.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn wake(self: &Arc<Self>, route: Route) {
+        match route {
+            Route::Signal => self.signal.raise(),
+            Route::Forward => forwarder::kick(Arc::clone(self) as Arc<dyn Forward>),
+            Route::Dead => {}
+        }
     }
 
     /// The asyncio loop, or the trio run's token.
@@ -116,26 +119,18 @@ impl Home {
         &self.event_loop
     }
 
+    /// What the backend keeps of this loop on the Python side (see [`Parts`]).
+    pub(crate) fn record(&self) -> Option<&Py<PyAny>> {
+        self.record.as_ref()
+    }
+
     /// Runs `job` on the loop's thread, soon. Any thread, attached or not; never waits for the
     /// interpreter. A dead loop drops the job (after the lock is released).
     pub(crate) fn run(self: &Arc<Self>, job: Job) {
-        let (route, dropped) = {
-            let mut state = self.lock();
-            match state.route {
-                Route::Dead => (Route::Dead, Some(job)),
-                route => {
-                    state.jobs.push(job);
-                    if state.jobs.len() > 1 {
-                        return;
-                    }
-                    (route, None)
-                }
-            }
-        };
-        match route {
-            Route::Signal => self.signal.raise(),
-            Route::Forward => forwarder::kick(Arc::clone(self) as Arc<dyn Forward>),
-            Route::Dead => drop(dropped),
+        match self.queue.push(job) {
+            Pushed::Queued => {}
+            Pushed::Wake(route) => self.wake(route),
+            Pushed::Refused(job) => drop(job),
         }
     }
 
@@ -158,27 +153,34 @@ impl Home {
     }
 
     /// Registers `dependent` to end when the loop dies (at once, if it is dead already).
+    ///
+    /// Whether the loop is dead is read under the dependents' lock: [`die`](Home::die) marks
+    /// the queue dead before it takes the dependents, so a dependent either sees the death
+    /// here or is among those `die` takes.
     pub(crate) fn depend<T: ?Sized + Dependent + 'static>(
         &self,
         py: Python<'_>,
         dependent: Weak<T>,
     ) {
-        let mut state = self.lock();
-        if state.route == Route::Dead {
-            drop(state);
+        let mut dependents = self
+            .dependents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.queue.route() == Route::Dead {
+            drop(dependents);
             dependent.loop_died(py);
             return;
         }
-        if state.dependents.len() >= state.sweep_at {
-            state.dependents.retain(|dependent| dependent.alive());
-            state.sweep_at = (2 * state.dependents.len()).max(64);
+        if dependents.list.len() >= dependents.sweep_at {
+            dependents.list.retain(|dependent| dependent.alive());
+            dependents.sweep_at = (2 * dependents.list.len()).max(64);
         }
-        state.dependents.push(Box::new(dependent));
+        dependents.list.push(Box::new(dependent));
     }
 
     /// Whether the loop died.
     pub(crate) fn is_dead(&self) -> bool {
-        self.lock().route == Route::Dead
+        self.queue.route() == Route::Dead
     }
 
     /// The loop's thread: runs every queued job. A job failing with a `BaseException` that is
@@ -188,8 +190,7 @@ impl Home {
         // Signal first, then the queue: a job pushed after the queue was taken raises a new
         // signal, so none is left behind.
         self.signal.clear();
-        let batch = std::mem::take(&mut self.lock().jobs);
-        let mut batch = batch.into_iter();
+        let mut batch = self.queue.take().into_iter();
         while let Some(job) = batch.next() {
             // A panic must not unwind into the loop's callback machinery.
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(py)));
@@ -205,49 +206,29 @@ impl Home {
     }
 
     /// Puts undelivered jobs back at the front of the queue.
-    fn requeue(self: &Arc<Self>, mut jobs: Vec<Job>) {
-        if jobs.is_empty() {
-            return;
-        }
-        let route = {
-            let mut state = self.lock();
-            if state.route == Route::Dead {
-                return;
-            }
-            jobs.append(&mut state.jobs);
-            state.jobs = jobs;
-            state.route
-        };
-        match route {
-            Route::Signal => self.signal.raise(),
-            Route::Forward => forwarder::kick(Arc::clone(self) as Arc<dyn Forward>),
-            Route::Dead => {}
+    fn requeue(self: &Arc<Self>, jobs: Vec<Job>) {
+        if let Some(route) = self.queue.requeue(jobs) {
+            self.wake(route);
         }
     }
 
     /// The loop's thread: the signal is no longer watched, the loop still runs. Queued jobs
     /// are delivered now, later ones through the forwarder.
     fn stop_watching(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
-        {
-            let mut state = self.lock();
-            if state.route == Route::Signal {
-                state.route = Route::Forward;
-            }
-        }
+        self.queue.stop_watching();
         self.drain(py)
     }
 
     /// The loop is gone: jobs are dropped, dependents end.
     pub(crate) fn die(&self, py: Python<'_>) {
-        let (jobs, dependents) = {
-            let mut state = self.lock();
-            state.route = Route::Dead;
-            (
-                std::mem::take(&mut state.jobs),
-                std::mem::take(&mut state.dependents),
-            )
-        };
-        drop(jobs);
+        drop(self.queue.die());
+        let dependents = std::mem::take(
+            &mut self
+                .dependents
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .list,
+        );
         for dependent in dependents {
             dependent.loop_died(py);
         }
@@ -317,7 +298,7 @@ impl Drop for Drain {
     /// The loop let go of its watcher without saying it stops watching: it closed (asyncio)
     /// or the run ended (trio).
     fn drop(&mut self) {
-        if self.watching && self.home.lock().route == Route::Signal {
+        if self.watching && self.home.queue.route() == Route::Signal {
             Python::try_attach(|py| self.home.die(py));
         }
     }
@@ -335,17 +316,30 @@ thread_local! {
 
 static HOMES: Registry<Home> = Registry::new(&LAST_HOME);
 
+/// What a backend gives a new home of its loop.
+pub(crate) struct Parts<'py> {
+    /// The loop's thread-safe entry point (`call_soon_threadsafe`, `run_sync_soon`): how the
+    /// forwarder reaches it.
+    pub(crate) threadsafe: Bound<'py, PyAny>,
+    /// The backend's Python-side record of the loop, kept as long as the home.
+    pub(crate) record: Option<Bound<'py, PyAny>>,
+}
+
 /// The home of `event_loop` (an asyncio loop, or a trio token), and whether it was created
-/// now: a new home is not watched yet, `threadsafe` (the loop's thread-safe entry point) tells
-/// how the forwarder reaches it.
+/// now: a new home is not watched yet; `parts` makes what a new one needs.
 pub(crate) fn find_or_create<'py>(
     event_loop: &Bound<'py, PyAny>,
-    threadsafe: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+    parts: impl FnOnce() -> PyResult<Parts<'py>>,
 ) -> PyResult<(Arc<Home>, bool)> {
     HOMES.find_or_create(event_loop, || {
         crate::exit_guard::install(event_loop.py());
-        let threadsafe = threadsafe()?;
-        Home::new(event_loop.clone().unbind(), threadsafe.unbind()).map_err(|err| {
+        let Parts { threadsafe, record } = parts()?;
+        Home::new(
+            event_loop.clone().unbind(),
+            threadsafe.unbind(),
+            record.map(Bound::unbind),
+        )
+        .map_err(|err| {
             pyo3::exceptions::PyOSError::new_err(format!("cannot create a wake signal: {err}"))
         })
     })

@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn every_poll_lends_a_waker_no_kept_one_will_wake() {
-        let waiter = Waiter::new();
+        let waiter = Waiter::<crate::backend::Wakeup>::new();
         let (first, _) = PollWaker::run(Some(&waiter), |waker| waker.clone());
         let ((), report) = PollWaker::run(Some(&waiter), |waker| {
             // A future that keeps the waker of an earlier poll must replace it: it can tell.

@@ -1,29 +1,42 @@
 //! The waker of an exported awaitable: remembers whether the task is being polled or parked
 //! on its event loop, and turns `wake` into exactly one wake-up per suspension.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::Wake;
 
 use crate::backend::{Abort, Suspend, Wakeup};
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
+
+/// What gets a parked task running again: a backend's [`Wakeup`] (or, in the model checks, a
+/// counter).
+pub(crate) trait Deliver: Send + Sync + 'static {
+    /// From any thread, never waiting for the interpreter.
+    fn deliver(self);
+}
+
+impl Deliver for Wakeup {
+    fn deliver(self) {
+        Wakeup::deliver(self);
+    }
+}
 
 /// Shared between an awaitable (on the loop thread) and every clone of its waker (anywhere).
 ///
 /// Critical sections never call into Python and never drop Python objects: a waker may run on
 /// any thread, including the loop thread while it holds the interpreter, so the lock is only
 /// ever held for a state change. The wake-up itself is delivered after unlocking.
-pub(crate) struct Waiter {
-    state: Mutex<State>,
+pub(crate) struct Waiter<W = Wakeup> {
+    state: Mutex<State<W>>,
     /// Set once the future has been told about a cancellation (it handles cancellation
     /// itself): later cancellations must not abort the wait, the future decides when it ends.
     cancel_delivered: AtomicBool,
 }
 
-enum State {
+enum State<W> {
     /// The future is being polled; `woken` records a wake that arrives meanwhile.
     Polling { woken: bool },
     /// The task is suspended on its loop; the first wake delivers this.
-    Parked(Wakeup),
+    Parked(W),
     /// The wake-up for the current suspension has been delivered (or is in flight).
     Woken,
     /// trio aborted the suspension: the task resumes with `Cancelled` and must never be
@@ -33,7 +46,7 @@ enum State {
     Closed,
 }
 
-impl Waiter {
+impl<W: Deliver> Waiter<W> {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Waiter {
             state: Mutex::new(State::Polling { woken: false }),
@@ -41,14 +54,14 @@ impl Waiter {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<W>> {
         // No code that can panic runs under the lock, but a poisoned state is still valid.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Swaps the state; the lock is released before the previous state (and any Python
     /// object in it) is dropped by the caller.
-    fn replace(&self, new: State) -> State {
+    fn replace(&self, new: State<W>) -> State<W> {
         std::mem::replace(&mut *self.lock(), new)
     }
 
@@ -59,7 +72,7 @@ impl Waiter {
 
     /// Parks after a poll returned `Pending`. Gives the wake-up back if the future was woken
     /// during the poll: the caller must then make the loop resume the task at once.
-    pub(crate) fn park(&self, wakeup: Wakeup) -> Result<(), Wakeup> {
+    pub(crate) fn park(&self, wakeup: W) -> Result<(), W> {
         let mut state = self.lock();
         match *state {
             State::Polling { woken: false } => {
@@ -118,7 +131,7 @@ impl Abort for Waiter {
     }
 }
 
-impl Wake for Waiter {
+impl<W: Deliver> Wake for Waiter<W> {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -150,7 +163,7 @@ mod tests {
 
     #[test]
     fn wakes_during_a_poll_are_remembered_until_the_next_poll() {
-        let waiter = Waiter::new();
+        let waiter = Waiter::<Wakeup>::new();
         let waker = Waker::from(Arc::clone(&waiter));
         assert!(!waiter.woken_during_poll());
         waker.wake_by_ref();
@@ -162,7 +175,7 @@ mod tests {
 
     #[test]
     fn nothing_to_abort_unless_parked() {
-        let waiter = Waiter::new();
+        let waiter = Waiter::<Wakeup>::new();
         assert!(!waiter.abort(), "polling: no suspension to abort");
         waiter.close();
         assert!(!waiter.abort(), "closed: no suspension to abort");
@@ -170,7 +183,7 @@ mod tests {
 
     #[test]
     fn wakes_after_close_are_ignored_from_any_thread() {
-        let waiter = Waiter::new();
+        let waiter = Waiter::<Wakeup>::new();
         let waker = Waker::from(Arc::clone(&waiter));
         waiter.close();
         std::thread::scope(|scope| {
@@ -184,5 +197,109 @@ mod tests {
             }
         });
         assert!(!waiter.woken_during_poll());
+    }
+}
+
+/// Every interleaving of a suspension's poll, park, wakes and abort (trio), checked by loom:
+/// each suspension gets exactly one wake-up, or is abandoned by an abort, never both, never
+/// none.
+#[cfg(all(test, pyo3_async_loom))]
+mod loom_tests {
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::thread;
+
+    use super::{Deliver, Waiter};
+
+    /// A wake-up that counts its deliveries.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Deliver for Counted {
+        fn deliver(self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The poll's end: park, or resume at once when woken during the poll (the caller
+    /// delivers the wake-up it got back).
+    fn park(waiter: &Waiter<Counted>, delivered: &Arc<AtomicUsize>) {
+        if let Err(wakeup) = waiter.park(Counted(Arc::clone(delivered))) {
+            wakeup.deliver();
+        }
+    }
+
+    #[test]
+    fn loom_a_wake_racing_the_poll_is_delivered_once() {
+        loom::model(|| {
+            let waiter = Waiter::<Counted>::new();
+            let delivered = Arc::new(AtomicUsize::new(0));
+            waiter.begin_poll();
+            let waker = {
+                let waiter = Arc::clone(&waiter);
+                thread::spawn(move || waiter.wake_by_ref())
+            };
+            park(&waiter, &delivered);
+            waker.join().unwrap();
+            assert_eq!(delivered.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    #[test]
+    fn loom_two_wakers_deliver_one_wake_up() {
+        loom::model(|| {
+            let waiter = Waiter::<Counted>::new();
+            let delivered = Arc::new(AtomicUsize::new(0));
+            waiter.begin_poll();
+            let wakers: Vec<_> = (0..2)
+                .map(|_| {
+                    let waiter = Arc::clone(&waiter);
+                    thread::spawn(move || waiter.wake_by_ref())
+                })
+                .collect();
+            park(&waiter, &delivered);
+            for waker in wakers {
+                waker.join().unwrap();
+            }
+            assert_eq!(delivered.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    #[test]
+    fn loom_an_abort_racing_a_wake_wins_or_loses_whole() {
+        loom::model(|| {
+            let waiter = Waiter::<Counted>::new();
+            let delivered = Arc::new(AtomicUsize::new(0));
+            waiter.begin_poll();
+            park(&waiter, &delivered);
+            let waker = {
+                let waiter = Arc::clone(&waiter);
+                thread::spawn(move || waiter.wake_by_ref())
+            };
+            let aborted = waiter.abort();
+            waker.join().unwrap();
+            assert_eq!(usize::from(aborted) + delivered.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    #[test]
+    fn loom_wakes_after_close_are_ignored() {
+        loom::model(|| {
+            let waiter = Waiter::<Counted>::new();
+            let delivered = Arc::new(AtomicUsize::new(0));
+            waiter.begin_poll();
+            park(&waiter, &delivered);
+            let waker = {
+                let waiter = Arc::clone(&waiter);
+                thread::spawn(move || waiter.wake_by_ref())
+            };
+            // The wake-up resumes the task, whose next poll finishes the awaitable.
+            waker.join().unwrap();
+            waiter.begin_poll();
+            waiter.close();
+            waiter.wake_by_ref();
+            assert_eq!(delivered.load(Ordering::SeqCst), 1);
+        });
     }
 }
