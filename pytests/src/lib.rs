@@ -3,6 +3,7 @@
 
 mod core;
 mod shutdown;
+mod with_tokio;
 
 use std::future::poll_fn;
 use std::pin::pin;
@@ -949,5 +950,6 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AsyncGenerator>()?;
     core::register(m)?;
     shutdown::register(m)?;
+    with_tokio::register(m)?;
     Ok(())
 }

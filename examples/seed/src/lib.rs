@@ -4,7 +4,6 @@
 //!
 //! Build it with maturin (`make demo` does) and run `examples/seed/demo.py`.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::Stream;
@@ -22,15 +21,10 @@ fn example(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-fn tokio() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Runtime::new().expect("a tokio runtime"))
-}
-
+/// A tokio timer. Polled inside pyo3-async's tokio runtime (the `tokio` option below), it runs
+/// on the Python loop that awaits it: no spawn, and a cancelled Python side drops the timer.
 async fn sleep(seconds: u64) {
-    let sleep = async move { tokio::time::sleep(Duration::from_secs(seconds)).await };
-    // The timer runs on tokio; the Python event loop only waits for its wake-up.
-    let _ = tokio().spawn(sleep).await;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
 }
 
 fn count(until: i32, tick: u64) -> impl Stream<Item = PyResult<i32>> + Send {
@@ -43,14 +37,15 @@ fn count(until: i32, tick: u64) -> impl Stream<Item = PyResult<i32>> + Send {
     })
 }
 
-// Works with async function, on any event loop (detected when it first suspends)
-#[pyfunction]
+// Works with async function, on any event loop (detected when it first suspends); `tokio`
+// polls it inside the tokio runtime's context, for tokio's timer
+#[pyfunction(tokio)]
 async fn sleep_asyncio(seconds: u64) {
     sleep(seconds).await;
 }
 
 // Specify Python async backend and GIL release
-#[pyfunction(trio, allow_threads)]
+#[pyfunction(trio, allow_threads, tokio)]
 async fn sleep_trio(seconds: u64) {
     sleep(seconds).await;
 }
@@ -58,17 +53,18 @@ async fn sleep_trio(seconds: u64) {
 // Coroutine can be manually instantiated
 #[pyfunction]
 fn sleep_sniffio(seconds: u64) -> pyo3_async::Coroutine {
-    pyo3_async::Coroutine::new(async move {
+    pyo3_async::Coroutine::new(pyo3_async::tokio::in_runtime(async move {
         sleep(seconds).await;
         PyResult::Ok(())
-    })
+    }))
 }
 
 // A tokio task awaits a Python task
 #[pyfunction]
 fn spawn_future(fut: &Bound<'_, PyAny>) -> PyResult<()> {
     let fut = pyo3_async::PyFuture::from_future(fut)?;
-    tokio().spawn(async move {
+    // Detached on purpose: the Python task goes on whatever happens to this call.
+    pyo3_async::tokio::handle().spawn(async move {
         match fut.await {
             Ok(_) => println!("task done"),
             Err(err) => eprintln!("task failed: {err}"),
@@ -78,12 +74,12 @@ fn spawn_future(fut: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 // Streams are async generators
-#[pyfunction(asyncio, generator)]
+#[pyfunction(asyncio, generator, tokio)]
 async fn count_asyncio(until: i32, tick: u64) -> impl Stream<Item = PyResult<i32>> + Send {
     count(until, tick)
 }
 
-#[pyfunction(trio, generator)]
+#[pyfunction(trio, generator, tokio)]
 async fn count_trio(until: i32, tick: u64) -> impl Stream<Item = PyResult<i32>> + Send {
     count(until, tick)
 }

@@ -1,0 +1,130 @@
+//! The `tokio` feature (test_tokio.py): tokio timers and sockets in futures the Python loop
+//! drives, and cancellation that reaches everything they own.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Guards alive inside cancelled work: each counts itself while it exists.
+static ALIVE: AtomicUsize = AtomicUsize::new(0);
+/// Ticks of `ticker`s (inline or spawned): they stop when their work is dropped.
+static TICKS: AtomicUsize = AtomicUsize::new(0);
+
+struct Alive;
+
+impl Alive {
+    fn new() -> Self {
+        ALIVE.fetch_add(1, Ordering::SeqCst);
+        Alive
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        ALIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A tokio timer, polled by the Python loop inside the runtime's context: no spawn.
+#[pyo3_async::pyfunction(tokio)]
+async fn tokio_sleep(seconds: f64, value: Py<PyAny>) -> Py<PyAny> {
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    value
+}
+
+/// A `tokio::net` round trip on 127.0.0.1: a listener, a client, an echo.
+#[pyo3_async::pyfunction(tokio)]
+async fn tokio_echo(payload: Vec<u8>) -> PyResult<Vec<u8>> {
+    let io = |err: std::io::Error| PyOSError::new_err(err.to_string());
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
+    let address = listener.local_addr().map_err(io)?;
+    let server = async {
+        let (mut socket, _) = listener.accept().await?;
+        let mut received = Vec::new();
+        socket.read_to_end(&mut received).await?;
+        socket.write_all(&received).await?;
+        std::io::Result::Ok(())
+    };
+    let client = async {
+        let mut socket = TcpStream::connect(address).await?;
+        socket.write_all(&payload).await?;
+        socket.shutdown().await?;
+        let mut echoed = Vec::new();
+        socket.read_to_end(&mut echoed).await?;
+        std::io::Result::Ok(echoed)
+    };
+    let (served, echoed) = tokio::join!(server, client);
+    served.map_err(io)?;
+    echoed.map_err(io)
+}
+
+/// Ticks every millisecond on a tokio timer, for ever, owning an `Alive` guard: cancelled
+/// from Python, the future and the guard are dropped.
+#[pyo3_async::pyfunction(tokio)]
+async fn tokio_ticker() {
+    let _alive = Alive::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        TICKS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The same ticker as a task on tokio's workers, through `pyo3_async::tokio::spawn`:
+/// cancelling the Python side drops the handle, which aborts the task.
+#[pyo3_async::pyfunction]
+async fn spawned_ticker() -> PyResult<()> {
+    pyo3_async::tokio::spawn(async {
+        let _alive = Alive::new();
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            TICKS.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await
+}
+
+/// A spawned task that panics: a `PanicException` for the awaiting Python code.
+#[pyo3_async::pyfunction]
+async fn spawned_panic() -> PyResult<()> {
+    pyo3_async::tokio::spawn(async { panic!("boom on a tokio worker") }).await
+}
+
+/// Items from a tokio interval, as an async generator polled in the runtime's context.
+#[pyo3_async::pyfunction(tokio, generator)]
+async fn tokio_interval(count: u32) -> impl futures::Stream<Item = PyResult<u32>> + Send {
+    let interval = tokio::time::interval(Duration::from_millis(1));
+    futures::stream::unfold((0, interval), move |(i, mut interval)| async move {
+        if i == count {
+            return None;
+        }
+        interval.tick().await;
+        Some((Ok(i), (i + 1, interval)))
+    })
+}
+
+/// How many `Alive` guards exist, and how many ticks happened.
+#[pyfunction]
+fn tokio_alive() -> usize {
+    ALIVE.load(Ordering::SeqCst)
+}
+
+#[pyfunction]
+fn tokio_ticks() -> usize {
+    TICKS.load(Ordering::SeqCst)
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(tokio_sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(tokio_echo, m)?)?;
+    m.add_function(wrap_pyfunction!(tokio_ticker, m)?)?;
+    m.add_function(wrap_pyfunction!(spawned_ticker, m)?)?;
+    m.add_function(wrap_pyfunction!(spawned_panic, m)?)?;
+    m.add_function(wrap_pyfunction!(tokio_interval, m)?)?;
+    m.add_function(wrap_pyfunction!(tokio_alive, m)?)?;
+    m.add_function(wrap_pyfunction!(tokio_ticks, m)?)?;
+    Ok(())
+}
