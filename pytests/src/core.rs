@@ -14,7 +14,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyModule;
 use pyo3_async::{AsyncGenerator, Coroutine, EventLoop, PyContext, PyFuture};
 
-use crate::{tokio, Trigger};
+use crate::tokio;
+use crate::wakers::Trigger;
 
 /// A lock of "another library" (event-listener, async-channel and smol wake while holding
 /// theirs): a thread fires `trigger` while holding it, and this thread — attached to the

@@ -137,7 +137,7 @@ async def test_exceptions_show_the_rust_function_in_tracebacks():
     assert raised.value is error
     frames = traceback.extract_tb(raised.value.__traceback__)
     assert frames[-1].name == "macro_fail"
-    assert frames[-1].filename.endswith("lib.rs")
+    assert frames[-1].filename.endswith("pytests/src/macros.rs")
     with pytest.raises(ValueError) as raised:
         await m.Account(0).withdraw(1)
     assert traceback.extract_tb(raised.value.__traceback__)[-1].name == "withdraw"
