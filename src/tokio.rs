@@ -43,8 +43,9 @@ use ::tokio::runtime::{Builder, Handle, Runtime};
 use futures::Stream;
 use pin_project_lite::pin_project;
 use pyo3::exceptions::asyncio::CancelledError;
-use pyo3::panic::PanicException;
 use pyo3::PyResult;
+
+use crate::rust_to_py::errors::panic_exception;
 
 /// The process-wide runtime: one the crate built (and owns), or a handle of the user's.
 enum Chosen {
@@ -226,13 +227,7 @@ impl<T> Future for JoinHandle<T> {
         Pin::new(&mut self.task).poll(cx).map(|joined| {
             joined.map_err(|err| {
                 if err.is_panic() {
-                    let payload = err.into_panic();
-                    let message = payload
-                        .downcast_ref::<&str>()
-                        .map(|text| (*text).to_owned())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a tokio task panicked".to_owned());
-                    PanicException::new_err(message)
+                    panic_exception(err.into_panic())
                 } else {
                     CancelledError::new_err("the tokio task was aborted")
                 }

@@ -15,7 +15,6 @@ import sys
 # The layers, bottom-up: each top-level module of `src/` may import only those before it.
 LAYERS = [
     "sync",
-    "tokio",
     "exit_guard",
     "glue",
     "home",
@@ -25,6 +24,7 @@ LAYERS = [
     "delegation",
     "rust_to_py",
     "py_to_rust",
+    "tokio",
 ]
 
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"

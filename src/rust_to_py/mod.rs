@@ -5,7 +5,7 @@ mod async_generator;
 mod cancel_handle;
 mod coroutine;
 mod driver;
-mod errors;
+pub(crate) mod errors;
 mod future_cell;
 mod pollable;
 mod send_slot;
