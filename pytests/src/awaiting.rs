@@ -103,16 +103,20 @@ fn spawn_from_tokio(py: Python<'_>, awaitable: Py<PyAny>) -> PyResult<Coroutine>
 /// called on the loop thread (`EventLoop::spawn_with`).
 #[pyfunction]
 fn spawn_with_from_tokio(py: Python<'_>, coroutine_function: Py<PyAny>) -> PyResult<Coroutine> {
-    let event_loop = EventLoop::current(py)?;
+    Ok(spawn_with_on(EventLoop::current(py)?, coroutine_function))
+}
+
+/// From a tokio task, `event_loop.spawn_with(coroutine_function)`; its result, awaitable.
+pub(crate) fn spawn_with_on(event_loop: EventLoop, coroutine_function: Py<PyAny>) -> Coroutine {
     let task = tokio().spawn(async move {
         event_loop
             .spawn_with(move |py| coroutine_function.bind(py).call0())
             .await
     });
-    Ok(Coroutine::new(async move {
+    Coroutine::new(async move {
         task.await
             .map_err(|err| PyValueError::new_err(err.to_string()))?
-    }))
+    })
 }
 
 /// Collects every item of a Python async iterable through `PyAsyncIter`, consumed on tokio.

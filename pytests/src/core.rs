@@ -9,11 +9,12 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 use pyo3_async::{AsyncGenerator, Coroutine, EventLoop, PyContext, PyFuture};
 
+use crate::awaiting::spawn_with_on;
 use crate::tokio;
 use crate::wakers::Trigger;
 
@@ -138,15 +139,7 @@ fn spawn_with_context(
     if capture {
         event_loop = event_loop.with_context(PyContext::current(py)?);
     }
-    let task = tokio().spawn(async move {
-        event_loop
-            .spawn_with(move |py| coroutine_function.bind(py).call0())
-            .await
-    });
-    Ok(Coroutine::new(async move {
-        task.await
-            .map_err(|err| PyValueError::new_err(err.to_string()))?
-    }))
+    Ok(spawn_with_on(event_loop, coroutine_function))
 }
 
 /// Whether `pyo3_async::attach_unless_exiting` lets this thread in (an `atexit` hook asks).

@@ -1,6 +1,7 @@
 """Cancelling the Python side drops (or notifies) the Rust future: asyncio, trio, anyio."""
 
 import asyncio
+import sys
 
 import anyio
 import pytest
@@ -12,6 +13,12 @@ from helpers import until
 pytestmark = pytest.mark.anyio
 
 
+def native_message(message):
+    """What awaiting a task cancelled with `message` shows, as for a native coroutine: 3.10's
+    tasks drop the message (a pure-Python `async def` loses it the same way)."""
+    return message if sys.version_info >= (3, 11) else None
+
+
 async def test_asyncio_task_cancel_drops_future_and_keeps_message(loop_name):
     if loop_name == "trio":
         pytest.skip("asyncio API")
@@ -20,7 +27,7 @@ async def test_asyncio_task_cancel_drops_future_and_keeps_message(loop_name):
     await until(lambda: probe.polled)
     assert not probe.dropped
     task.cancel("stop it")
-    with pytest.raises(asyncio.CancelledError, match="stop it"):
+    with pytest.raises(asyncio.CancelledError, match=native_message("stop it")):
         await task
     assert probe.dropped
 
@@ -159,7 +166,7 @@ async def test_cleanup_hook_with_asyncio_cancel(loop_name):
     task = asyncio.create_task(m.cleanup_on_cancel(probe))
     await asyncio.sleep(0)
     task.cancel("cleanup first")
-    with pytest.raises(asyncio.CancelledError, match="cleanup first"):
+    with pytest.raises(asyncio.CancelledError, match=native_message("cleanup first")):
         await task
     assert probe.cleaned_up
 
