@@ -30,11 +30,12 @@
 //! }
 //! ```
 
-// The layers, bottom-up — exit_guard, glue, home, task, backend, waker, delegation,
-// rust_to_py, py_to_rust — each importing only those below it (`tools/layers.py` checks it in
+// The layers, bottom-up — sync, exit_guard, glue, home, task, backend, waker, delegation,
+// rust_to_py, py_to_rust, embed, tokio — each importing only those below it (`tools/layers.py` checks it in
 // `make test`; the README's Architecture section describes them).
 mod backend;
 mod delegation;
+mod embed;
 mod exit_guard;
 mod glue;
 mod home;
@@ -147,6 +148,64 @@ pub use pyo3_async_macros::pyfunction;
 #[cfg(feature = "macros")]
 pub use pyo3_async_macros::pymethods;
 
+/// Makes `async fn main` the main task of a Python event loop: `asyncio` (the default),
+/// `uvloop` or `trio`.
+///
+/// The generated `main` initialises the interpreter and calls [`run`]. The body may return `()`
+/// or a `Result` whose error converts into a `PyErr`; an error is printed with its Python
+/// traceback and ends the process with status 1, as Python ends a program that raised.
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use pyo3_async::EventLoop;
+///
+/// #[pyo3_async::main(trio)]
+/// async fn main() -> PyResult<()> {
+///     let nap = Python::attach(|py| {
+///         let sleep = py.import("trio")?.getattr("sleep")?;
+///         EventLoop::current(py)?.spawn(&sleep.call1((0.01,))?)
+///     })?;
+///     nap.await?;
+///     Ok(())
+/// }
+/// ```
+#[cfg(feature = "macros")]
+pub use pyo3_async_macros::main;
+
+/// Runs an `async fn` test once per Python event loop: `#[pyo3_async::test]` makes a module
+/// named after the function with one `#[test]` per loop (`asyncio`, `uvloop`, `trio`), and
+/// `#[pyo3_async::test(asyncio, trio)]` picks some.
+///
+/// Each test runs the body as the main task of a new loop of its kind, in a Python thread of
+/// its own (tests run in parallel), as [`run`] would; an error fails the test with its Python
+/// traceback. Other attributes (`#[ignore]`, `#[should_panic]`) go on every generated test.
+/// The body sees the items of the module around it (`use super::*`).
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use pyo3_async::{Coroutine, EventLoop};
+///
+/// #[pyo3_async::test]
+/// async fn awaits_python() -> PyResult<()> {
+///     let echoed = Python::attach(|py| {
+///         // A Rust coroutine awaited by a Python task of the loop the test runs on.
+///         let echo = Coroutine::new(async { PyResult::Ok("echo") });
+///         EventLoop::current(py)?.spawn(Bound::new(py, echo)?.as_any())
+///     })?
+///     .await?;
+///     Python::attach(|py| assert_eq!(echoed.extract::<String>(py).unwrap(), "echo"));
+///     Ok(())
+/// }
+/// // `cargo test` runs awaits_python::asyncio, awaits_python::uvloop and awaits_python::trio.
+/// # fn main() {
+/// #     for kind in pyo3_async::LoopKind::ALL {
+/// #         pyo3_async::__private::run_test(kind, awaits_python::body());
+/// #     }
+/// # }
+/// ```
+#[cfg(feature = "macros")]
+pub use pyo3_async_macros::test;
+
 /// What the attribute macros' expansions call; not a public API.
 #[doc(hidden)]
 pub mod __private {
@@ -172,6 +231,8 @@ pub mod __private {
         inner
     }
 
+    pub use crate::embed::run_test;
+
     pub fn flatten_stream<F>(
         future: F,
     ) -> impl futures::Stream<Item = <F::Output as futures::Stream>::Item>
@@ -184,6 +245,7 @@ pub mod __private {
 }
 
 pub use backend::Backend;
+pub use embed::{run, LoopKind, LoopThread};
 pub use exit_guard::attach_unless_exiting;
 pub use py_to_rust::{is_cancellation, EventLoop, PyAsyncIter, PyContext, PyFuture};
 pub use rust_to_py::{AllowThreads, AsyncGenerator, CancelHandle, Coroutine};

@@ -12,9 +12,9 @@ use pyo3::call::PyCallArgs;
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
-use pyo3_async::{is_cancellation, EventLoop, PyAsyncIter, PyFuture};
+use pyo3_async::{is_cancellation, EventLoop, LoopKind, LoopThread, PyAsyncIter, PyFuture};
 
-use common::{loop_thread_module, LOOPS};
+use common::{helpers, LOOPS};
 
 #[derive(Clone, Copy, Debug)]
 enum Executor {
@@ -53,32 +53,27 @@ where
     }
 }
 
-/// A loop running in its own Python thread.
+/// A loop running in its own Python thread, and the tests' Python helpers.
 struct Loop {
-    kind: &'static str,
+    kind: LoopKind,
     module: Py<PyModule>,
-    thread: Py<PyAny>,
+    /// Taken when stopped.
+    thread: Option<LoopThread>,
     event_loop: EventLoop,
 }
 
 impl Loop {
-    fn start(py: Python<'_>, kind: &'static str) -> PyResult<Self> {
-        let module = loop_thread_module(py)?;
-        let thread = module.getattr("LoopThread")?.call1((kind,))?;
-        let handle = thread.getattr("handle")?;
-        let event_loop = match kind {
-            "trio" => EventLoop::trio(&handle)?,
-            _ => EventLoop::asyncio(&handle)?,
-        };
+    fn start(py: Python<'_>, kind: LoopKind) -> PyResult<Self> {
+        let thread = LoopThread::start(py, kind)?;
         Ok(Loop {
             kind,
-            module: module.unbind(),
-            thread: thread.unbind(),
-            event_loop,
+            module: helpers(py)?.unbind(),
+            event_loop: thread.event_loop().clone(),
+            thread: Some(thread),
         })
     }
 
-    /// `loop_thread.<name>(*args)`: builds a coroutine, an object...
+    /// `helpers.<name>(*args)`: builds a coroutine, an object...
     fn make<'py>(
         &self,
         py: Python<'py>,
@@ -92,15 +87,22 @@ impl Loop {
         Python::attach(|py| self.event_loop.spawn(&self.make(py, name, args)?))
     }
 
-    fn stop(&self) -> PyResult<()> {
-        Python::attach(|py| self.thread.bind(py).call_method0("stop").map(drop))
+    fn stop(&mut self) -> PyResult<()> {
+        self.thread.take().map_or(Ok(()), LoopThread::stop)
+    }
+
+    /// A new future of the (asyncio) loop, made on its thread.
+    fn new_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let thread = self.thread.as_ref().expect("the loop runs");
+        let future = thread.block_on(&self.make(py, "new_future", ())?)?;
+        Ok(future.into_bound(py))
     }
 }
 
 /// Runs `test` for every loop and executor, with the interpreter released.
 fn for_each_loop(test: impl Fn(&Loop, Executor) -> PyResult<()> + Sync) -> PyResult<()> {
     for kind in LOOPS {
-        let event_loop = Python::attach(|py| Loop::start(py, kind))?;
+        let mut event_loop = Python::attach(|py| Loop::start(py, kind))?;
         for executor in EXECUTORS {
             Python::attach(|py| py.detach(|| test(&event_loop, executor)))
                 .map_err(|err| annotate(err, kind, executor))?;
@@ -110,7 +112,7 @@ fn for_each_loop(test: impl Fn(&Loop, Executor) -> PyResult<()> + Sync) -> PyRes
     Ok(())
 }
 
-fn annotate(err: PyErr, kind: &str, executor: Executor) -> PyErr {
+fn annotate(err: PyErr, kind: LoopKind, executor: Executor) -> PyErr {
     Python::attach(|py| {
         pyo3::exceptions::PyAssertionError::new_err(format!(
             "on {kind} with {executor:?}: {}",
@@ -216,15 +218,12 @@ fn detached_future_keeps_running() -> PyResult<()> {
 #[test]
 fn python_side_cancellation_is_recognisable() -> PyResult<()> {
     for_each_loop(|event_loop, executor| {
-        if event_loop.kind == "trio" {
+        if event_loop.kind == LoopKind::Trio {
             return Ok(()); // trio: see `finished_trio_run_resolves_pending_futures`
         }
         let future = Python::attach(|py| {
-            let asyncio_loop = event_loop.thread.bind(py).getattr("loop")?;
-            let future = event_loop
-                .thread
-                .bind(py)
-                .call_method1("call", (asyncio_loop.getattr("create_future")?,))?;
+            let future = event_loop.new_future(py)?;
+            let asyncio_loop = future.call_method0("get_loop")?;
             let awaited = PyFuture::from_future(&future)?;
             asyncio_loop.call_method1("call_soon_threadsafe", (future.getattr("cancel")?,))?;
             PyResult::Ok(awaited)
@@ -251,14 +250,11 @@ fn futures_created_elsewhere() -> PyResult<()> {
         let value = run(executor, future)?;
         assert_eq!(Python::attach(|py| value.extract::<i32>(py))?, 5);
 
-        if event_loop.kind != "trio" {
+        if event_loop.kind != LoopKind::Trio {
             // An asyncio future of the loop, completed on the loop thread.
             let future = Python::attach(|py| {
-                let asyncio_loop = event_loop.thread.bind(py).getattr("loop")?;
-                let future = event_loop
-                    .thread
-                    .bind(py)
-                    .call_method1("call", (asyncio_loop.getattr("create_future")?,))?;
+                let future = event_loop.new_future(py)?;
+                let asyncio_loop = future.call_method0("get_loop")?;
                 let awaited = PyFuture::from_future(&future)?;
                 asyncio_loop
                     .call_method1("call_soon_threadsafe", (future.getattr("set_result")?, 7))?;
@@ -392,7 +388,7 @@ fn backpressure_bounds_what_the_pump_pulls() -> PyResult<()> {
 #[test]
 fn stopped_loops_resolve_pending_futures_and_refuse_new_ones() -> PyResult<()> {
     for kind in LOOPS {
-        let event_loop = Python::attach(|py| Loop::start(py, kind))?;
+        let mut event_loop = Python::attach(|py| Loop::start(py, kind))?;
         let (pending, _) = spawn_waiting(&event_loop)?;
         let stream = Python::attach(|py| {
             PyAsyncIter::new(

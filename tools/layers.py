@@ -24,6 +24,7 @@ LAYERS = [
     "delegation",
     "rust_to_py",
     "py_to_rust",
+    "embed",
     "tokio",
 ]
 

@@ -8,6 +8,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
+use crate::backend::caller::Caller;
 use crate::glue;
 use crate::home::{self, Home};
 use crate::task::{Canceller, Completion, TaskSlot};
@@ -58,6 +59,7 @@ pub(crate) fn running_here(py: Python<'_>, home: &Home) -> bool {
 /// Starts `awaitable` as a task of `home`'s loop.
 pub(crate) fn start(
     home: &Arc<Home>,
+    caller: Caller,
     awaitable: &Bound<'_, PyAny>,
     context: &Bound<'_, PyAny>,
     completion: &Bound<'_, Completion>,
@@ -65,17 +67,26 @@ pub(crate) fn start(
 ) -> PyResult<()> {
     let py = awaitable.py();
     let event_loop = home.event_loop().bind(py);
-    if event_loop
-        .call_method0(intern!(py, "is_closed"))?
-        .is_truthy()?
-    {
-        return Err(PyRuntimeError::new_err("Event loop is closed"));
-    }
+    let here = match caller {
+        Caller::InLoop => true,
+        Caller::Anywhere => {
+            if event_loop
+                .call_method0(intern!(py, "is_closed"))?
+                .is_truthy()?
+            {
+                return Err(PyRuntimeError::new_err("Event loop is closed"));
+            }
+            running_here(py, home)
+        }
+    };
     let start = glue::start_asyncio_task(py)?;
-    let slot = slot.handle(py, canceller)?;
+    let slot = slot.handle(py, home, canceller)?;
     let shutdown = shutdown_of(py, home);
+    if let Ok(tasks) = shutdown.getattr(intern!(py, "tasks")) {
+        completion.get().track_in(tasks.cast_into()?);
+    }
     let args = (shutdown, event_loop, awaitable, context, completion, slot).into_pyobject(py)?;
-    home.call(running_here(py, home), start, args)
+    home.call(here, start, args)
 }
 
 /// Attaches `completion` to an asyncio future (of any loop) on its loop's thread.
@@ -88,16 +99,15 @@ pub(crate) fn attach_future(
     let home = home(&future.call_method0(intern!(py, "get_loop"))?)?;
     completion.get().depend_on(py, &home);
     let attach = glue::attach_asyncio_future(py)?;
-    let slot = slot.handle(py, canceller)?;
+    let slot = slot.handle(py, &home, canceller)?;
     let args = (future, completion, slot).into_pyobject(py)?;
     home.call(running_here(py, &home), attach, args)
 }
 
 /// Cancels a task or future on its loop's thread. Held weakly: a task that its loop dropped
 /// (the loop closed) must stay collectable.
-fn canceller(future: &Bound<'_, PyAny>) -> PyResult<Canceller> {
-    let py = future.py();
-    let home = home(&future.call_method0(intern!(py, "get_loop"))?)?;
+fn canceller(home: &Arc<Home>, future: &Bound<'_, PyAny>) -> PyResult<Canceller> {
+    let home = Arc::clone(home);
     let future = PyWeakrefReference::new(future)?.unbind();
     Ok(Canceller::OnLoop(
         home,

@@ -10,9 +10,11 @@
 
 mod abort;
 pub(crate) mod asyncio;
+mod caller;
 pub(crate) mod trio;
 
 pub(crate) use abort::Abort;
+pub(crate) use caller::Caller;
 
 use std::sync::Arc;
 
@@ -111,6 +113,7 @@ impl Backend {
     pub(crate) fn start(
         self,
         home: &Arc<Home>,
+        caller: Caller,
         awaitable: &Bound<'_, PyAny>,
         context: &Bound<'_, PyAny>,
         completion: &Bound<'_, Completion>,
@@ -124,8 +127,8 @@ impl Backend {
         }
         completion.get().depend_on(py, home);
         match self {
-            Backend::Asyncio => asyncio::start(home, awaitable, context, completion, slot),
-            Backend::Trio => trio::start(home, awaitable, context, completion, slot),
+            Backend::Asyncio => asyncio::start(home, caller, awaitable, context, completion, slot),
+            Backend::Trio => trio::start(home, caller, awaitable, context, completion, slot),
         }
     }
 }

@@ -51,7 +51,7 @@ def start_asyncio_task(shutdown, loop, awaitable, context, completion, slot):
         completion.set_exception(exc)
         return
     task.add_done_callback(completion)
-    shutdown.track(task)
+    shutdown.tasks.add(task)  # `completion` takes it out when it is done
     slot.attach_asyncio(task)
 
 
@@ -78,10 +78,6 @@ class AsyncioShutdown:
         self.closing = False
         self.tasks = set()
         self.sentinel = None
-
-    def track(self, task):
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     def watch(self):
         """On the loop thread, inside the loop's run (its async generator hooks installed):

@@ -22,14 +22,18 @@ macro_rules! imported {
     };
 }
 
-/// `fn name(py) -> PyResult<&Bound<PyAny>>` for a function of `helpers.py`.
+/// `fn name(py) -> PyResult<&Bound<PyAny>>` for a function of `helpers.py` (or of another
+/// glue module: `name in loops`).
 macro_rules! helper {
     ($(#[$doc:meta])* $name:ident) => {
+        helper!($(#[$doc])* $name in helpers);
+    };
+    ($(#[$doc:meta])* $name:ident in $module:ident) => {
         $(#[$doc])*
         pub(crate) fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
             static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             CELL.get_or_try_init(py, || {
-                PyResult::Ok(helpers(py)?.getattr(stringify!($name))?.unbind())
+                PyResult::Ok($module(py)?.getattr(stringify!($name))?.unbind())
             })
             .map(|function| function.bind(py))
         }
@@ -130,19 +134,40 @@ helper!(
     add_frame
 );
 
-/// `helpers.py`, as a module of its own.
-fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-    static HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    HELPERS
-        .get_or_try_init(py, || {
-            let code = CString::new(include_str!("helpers.py"))?;
-            PyResult::Ok(
-                PyModule::from_code(py, &code, c"pyo3_async/helpers.py", c"pyo3_async._helpers")?
-                    .unbind(),
-            )
-        })
-        .map(|module| module.bind(py))
+helper!(
+    /// Runs an awaitable as the main task of a new loop (`asyncio.run`, `uvloop.run`,
+    /// `trio.run`) on this thread.
+    run_loop in loops
+);
+helper!(
+    /// `run_loop` in a new Python thread, joined.
+    run_loop_in_thread in loops
+);
+helper!(
+    /// A loop running in a Python thread of its own until stopped.
+    loop_thread in loops
+);
+
+/// `fn name(py) -> PyResult<&Bound<PyModule>>`: a glue file, as a private module of its own,
+/// loaded on first use.
+macro_rules! glue_module {
+    ($name:ident = $file:literal as $module:literal) => {
+        fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+            static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+            MODULE
+                .get_or_try_init(py, || {
+                    let code = CString::new(include_str!($file))?;
+                    let path = CString::new(concat!("pyo3_async/", $file))?;
+                    let module = CString::new($module)?;
+                    PyResult::Ok(PyModule::from_code(py, &code, &path, &module)?.unbind())
+                })
+                .map(|module| module.bind(py))
+        }
+    };
 }
+
+glue_module!(helpers = "helpers.py" as "pyo3_async._helpers");
+glue_module!(loops = "loops.py" as "pyo3_async._loops");
 
 /// The trap class of `trio.lowlevel.wait_task_rescheduled`, where trio 0.35 keeps it; `None`
 /// with another layout (the public function is used then).

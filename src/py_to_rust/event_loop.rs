@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Caller};
 use crate::glue;
 use crate::home::Home;
 use crate::py_to_rust::context::PyContext;
@@ -206,9 +206,14 @@ impl EventLoop {
         };
         let (completion, receiver) = Completion::channel(py)?;
         let slot = Arc::new(TaskSlot::default());
-        let started =
-            self.backend
-                .start(&self.home, awaitable, &context, completion.bind(py), &slot);
+        let started = self.backend.start(
+            &self.home,
+            Caller::Anywhere,
+            awaitable,
+            &context,
+            completion.bind(py),
+            &slot,
+        );
         if let Err(err) = started {
             let _ = glue::close_unstarted(py).and_then(|close| close.call1((awaitable,)));
             return Err(err);
@@ -262,8 +267,10 @@ impl EventLoop {
                     Some(context) => context.copy(py)?,
                     None => glue::new_context(py)?.call0()?,
                 };
+                // A job: on the loop's thread, while it runs.
                 let started = event_loop.backend.start(
                     &event_loop.home,
+                    Caller::InLoop,
                     &awaitable,
                     &context,
                     completion.bind(py),

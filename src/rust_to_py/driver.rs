@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 
-use crate::backend::{Backend, Parker};
+use crate::backend::{Backend, Caller, Parker};
 use crate::delegation::{self, Delegate, Input, Request, Step};
 use crate::glue;
 use crate::home::Dependent;
@@ -275,8 +275,10 @@ impl Driver {
                 Ok((backend, home)) => {
                     Completion::new(py, request.sender, then_wake).and_then(|completion| {
                         let context = glue::copy_context(py)?.call0()?;
+                        // This coroutine's poll: a task of the loop.
                         backend.start(
                             home,
+                            Caller::InLoop,
                             awaitable,
                             &context,
                             completion.bind(py),

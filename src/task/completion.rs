@@ -1,11 +1,12 @@
 //! The callback that hands a Python result to the Rust side.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Waker;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PySet;
 
 use crate::home::{Dependent, Home};
 
@@ -23,6 +24,10 @@ pub(crate) type Outcome = PyResult<Py<PyAny>>;
 #[pyclass(frozen)]
 pub(crate) struct Completion {
     inner: Arc<Inner>,
+    /// A set that glue code adds the future to, which the future leaves when it is done (the
+    /// tasks a loop must cancel when it shuts down). A set method, not a second done-callback:
+    /// that would cost each task a callback list.
+    tracked_in: OnceLock<Py<PySet>>,
 }
 
 struct Inner {
@@ -52,6 +57,7 @@ impl Completion {
                     sender: Mutex::new(Some(sender)),
                     then_wake,
                 }),
+                tracked_in: OnceLock::new(),
             },
         )
     }
@@ -59,6 +65,11 @@ impl Completion {
     /// Sends the first outcome; later ones are ignored.
     pub(crate) fn complete(&self, outcome: Outcome) {
         self.inner.complete(outcome);
+    }
+
+    /// Removes the future from `set` when it is done (glue code adds it).
+    pub(crate) fn track_in(&self, set: Bound<'_, PySet>) {
+        let _ = self.tracked_in.set(set.unbind());
     }
 
     /// Fails when `home`'s loop dies before the work finishes.
@@ -115,6 +126,10 @@ impl Drop for Inner {
 impl Completion {
     fn __call__(&self, future: &Bound<'_, PyAny>) {
         self.complete(outcome_of(future));
+        if let Some(set) = self.tracked_in.get() {
+            // Hashing a future cannot fail.
+            let _ = set.bind(future.py()).discard(future);
+        }
     }
 
     fn set_result(&self, result: Py<PyAny>) {

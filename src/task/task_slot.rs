@@ -42,13 +42,15 @@ impl Canceller {
     }
 }
 
-/// Makes the canceller of a task or future that glue code attaches.
-pub(crate) type MakeCanceller = fn(&Bound<'_, PyAny>) -> PyResult<Canceller>;
+/// Makes the canceller of a task or future of `home`'s loop that glue code attaches.
+pub(crate) type MakeCanceller = fn(&Arc<Home>, &Bound<'_, PyAny>) -> PyResult<Canceller>;
 
 /// The slot as glue code in Python sees it.
 #[pyclass(frozen)]
 pub(crate) struct TaskSlotHandle {
     slot: Arc<TaskSlot>,
+    /// The home of the loop the attached work runs on.
+    home: Arc<Home>,
     make_canceller: MakeCanceller,
 }
 
@@ -56,12 +58,14 @@ impl TaskSlot {
     pub(crate) fn handle(
         self: &Arc<Self>,
         py: Python<'_>,
+        home: &Arc<Home>,
         make_canceller: MakeCanceller,
     ) -> PyResult<Py<TaskSlotHandle>> {
         Py::new(
             py,
             TaskSlotHandle {
                 slot: Arc::clone(self),
+                home: Arc::clone(home),
                 make_canceller,
             },
         )
@@ -110,7 +114,7 @@ impl TaskSlotHandle {
 
     /// Attaches an asyncio task or future, on its loop's thread.
     fn attach_asyncio(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.slot.attach((self.make_canceller)(future)?);
+        self.slot.attach((self.make_canceller)(&self.home, future)?);
         Ok(())
     }
 }

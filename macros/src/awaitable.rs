@@ -1,0 +1,102 @@
+//! The expression that builds a `Coroutine` (or `AsyncGenerator`) from a function's body.
+
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{ReturnType, Type};
+
+use crate::options::Options;
+
+/// The expression building the `Coroutine` (or `AsyncGenerator`) from `future`, whose output
+/// has the function's declared type.
+pub(crate) fn awaitable(
+    options: &Options,
+    output: &ReturnType,
+    future: TokenStream2,
+    qualname: &str,
+) -> TokenStream2 {
+    let backend = options
+        .backend
+        .as_ref()
+        .map(|backend| quote!(.with_backend(#backend)));
+    if options.generator {
+        let stream = quote!(::pyo3_async::__private::flatten_stream(#future));
+        let stream = in_runtime(options, stream);
+        let stream = if options.allow_threads {
+            quote!(::pyo3_async::AllowThreads::new(#stream))
+        } else {
+            stream
+        };
+        return quote!(::pyo3_async::AsyncGenerator::new(#stream) #backend);
+    }
+    let span = match output {
+        ReturnType::Default => Span::call_site(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    // The body's block gets the declared output type, for inference (`Err(e)` alone fixes
+    // neither `T` nor `E`); `impl Trait` cannot be named there, and needs no help.
+    let future = match output {
+        ReturnType::Type(_, ty) if !mentions_impl(ty) => {
+            quote_spanned!(span=> ::pyo3_async::__private::with_output::<#ty, _>(#future))
+        }
+        _ => future,
+    };
+    let converted = match output {
+        ReturnType::Default => quote! {{
+            #future.await;
+            ::pyo3::PyResult::Ok(())
+        }},
+        ReturnType::Type(_, ty) if returns_result(ty) => {
+            quote_spanned!(span=> ::pyo3_async::__private::into_py_result(#future.await))
+        }
+        ReturnType::Type(..) => quote!(::pyo3::PyResult::Ok(#future.await)),
+    };
+    let future = in_runtime(options, quote!(async move { #converted }));
+    let future = if options.allow_threads {
+        quote!(::pyo3_async::AllowThreads::new(#future))
+    } else {
+        future
+    };
+    quote_spanned! {span=>
+        ::pyo3_async::Coroutine::new(#future)
+            .with_qualname(#qualname)
+            .with_source(::core::file!(), ::core::line!())
+            #backend
+    }
+}
+
+/// `future` (or stream) polled in the tokio runtime's context: with the `tokio` option, or by
+/// default under pyo3-async's `tokio-default` feature.
+fn in_runtime(options: &Options, future: TokenStream2) -> TokenStream2 {
+    if options.tokio {
+        quote!(::pyo3_async::tokio::in_runtime(#future))
+    } else {
+        quote!(::pyo3_async::__private::by_default(#future))
+    }
+}
+
+/// Whether the declared output is a `Result` (`PyResult<T>`, `Result<T, E>`), by its name.
+pub(crate) fn returns_result(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "PyResult" || segment.ident == "Result"),
+        Type::Paren(inner) => returns_result(&inner.elem),
+        Type::Group(inner) => returns_result(&inner.elem),
+        _ => false,
+    }
+}
+
+/// Whether `ty` contains an `impl Trait`, anywhere.
+fn mentions_impl(ty: &Type) -> bool {
+    fn any_impl(tokens: TokenStream2) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => ident == "impl",
+            proc_macro2::TokenTree::Group(group) => any_impl(group.stream()),
+            _ => false,
+        })
+    }
+    any_impl(ty.to_token_stream())
+}

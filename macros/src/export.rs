@@ -1,0 +1,243 @@
+//! Exported async functions and methods: the `#[pyo3::pyfunction]` wrapper around the body.
+
+use proc_macro2::TokenStream as TokenStream2;
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Error, FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat, Signature, Type};
+
+use crate::awaitable::awaitable;
+use crate::options::{pyo3_name, pyo3_options, Options};
+
+pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
+    if function.sig.asyncness.is_none() {
+        return pass_through(options, function);
+    }
+    let python_name = options
+        .name
+        .clone()
+        .or_else(|| pyo3_name(&function.attrs))
+        .unwrap_or_else(|| function.sig.ident.to_string());
+    let arguments = owned_arguments(&function.sig, options.pass_module)?;
+    let body = &function.block;
+    let awaitable = awaitable(
+        &options,
+        &function.sig.output,
+        quote!(async move #body),
+        &python_name,
+    );
+    let pyo3_options = pyo3_options(&options);
+    let attrs = &function.attrs;
+    let vis = &function.vis;
+    let ident = &function.sig.ident;
+    let inputs = wrapper_inputs(&function.sig, options.pass_module);
+    let conversions = &arguments.conversions;
+    let returns = returns(&options);
+    Ok(quote! {
+        #[::pyo3::pyfunction #pyo3_options]
+        #(#attrs)*
+        #vis fn #ident(#(#inputs),*) -> #returns {
+            #(#conversions)*
+            #awaitable
+        }
+    })
+}
+
+pub(crate) fn expand_methods(options: Options, mut block: ItemImpl) -> syn::Result<TokenStream2> {
+    if let Some(option) = options.pyo3.first() {
+        return Err(Error::new(
+            option.span(),
+            "options go on each method, as `#[pyo3_async(...)]` or `#[pyo3(...)]`",
+        ));
+    }
+    let self_ty = &block.self_ty;
+    let class_name = match &**self_ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .map(|segment| segment.ident.to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let mut bodies = Vec::new();
+    for item in &mut block.items {
+        let ImplItem::Fn(method) = item else { continue };
+        if method.sig.asyncness.is_none() {
+            continue;
+        }
+        let mut method_options = Options {
+            backend: options.backend.clone(),
+            allow_threads: options.allow_threads,
+            generator: options.generator,
+            ..Options::default()
+        };
+        method_options.take_from(&mut method.attrs)?;
+        let (wrapper, body) = expand_method(method_options, method, &class_name)?;
+        *method = wrapper;
+        bodies.push(body);
+    }
+    let (impl_generics, _, where_clause) = block.generics.split_for_impl();
+    Ok(quote! {
+        #[::pyo3::pymethods]
+        #block
+
+        #[doc(hidden)]
+        impl #impl_generics #self_ty #where_clause {
+            #(#bodies)*
+        }
+    })
+}
+
+/// Splits an async method into the Python-facing wrapper (in `#[pymethods]`) and the async
+/// body, kept as a plain method under a hidden name.
+fn expand_method(
+    options: Options,
+    method: &ImplItemFn,
+    class_name: &str,
+) -> syn::Result<(ImplItemFn, TokenStream2)> {
+    let sig = &method.sig;
+    let receiver = match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) => {
+            if receiver.mutability.is_some() || receiver.reference.is_none() {
+                return Err(Error::new(
+                    receiver.span(),
+                    "async methods take `&self`: the object is shared with Python while the \
+                     coroutine runs, so `&mut self` (or `self`) cannot be held across its \
+                     suspensions; use a `#[pyclass(frozen)]` class with interior mutability",
+                ));
+            }
+            true
+        }
+        _ => false,
+    };
+    let python_name = options
+        .name
+        .clone()
+        .or_else(|| pyo3_name(&method.attrs))
+        .unwrap_or_else(|| sig.ident.to_string());
+    let qualname = if class_name.is_empty() {
+        python_name.clone()
+    } else {
+        format!("{class_name}.{python_name}")
+    };
+    let arguments = owned_arguments(sig, options.pass_module)?;
+    let hidden = format_ident!("__pyo3_async_{}", sig.ident);
+    let names = &arguments.names;
+    let call = if receiver {
+        // The object is cloned as `Py<Self>` into the future and borrowed from it for the
+        // future's whole life: `Py::get` needs a frozen (immutable, `Sync`) class, which is
+        // what makes that borrow sound while Python keeps using the object.
+        quote_spanned! {sig.inputs.span()=>
+            async move {
+                let __slf: &Self = ::pyo3::Py::get(&__slf);
+                __slf.#hidden(#(#names),*).await
+            }
+        }
+    } else {
+        quote!(Self::#hidden(#(#names),*))
+    };
+    let awaitable = awaitable(&options, &sig.output, call, &qualname);
+    let mut wrapper_sig = sig.clone();
+    wrapper_sig.asyncness = None;
+    wrapper_sig.inputs = wrapper_inputs(sig, options.pass_module)
+        .into_iter()
+        .collect();
+    if receiver {
+        wrapper_sig
+            .inputs
+            .insert(0, syn::parse_quote!(__slf: ::pyo3::Py<Self>));
+    }
+    let returns = returns(&options);
+    wrapper_sig.output = syn::parse_quote!(-> #returns);
+    let conversions = &arguments.conversions;
+    let attrs = &method.attrs;
+    let vis = &method.vis;
+    let wrapper: ImplItemFn = syn::parse_quote! {
+        #(#attrs)*
+        #vis #wrapper_sig {
+            #(#conversions)*
+            #awaitable
+        }
+    };
+    let mut body = method.clone();
+    body.attrs
+        .retain(|attr| attr.path().is_ident("allow") || attr.path().is_ident("doc"));
+    body.sig.ident = hidden;
+    body.vis = syn::Visibility::Inherited;
+    Ok((wrapper, body.into_token_stream()))
+}
+
+/// A plain function is PyO3's business, so that one attribute serves a whole module.
+fn pass_through(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
+    if options.backend.is_some() || options.allow_threads || options.tokio || options.generator {
+        return Err(Error::new(
+            function.sig.fn_token.span(),
+            "`asyncio`, `trio`, `allow_threads`, `tokio` and `generator` apply to `async fn` only",
+        ));
+    }
+    let pyo3_options = pyo3_options(&options);
+    Ok(quote! {
+        #[::pyo3::pyfunction #pyo3_options]
+        #function
+    })
+}
+
+/// The arguments the future takes over, which must be owned (the future is `'static`).
+struct Arguments {
+    names: Vec<syn::Ident>,
+    /// Statements turning the wrapper's arguments into the future's (for `pass_module`).
+    conversions: Vec<TokenStream2>,
+}
+
+fn owned_arguments(sig: &Signature, pass_module: bool) -> syn::Result<Arguments> {
+    let mut names = Vec::new();
+    let mut conversions = Vec::new();
+    let mut first = true;
+    for input in &sig.inputs {
+        let FnArg::Typed(typed) = input else { continue };
+        let Pat::Ident(pattern) = &*typed.pat else {
+            return Err(Error::new(
+                typed.pat.span(),
+                "arguments of exported async functions must be plain names",
+            ));
+        };
+        let name = pattern.ident.clone();
+        if std::mem::take(&mut first) && pass_module {
+            // The wrapper gets the module borrowed; the future owns a reference to it.
+            conversions.push(quote!(let #name = ::pyo3::Bound::clone(#name).unbind();));
+        } else if let Type::Reference(reference) = &*typed.ty {
+            return Err(Error::new(
+                reference.span(),
+                "arguments of exported async functions cannot be borrowed: the coroutine \
+                 outlives the call, so take an owned value (`String`, `Vec<T>`, \
+                 `Py<PyAny>`...)",
+            ));
+        }
+        names.push(name);
+    }
+    Ok(Arguments { names, conversions })
+}
+
+/// The wrapper's parameters: the function's, with a `pass_module` module borrowed.
+fn wrapper_inputs(sig: &Signature, pass_module: bool) -> Vec<FnArg> {
+    let mut inputs: Vec<FnArg> = sig
+        .inputs
+        .iter()
+        .filter(|input| matches!(input, FnArg::Typed(_)))
+        .cloned()
+        .collect();
+    if pass_module {
+        if let Some(FnArg::Typed(module)) = inputs.first_mut() {
+            *module.ty = syn::parse_quote!(&::pyo3::Bound<'_, ::pyo3::types::PyModule>);
+        }
+    }
+    inputs
+}
+
+fn returns(options: &Options) -> TokenStream2 {
+    if options.generator {
+        quote!(::pyo3_async::AsyncGenerator)
+    } else {
+        quote!(::pyo3_async::Coroutine)
+    }
+}

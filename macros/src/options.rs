@@ -1,0 +1,124 @@
+//! The options of `#[pyo3_async::pyfunction]` and `#[pyo3_async::pymethods]`.
+
+use proc_macro2::TokenStream as TokenStream2;
+use quote::quote;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Attribute, Error, Meta, Token};
+
+/// The options of both attributes: ours, and PyO3's, passed on.
+#[derive(Default)]
+pub(crate) struct Options {
+    /// `asyncio` or `trio`: the backend, instead of detecting it.
+    pub(crate) backend: Option<TokenStream2>,
+    /// `allow_threads`: poll with the interpreter released.
+    pub(crate) allow_threads: bool,
+    /// `tokio`: poll inside the tokio runtime's context (feature `tokio` of pyo3-async).
+    pub(crate) tokio: bool,
+    /// `generator`: the function returns a stream, exported as an async generator.
+    pub(crate) generator: bool,
+    /// `name = "..."`, for `__name__` too.
+    pub(crate) name: Option<String>,
+    /// Options for `#[pyo3::pyfunction]` (`name`, `signature`, `text_signature`,
+    /// `pass_module`, `crate`, `warn`).
+    pub(crate) pyo3: Vec<Meta>,
+    pub(crate) pass_module: bool,
+}
+
+impl Options {
+    pub(crate) fn parse(args: TokenStream2) -> syn::Result<Self> {
+        let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
+        let mut options = Options::default();
+        for meta in metas {
+            options.add(meta)?;
+        }
+        Ok(options)
+    }
+
+    /// Also reads `#[pyo3_async(...)]` attributes on methods.
+    fn add(&mut self, meta: Meta) -> syn::Result<()> {
+        let Some(ident) = meta.path().get_ident().map(ToString::to_string) else {
+            return Err(Error::new(meta.span(), UNSUPPORTED));
+        };
+        match (ident.as_str(), &meta) {
+            ("asyncio", Meta::Path(_)) => {
+                self.backend = Some(quote!(::pyo3_async::Backend::Asyncio));
+            }
+            ("trio", Meta::Path(_)) => self.backend = Some(quote!(::pyo3_async::Backend::Trio)),
+            ("allow_threads", Meta::Path(_)) => self.allow_threads = true,
+            ("tokio", Meta::Path(_)) => self.tokio = true,
+            ("generator", Meta::Path(_)) => self.generator = true,
+            ("name", Meta::NameValue(value)) => {
+                if let syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(name),
+                    ..
+                }) = &value.value
+                {
+                    self.name = Some(name.value());
+                }
+                self.pyo3.push(meta);
+            }
+            ("pass_module", Meta::Path(_)) => {
+                self.pass_module = true;
+                self.pyo3.push(meta);
+            }
+            ("signature" | "text_signature" | "crate" | "warn", _) => self.pyo3.push(meta),
+            _ => return Err(Error::new(meta.span(), UNSUPPORTED)),
+        }
+        Ok(())
+    }
+
+    /// Our options out of `#[pyo3_async(...)]` attributes, which are removed.
+    pub(crate) fn take_from(&mut self, attrs: &mut Vec<Attribute>) -> syn::Result<()> {
+        let mut kept = Vec::with_capacity(attrs.len());
+        for attr in attrs.drain(..) {
+            if attr.path().is_ident("pyo3_async") {
+                let metas =
+                    attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
+                for meta in metas {
+                    self.add(meta)?;
+                }
+            } else {
+                kept.push(attr);
+            }
+        }
+        *attrs = kept;
+        Ok(())
+    }
+}
+
+const UNSUPPORTED: &str = "unsupported option: expected `asyncio`, `trio`, `allow_threads`, \
+    `tokio`, `generator`, or a `#[pyo3::pyfunction]` option (`name`, `signature`, `text_signature`, \
+    `pass_module`, `crate`, `warn`)";
+
+pub(crate) fn pyo3_options(options: &Options) -> TokenStream2 {
+    let pyo3_options = &options.pyo3;
+    if pyo3_options.is_empty() {
+        quote!()
+    } else {
+        quote!((#(#pyo3_options),*))
+    }
+}
+
+/// The `name = "..."` of a `#[pyo3(...)]` attribute, if any.
+pub(crate) fn pyo3_name(attrs: &[Attribute]) -> Option<String> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("pyo3"))
+        .filter_map(|attr| {
+            attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+                .ok()
+        })
+        .flatten()
+        .find_map(|meta| match meta {
+            Meta::NameValue(value) if value.path.is_ident("name") => match value.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(name),
+                    ..
+                }) => Some(name.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+}

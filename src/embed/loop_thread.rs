@@ -1,0 +1,135 @@
+//! An event loop on a Python thread of its own, for Rust programs and tests.
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+
+use crate::embed::loop_kind::LoopKind;
+use crate::exit_guard::attach_unless_exiting;
+use crate::glue;
+use crate::py_to_rust::EventLoop;
+
+/// A Python event loop running on a thread of its own until it is stopped or dropped: how a
+/// Rust program (a server, a test) gets a loop to send Python work to.
+///
+/// The loop runs as a Python program's loop does: its framework's entry point (`asyncio.run`,
+/// `uvloop.run`, `trio.run`) runs a main task that waits for [`stop`](LoopThread::stop).
+/// Stopping (or dropping) ends that task; the framework then cancels the work still running on
+/// the loop (tasks, `PyFuture`s waiting on it fail with a cancellation), closes it, and the
+/// thread is joined.
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use pyo3_async::{LoopKind, LoopThread};
+///
+/// Python::initialize();
+/// let loop_thread = Python::attach(|py| LoopThread::start(py, LoopKind::Asyncio))?;
+/// // Any thread, attached or not, can send work to the loop and await it.
+/// let future = loop_thread
+///     .event_loop()
+///     .spawn_with(|py| py.import("asyncio")?.getattr("sleep")?.call1((0.01, "done")));
+/// let done = futures::executor::block_on(future)?;
+/// Python::attach(|py| {
+///     assert_eq!(done.extract::<String>(py)?, "done");
+///     // A coroutine run to completion from synchronous code.
+///     let asyncio = py.import("asyncio")?;
+///     let value = loop_thread.block_on(&asyncio.getattr("sleep")?.call1((0, 7))?)?;
+///     assert_eq!(value.extract::<i32>(py)?, 7);
+///     loop_thread.stop()
+/// })?;
+/// # PyResult::Ok(())
+/// ```
+pub struct LoopThread {
+    kind: LoopKind,
+    event_loop: EventLoop,
+    /// The Python side (`loops.py`); taken by `stop`.
+    thread: Option<Py<PyAny>>,
+}
+
+impl LoopThread {
+    /// Starts a `kind` loop in a new (daemon) Python thread; returns once it runs.
+    pub fn start(py: Python<'_>, kind: LoopKind) -> PyResult<LoopThread> {
+        let thread = glue::loop_thread(py)?.call1((kind.name(),))?;
+        let handle = thread.getattr(intern!(py, "handle"))?;
+        let event_loop = match kind {
+            LoopKind::Trio => EventLoop::trio(&handle)?,
+            LoopKind::Asyncio | LoopKind::Uvloop => EventLoop::asyncio(&handle)?,
+        };
+        Ok(LoopThread {
+            kind,
+            event_loop,
+            thread: Some(thread.unbind()),
+        })
+    }
+
+    /// The loop, to spawn work on it from any thread.
+    pub fn event_loop(&self) -> &EventLoop {
+        &self.event_loop
+    }
+
+    /// The kind of loop it runs.
+    pub fn kind(&self) -> LoopKind {
+        self.kind
+    }
+
+    /// Runs `awaitable` on the loop and waits for its result with the interpreter released:
+    /// the equivalent of `asyncio.run_coroutine_threadsafe(awaitable, loop).result()`. Called
+    /// on the loop's own thread, it would wait for itself: that is an error.
+    pub fn block_on(&self, awaitable: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = awaitable.py();
+        if self.on_own_thread(py)? {
+            return Err(PyRuntimeError::new_err(
+                "LoopThread::block_on on the loop's own thread would wait for itself",
+            ));
+        }
+        let future = self.event_loop.spawn(awaitable)?;
+        py.detach(|| futures::executor::block_on(future))
+    }
+
+    /// Ends the loop: work still running is cancelled, the loop is closed, the thread joined.
+    /// Returns the error the loop ended with, if any. Called from the loop's own thread, it is
+    /// an error (it would wait for itself).
+    pub fn stop(mut self) -> PyResult<()> {
+        Python::attach(|py| self.stop_now(py))
+    }
+
+    fn stop_now(&mut self, py: Python<'_>) -> PyResult<()> {
+        match self.thread.take() {
+            Some(thread) => thread.bind(py).call_method0(intern!(py, "stop")).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    fn on_own_thread(&self, py: Python<'_>) -> PyResult<bool> {
+        match &self.thread {
+            Some(thread) => thread
+                .bind(py)
+                .call_method0(intern!(py, "on_own_thread"))?
+                .is_truthy(),
+            None => Ok(false),
+        }
+    }
+}
+
+impl Drop for LoopThread {
+    /// Stops the loop as [`stop`](LoopThread::stop) does; an error is reported as unraisable.
+    /// Skipped while the interpreter exits (its threads are stopped with it).
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            attach_unless_exiting(|py| {
+                if let Err(err) = self.stop_now(py) {
+                    err.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for LoopThread {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LoopThread")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,106 @@
+//! A Rust future as the main task of a new Python event loop.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use crate::embed::loop_kind::LoopKind;
+use crate::glue;
+use crate::rust_to_py::Coroutine;
+
+/// Runs `future` to completion as the main task of a new `kind` loop on this thread
+/// (`asyncio.run`, `uvloop.run` or `trio.run`), and returns its output: the equivalent of
+/// `asyncio.run(main())` for a Rust `main`.
+///
+/// The future runs as a [`Coroutine`] of the loop, so it can await Python work directly
+/// ([`PyFuture`](crate::PyFuture), [`EventLoop::current`](crate::EventLoop::current)). When it
+/// is done, the loop ends as `asyncio.run` ends it: tasks still running are cancelled, async
+/// generators closed, the loop closed. An error of the future, or of the loop, is returned;
+/// a panic of the future resumes here.
+///
+/// Call it on a thread that runs no loop (the main thread of a Rust program, typically;
+/// asyncio and trio handle Ctrl-C there). `#[pyo3_async::main]` writes that `main` for you.
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use pyo3_async::{EventLoop, LoopKind};
+///
+/// Python::initialize();
+/// let answer = Python::attach(|py| {
+///     pyo3_async::run(py, LoopKind::Trio, async {
+///         // Python work, as a task of the loop this future runs on.
+///         let nap = Python::attach(|py| {
+///             let sleep = py.import("trio")?.getattr("sleep")?;
+///             EventLoop::current(py)?.spawn(&sleep.call1((0.01,))?)
+///         })?;
+///         nap.await?;
+///         PyResult::Ok(42)
+///     })
+/// })?;
+/// assert_eq!(answer, 42);
+/// # PyResult::Ok(())
+/// ```
+pub fn run<F, T>(py: Python<'_>, kind: LoopKind, future: F) -> PyResult<T>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (main, output) = main_task(kind, future);
+    glue::run_loop(py)?.call1((kind.name(), main))?;
+    take(&output)
+}
+
+/// What `#[pyo3_async::test]` runs, once per loop: the test's future as the main task of a
+/// new `kind` loop, in a Python thread of its own (tests run in parallel, each on its loop);
+/// an error fails the test with its Python traceback.
+#[doc(hidden)]
+pub fn run_test<F>(kind: LoopKind, future: F)
+where
+    F: Future<Output = PyResult<()>> + Send + 'static,
+{
+    Python::initialize();
+    let ran = Python::attach(|py| {
+        let (main, output) = main_task(kind, future);
+        glue::run_loop_in_thread(py)?.call1((kind.name(), main))?;
+        take(&output)
+    });
+    if let Err(err) = ran {
+        let shown = Python::attach(|py| {
+            py.import("traceback")
+                .and_then(|traceback| traceback.call_method1("format_exception", (err.value(py),)))
+                .and_then(|lines| lines.extract::<Vec<String>>())
+                .map_or_else(|_| err.to_string(), |lines| lines.concat())
+        });
+        panic!("the test failed on {kind}:\n{shown}");
+    }
+}
+
+type Output<T> = Arc<Mutex<Option<T>>>;
+
+/// The coroutine running `future`, and where it leaves the future's output (which need not
+/// be a Python object).
+fn main_task<F, T>(kind: LoopKind, future: F) -> (Coroutine, Output<T>)
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let output = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&output);
+    let main = Coroutine::new(async move {
+        let value = future.await?;
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+        PyResult::Ok(())
+    })
+    .with_backend(kind.backend());
+    (main, output)
+}
+
+fn take<T>(output: &Output<T>) -> PyResult<T> {
+    output
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .ok_or_else(|| PyRuntimeError::new_err("the event loop ended before the future finished"))
+}

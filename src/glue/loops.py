@@ -1,0 +1,116 @@
+"""Python glue of pyo3_async: event loops that Rust starts (`pyo3_async::run`, `LoopThread`).
+
+A loop is always started by its framework's own entry point (`asyncio.run`, `uvloop.run`,
+`trio.run`), so that it shuts down as a Python program's loop would: the tasks still running
+are cancelled and awaited, async generators are closed, the loop is closed.
+"""
+
+import asyncio
+import threading
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def run_loop(kind, awaitable):
+    """Runs `awaitable` as the main task of a new `kind` loop on this thread; its result."""
+    if kind == "trio":
+        import trio
+
+        return trio.run(_await, awaitable)
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.run(_await(awaitable))
+    return asyncio.run(_await(awaitable))
+
+
+def run_loop_in_thread(kind, awaitable):
+    """`run_loop` in a new Python thread, joined: each call gets a thread of its own."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = run_loop(kind, awaitable)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"pyo3-async-{kind}-run", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        error = outcome.pop("error")
+        raise error
+    return outcome["value"]
+
+
+class LoopThread:
+    """A `kind` loop running in a thread of its own until `stop()`.
+
+    `handle` is the asyncio loop or the trio token. The thread is a daemon: a loop thread that
+    is never stopped does not hold the interpreter's exit.
+    """
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.handle = None
+        self.error = None
+        self._stop = None
+        self._ready = threading.Event()
+        main = self._trio_main if kind == "trio" else self._asyncio_main
+        self.thread = threading.Thread(
+            target=self._run, args=(main,), name=f"pyo3-async-{kind}", daemon=True
+        )
+        self.thread.start()
+        self._ready.wait()
+        if self.error is not None:
+            self.thread.join()
+            raise self.error
+
+    def _run(self, main):
+        try:
+            run_loop(self.kind, main())
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    async def _asyncio_main(self):
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        self.handle = loop
+        self._stop = lambda: loop.call_soon_threadsafe(stopping.set)
+        self._ready.set()
+        await stopping.wait()
+
+    async def _trio_main(self):
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+        stopping = trio.Event()
+        self.handle = token
+        self._stop = lambda: token.run_sync_soon(stopping.set)
+        self._ready.set()
+        await stopping.wait()
+
+    def on_own_thread(self):
+        return threading.current_thread() is self.thread
+
+    def stop(self):
+        """Ends the loop's main task (the framework then cancels what still runs, and closes
+        the loop) and joins the thread; raises what the loop ended with, if anything."""
+        if self.on_own_thread():
+            raise RuntimeError("a LoopThread cannot be stopped from its own loop: it would wait for itself")
+        if self.thread.is_alive():
+            try:
+                self._stop()
+            except BaseException:  # the loop ended already (closed, run finished)
+                pass
+            self.thread.join()
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+
+loop_thread = LoopThread  # the accessor's name (glue::loop_thread)

@@ -1,0 +1,118 @@
+//! Python loops started from Rust: `LoopThread`, `pyo3_async::run` and `#[pyo3_async::test]`.
+
+mod common;
+
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyKeyError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3_async::{LoopKind, LoopThread};
+
+use common::helpers;
+
+fn threading_event(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("threading")?.getattr("Event")?.call0()
+}
+
+#[test]
+fn block_on_returns_results_and_errors_keep_their_type() -> PyResult<()> {
+    Python::initialize();
+    for kind in LoopKind::ALL {
+        let loop_thread = Python::attach(|py| LoopThread::start(py, kind))?;
+        assert_eq!(loop_thread.kind(), kind);
+        Python::attach(|py| {
+            let helpers = helpers(py)?;
+            let sum = loop_thread.block_on(&helpers.getattr("add")?.call1((40, 2))?)?;
+            assert_eq!(sum.extract::<i32>(py)?, 42, "{kind}");
+            let failing = helpers
+                .getattr("fail")?
+                .call1((PyKeyError::new_err("missing").into_value(py),))?;
+            let err = loop_thread.block_on(&failing).expect_err("it raised");
+            assert!(err.is_instance_of::<PyKeyError>(py), "{kind}: {err}");
+            PyResult::Ok(())
+        })?;
+        loop_thread.stop()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn block_on_from_the_loops_own_thread_is_an_error() -> PyResult<()> {
+    Python::initialize();
+    for kind in LoopKind::ALL {
+        let loop_thread = Arc::new(Python::attach(|py| LoopThread::start(py, kind))?);
+        let inside = Arc::clone(&loop_thread);
+        // `spawn_with` builds the awaitable on the loop's thread: blocking there would hang.
+        let outcome = futures::executor::block_on(loop_thread.event_loop().spawn_with(move |py| {
+            inside.block_on(&helpers(py)?.getattr("noop")?.call0()?)?;
+            helpers(py)?.getattr("noop")?.call0()
+        }));
+        let err = outcome.expect_err("refused");
+        Python::attach(|py| {
+            assert!(err.is_instance_of::<PyRuntimeError>(py), "{kind}: {err}");
+            assert!(err.to_string().contains("would wait for itself"), "{err}");
+        });
+    }
+    Ok(())
+}
+
+#[test]
+fn dropping_a_loop_thread_cancels_its_work_closes_the_loop_and_joins() -> PyResult<()> {
+    Python::initialize();
+    for kind in LoopKind::ALL {
+        let (started, cancelled, thread_name) = Python::attach(|py| {
+            PyResult::Ok((
+                threading_event(py)?.unbind(),
+                threading_event(py)?.unbind(),
+                format!("pyo3-async-{kind}"),
+            ))
+        })?;
+        let loop_thread = Python::attach(|py| LoopThread::start(py, kind))?;
+        let (started_in, cancelled_in) =
+            Python::attach(|py| (started.clone_ref(py), cancelled.clone_ref(py)));
+        let pending = loop_thread.event_loop().spawn_with(move |py| {
+            helpers(py)?
+                .getattr("wait_forever")?
+                .call1((started_in, cancelled_in))
+        });
+        Python::attach(|py| started.bind(py).call_method0("wait").map(drop))?;
+        drop(loop_thread);
+        Python::attach(|py| {
+            // Synchronously: the drop joined the thread, after the loop cancelled the task.
+            assert!(
+                cancelled.bind(py).call_method0("is_set")?.is_truthy()?,
+                "{kind}"
+            );
+            let alive = py
+                .import("threading")?
+                .call_method0("enumerate")?
+                .try_iter()?
+                .filter_map(Result::ok)
+                .filter_map(|thread| thread.getattr("name").ok()?.extract::<String>().ok())
+                .any(|name| name == thread_name);
+            assert!(!alive, "{kind}: the loop's thread still runs");
+            PyResult::Ok(())
+        })?;
+        let outcome = futures::executor::block_on(pending);
+        let err = outcome.expect_err("cancelled with its loop");
+        Python::attach(|py| assert!(pyo3_async::is_cancellation(py, &err), "{kind}: {err}"));
+    }
+    Ok(())
+}
+
+/// The harness can fail: an error of the body fails each loop's test, with its traceback.
+#[pyo3_async::test]
+#[should_panic(expected = "KeyError: 'missing'")]
+async fn a_failing_body_fails_the_test() -> PyResult<()> {
+    Err(PyKeyError::new_err("missing"))
+}
+
+/// A body returning `()` runs too, on the loops it names.
+#[pyo3_async::test(asyncio, trio)]
+async fn unit_bodies_on_chosen_loops() {
+    let backend = Python::attach(pyo3_async::Backend::current).expect("inside a task");
+    assert!(matches!(
+        backend,
+        pyo3_async::Backend::Asyncio | pyo3_async::Backend::Trio
+    ));
+}
