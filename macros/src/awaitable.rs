@@ -14,7 +14,8 @@ pub(crate) fn awaitable(
     output: &ReturnType,
     future: TokenStream2,
     qualname: &str,
-) -> TokenStream2 {
+    cancel: Option<&syn::Ident>,
+) -> syn::Result<TokenStream2> {
     let backend = options
         .backend
         .as_ref()
@@ -27,7 +28,14 @@ pub(crate) fn awaitable(
         } else {
             stream
         };
-        return quote!(::pyo3_async::AsyncGenerator::new(#stream) #backend);
+        if let Some(cancel) = cancel {
+            return Err(syn::Error::new(
+                cancel.span(),
+                "`#[pyo3(cancel_handle)]` is for coroutines: an async generator is cancelled \
+                 by `aclose()`, which drops the stream",
+            ));
+        }
+        return Ok(quote!(::pyo3_async::AsyncGenerator::new(#stream) #backend));
     }
     let span = match output {
         ReturnType::Default => Span::call_site(),
@@ -57,12 +65,21 @@ pub(crate) fn awaitable(
     } else {
         future
     };
-    quote_spanned! {span=>
-        ::pyo3_async::Coroutine::new(#future)
+    let coroutine = match cancel {
+        // The handle is the body's parameter, bound by the closure.
+        Some(cancel) => quote_spanned! {span=>
+            ::pyo3_async::Coroutine::with_cancel_handle(
+                move |#cancel: ::pyo3_async::CancelHandle| #future,
+            )
+        },
+        None => quote_spanned!(span=> ::pyo3_async::Coroutine::new(#future)),
+    };
+    Ok(quote_spanned! {span=>
+        #coroutine
             .with_qualname(#qualname)
             .with_source(::core::file!(), ::core::line!())
             #backend
-    }
+    })
 }
 
 /// `future` (or stream) polled in the tokio runtime's context: with the `tokio` option, or by

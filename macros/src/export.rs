@@ -18,13 +18,34 @@ pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result
         .or_else(|| pyo3_name(&function.attrs))
         .unwrap_or_else(|| function.sig.ident.to_string());
     let arguments = owned_arguments(&function.sig, options.pass_module)?;
-    let body = &function.block;
+    let future = if options.generator {
+        // A nested `async fn` with the declared signature: the stream's type is checked
+        // against the declaration (and the traits it names are used).
+        let mut body = function.clone();
+        body.attrs.clear();
+        body.vis = syn::Visibility::Inherited;
+        body.sig.ident = format_ident!("__pyo3_async_body");
+        for input in &mut body.sig.inputs {
+            if let FnArg::Typed(typed) = input {
+                typed.attrs.clear();
+            }
+        }
+        let names = &arguments.names;
+        quote!({
+            #body
+            __pyo3_async_body(#(#names),*)
+        })
+    } else {
+        let body = &function.block;
+        quote!(async move #body)
+    };
     let awaitable = awaitable(
         &options,
         &function.sig.output,
-        quote!(async move #body),
+        future,
         &python_name,
-    );
+        arguments.cancel.as_ref(),
+    )?;
     let pyo3_options = pyo3_options(&options);
     let attrs = &function.attrs;
     let vis = &function.vis;
@@ -136,7 +157,13 @@ fn expand_method(
     } else {
         quote!(Self::#hidden(#(#names),*))
     };
-    let awaitable = awaitable(&options, &sig.output, call, &qualname);
+    let awaitable = awaitable(
+        &options,
+        &sig.output,
+        call,
+        &qualname,
+        arguments.cancel.as_ref(),
+    )?;
     let mut wrapper_sig = sig.clone();
     wrapper_sig.asyncness = None;
     wrapper_sig.inputs = wrapper_inputs(sig, options.pass_module)
@@ -160,6 +187,11 @@ fn expand_method(
         }
     };
     let mut body = method.clone();
+    for input in &mut body.sig.inputs {
+        if let FnArg::Typed(typed) = input {
+            typed.attrs.clear();
+        }
+    }
     body.attrs
         .retain(|attr| attr.path().is_ident("allow") || attr.path().is_ident("doc"));
     body.sig.ident = hidden;
@@ -185,6 +217,9 @@ fn pass_through(options: Options, function: ItemFn) -> syn::Result<TokenStream2>
 /// The arguments the future takes over, which must be owned (the future is `'static`).
 struct Arguments {
     names: Vec<syn::Ident>,
+    /// The parameter marked `#[pyo3(cancel_handle)]`: not a Python argument, it receives the
+    /// coroutine's [`CancelHandle`](pyo3_async::CancelHandle).
+    cancel: Option<syn::Ident>,
     /// Statements turning the wrapper's arguments into the future's (for `pass_module`).
     conversions: Vec<TokenStream2>,
 }
@@ -192,6 +227,7 @@ struct Arguments {
 fn owned_arguments(sig: &Signature, pass_module: bool) -> syn::Result<Arguments> {
     let mut names = Vec::new();
     let mut conversions = Vec::new();
+    let mut cancel = None;
     let mut first = true;
     for input in &sig.inputs {
         let FnArg::Typed(typed) = input else { continue };
@@ -202,6 +238,17 @@ fn owned_arguments(sig: &Signature, pass_module: bool) -> syn::Result<Arguments>
             ));
         };
         let name = pattern.ident.clone();
+        if is_cancel_handle(typed) {
+            if cancel.is_some() {
+                return Err(Error::new(
+                    typed.span(),
+                    "one `#[pyo3(cancel_handle)]` at most",
+                ));
+            }
+            cancel = Some(name.clone());
+            names.push(name);
+            continue;
+        }
         if std::mem::take(&mut first) && pass_module {
             // The wrapper gets the module borrowed; the future owns a reference to it.
             conversions.push(quote!(let #name = ::pyo3::Bound::clone(#name).unbind();));
@@ -215,7 +262,21 @@ fn owned_arguments(sig: &Signature, pass_module: bool) -> syn::Result<Arguments>
         }
         names.push(name);
     }
-    Ok(Arguments { names, conversions })
+    Ok(Arguments {
+        names,
+        cancel,
+        conversions,
+    })
+}
+
+/// Whether a parameter is marked `#[pyo3(cancel_handle)]`.
+fn is_cancel_handle(typed: &syn::PatType) -> bool {
+    typed.attrs.iter().any(|attr| {
+        attr.path().is_ident("pyo3")
+            && attr
+                .parse_args::<syn::Ident>()
+                .is_ok_and(|ident| ident == "cancel_handle")
+    })
 }
 
 /// The wrapper's parameters: the function's, with a `pass_module` module borrowed.
@@ -223,7 +284,7 @@ fn wrapper_inputs(sig: &Signature, pass_module: bool) -> Vec<FnArg> {
     let mut inputs: Vec<FnArg> = sig
         .inputs
         .iter()
-        .filter(|input| matches!(input, FnArg::Typed(_)))
+        .filter(|input| matches!(input, FnArg::Typed(typed) if !is_cancel_handle(typed)))
         .cloned()
         .collect();
     if pass_module {

@@ -80,6 +80,18 @@ async fn macro_pending(probe: Py<Probe>) {
     std::future::pending::<()>().await;
 }
 
+/// Waits for its cancellation through PyO3's cancel-handle parameter, logs it, and lets it
+/// through.
+#[pyo3_async::pyfunction]
+async fn macro_until_cancelled(
+    #[pyo3(cancel_handle)] cancel: pyo3_async::CancelHandle,
+    log: Py<PyAny>,
+) -> PyResult<()> {
+    let exception = cancel.cancelled().await;
+    Python::attach(|py| log.call_method1(py, "append", ("cancelled",)))?;
+    Err(exception)
+}
+
 /// A bank account whose async methods borrow `&self` across suspensions.
 #[pyclass(frozen)]
 struct Account {
@@ -116,6 +128,17 @@ impl Account {
         Ok(balance)
     }
 
+    /// Holds until cancelled (the handle is not a Python argument).
+    async fn hold(
+        &self,
+        log: Py<PyAny>,
+        #[pyo3(cancel_handle)] cancel: pyo3_async::CancelHandle,
+    ) -> PyResult<()> {
+        let exception = cancel.cancelled().await;
+        Python::attach(|py| log.call_method1(py, "append", ("held until cancelled",)))?;
+        Err(exception)
+    }
+
     #[staticmethod]
     #[pyo3_async(trio)]
     async fn bank() -> &'static str {
@@ -133,6 +156,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(macro_asyncio_only, m)?)?;
     m.add_function(wrap_pyfunction!(macro_block_on_latch, m)?)?;
     m.add_function(wrap_pyfunction!(macro_count, m)?)?;
+    m.add_function(wrap_pyfunction!(macro_until_cancelled, m)?)?;
     m.add_function(wrap_pyfunction!(macro_module_name, m)?)?;
     m.add_function(wrap_pyfunction!(macro_pending, m)?)?;
     m.add_class::<Account>()?;

@@ -98,6 +98,24 @@ async def test_cancellation_drops_the_body():
     assert probe.dropped
 
 
+async def test_cancel_handle_parameter():
+    log = []
+    with anyio.move_on_after(0.01) as scope:
+        await m.macro_until_cancelled(log)
+    assert scope.cancelled_caught
+    assert log == ["cancelled"]
+    account = m.Account(0)
+    with anyio.move_on_after(0.01) as scope:
+        await account.hold(log)
+    assert scope.cancelled_caught
+    assert log == ["cancelled", "held until cancelled"]
+    # The handle is not an argument.
+    with pytest.raises(TypeError):
+        m.macro_until_cancelled()
+    with pytest.raises(TypeError):
+        m.macro_until_cancelled(log, None)
+
+
 async def test_methods_borrow_self_across_suspensions():
     account = m.Account(10)
     assert await account.deposit(5) == 15
