@@ -6,6 +6,9 @@ mod core;
 mod coroutines;
 mod generators;
 mod macros;
+mod readme {
+    include!(concat!(env!("OUT_DIR"), "/readme.rs"));
+}
 mod shutdown;
 mod storm;
 mod wakers;
@@ -58,5 +61,6 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     core::register(m)?;
     shutdown::register(m)?;
     with_tokio::register(m)?;
+    readme::register(m)?;
     Ok(())
 }
