@@ -30,7 +30,11 @@ fn main() {
             }
             .unwrap();
         }
-        writeln!(modules, "#[allow(dead_code, unused_imports, unused_variables, clippy::all)]").unwrap();
+        writeln!(
+            modules,
+            "#[allow(dead_code, unused_imports, unused_variables, clippy::all)]"
+        )
+        .unwrap();
         writeln!(
             modules,
             "mod {module} {{\n{block}\n\
@@ -90,7 +94,9 @@ fn exports(block: &str) -> Vec<(Export, String)> {
         } else if line.starts_with("#[pyclass") {
             pending = Some(Export::Class);
         } else if let Some(kind) = pending.take() {
-            let words: Vec<&str> = line.split(|c: char| !c.is_alphanumeric() && c != '_').collect();
+            let words: Vec<&str> = line
+                .split(|c: char| !c.is_alphanumeric() && c != '_')
+                .collect();
             let keyword = match kind {
                 Export::Function => "fn",
                 Export::Class => "struct",

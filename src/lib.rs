@@ -232,6 +232,7 @@ pub mod __private {
     }
 
     pub use crate::embed::run_test;
+    pub use crate::rust_to_py::StaticLabel;
 
     pub fn flatten_stream<F>(
         future: F,

@@ -60,17 +60,25 @@ fn block_on_from_the_loops_own_thread_is_an_error() -> PyResult<()> {
 fn dropping_a_loop_thread_cancels_its_work_closes_the_loop_and_joins() -> PyResult<()> {
     Python::initialize();
     for kind in LoopKind::ALL {
-        let (started, cancelled, thread_name) = Python::attach(|py| {
+        let (started, cancelled, loop_threads) = Python::attach(|py| {
             PyResult::Ok((
                 threading_event(py)?.unbind(),
                 threading_event(py)?.unbind(),
-                format!("pyo3-async-{kind}"),
+                pyo3::types::PyList::empty(py).unbind(),
             ))
         })?;
         let loop_thread = Python::attach(|py| LoopThread::start(py, kind))?;
-        let (started_in, cancelled_in) =
-            Python::attach(|py| (started.clone_ref(py), cancelled.clone_ref(py)));
+        let (started_in, cancelled_in, loop_threads_in) = Python::attach(|py| {
+            (
+                started.clone_ref(py),
+                cancelled.clone_ref(py),
+                loop_threads.clone_ref(py),
+            )
+        });
         let pending = loop_thread.event_loop().spawn_with(move |py| {
+            // On the loop's thread: the test checks that this very thread ends.
+            let current = py.import("threading")?.call_method0("current_thread")?;
+            loop_threads_in.bind(py).append(current)?;
             helpers(py)?
                 .getattr("wait_forever")?
                 .call1((started_in, cancelled_in))
@@ -83,14 +91,11 @@ fn dropping_a_loop_thread_cancels_its_work_closes_the_loop_and_joins() -> PyResu
                 cancelled.bind(py).call_method0("is_set")?.is_truthy()?,
                 "{kind}"
             );
-            let alive = py
-                .import("threading")?
-                .call_method0("enumerate")?
-                .try_iter()?
-                .filter_map(Result::ok)
-                .filter_map(|thread| thread.getattr("name").ok()?.extract::<String>().ok())
-                .any(|name| name == thread_name);
-            assert!(!alive, "{kind}: the loop's thread still runs");
+            let thread = loop_threads.bind(py).get_item(0)?;
+            assert!(
+                !thread.call_method0("is_alive")?.is_truthy()?,
+                "{kind}: the loop's thread still runs"
+            );
             PyResult::Ok(())
         })?;
         let outcome = futures::executor::block_on(pending);

@@ -76,8 +76,15 @@ pub(crate) fn awaitable(
     };
     Ok(quote_spanned! {span=>
         #coroutine
-            .with_qualname(#qualname)
-            .with_source(::core::file!(), ::core::line!())
+            .__with_label({
+                static LABEL: ::pyo3_async::__private::StaticLabel =
+                    ::pyo3_async::__private::StaticLabel {
+                        qualname: #qualname,
+                        file: ::core::file!(),
+                        line: ::core::line!(),
+                    };
+                &LABEL
+            })
             #backend
     })
 }

@@ -13,6 +13,7 @@ use crate::glue;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::driver::{Driver, Resumed, SharedDriver};
 use crate::rust_to_py::errors::thrown_exception;
+use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
 use crate::rust_to_py::send_slot;
 
@@ -56,10 +57,9 @@ use crate::rust_to_py::send_slot;
 /// ```
 #[pyclass(module = "pyo3_async", frozen, weakref)]
 pub struct Coroutine {
-    /// `__qualname__` (and, after its last dot, `__name__`), for reprs and tracebacks.
-    qualname: Option<Cow<'static, str>>,
-    /// Where the Rust function is, for the traceback entry of an exception it raises.
-    source: Option<(&'static str, u32)>,
+    /// `__qualname__` (and, after its last dot, `__name__`), for reprs and tracebacks, and
+    /// where the Rust function is, for the traceback entry of an exception it raises.
+    label: Option<Label>,
     /// Shared (weakly) with the home of the loop it is bound to, which finishes it if that
     /// loop dies. The future lives in the same allocation.
     driver: Arc<SharedDriver>,
@@ -149,7 +149,7 @@ impl Coroutine {
     /// # drop(coroutine);
     /// ```
     pub fn with_qualname(mut self, qualname: impl Into<Cow<'static, str>>) -> Self {
-        self.qualname = Some(qualname.into());
+        self.label = Some(Label::with(self.label, Some(qualname.into()), None));
         self
     }
 
@@ -167,7 +167,14 @@ impl Coroutine {
     /// # drop(coroutine);
     /// ```
     pub fn with_source(mut self, file: &'static str, line: u32) -> Self {
-        self.source = Some((file, line));
+        self.label = Some(Label::with(self.label, None, Some((file, line))));
+        self
+    }
+
+    /// The attribute macros' `with_qualname` and `with_source`, from a static of the function.
+    #[doc(hidden)]
+    pub fn __with_label(mut self, label: &'static StaticLabel) -> Self {
+        self.label = Some(Label::Static(label));
         self
     }
 
@@ -180,8 +187,7 @@ impl Coroutine {
         let driver: Arc<Mutex<Driver<P>>> =
             Arc::new(Mutex::new(Driver::new(future, cancellation, backend)));
         Coroutine {
-            qualname: None,
-            source: None,
+            label: None,
             driver,
             claimed: AtomicBool::new(false),
         }
@@ -190,14 +196,16 @@ impl Coroutine {
     /// Gives an exception leaving a named coroutine a traceback entry for the Rust function.
     #[cold]
     fn locate(&self, py: Python<'_>, err: PyErr) -> PyErr {
-        let Some(qualname) = &self.qualname else {
+        let Some(label) = &self.label else {
             return err;
         };
-        let (file, line) = self.source.unwrap_or(("<rust>", 1));
+        let Some(qualname) = label.qualname() else {
+            return err;
+        };
+        let (file, line) = label.source().unwrap_or(("<rust>", 1));
         let name = qualname.rsplit('.').next().unwrap_or(qualname);
-        let located = glue::add_frame(py).and_then(|add_frame| {
-            add_frame.call1((err.value(py), name, qualname.as_ref(), file, line))
-        });
+        let located = glue::add_frame(py)
+            .and_then(|add_frame| add_frame.call1((err.value(py), name, qualname, file, line)));
         match located {
             Ok(exception) => PyErr::from_value(exception),
             Err(_) => err,
@@ -260,7 +268,10 @@ impl Coroutine {
 
     #[getter]
     fn __qualname__(&self) -> &str {
-        self.qualname.as_deref().unwrap_or("Coroutine")
+        self.label
+            .as_ref()
+            .and_then(Label::qualname)
+            .unwrap_or("Coroutine")
     }
 
     #[getter]

@@ -7,6 +7,7 @@ mod coroutine;
 mod driver;
 pub(crate) mod errors;
 mod future_cell;
+mod label;
 mod pollable;
 mod send_slot;
 
@@ -14,3 +15,4 @@ pub use allow_threads::AllowThreads;
 pub use async_generator::AsyncGenerator;
 pub use cancel_handle::CancelHandle;
 pub use coroutine::Coroutine;
+pub use label::StaticLabel;
