@@ -6,6 +6,9 @@ mod core;
 mod coroutines;
 mod generators;
 mod macros;
+// The README's examples, for test_readme.py; not in `cargo test` (their `#[pyo3_async::test]`
+// example runs as a doctest of the crate).
+#[cfg(not(test))]
 mod readme {
     include!(concat!(env!("OUT_DIR"), "/readme.rs"));
 }
@@ -61,6 +64,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     core::register(m)?;
     shutdown::register(m)?;
     with_tokio::register(m)?;
+    #[cfg(not(test))]
     readme::register(m)?;
     Ok(())
 }
