@@ -29,6 +29,13 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! **Python → Rust**: [`PyFuture`] and [`PyAsyncIter`] are `Send` Rust futures and streams over
+//! Python work, awaitable by tokio or smol on any thread; [`EventLoop`] schedules work on a loop.
+//!
+//! **Loops started from Rust**: [`run`] makes a Rust future the main task of a new asyncio,
+//! uvloop or trio loop (and [`macro@main`] writes that `main`), [`LoopThread`] runs a loop on a
+//! thread of its own, and [`macro@test`] runs an `async fn` test once per loop.
 
 // The layers, bottom-up — sync, exit_guard, glue, home, task, backend, waker, delegation,
 // rust_to_py, py_to_rust, embed, tokio — each importing only those below it (`tools/layers.py` checks it in
