@@ -37,6 +37,7 @@ rust-test: $(VENV)/.installed
 
 python-test: $(VENV)/.installed
 	maturin develop --quiet -m pytests/Cargo.toml
+	maturin develop --quiet -m examples/streaming/Cargo.toml
 	python -m pytest pytests/tests
 	# The portable wake signal (loopback TCP, as off Unix), on the suites that lean on it.
 	PYO3_ASYNC_LOOPBACK_SIGNAL=1 python -m pytest -q pytests/tests/test_core.py \
@@ -71,6 +72,7 @@ stress: $(VENV)/.installed
 VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=no --undef-value-errors=no
 valgrind: $(VENV)/.installed
 	maturin develop --quiet -m pytests/Cargo.toml
+	maturin develop --quiet -m examples/streaming/Cargo.toml
 	PYTHONMALLOC=malloc $(VALGRIND) python -m pytest -q -p no:cacheprovider pytests/tests \
 		-k "not exit_with_work_in_flight"
 	CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$(VALGRIND)" PYTHONMALLOC=malloc \

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -14,10 +14,32 @@ use pyo3_async::LoopKind;
 /// tests running in parallel.
 pub fn helpers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    MODULE
+    load(
+        py,
+        &MODULE,
+        include_str!("helpers.py"),
+        c"helpers.py",
+        c"helpers",
+    )
+}
+
+/// `web.py`: an HTTP site served by uvicorn or hypercorn, and its httpx clients.
+pub fn web(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    load(py, &MODULE, include_str!("web.py"), c"web.py", c"web")
+}
+
+fn load<'py>(
+    py: Python<'py>,
+    module: &PyOnceLock<Py<PyModule>>,
+    code: &str,
+    file: &CStr,
+    name: &CStr,
+) -> PyResult<Bound<'py, PyModule>> {
+    module
         .get_or_try_init(py, || {
-            let code = CString::new(include_str!("helpers.py"))?;
-            PyResult::Ok(PyModule::from_code(py, &code, c"helpers.py", c"helpers")?.unbind())
+            let code = CString::new(code)?;
+            PyResult::Ok(PyModule::from_code(py, &code, file, name)?.unbind())
         })
         .map(|module| module.bind(py).clone())
 }

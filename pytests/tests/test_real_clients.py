@@ -1,0 +1,95 @@
+"""Real clients around a Rust stream (examples/streaming): a Starlette `StreamingResponse`
+whose body is an `AsyncGenerator`, served by uvicorn (asyncio, uvloop) and hypercorn (trio,
+asyncio) on 127.0.0.1, fetched by httpx in the same loop."""
+
+import gc
+import importlib.util
+import pathlib
+
+import anyio
+import httpx
+import pytest
+
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "streaming" / "serve.py"
+_spec = importlib.util.spec_from_file_location("streaming_serve", EXAMPLE)
+serve = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(serve)
+
+pytestmark = pytest.mark.anyio
+
+#: Every test is bounded: a server or a stream that hangs fails it instead.
+LIMIT = 20
+
+
+@pytest.fixture(params=["uvicorn", "hypercorn"])
+def server(request, loop_name):
+    if request.param == "uvicorn" and loop_name == "trio":
+        pytest.skip("uvicorn serves on asyncio only")
+    return request.param
+
+
+@pytest.fixture
+def no_gc():
+    """Streams must be dropped by reference counting alone, not by a later collection."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def test_the_example_streams_and_drops_the_stream_of_a_client_that_hangs_up(server):
+    with anyio.fail_after(LIMIT):
+        complete, hung_up = await serve.demo(server)
+    assert complete == 5
+    # The server learns of the hang-up when it writes the next line: one more may have gone.
+    assert 3 <= hung_up <= 4
+
+
+async def test_many_clients_read_whole_bodies_streamed_from_rust(server):
+    clients, count = 50, 20
+    closed = serve.Closed(expected=clients)
+    bodies = []
+    expected = "".join(f"tick {i}\n" for i in range(count))
+    with anyio.fail_after(LIMIT):
+        async with serve.running(serve.make_app(closed), server) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+
+                async def fetch():
+                    response = await client.get("/ticks", params={"count": count})
+                    assert response.status_code == 200
+                    bodies.append(response.text)
+
+                async with anyio.create_task_group() as tasks:
+                    for _ in range(clients):
+                        tasks.start_soon(fetch)
+            await closed.all.wait()
+    assert bodies == [expected] * clients
+    assert closed.sent == [count] * clients
+
+
+async def test_clients_that_hang_up_mid_stream_make_the_server_drop_each_rust_stream(
+    server, no_gc
+):
+    clients, read = 20, 3
+    closed = serve.Closed(expected=clients)
+    with anyio.fail_after(LIMIT):
+        async with serve.running(serve.make_app(closed), server) as url:
+            # A client each: closing a half-read response closes its connection.
+            async def hang_up_after_some_lines():
+                async with httpx.AsyncClient(base_url=url) as client:
+                    async with client.stream("GET", "/ticks") as response:
+                        lines = 0
+                        async for _ in response.aiter_lines():
+                            lines += 1
+                            if lines == read:
+                                break
+
+            async with anyio.create_task_group() as tasks:
+                for _ in range(clients):
+                    tasks.start_soon(hang_up_after_some_lines)
+            # The endless streams end only because the server drops them.
+            await closed.all.wait()
+    assert len(closed.sent) == clients
+    assert all(sent >= read for sent in closed.sent), closed.sent
