@@ -9,7 +9,7 @@ export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 # Embedded interpreters (Rust tests, doctests) and pyo3's build use the venv's Python.
 export PYO3_PYTHON := $(VIRTUAL_ENV)/bin/python
 
-.PHONY: demo test lint rust-test python-test bench stress valgrind
+.PHONY: demo test lint rust-test python-test matrix bench stress valgrind
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 	maturin develop --quiet --release -m examples/seed/Cargo.toml
 	python examples/seed/demo.py
 
-test: lint rust-test python-test
+test: lint rust-test python-test matrix
 
 lint: $(VENV)/.installed
 	python3 tools/layers.py
@@ -38,10 +38,19 @@ rust-test: $(VENV)/.installed
 python-test: $(VENV)/.installed
 	maturin develop --quiet -m pytests/Cargo.toml
 	maturin develop --quiet -m examples/streaming/Cargo.toml
+	maturin develop --quiet -m examples/seed/Cargo.toml
 	python -m pytest pytests/tests
+	# The example modules' type stubs, against the modules and the scripts that use them.
+	python -m mypy.stubtest --allowlist tools/stubtest-allowlist.txt example streaming
+	python -m mypy --check-untyped-defs examples/seed/demo.py examples/streaming/serve.py
 	# The portable wake signal (loopback TCP, as off Unix), on the suites that lean on it.
 	PYO3_ASYNC_LOOPBACK_SIGNAL=1 python -m pytest -q pytests/tests/test_core.py \
 		pytests/tests/test_delegation_rule.py pytests/tests/test_py_async_iter.py
+
+# The Rust tests and the pytest suite on every other CPython >= 3.10 of pyenv (a venv and a
+# target directory each; tools/matrix.sh). `make matrix PYTHONS=python3.12` picks some.
+matrix: $(VENV)/.installed
+	tools/matrix.sh $(PYTHONS)
 
 BENCH_CONTENDERS := benches/contenders/ours benches/contenders/pyo3 benches/contenders/runtimes benches/contenders/seed
 

@@ -73,6 +73,8 @@ mod waker;
 /// - `tokio` (feature `tokio`): poll inside the process-wide tokio runtime's context, so tokio
 ///   timers and I/O work ([`tokio::in_runtime`]); the `tokio-default`
 ///   feature makes this every function's default;
+/// - `local`: the body's future need not be `Send` (an `Rc`, a `RefCell` borrow across an
+///   `.await`); it runs only on the thread that calls the function ([`Coroutine::local`]);
 /// - `generator`: the body returns a `Stream<Item = PyResult<T>>`, exported as an async
 ///   generator ([`AsyncGenerator`]).
 ///
@@ -239,7 +241,7 @@ pub mod __private {
     }
 
     pub use crate::embed::run_test;
-    pub use crate::rust_to_py::StaticLabel;
+    pub use crate::rust_to_py::{StaticLabel, ThreadBound};
 
     pub fn flatten_stream<F>(
         future: F,
@@ -256,7 +258,9 @@ pub use backend::Backend;
 pub use embed::{run, LoopKind, LoopThread};
 pub use exit_guard::attach_unless_exiting;
 pub use py_to_rust::{is_cancellation, EventLoop, PyAsyncIter, PyContext, PyFuture};
-pub use rust_to_py::{AllowThreads, AsyncGenerator, CancelHandle, Coroutine};
+pub use rust_to_py::{
+    mark_coroutine_functions, AllowThreads, AsyncGenerator, CancelHandle, Coroutine,
+};
 
 /// The README's examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

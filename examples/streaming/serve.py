@@ -60,30 +60,37 @@ async def running(app, server):
 def _serve(tasks, app, server, sock):
     """Starts serving in `tasks`; returns what stops it."""
     if server == "uvicorn":
-        import uvicorn
-
-        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-        instance = uvicorn.Server(config)
-        tasks.start_soon(instance.serve, [sock])
-
-        def stop():
-            instance.should_exit = True
-
-        return stop
+        return _serve_uvicorn(tasks, app, sock)
     if server == "hypercorn":
-        from hypercorn.config import Config
-
-        if sniffio.current_async_library() == "trio":
-            from hypercorn.trio import serve
-        else:
-            from hypercorn.asyncio import serve
-        config = Config()
-        config.bind = [f"fd://{sock.detach()}"]
-        config.accesslog = config.errorlog = None
-        stopped = anyio.Event()
-        tasks.start_soon(lambda: serve(app, config, shutdown_trigger=stopped.wait))
-        return stopped.set
+        return _serve_hypercorn(tasks, app, sock)
     raise ValueError(f"unknown server {server!r}")
+
+
+def _serve_uvicorn(tasks, app, sock):
+    import uvicorn
+
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+    instance = uvicorn.Server(config)
+    tasks.start_soon(instance.serve, [sock])
+
+    def stop():
+        instance.should_exit = True
+
+    return stop
+
+
+def _serve_hypercorn(tasks, app, sock):
+    from hypercorn.asyncio import serve as serve_asyncio
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as serve_trio
+
+    serve = serve_trio if sniffio.current_async_library() == "trio" else serve_asyncio
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.accesslog = config.errorlog = None
+    stopped = anyio.Event()
+    tasks.start_soon(lambda: serve(app, config, shutdown_trigger=stopped.wait))
+    return stopped.set
 
 
 class Closed:

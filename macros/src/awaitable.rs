@@ -28,6 +28,12 @@ pub(crate) fn awaitable(
         } else {
             stream
         };
+        if options.local {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "`local` is for coroutines: an async generator's stream must be `Send`",
+            ));
+        }
         if let Some(cancel) = cancel {
             return Err(syn::Error::new(
                 cancel.span(),
@@ -59,7 +65,14 @@ pub(crate) fn awaitable(
         }
         ReturnType::Type(..) => quote!(::pyo3::PyResult::Ok(#future.await)),
     };
-    let future = in_runtime(options, quote!(async move { #converted }));
+    let future = quote!(async move { #converted });
+    // A `!Send` body is checked for its thread innermost, so the wrappers around it are `Send`.
+    let future = if options.local {
+        quote!(::pyo3_async::__private::ThreadBound::new(#future))
+    } else {
+        future
+    };
+    let future = in_runtime(options, future);
     let future = if options.allow_threads {
         quote!(::pyo3_async::AllowThreads::new(#future))
     } else {

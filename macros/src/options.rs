@@ -16,6 +16,8 @@ pub(crate) struct Options {
     pub(crate) allow_threads: bool,
     /// `tokio`: poll inside the tokio runtime's context (feature `tokio` of pyo3-async).
     pub(crate) tokio: bool,
+    /// `local`: the body's future need not be `Send`; it runs on the calling thread only.
+    pub(crate) local: bool,
     /// `generator`: the function returns a stream, exported as an async generator.
     pub(crate) generator: bool,
     /// `name = "..."`, for `__name__` too.
@@ -49,6 +51,7 @@ impl Options {
             ("allow_threads", Meta::Path(_)) => self.allow_threads = true,
             ("tokio", Meta::Path(_)) => self.tokio = true,
             ("generator", Meta::Path(_)) => self.generator = true,
+            ("local", Meta::Path(_)) => self.local = true,
             ("name", Meta::NameValue(value)) => {
                 if let syn::Expr::Lit(syn::ExprLit {
                     lit: syn::Lit::Str(name),
@@ -89,7 +92,7 @@ impl Options {
 }
 
 const UNSUPPORTED: &str = "unsupported option: expected `asyncio`, `trio`, `allow_threads`, \
-    `tokio`, `generator`, or a `#[pyo3::pyfunction]` option (`name`, `signature`, `text_signature`, \
+    `tokio`, `local`, `generator`, or a `#[pyo3::pyfunction]` option (`name`, `signature`, `text_signature`, \
     `pass_module`, `crate`, `warn`)";
 
 pub(crate) fn pyo3_options(options: &Options) -> TokenStream2 {

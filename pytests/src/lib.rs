@@ -5,7 +5,9 @@ mod awaiting;
 mod core;
 mod coroutines;
 mod generators;
+mod local;
 mod macros;
+mod marked;
 // The README's examples, for test_readme.py; not in `cargo test` (their `#[pyo3_async::test]`
 // example runs as a doctest of the crate).
 #[cfg(not(test))]
@@ -58,6 +60,8 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     generators::register(m)?;
     awaiting::register(m)?;
     macros::register(m)?;
+    marked::register(m)?;
+    local::register(m)?;
     storm::register(m)?;
     m.add_class::<Coroutine>()?;
     m.add_class::<AsyncGenerator>()?;

@@ -82,13 +82,23 @@ class AsyncioShutdown:
     def watch(self):
         """On the loop thread, inside the loop's run (its async generator hooks installed):
         starts the sentinel, which lives as long as this record (the loop's home). A loop
-        closed without `shutdown_asyncgens()` just drops it; the sentinel holds the record
-        weakly, so that they form no cycle."""
+        closed without `shutdown_asyncgens()` just drops the record, which closes the
+        sentinel on its way out; the sentinel holds the record weakly."""
         if self.sentinel is not None:
             return
-        self.sentinel = _shutdown_sentinel(weakref.ref(self))
+
+        def record_died(_):
+            # Closed here rather than by the loop's finalizer hook, which would schedule its
+            # `aclose()` on a loop that may never run again (and warn it was never awaited).
+            try:
+                sentinel.aclose().send(None)
+            except (StopIteration, RuntimeError):
+                pass
+
+        sentinel = _shutdown_sentinel(weakref.ref(self, record_died))
+        self.sentinel = sentinel
         try:
-            self.sentinel.asend(None).send(None)
+            sentinel.asend(None).send(None)
         except StopIteration:
             pass
 

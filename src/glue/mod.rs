@@ -148,6 +148,11 @@ helper!(
     loop_thread in loops
 );
 
+helper!(
+    /// Marks exported async functions for `inspect.iscoroutinefunction` (3.12+).
+    mark_coroutine_functions in coroutine_functions
+);
+
 /// `fn name(py) -> PyResult<&Bound<PyModule>>`: a glue file, as a private module of its own,
 /// loaded on first use.
 macro_rules! glue_module {
@@ -168,6 +173,7 @@ macro_rules! glue_module {
 
 glue_module!(helpers = "helpers.py" as "pyo3_async._helpers");
 glue_module!(loops = "loops.py" as "pyo3_async._loops");
+glue_module!(coroutine_functions = "coroutine_functions.py" as "pyo3_async._coroutine_functions");
 
 /// The trap class of `trio.lowlevel.wait_task_rescheduled`, where trio 0.35 keeps it; `None`
 /// with another layout (the public function is used then).

@@ -16,6 +16,7 @@ use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
 use crate::rust_to_py::send_slot;
+use crate::rust_to_py::thread_bound::ThreadBound;
 
 /// A Rust future as a Python coroutine object, driven by the Python event loop.
 ///
@@ -111,6 +112,41 @@ impl Coroutine {
         let cancellation = Cancellation::new();
         let future = make(cancellation.handle());
         Self::from_pollable(IntoPyFuture(future), Some(cancellation), None)
+    }
+
+    /// Wraps a future that is not `Send` (it holds an `Rc`, a `RefCell` borrow, a `!Send`
+    /// handle), for a coroutine that only ever runs on the thread that creates it: in an
+    /// exported function, the event loop's thread that calls it.
+    ///
+    /// Python may still hand the coroutine object to another thread. Awaited there, it raises
+    /// `RuntimeError` without touching the future; dropped there, the future is leaked rather
+    /// than dropped on a thread it cannot be sent to. `#[pyo3_async::pyfunction(local)]` and
+    /// `#[pyo3_async(local)]` on methods make the same.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::Coroutine;
+    ///
+    /// #[pyfunction]
+    /// fn count_to(n: u32) -> Coroutine {
+    ///     let counter = Rc::new(Cell::new(0));
+    ///     Coroutine::local(async move {
+    ///         for _ in 0..n {
+    ///             counter.set(counter.get() + 1);
+    ///         }
+    ///         PyResult::Ok(counter.get())
+    ///     })
+    /// }
+    /// # drop(count_to(3));
+    /// ```
+    pub fn local<F, T>(future: F) -> Self
+    where
+        F: Future<Output = PyResult<T>> + 'static,
+        T: for<'py> IntoPyObject<'py> + 'static,
+    {
+        Self::new(ThreadBound::new(future))
     }
 
     /// Fixes the event-loop backend instead of detecting it at the first suspension.

@@ -1,0 +1,74 @@
+"""`pyo3_async::mark_coroutine_functions`: exported async functions and methods that
+`inspect.iscoroutinefunction` recognizes on 3.12+ (and frameworks with it), unchanged before."""
+
+import inspect
+import sys
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+import pyo3_async_pytests as m
+
+#: Python 3.12 added the mark; before it, marking checks the names and changes nothing.
+MARKABLE = sys.version_info >= (3, 12)
+
+
+def test_marked_functions_and_methods_are_coroutine_functions():
+    assert inspect.iscoroutinefunction(m.marked_add) is MARKABLE
+    assert inspect.iscoroutinefunction(m.endpoint) is MARKABLE
+    assert inspect.iscoroutinefunction(m.Adder.add) is MARKABLE
+    assert inspect.iscoroutinefunction(m.Adder(1).add) is MARKABLE
+
+
+def test_unmarked_ones_are_not():
+    assert not inspect.iscoroutinefunction(m.unmarked_add)
+    assert not inspect.iscoroutinefunction(m.Adder(1).add_unmarked)
+
+
+def test_a_marked_function_keeps_its_name_docstring_and_signature():
+    assert inspect.signature(m.marked_add) == inspect.signature(m.unmarked_add)
+    assert inspect.signature(m.Adder.add) == inspect.signature(m.Adder.add_unmarked)
+    assert m.marked_add.__doc__ == m.unmarked_add.__doc__
+    assert m.marked_add.__name__ == "marked_add"
+    assert m.Adder.add.__qualname__ == "Adder.add"
+
+
+def test_marking_again_changes_nothing():
+    marked = m.marked_add
+    m.mark(m, ["marked_add"])
+    assert m.marked_add is marked
+
+
+@pytest.mark.anyio
+async def test_marked_functions_and_methods_still_return_awaitables():
+    assert await m.marked_add(40) == 42
+    assert await m.marked_add(1, b=1) == 2
+    assert await m.Adder(40).add(2) == 42
+    with pytest.raises(TypeError):
+        m.marked_add()
+
+
+def test_missing_or_non_callable_names_are_refused():
+    with pytest.raises(AttributeError, match="no function 'missing'"):
+        m.mark(m, ["missing"])
+    with pytest.raises(TypeError, match="not a function"):
+        m.mark(m, ["__name__"])
+    with pytest.raises(AttributeError, match="no function 'missing'"):
+        m.mark(m.Adder, ["missing"])
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not MARKABLE, reason="Starlette tells coroutine functions apart from 3.12")
+async def test_starlette_awaits_a_marked_rust_endpoint():
+    # Starlette calls an endpoint it does not take for a coroutine function in a worker thread,
+    # and would get a coroutine object back instead of a response.
+    app = Starlette(routes=[Route("/hello", m.endpoint)])
+    transport = httpx.ASGITransport(app=app)
+    with anyio.fail_after(10):
+        async with httpx.AsyncClient(transport=transport, base_url="http://rust") as client:
+            response = await client.get("/hello")
+    assert response.status_code == 200
+    assert response.text == "hello from Rust at /hello"
