@@ -9,7 +9,7 @@ export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 # Embedded interpreters (Rust tests, doctests) and pyo3's build use the venv's Python.
 export PYO3_PYTHON := $(VIRTUAL_ENV)/bin/python
 
-.PHONY: demo test lint rust-test python-test matrix bench stress valgrind
+.PHONY: demo test lint rust-test python-test abi3 matrix bench stress valgrind
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,32 +20,45 @@ demo: $(VENV)/.installed
 	maturin develop --quiet --release -m examples/seed/Cargo.toml
 	python examples/seed/demo.py
 
-test: lint rust-test python-test matrix
+test: lint rust-test python-test abi3 matrix
 
 lint: $(VENV)/.installed
 	python3 tools/layers.py
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --features pyo3-async/tokio -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pyo3-async --features tokio
+	cargo clippy --quiet --workspace --all-targets --features pyo3-async/tokio -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps -p pyo3-async --features tokio
+	# No free-threaded CPython here: the crate type-checks against one (3.14t) described by a
+	# pyo3 config file (README, "Free-threaded Python").
+	PYO3_CONFIG_FILE=$(CURDIR)/tools/free-threaded.cfg cargo check --quiet -p pyo3-async \
+		--features tokio --target-dir target/free-threaded
+	# The crates as crates.io would get them (the tests build the very same sources).
+	cargo package --quiet --no-verify --allow-dirty -p pyo3-async-macros -p pyo3-async
 
 rust-test: $(VENV)/.installed
-	cargo test --workspace --features pyo3-async/tokio
+	cargo test --quiet --workspace --features pyo3-async/tokio
 	# Model checks of the waker's and the job queue's state machines (src/sync.rs), in a
 	# target directory of their own: the cfg rebuilds everything.
 	RUSTFLAGS="--cfg pyo3_async_loom" CARGO_TARGET_DIR=target/loom \
-		cargo test --release -p pyo3-async --lib loom
+		cargo test --quiet --release -p pyo3-async --lib loom
 
 python-test: $(VENV)/.installed
 	maturin develop --quiet -m pytests/Cargo.toml
 	maturin develop --quiet -m examples/streaming/Cargo.toml
 	maturin develop --quiet -m examples/seed/Cargo.toml
-	python -m pytest pytests/tests
+	python -m pytest -q pytests/tests
 	# The example modules' type stubs, against the modules and the scripts that use them.
 	python -m mypy.stubtest --allowlist tools/stubtest-allowlist.txt example streaming
 	python -m mypy --check-untyped-defs examples/seed/demo.py examples/streaming/serve.py
 	# The portable wake signal (loopback TCP, as off Unix), on the suites that lean on it.
 	PYO3_ASYNC_LOOPBACK_SIGNAL=1 python -m pytest -q pytests/tests/test_core.py \
 		pytests/tests/test_delegation_rule.py pytests/tests/test_py_async_iter.py
+
+# The test module built with the limited API (one wheel for every CPython >= 3.10, as most
+# extensions ship) and the pytest suite on it; `make python-test` installs the full build again.
+abi3: $(VENV)/.installed
+	CARGO_TARGET_DIR=target/abi3 maturin develop --quiet -m pytests/Cargo.toml \
+		--features pyo3/abi3-py310
+	python -m pytest -q pytests/tests
 
 # The Rust tests and the pytest suite on every other CPython >= 3.10 of pyenv (a venv and a
 # target directory each; tools/matrix.sh). `make matrix PYTHONS=python3.12` picks some.

@@ -111,10 +111,20 @@ fn before_exit(py: Python<'_>) {
 }
 
 /// Whether this thread is attached to the interpreter right now (without attaching it).
+#[cfg(not(Py_LIMITED_API))]
 pub(crate) fn thread_is_attached() -> bool {
     // SAFETY: both only read runtime state and have no preconditions. `PyGILState_Check`
     // answers "yes" when it cannot tell (before initialisation, once finalisation removed its
     // thread-state key), so it is only asked while the runtime is initialised, which it stays
     // until after the `atexit` hooks ran.
     unsafe { pyo3::ffi::Py_IsInitialized() != 0 && pyo3::ffi::PyGILState_Check() == 1 }
+}
+
+/// The limited API cannot tell (`PyGILState_Check` is not part of it), so the answer is the
+/// one that is always safe: "no". Callers then attach through PyO3 (a no-op when attached) or
+/// take the path of foreign threads: wake-ups go through the loop's home, and an attached
+/// thread's late `atexit` work is refused like a foreign thread's.
+#[cfg(Py_LIMITED_API)]
+pub(crate) fn thread_is_attached() -> bool {
+    false
 }

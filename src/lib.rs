@@ -36,9 +36,13 @@
 //! **Loops started from Rust**: [`run`] makes a Rust future the main task of a new asyncio,
 //! uvloop or trio loop (and [`macro@main`] writes that `main`), [`LoopThread`] runs a loop on a
 //! thread of its own, and [`macro@test`] runs an `async fn` test once per loop.
+//!
+//! **[The guide](guide)** walks through both directions and the set-up: an extension module
+//! with maturin, tokio and smol, embedding, testing, cancellation, contextvars, trio and anyio,
+//! and migrating from pyo3-async-runtimes or PyO3's `experimental-async`.
 
 // The layers, bottom-up — sync, exit_guard, glue, home, task, backend, waker, delegation,
-// rust_to_py, py_to_rust, embed, tokio — each importing only those below it (`tools/layers.py` checks it in
+// rust_to_py, py_to_rust, embed, tokio, guide — each importing only those below it (`tools/layers.py` checks it in
 // `make test`; the README's Architecture section describes them).
 mod backend;
 mod delegation;
@@ -52,6 +56,9 @@ mod sync;
 mod task;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+// The guide: documentation only, one page per module.
+#[cfg(any(doc, doctest))]
+pub mod guide;
 mod waker;
 
 /// Exports an `async fn` as a Python coroutine function, on any event loop.

@@ -55,6 +55,7 @@ async fn errors_and_panics_reach_python_as_exceptions() -> PyResult<()> {
     let err = in_a_task(failing)?.await.expect_err("the coroutine failed");
     Python::attach(|py| assert!(err.is_instance_of::<PyKeyError>(py), "{err}"));
 
+    common::quiet_panic("panicked in the coroutine");
     let panicking = Coroutine::new(async move {
         smol::Timer::after(Duration::from_millis(1)).await;
         panic!("panicked in the coroutine");

@@ -26,6 +26,7 @@ LAYERS = [
     "py_to_rust",
     "embed",
     "tokio",
+    "guide",
 ]
 
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"

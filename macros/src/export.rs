@@ -89,6 +89,8 @@ pub(crate) fn expand_methods(options: Options, mut block: ItemImpl) -> syn::Resu
         let mut method_options = Options {
             backend: options.backend.clone(),
             allow_threads: options.allow_threads,
+            tokio: options.tokio,
+            local: options.local,
             generator: options.generator,
             ..Options::default()
         };
@@ -201,10 +203,15 @@ fn expand_method(
 
 /// A plain function is PyO3's business, so that one attribute serves a whole module.
 fn pass_through(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
-    if options.backend.is_some() || options.allow_threads || options.tokio || options.generator {
+    if options.backend.is_some()
+        || options.allow_threads
+        || options.tokio
+        || options.local
+        || options.generator
+    {
         return Err(Error::new(
             function.sig.fn_token.span(),
-            "`asyncio`, `trio`, `allow_threads`, `tokio` and `generator` apply to `async fn` only",
+            "`asyncio`, `trio`, `allow_threads`, `tokio`, `local` and `generator` apply to `async fn` only",
         ));
     }
     let pyo3_options = pyo3_options(&options);

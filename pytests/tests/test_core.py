@@ -15,7 +15,7 @@ import trio
 import uvloop
 
 import pyo3_async_pytests as t
-from helpers import sized
+from helpers import full_api_only, sized
 
 LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -250,6 +250,7 @@ def test_an_interrupt_in_a_scheduled_job_propagates_and_no_wake_is_lost():
 # ---- 6. atexit ordering ----
 
 
+@full_api_only
 def test_an_atexit_hook_registered_first_may_still_attach():
     script = textwrap.dedent(
         """

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 import pyo3_async_pytests as m
-from helpers import until
+from helpers import full_api_only, until
 
 pytestmark = pytest.mark.anyio
 
@@ -83,6 +83,7 @@ async def test_several_wake_sources_in_one_future():
     assert results == ["both"]
 
 
+@full_api_only
 async def test_wake_on_loop_thread_is_delivered_directly(loop_name):
     """A wake on the loop's own thread resolves the suspension at once, without the
     thread-safe entry point (which would only act on a later loop pass)."""

@@ -77,7 +77,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let inner = self.inner();
-        if !thread_is_attached() {
+        if !may_be_attached() {
             // Nothing to release (a Rust executor's thread): never take the interpreter.
             return inner.poll(cx);
         }
@@ -95,7 +95,7 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let inner = self.inner();
-        if !thread_is_attached() {
+        if !may_be_attached() {
             return inner.poll_next(cx);
         }
         let waker = cx.waker();
@@ -105,4 +105,11 @@ where
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.inner.size_hint()
     }
+}
+
+/// Whether this thread may hold the interpreter, which the poll then releases. The limited
+/// API cannot tell: there, every poll attaches (a no-op on the Python loop that drives it; a
+/// wait for the interpreter on a Rust executor's thread) and releases.
+fn may_be_attached() -> bool {
+    cfg!(Py_LIMITED_API) || thread_is_attached()
 }

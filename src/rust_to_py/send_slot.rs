@@ -8,21 +8,29 @@
 //! slot is filled in on the class once it exists; the Python methods stay for everyone else
 //! (trio calls `coro.send(...)`).
 
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
 use std::panic::{self, AssertUnwindSafe};
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
 use pyo3::ffi;
 use pyo3::prelude::*;
 
 use pyo3::PyClass;
 
 use crate::rust_to_py::driver::Resumed;
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
 use crate::rust_to_py::errors::panic_exception;
 
 /// A class whose instances CPython resumes through `am_send` (`Coroutine`).
 pub(crate) trait SendSlot: PyClass {
     /// Resumes the awaitable with `value`, as its `send` method does.
+    #[cfg_attr(
+        not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))),
+        allow(dead_code)
+    )]
     fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed>;
 }
 

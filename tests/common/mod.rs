@@ -44,5 +44,30 @@ fn load<'py>(
         .map(|module| module.bind(py).clone())
 }
 
+/// Silences the default panic message (and backtrace) of panics with exactly this message:
+/// tests that panic on purpose keep the log readable; any other panic still prints.
+pub fn quiet_panic(message: &'static str) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    static QUIET: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    QUIET
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(message);
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            let quiet = QUIET.lock().unwrap_or_else(|e| e.into_inner());
+            if !text.is_some_and(|text| quiet.contains(&text)) {
+                default(info);
+            }
+        }));
+    });
+}
+
 /// The loops every scenario runs on.
 pub const LOOPS: [LoopKind; 3] = LoopKind::ALL;
