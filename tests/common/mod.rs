@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod executors;
+
 use std::ffi::{CStr, CString};
 
 use pyo3::prelude::*;
