@@ -76,7 +76,8 @@ bench: $(VENV)/.bench-installed
 	for contender in $(BENCH_CONTENDERS); do \
 		(cd $$contender && maturin develop --quiet --release) || exit 1; \
 	done
-	if [ -n "$(BASELINE)" ]; then tools/bench_baseline.sh $(BASELINE); fi
+	tools/bench_variant.sh bench_abi3 . --features pyo3/abi3-py310
+	if [ -n "$(BASELINE)" ]; then tools/bench_variant.sh bench_baseline $(BASELINE); fi
 	BENCH_BASELINE=$(BASELINE) python benches/run.py
 
 # The stress suite at full size (`make test` runs it reduced): test_stress.py (10k races per

@@ -21,23 +21,34 @@ import time
 
 LOOPS = ["asyncio", "uvloop", "trio"]
 OURS = "pyo3-async"
-CONTENDERS = [OURS, "PyO3 native", "pyo3-async-runtimes", "pyo3-async 0.3.2", "Python"]
+# The same contender built with the limited API (`pyo3/abi3-py310`), as most wheels ship.
+ABI3 = "pyo3-async abi3"
+CONTENDERS = [OURS, ABI3, "PyO3 native", "pyo3-async-runtimes", "pyo3-async 0.3.2", "Python"]
 # `make bench BASELINE=<git revision>` adds pyo3-async as it was at that revision (module
-# `bench_baseline`, built by tools/bench_baseline.sh), and a column comparing us with it.
+# `bench_baseline`, built by tools/bench_variant.sh), and a column comparing us with it.
 BASELINE_REVISION = os.environ.get("BENCH_BASELINE")
 BASELINE = f"pyo3-async @{BASELINE_REVISION}" if BASELINE_REVISION else None
 if BASELINE:
     CONTENDERS.insert(1, BASELINE)
-# Our rows: the current build, and the baseline if there is one.
-OWN = [name for name in (OURS, BASELINE) if name]
+# Our builds: the current one, the baseline if there is one, the abi3 one.
+OWN = [name for name in (OURS, BASELINE, ABI3) if name]
+PEERS = ["PyO3 native", "pyo3-async-runtimes", "pyo3-async 0.3.2"]
 SCENARIOS = {
     "S1": "await a ready Rust future (ns/await)",
+    "S1 fixed": "S1, the backend fixed instead of detected (ns/await)",
+    "S1 marked": "S1 through a function marked by `mark_coroutine_functions` (3.12+; ns/await)",
     "S2": "await a future completed on a tokio worker, sequentially (ns/await)",
-    "S3": "gather 10,000 S2 futures (ns/future)",
+    "S2 fixed": "S2, the backend fixed (ns/await)",
+    "S3": "create and gather 10,000 S2 futures (ns/future)",
+    "S3 fixed": "S3, the backend fixed (ns/future)",
     "S3 threads": "OS threads each contender added to the process during S3",
     "S4": "async for over 1M ready ints from a Rust stream (ns/item)",
-    "S5": "tokio task awaits a Python coroutine on the loop, sequentially (ns/round trip)",
+    "S4 fixed": "S4, the backend fixed (ns/item)",
+    "T1": "create and gather 10,000 futures sleeping 1 ms on a tokio timer (ns/future)",
+    "S5": "tokio task awaits a Python coroutine on the loop through `spawn_with`, sequentially (ns/round trip)",
+    "S5 spawn": "S5 through `EventLoop::spawn`: the tokio thread attaches to make the coroutine (ns/round trip)",
     "S6": "tokio task consumes a Python async generator of ints (ns/item)",
+    "C1": "cancel 100k parked coroutines, each in its task, until all are done (ns/coroutine)",
     "M1": "RSS per pending exported future, 100k pending, each in its task (bytes)",
     "M1 own": "RSS per pending exported future without a task: the awaitable, its state and what the framework keeps of its suspension (asyncio: the future; trio: the abort function) (bytes)",
     "M2": "RSS growth over 1M S1 awaits (KiB)",
@@ -50,6 +61,7 @@ MEASURE_SECONDS = 0.02 if QUICK else 0.15
 
 
 def modules():
+    import bench_abi3
     import bench_ours
     import bench_pyo3
     import bench_runtimes
@@ -57,6 +69,7 @@ def modules():
 
     found = {
         OURS: bench_ours,
+        ABI3: bench_abi3,
         "PyO3 native": bench_pyo3,
         "pyo3-async-runtimes": bench_runtimes,
         "pyo3-async 0.3.2": bench_seed,
@@ -66,6 +79,20 @@ def modules():
 
         found[BASELINE] = bench_baseline
     return found
+
+
+class Renamed:
+    """One of our modules with some functions swapped for variants (`ready` -> `ready_fixed`)."""
+
+    def __init__(self, module, suffix):
+        self.module, self.suffix = module, suffix
+
+    def __getattr__(self, name):
+        return getattr(self.module, name + self.suffix, None) or getattr(self.module, name)
+
+
+def variant(suffix, mods):
+    return {name: Renamed(module, suffix) if name in OWN else module for name, module in mods.items()}
 
 
 def rss_bytes():
@@ -178,9 +205,10 @@ def ops_s3(loop_name, mods):
     def rust(module):
         async def op(n):
             wake = module.tokio_wake
-            awaitables = [wake(trio) for _ in range(n)]
+            # Creating the awaitables is timed too: a bridge that starts its work there must
+            # not get that work for free.
             start = time.perf_counter_ns()
-            await gather(loop_name, awaitables)
+            await gather(loop_name, [wake(trio) for _ in range(n)])
             return time.perf_counter_ns() - start
 
         return op
@@ -210,9 +238,25 @@ def ops_s4(loop_name, mods):
             pass
         return time.perf_counter_ns() - start
 
-    ops = {name: rust(mods[name]) for name in (*OWN, "pyo3-async 0.3.2")}
+    ops = {name: rust(mods[name]) for name in (*OWN, "pyo3-async 0.3.2") if name in mods}
     ops["Python"] = python
     return ops
+
+
+def ops_t1(loop_name, mods):
+    trio = loop_name == "trio"
+
+    def rust(module):
+        async def op(n):
+            sleep = module.tokio_sleep
+            start = time.perf_counter_ns()
+            await gather(loop_name, [sleep(trio) for _ in range(n)])
+            return time.perf_counter_ns() - start
+
+        return op
+
+    names = [*OWN] if trio else [*OWN, "pyo3-async-runtimes"]
+    return {name: rust(mods[name]) for name in names if name in mods}
 
 
 async def noop():
@@ -256,6 +300,17 @@ def ops_s5(loop_name, mods):
     return ops
 
 
+def ops_s5_spawn(loop_name, mods):
+    ops = ops_s5(loop_name, mods)
+    for name in OWN:
+        module = mods[name]
+        if hasattr(module, "call_python_spawn"):
+            ops[name] = (lambda module: lambda n: module.call_python_spawn(noop, n))(module)
+        else:
+            del ops[name]
+    return ops
+
+
 def ops_s6(loop_name, mods):
     async def numbers(n):
         for i in range(n):
@@ -276,9 +331,23 @@ def ops_s6(loop_name, mods):
     return ops
 
 
-OPS = {"S1": ops_s1, "S2": ops_s2, "S3": ops_s3, "S4": ops_s4, "S5": ops_s5, "S6": ops_s6}
+OPS = {
+    "S1": ops_s1,
+    "S1 fixed": lambda loop_name, mods: ops_s1(loop_name, variant("_fixed", mods)),
+    "S1 marked": lambda loop_name, mods: ops_s1(loop_name, variant("_marked", mods)),
+    "S2": ops_s2,
+    "S2 fixed": lambda loop_name, mods: ops_s2(loop_name, variant("_fixed", mods)),
+    "S3": ops_s3,
+    "S3 fixed": lambda loop_name, mods: ops_s3(loop_name, variant("_fixed", mods)),
+    "S4": ops_s4,
+    "S4 fixed": lambda loop_name, mods: ops_s4(loop_name, variant("_fixed", mods)),
+    "T1": ops_t1,
+    "S5": ops_s5,
+    "S5 spawn": ops_s5_spawn,
+    "S6": ops_s6,
+}
 # Operations per measurement: fixed where the scenario defines it, else calibrated.
-FIXED_N = {"S3": 10_000, "S4": 1_000_000}
+FIXED_N = {"S3": 10_000, "S3 fixed": 10_000, "S4": 1_000_000, "S4 fixed": 1_000_000, "T1": 10_000}
 
 
 async def timed(loop_name, scenario):
@@ -310,9 +379,56 @@ async def timed(loop_name, scenario):
             gc.collect()
             samples[name].append(await op(counts[name]) / counts[name])
     result = {name: statistics.median(values) for name, values in samples.items()}
-    if scenario == "S3":
+    if scenario in ("S3", "S3 fixed"):
         result = {"S3": result, "S3 threads": threads}
     return result
+
+
+async def cancellation(loop_name, contender):
+    """C1: 100k coroutines parked in their tasks, cancelled at once; the clock runs from the
+    first `cancel` until every task has ended. The median of three rounds."""
+    count = 100_000
+    trio_loop = loop_name == "trio"
+    if contender == "Python":
+        if trio_loop:
+            import trio
+
+            make_pending = trio.sleep_forever
+        else:
+
+            async def make_pending():
+                await asyncio.get_running_loop().create_future()
+
+    else:
+        module = modules()[contender]
+
+        def make_pending():
+            return module.pending(trio_loop)
+
+    samples = []
+    for _ in range(3):
+        gc.collect()
+        if trio_loop:
+            import trio
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(count):
+                    nursery.start_soon(make_pending)
+                await trio.testing.wait_all_tasks_blocked()
+                start = time.perf_counter_ns()
+                nursery.cancel_scope.cancel()
+            samples.append((time.perf_counter_ns() - start) / count)
+        else:
+            tasks = [asyncio.ensure_future(make_pending()) for _ in range(count)]
+            for _ in range(3):
+                await asyncio.sleep(0)
+            start = time.perf_counter_ns()
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            samples.append((time.perf_counter_ns() - start) / count)
+            del tasks
+    return statistics.median(samples)
 
 
 async def memory(loop_name, scenario, contender):
@@ -413,6 +529,8 @@ def run_on(loop_name, main):
 def worker(loop_name, scenario, contender):
     if scenario in ("M1", "M1 own", "M2"):
         result = run_on(loop_name, lambda: memory(loop_name, scenario, contender))
+    elif scenario == "C1":
+        result = run_on(loop_name, lambda: cancellation(loop_name, contender))
     else:
         result = run_on(loop_name, lambda: timed(loop_name, scenario))
     print(json.dumps(result))
@@ -422,9 +540,10 @@ def worker(loop_name, scenario, contender):
 
 
 EXIT_CRASHES = []
+TIMEOUTS = []
 
 
-def spawn(*args):
+def spawn(*args, timeout=300):
     """Runs a worker and returns what it reported; `None` if it reported nothing in time (a
     peer that hangs or crashes). A worker killed at interpreter exit after reporting (a peer's
     thread entering Python during finalisation aborts the process) still counts, and is noted."""
@@ -433,10 +552,11 @@ def spawn(*args):
             [sys.executable, __file__, "--worker", *args],
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         print(f"    {' '.join(args)}: timed out", file=sys.stderr, flush=True)
+        TIMEOUTS.append(f"{' '.join(args).strip()} (over {timeout} s)")
         return None
     lines = output.stdout.strip().splitlines()
     if output.returncode != 0:
@@ -459,15 +579,18 @@ def collect():
             if scenario == "S3":
                 results[("S3", loop_name)] = measured["S3"]
                 results[("S3 threads", loop_name)] = measured["S3 threads"]
+            elif scenario == "S3 fixed":
+                results[("S3 fixed", loop_name)] = measured["S3"]
             else:
                 results[(scenario, loop_name)] = measured
-        for scenario in ("M1", "M1 own", "M2"):
+        for scenario in ("C1", "M1", "M1 own", "M2"):
             row = {}
             for contender in CONTENDERS:
                 if contender not in ("Python", *OWN, "pyo3-async 0.3.2") and loop_name == "trio":
                     continue
                 print(f"  {loop_name} {scenario} {contender}...", file=sys.stderr, flush=True)
-                value = spawn(loop_name, scenario, contender)
+                # A bridge that never finishes cancelling is given a minute.
+                value = spawn(loop_name, scenario, contender, timeout=60 if scenario == "C1" else 300)
                 if value is None:
                     continue
                 row[contender] = value["kib"] if scenario == "M2" else value
@@ -477,11 +600,18 @@ def collect():
 
 def ratio(row):
     ours = row.get(OURS)
-    peers = [v for k, v in row.items() if k not in (*OWN, "Python") and isinstance(v, (int, float))]
+    peers = [v for k, v in row.items() if k in PEERS and isinstance(v, (int, float))]
     if ours is None or not peers:
         return None
     best = min(peers)
     return ours / best if best > 0 else None
+
+
+def floor_ratio(row):
+    ours, floor = row.get(OURS), row.get("Python")
+    if ours is None or not floor:
+        return None
+    return ours / floor
 
 
 def baseline_ratio(row):
@@ -502,8 +632,8 @@ def fmt(value):
 def table(results):
     extra = [f"ours / @{BASELINE_REVISION}"] if BASELINE else []
     lines = [
-        "| scenario | loop | " + " | ".join(CONTENDERS + extra) + " | ours / best peer |",
-        "|---|---|" + "---|" * len(CONTENDERS + extra) + "---|",
+        "| scenario | loop | " + " | ".join(CONTENDERS + extra) + " | ours / Python | ours / best peer |",
+        "|---|---|" + "---|" * len(CONTENDERS + extra) + "---|---|",
     ]
     for scenario in SCENARIOS:
         for loop_name in LOOPS:
@@ -515,9 +645,10 @@ def table(results):
                 b = baseline_ratio(row)
                 cells.append(f"{b:.3f}" if b else "n/a")
             r = ratio(row) if scenario != "S3 threads" else None
-            lines.append(
-                f"| {scenario} | {loop_name} | " + " | ".join(cells) + f" | {fmt(r) if r else 'n/a'} |"
-            )
+            f = floor_ratio(row) if scenario != "S3 threads" else None
+            cells.append(f"{f:.2f}" if f else "n/a")
+            cells.append(f"{r:.2f}" if r else "n/a")
+            lines.append(f"| {scenario} | {loop_name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -567,13 +698,17 @@ def main():
         out.write(f"Run by `make bench` on {datetime.date.today()} ({machine}), ")
         out.write(f"{time.monotonic() - started:.0f} s. Medians of {ROUNDS} interleaved rounds after a ")
         out.write(f"{WARM_UP_SECONDS:.0f} s warm-up, one process per loop and scenario. Lower is better; ")
-        out.write("the last column divides pyo3-async by the best other Rust bridge (Python is the floor).")
+        out.write("the last two columns divide pyo3-async by the pure-Python floor and by the best other ")
+        out.write("Rust bridge. `pyo3-async abi3` is the same code built with the limited API.")
         if BASELINE:
             out.write(f" `{BASELINE}` is this crate at that revision, measured in the same processes.")
         out.write("\n\n")
         for scenario, text in SCENARIOS.items():
             out.write(f"- **{scenario}**: {text}\n")
         out.write("\n" + markdown + "\n\n![ratios](benchmarks.png)\n")
+        if TIMEOUTS:
+            out.write("\nWorker processes that did not report in time (their cells are n/a): ")
+            out.write("; ".join(TIMEOUTS) + ".\n")
         if EXIT_CRASHES:
             out.write("\nWorker processes that crashed at interpreter exit after reporting ")
             out.write("(all contenders of a scenario share a process): ")

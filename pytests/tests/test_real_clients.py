@@ -29,6 +29,17 @@ def server(request, loop_name):
 
 
 @pytest.fixture
+def hang_up_server(server, loop_name):
+    """A server whose hang-ups are tested. hypercorn's asyncio server now and then never
+    reports a client's hang-up to the app (here, 1 run in 30 of 20 clients): Starlette then
+    streams into the closed connection for ever, and keeps the stream it iterates. Its trio
+    server reported every one (30 runs of 20), and uvicorn covers asyncio and uvloop."""
+    if server == "hypercorn" and loop_name != "trio":
+        pytest.skip("hypercorn's asyncio server does not always report a hang-up")
+    return server
+
+
+@pytest.fixture
 def no_gc():
     """Streams must be dropped by reference counting alone, not by a later collection."""
     gc.collect()
@@ -39,9 +50,11 @@ def no_gc():
         gc.enable()
 
 
-async def test_the_example_streams_and_drops_the_stream_of_a_client_that_hangs_up(server):
+async def test_the_example_streams_and_drops_the_stream_of_a_client_that_hangs_up(
+    hang_up_server,
+):
     with anyio.fail_after(LIMIT):
-        complete, hung_up = await serve.demo(server)
+        complete, hung_up = await serve.demo(hang_up_server)
     assert complete == 5
     # The server learns of the hang-up when it writes the next line: one more may have gone.
     assert 3 <= hung_up <= 4
@@ -70,8 +83,9 @@ async def test_many_clients_read_whole_bodies_streamed_from_rust(server):
 
 
 async def test_clients_that_hang_up_mid_stream_make_the_server_drop_each_rust_stream(
-    server, no_gc
+    hang_up_server, no_gc
 ):
+    server = hang_up_server
     clients, read = 20, 3
     closed = serve.Closed(expected=clients)
     with anyio.fail_after(LIMIT):

@@ -8,7 +8,6 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
-use crate::backend::caller::Caller;
 use crate::glue;
 use crate::home::{self, Home};
 use crate::task::{Canceller, Completion, TaskSlot};
@@ -59,7 +58,6 @@ pub(crate) fn running_here(py: Python<'_>, home: &Home) -> bool {
 /// Starts `awaitable` as a task of `home`'s loop.
 pub(crate) fn start(
     home: &Arc<Home>,
-    caller: Caller,
     awaitable: &Bound<'_, PyAny>,
     context: &Bound<'_, PyAny>,
     completion: &Bound<'_, Completion>,
@@ -67,18 +65,6 @@ pub(crate) fn start(
 ) -> PyResult<()> {
     let py = awaitable.py();
     let event_loop = home.event_loop().bind(py);
-    let here = match caller {
-        Caller::InLoop => true,
-        Caller::Anywhere => {
-            if event_loop
-                .call_method0(intern!(py, "is_closed"))?
-                .is_truthy()?
-            {
-                return Err(PyRuntimeError::new_err("Event loop is closed"));
-            }
-            running_here(py, home)
-        }
-    };
     let start = glue::start_asyncio_task(py)?;
     let slot = slot.handle(py, home, canceller)?;
     let shutdown = shutdown_of(py, home);
@@ -86,7 +72,7 @@ pub(crate) fn start(
         completion.get().track_in(tasks.cast_into()?);
     }
     let args = (shutdown, event_loop, awaitable, context, completion, slot).into_pyobject(py)?;
-    home.call(here, start, args)
+    start.call1(args).map(drop)
 }
 
 /// Attaches `completion` to an asyncio future (of any loop) on its loop's thread.

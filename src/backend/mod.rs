@@ -10,11 +10,9 @@
 
 mod abort;
 pub(crate) mod asyncio;
-mod caller;
 pub(crate) mod trio;
 
 pub(crate) use abort::Abort;
-pub(crate) use caller::Caller;
 
 use std::sync::Arc;
 
@@ -107,28 +105,43 @@ impl Backend {
         }
     }
 
+    /// Fails with `RuntimeError` if `home`'s loop takes no more work: an asyncio loop that is
+    /// closed, a loop or trio run whose home has died.
+    pub(crate) fn check_open(self, py: Python<'_>, home: &Home) -> PyResult<()> {
+        let refuses = home.is_dead()
+            || (self == Backend::Asyncio
+                && home
+                    .event_loop()
+                    .bind(py)
+                    .call_method0(pyo3::intern!(py, "is_closed"))?
+                    .is_truthy()?);
+        if refuses {
+            return Err(closed());
+        }
+        Ok(())
+    }
+
     /// Starts `awaitable` on `home`'s loop as a task (asyncio) or system task (trio) in
-    /// `context`, reporting to `completion`; `slot` learns how to cancel it. On the loop's
-    /// thread it starts now, from anywhere else through the home.
+    /// `context`, reporting to `completion`; `slot` learns how to cancel it. Called on the
+    /// loop's thread while it runs (a job of its home, a task of the loop): other threads
+    /// hand the start to the home.
     pub(crate) fn start(
         self,
         home: &Arc<Home>,
-        caller: Caller,
         awaitable: &Bound<'_, PyAny>,
         context: &Bound<'_, PyAny>,
         completion: &Bound<'_, Completion>,
         slot: &Arc<TaskSlot>,
     ) -> PyResult<()> {
         let py = awaitable.py();
+        // The loop runs (this is its thread), so it is not closed; its home may have died.
         if home.is_dead() {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "the event loop is closed (or the trio run has finished)",
-            ));
+            return Err(closed());
         }
         completion.get().depend_on(py, home);
         match self {
-            Backend::Asyncio => asyncio::start(home, caller, awaitable, context, completion, slot),
-            Backend::Trio => trio::start(home, caller, awaitable, context, completion, slot),
+            Backend::Asyncio => asyncio::start(home, awaitable, context, completion, slot),
+            Backend::Trio => trio::start(home, awaitable, context, completion, slot),
         }
     }
 }
@@ -267,4 +280,10 @@ impl Wakeup {
             Wakeup::Trio(wakeup) => wakeup.deliver_here(py),
         }
     }
+}
+
+fn closed() -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err(
+        "the event loop is closed (or the trio run has finished)",
+    )
 }

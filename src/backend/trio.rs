@@ -8,7 +8,6 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::backend::abort::Abort;
-use crate::backend::caller::Caller;
 use crate::glue;
 use crate::home::{self, Home};
 use crate::task::{Canceller, Completion, TaskSlot};
@@ -46,7 +45,6 @@ pub(crate) fn running_here(py: Python<'_>, home: &Home) -> bool {
 /// Starts `awaitable` as a system task of `home`'s run, in a cancel scope of its own.
 pub(crate) fn start(
     home: &Arc<Home>,
-    caller: Caller,
     awaitable: &Bound<'_, PyAny>,
     context: &Bound<'_, PyAny>,
     completion: &Bound<'_, Completion>,
@@ -61,8 +59,7 @@ pub(crate) fn start(
     ));
     let start = glue::start_trio_task(py)?;
     let args = (awaitable, context, completion, scope).into_pyobject(py)?;
-    let here = caller == Caller::InLoop || running_here(py, home);
-    home.call(here, start, args)
+    start.call1(args).map(drop)
 }
 
 /// The trio task driving an awaitable.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::backend::{Backend, Caller};
+use crate::backend::Backend;
 use crate::glue;
 use crate::home::Home;
 use crate::py_to_rust::context::PyContext;
@@ -204,16 +204,23 @@ impl EventLoop {
             Some(context) => context.copy(py)?,
             None => glue::copy_context(py)?.call0()?,
         };
+        if !self.backend.running_here(py, &self.home) {
+            // Another thread: only what must happen here (the checks, the copy of this
+            // thread's context) is done attached; the task is made by a job on the loop's
+            // thread, so this thread lets go of the interpreter at once and the woken loop
+            // does not wait for it.
+            self.backend.check_open(py, &self.home)?;
+            let awaitable = awaitable.clone().unbind();
+            let context = context.unbind();
+            return Ok(
+                self.start_soon(move |py| Ok((awaitable.into_bound(py), context.into_bound(py))))
+            );
+        }
         let (completion, receiver) = Completion::channel(py)?;
         let slot = Arc::new(TaskSlot::default());
-        let started = self.backend.start(
-            &self.home,
-            Caller::Anywhere,
-            awaitable,
-            &context,
-            completion.bind(py),
-            &slot,
-        );
+        let started =
+            self.backend
+                .start(&self.home, awaitable, &context, completion.bind(py), &slot);
         if let Err(err) = started {
             let _ = glue::close_unstarted(py).and_then(|close| close.call1((awaitable,)));
             return Err(err);
@@ -253,29 +260,36 @@ impl EventLoop {
     where
         F: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send + 'static,
     {
+        let event_loop = self.clone();
+        self.start_soon(move |py| {
+            let awaitable = make(py)?;
+            check_awaitable(&awaitable)?;
+            let context = match &event_loop.context {
+                Some(context) => context.copy(py)?,
+                None => glue::new_context(py)?.call0()?,
+            };
+            Ok((awaitable, context))
+        })
+    }
+
+    /// Starts, in a job of the loop's thread, the awaitable and context that `make` gives.
+    /// If the job never runs (a dead loop), its sender is dropped and the future resolves with
+    /// an error; an error of `make` is the future's.
+    fn start_soon<F>(&self, make: F) -> PyFuture
+    where
+        F: for<'py> FnOnce(Python<'py>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)>
+            + Send
+            + 'static,
+    {
         let (sender, receiver) = oneshot::channel();
         let slot = Arc::new(TaskSlot::default());
-        let event_loop = self.clone();
+        let (home, backend) = (Arc::clone(&self.home), self.backend);
         let task_slot = Arc::clone(&slot);
-        // If this never runs (a dead loop), the sender is dropped and the future resolves
-        // with an error.
         self.home.run(Box::new(move |py| {
             let completion = Completion::new(py, sender, None)?;
-            let started = make(py).and_then(|awaitable| {
-                check_awaitable(&awaitable)?;
-                let context = match &event_loop.context {
-                    Some(context) => context.copy(py)?,
-                    None => glue::new_context(py)?.call0()?,
-                };
-                // A job: on the loop's thread, while it runs.
-                let started = event_loop.backend.start(
-                    &event_loop.home,
-                    Caller::InLoop,
-                    &awaitable,
-                    &context,
-                    completion.bind(py),
-                    &task_slot,
-                );
+            let started = make(py).and_then(|(awaitable, context)| {
+                let started =
+                    backend.start(&home, &awaitable, &context, completion.bind(py), &task_slot);
                 if started.is_err() {
                     let _ = glue::close_unstarted(py).and_then(|close| close.call1((&awaitable,)));
                 }

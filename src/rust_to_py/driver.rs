@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 
-use crate::backend::{Backend, Caller, Parker};
+use crate::backend::{Backend, Parker};
 use crate::delegation::{self, Delegate, Input, Request, Step};
 use crate::glue;
 use crate::home::Dependent;
@@ -278,7 +278,6 @@ impl Driver {
                         // This coroutine's poll: a task of the loop.
                         backend.start(
                             home,
-                            Caller::InLoop,
                             awaitable,
                             &context,
                             completion.bind(py),

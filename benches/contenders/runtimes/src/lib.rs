@@ -27,6 +27,16 @@ fn pending(py: Python<'_>, trio: bool) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, std::future::pending::<PyResult<u64>>())
 }
 
+/// T1: a tokio timer.
+#[pyfunction]
+#[allow(unused_variables)]
+fn tokio_sleep(py: Python<'_>, trio: bool) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        Ok(1u64)
+    })
+}
+
 /// S5: a tokio task awaits `coroutine_function()` on the running loop `n` times; ns in all.
 #[pyfunction]
 fn call_python(
@@ -62,6 +72,7 @@ fn bench_runtimes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ready, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_wake, m)?)?;
     m.add_function(wrap_pyfunction!(pending, m)?)?;
+    m.add_function(wrap_pyfunction!(tokio_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(call_python, m)?)?;
     m.add_function(wrap_pyfunction!(consume, m)?)?;
     Ok(())
