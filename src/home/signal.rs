@@ -63,7 +63,9 @@ impl Signal {
                 Ends::Loopback { read, .. } => (&*read).read(&mut sink),
             };
             match read {
-                Ok(0) => break,
+                // A stream socket gives all it holds, up to the buffer: a short read emptied it
+                // (a signal raised since is a new one, which the loop will see).
+                Ok(read) if read < sink.len() => break,
                 Ok(_) => continue,
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => break,
