@@ -47,7 +47,7 @@ python-test: $(VENV)/.installed
 	maturin develop --quiet -m examples/seed/Cargo.toml
 	python -m pytest -q pytests/tests
 	# The example modules' type stubs, against the modules and the scripts that use them.
-	python -m mypy.stubtest --allowlist tools/stubtest-allowlist.txt example streaming
+	python -m mypy.stubtest --allowlist tools/stubtest-allowlist.txt example streaming pyo3_async_pytests
 	python -m mypy --check-untyped-defs examples/seed/demo.py examples/streaming/serve.py
 	# The portable wake signal (loopback TCP, as off Unix), on the suites that lean on it.
 	PYO3_ASYNC_LOOPBACK_SIGNAL=1 python -m pytest -q pytests/tests/test_core.py \

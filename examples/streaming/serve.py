@@ -7,6 +7,7 @@ Build the module first: `maturin develop -m examples/streaming/Cargo.toml`. The 
 this example (`pytests/tests/test_real_clients.py`) and reuses `make_app` and `running`.
 """
 
+import gc
 import socket
 import sys
 from contextlib import asynccontextmanager
@@ -31,6 +32,35 @@ def make_app(on_close=None):
         return StreamingResponse(lines, media_type="text/plain")
 
     return Starlette(routes=[Route("/ticks", ticks)])
+
+
+class Handlers:
+    """An ASGI wrapper around `app`: `done` is set once `expected` requests have returned.
+
+    After a hang-up, a server's failed send travels through Starlette's task group as an
+    exception group, and its traceback keeps the response (and so the Rust stream) in a
+    reference cycle that only the garbage collector frees: once the handlers have returned,
+    `collect()` frees what they left."""
+
+    def __init__(self, app, expected):
+        self.app = app
+        self.expected = expected
+        self.returned = 0
+        self.done = anyio.Event()
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                self.returned += 1
+                if self.returned == self.expected:
+                    self.done.set()
+
+    async def collect(self):
+        """Waits for the handlers, then frees the cycles they left."""
+        await self.done.wait()
+        gc.collect()
 
 
 def listening_socket():
@@ -110,7 +140,8 @@ class Closed:
 async def demo(server):
     """Five ticks in full, then a client that hangs up after three lines of an endless body."""
     closed = Closed(expected=2)
-    async with running(make_app(closed), server) as url:
+    app = Handlers(make_app(closed), expected=2)
+    async with running(app, server) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             response = await client.get("/ticks", params={"count": 5})
             print(f"  GET /ticks?count=5 -> {response.status_code}, {response.text.splitlines()!r}")
@@ -123,6 +154,7 @@ async def demo(server):
             print(f"  GET /ticks (endless) -> read {lines!r}, hung up")
         # The server notices at its next write and drops the body: the Rust stream goes.
         with anyio.fail_after(5):
+            await app.collect()
             await closed.all.wait()
     print(f"  the server dropped its Rust streams after {closed.sent} lines")
     return closed.sent

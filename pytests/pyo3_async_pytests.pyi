@@ -1,0 +1,509 @@
+"""The pytest suite's extension module (pytests/src): small Rust futures and streams that
+exercise each path of the bridge."""
+
+import collections.abc as abc
+import types
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Sequence
+from typing import Any, Literal, NoReturn, Protocol, TypeVar, final, overload, type_check_only
+
+from typing_extensions import Self
+
+__all__ = [
+    "ready",
+    "panics_on_drop",
+    "sleep",
+    "from_thread",
+    "tokio_noop",
+    "yield_now",
+    "fail",
+    "panic",
+    "pending_forever",
+    "cleanup_on_cancel",
+    "Probe",
+    "block_on_latch",
+    "Trigger",
+    "WakerStash",
+    "Latch",
+    "count",
+    "count_from_tokio",
+    "fail_after",
+    "panic_after",
+    "endless",
+    "both",
+    "await_py",
+    "await_all",
+    "await_in_sequence",
+    "await_with_timeout",
+    "await_outside_coroutine",
+    "spawn_from_tokio",
+    "spawn_with_from_tokio",
+    "spawn_guarded_from_tokio",
+    "drop_after",
+    "collect_async_iter",
+    "take_async_iter",
+    "macro_sleep",
+    "macro_renamed",
+    "macro_fail",
+    "macro_unit",
+    "macro_trio_only",
+    "macro_asyncio_only",
+    "macro_block_on_latch",
+    "macro_count",
+    "macro_until_cancelled",
+    "macro_module_name",
+    "macro_pending",
+    "Account",
+    "marked_add",
+    "unmarked_add",
+    "endpoint",
+    "mark",
+    "Adder",
+    "local_count",
+    "local_count_by_hand",
+    "local_dropped",
+    "Storm",
+    "Coroutine",
+    "AsyncGenerator",
+    "wake_under_foreign_lock",
+    "race_with_earlier_timer",
+    "raise_stop_iteration",
+    "stream_raising_stop",
+    "stream_panics_on_drop",
+    "spawn_with_context",
+    "guarded_attach_works",
+    "spawn_detached",
+    "detached_outcomes",
+    "tokio_sleep",
+    "tokio_echo",
+    "tokio_ticker",
+    "spawned_ticker",
+    "spawned_panic",
+    "tokio_interval",
+    "tokio_alive",
+    "tokio_ticks",
+    "readme",
+]
+
+_T = TypeVar("_T")
+
+# `backend`: the loop the coroutine is bound to (any other name raises `ValueError`); `None`
+# detects it with sniffio.
+_Backend = Literal["asyncio", "trio"]
+
+@type_check_only
+class _Log(Protocol):
+    """What the cancellation logs append to (a `list[str]`)."""
+
+    def append(self, item: str, /) -> object: ...
+
+@type_check_only
+class _URL(Protocol):
+    @property
+    def path(self) -> str: ...
+
+@type_check_only
+class _Request(Protocol):
+    """A Starlette request, as far as `endpoint` reads it."""
+
+    @property
+    def url(self) -> _URL: ...
+
+# ---- pyo3_async's own classes ----
+
+@final
+class Coroutine(abc.Coroutine[Any, Any, Any]):
+    """A Rust future as a Python coroutine object, driven by the Python event loop."""
+
+    @property
+    def __qualname__(self) -> str: ...  # type: ignore[override]
+    @property
+    def __name__(self) -> str: ...  # type: ignore[override]
+    def __await__(self) -> Generator[Any, None, Any]:
+        """The coroutine itself (it has `__next__`, `send` and `throw`)."""
+
+    def __next__(self) -> Any:
+        """`send(None)`."""
+
+    def send(self, value: Any) -> Any:
+        """Resumes the coroutine; the event loop sends `None` (asyncio) or an outcome (trio)."""
+
+    @overload
+    def throw(
+        self,
+        typ: type[BaseException],
+        val: BaseException | object = None,
+        tb: types.TracebackType | None = None,
+    ) -> Any: ...
+    @overload
+    def throw(
+        self, typ: BaseException, val: None = None, tb: types.TracebackType | None = None
+    ) -> Any: ...
+    def close(self) -> None:
+        """Drops the future: its cleanup runs now, synchronously."""
+
+@final
+class AsyncGenerator(abc.AsyncGenerator[Any, None]):
+    """A Rust stream as a Python async generator."""
+
+    def __aiter__(self) -> Self: ...
+    def __anext__(self) -> Coroutine:
+        """A coroutine that polls the stream for one item."""
+
+    def asend(self, value: None) -> Coroutine:
+        """`asend(None)` is `__anext__()`: a Rust stream has no use for other values."""
+
+    @overload
+    def athrow(
+        self,
+        typ: type[BaseException],
+        val: BaseException | object = None,
+        tb: types.TracebackType | None = None,
+    ) -> Coroutine: ...
+    @overload
+    def athrow(
+        self, typ: BaseException, val: None = None, tb: types.TracebackType | None = None
+    ) -> Coroutine: ...
+    def aclose(self) -> Coroutine:
+        """Ends the stream, dropping it when the returned awaitable runs."""
+
+# ---- coroutines.rs ----
+
+def ready(value: _T, backend: _Backend | None = None) -> abc.Coroutine[Any, Any, _T]:
+    """Returns `value` at the first poll."""
+
+@overload
+def sleep(
+    seconds: float, value: None = None, backend: _Backend | None = None
+) -> abc.Coroutine[Any, Any, None]:
+    """Returns `value` after a tokio timer: the wake-up comes from a tokio worker thread."""
+
+@overload
+def sleep(seconds: float, value: _T, backend: _Backend | None = None) -> abc.Coroutine[Any, Any, _T]: ...
+def tokio_noop() -> abc.Coroutine[Any, Any, None]:
+    """Completes when an empty tokio task has run: a wake-up from a tokio worker, no timer."""
+
+def from_thread(value: _T) -> abc.Coroutine[Any, Any, _T]:
+    """Returns `value` once a plain OS thread, started at the first poll, completes a channel."""
+
+def yield_now(times: int) -> abc.Coroutine[Any, Any, int]:
+    """Wakes itself `times` times while being polled, then returns the number of polls."""
+
+def fail(exception: BaseException, suspend: bool = True) -> abc.Coroutine[Any, Any, NoReturn]:
+    """Raises `exception` (an instance), at once or after one suspension."""
+
+def panic(message: str, suspend: bool = True) -> abc.Coroutine[Any, Any, None]:
+    """Panics with `message` (returns if it is empty), at once or after one suspension."""
+
+def panics_on_drop(ready: bool) -> abc.Coroutine[Any, Any, int]:
+    """A coroutine over a future whose destructor panics (ready with 7, or pending forever)."""
+
+@final
+class Probe:
+    """Records what happened to a Rust future or stream, for the test to check."""
+
+    def __new__(cls) -> Self: ...
+    @property
+    def polled(self) -> int: ...
+    @property
+    def dropped(self) -> bool: ...
+    @property
+    def cleaned_up(self) -> bool: ...
+
+def pending_forever(probe: Probe) -> abc.Coroutine[Any, Any, NoReturn]:
+    """Never completes; the probe tells whether it was polled and dropped."""
+
+@overload
+def cleanup_on_cancel(probe: Probe, result: None = None) -> abc.Coroutine[Any, Any, NoReturn]:
+    """Waits for the cancellation, cleans up asynchronously, marks the probe and returns
+    `result` (or raises the cancellation exception)."""
+
+@overload
+def cleanup_on_cancel(probe: Probe, result: _T) -> abc.Coroutine[Any, Any, _T]: ...
+
+# ---- wakers.rs ----
+
+@final
+class Trigger:
+    """A one-shot event fired from Python, on the loop thread or from another thread."""
+
+    def __new__(cls) -> Self: ...
+    def fire(self) -> None:
+        """Fires in the calling thread: wakers run right here."""
+
+    def fire_from_thread(self) -> None:
+        """Fires from a new OS thread and waits for it, with the interpreter released."""
+
+    @overload
+    def wait(self, value: None = None, backend: _Backend | None = None) -> abc.Coroutine[Any, Any, None]:
+        """Completes with `value` once fired."""
+
+    @overload
+    def wait(self, value: _T, backend: _Backend | None = None) -> abc.Coroutine[Any, Any, _T]: ...
+
+@final
+class WakerStash:
+    """Keeps the waker of a pending future, to wake it later from anywhere."""
+
+    def __new__(cls) -> Self: ...
+    def wait(self, times: int) -> abc.Coroutine[Any, Any, None]:
+        """Pending until woken through the stash `times` times."""
+
+    @property
+    def has_waker(self) -> bool: ...
+    def wake_from_threads(self, times: int = 1, threads: int = 1) -> None:
+        """Wakes the stashed waker `times` times from `threads` OS threads at once."""
+
+    def wake(self) -> None:
+        """Wakes the stashed waker in the calling thread."""
+
+@final
+class Latch:
+    """A latch between a blocking Rust poll and a Python thread."""
+
+    def __new__(cls) -> Self: ...
+    def wait_blocked(self) -> None:
+        """Waits, with the interpreter released, until a poll blocks on the latch."""
+
+    def set(self) -> None:
+        """Sets the latch."""
+
+def block_on_latch(latch: Latch, timeout: float, allow_threads: bool) -> abc.Coroutine[Any, Any, bool]:
+    """A poll that blocks its thread until the latch is set (at most `timeout` seconds);
+    returns whether it was."""
+
+# ---- generators.rs ----
+
+def count(n: int, backend: _Backend | None = None) -> abc.AsyncGenerator[int, None]:
+    """Yields 0..n, every item ready at once."""
+
+def count_from_tokio(n: int, allow_threads: bool = False) -> abc.AsyncGenerator[int, None]:
+    """Yields 0..n, each item sent by a tokio task through a channel."""
+
+def fail_after(k: int, exception: BaseException) -> abc.AsyncGenerator[int, None]:
+    """Yields 0..k, then raises `exception`."""
+
+def panic_after(k: int, message: str) -> abc.AsyncGenerator[int, None]:
+    """Yields 0..k, then panics."""
+
+def endless(k: int, probe: Probe) -> abc.AsyncGenerator[int, None]:
+    """Yields 0..k, then stays pending; the probe tells when the stream is dropped."""
+
+# ---- awaiting.rs ----
+
+def both(first: Trigger, second: Trigger) -> abc.Coroutine[Any, Any, Literal["both"]]:
+    """Awaits both triggers inside one Rust future polled by one coroutine."""
+
+def await_py(awaitable: Awaitable[_T]) -> abc.Coroutine[Any, Any, _T]:
+    """Awaits a Python awaitable inside the coroutine (delegation) and returns its result."""
+
+def await_all(awaitables: Sequence[Awaitable[_T]]) -> abc.Coroutine[Any, Any, list[_T]]:
+    """Awaits several awaitables at once (a join): they run as tasks of the coroutine's loop."""
+
+def await_in_sequence(awaitables: Sequence[Awaitable[int]]) -> abc.Coroutine[Any, Any, int]:
+    """Awaits several awaitables one after the other, summing their (integer) results."""
+
+def await_with_timeout(
+    awaitable: Awaitable[_T], seconds: float
+) -> abc.Coroutine[Any, Any, _T | Literal["timeout"]]:
+    """Awaits `awaitable` with a tokio timer racing it: returns `"timeout"` if the timer wins."""
+
+def await_outside_coroutine(awaitable: Awaitable[_T]) -> _T:
+    """Awaits a Python awaitable without a coroutine around it: a clear error."""
+
+def spawn_from_tokio(awaitable: Awaitable[_T]) -> abc.Coroutine[Any, Any, _T]:
+    """Schedules `awaitable` on the current loop from a tokio task and returns its result."""
+
+def spawn_with_from_tokio(coroutine_function: Callable[[], Awaitable[_T]]) -> abc.Coroutine[Any, Any, _T]:
+    """Like `spawn_from_tokio`, but `coroutine_function()` is called on the loop thread."""
+
+def spawn_guarded_from_tokio(
+    coroutine_function: Callable[[], Awaitable[_T]],
+) -> abc.Coroutine[Any, Any, _T]:
+    """Like `spawn_from_tokio`, attaching through `pyo3_async::attach_unless_exiting`."""
+
+def drop_after(
+    coroutine_function: Callable[[], Awaitable[object]], yields: int
+) -> abc.Coroutine[Any, Any, bool]:
+    """Spawns `coroutine_function()` and drops it after `yields` tokio yields; whether it
+    finished first."""
+
+def collect_async_iter(iterable: AsyncIterable[_T], capacity: int = 64) -> abc.Coroutine[Any, Any, list[_T]]:
+    """Collects every item of a Python async iterable through `PyAsyncIter`, on tokio."""
+
+def take_async_iter(iterable: AsyncIterable[_T], n: int) -> abc.Coroutine[Any, Any, list[_T]]:
+    """Takes `n` items of a Python async iterable through `PyAsyncIter`, then drops it."""
+
+# ---- macros.rs ----
+
+def macro_sleep(seconds: float, value: _T) -> abc.Coroutine[Any, Any, _T]:
+    """Returns `value` (which may be `None`) after a tokio timer."""
+
+def macro_renamed(a: int, b: int = 2) -> abc.Coroutine[Any, Any, int]:
+    """`a + b` after a suspension (`OverflowError` on overflow)."""
+
+def macro_fail(exception: BaseException) -> abc.Coroutine[Any, Any, NoReturn]:
+    """Raises `exception` after a suspension."""
+
+def macro_unit() -> abc.Coroutine[Any, Any, None]:
+    """Returns `None` after a suspension."""
+
+def macro_trio_only() -> abc.Coroutine[Any, Any, Literal["trio"]]:
+    """Returns `"trio"` after a suspension; bound to trio."""
+
+def macro_asyncio_only() -> abc.Coroutine[Any, Any, Literal["asyncio"]]:
+    """Returns `"asyncio"` after a suspension; bound to asyncio."""
+
+def macro_block_on_latch(latch: Latch, timeout: float) -> abc.Coroutine[Any, Any, bool]:
+    """Blocks its poll on the latch (see `block_on_latch`), with the interpreter released."""
+
+def macro_count(n: int) -> abc.AsyncGenerator[int, None]:
+    """Yields 0..n, after a suspension."""
+
+def macro_until_cancelled(log: _Log) -> abc.Coroutine[Any, Any, NoReturn]:
+    """Waits for its cancellation, logs `"cancelled"`, and lets it through."""
+
+def macro_module_name() -> abc.Coroutine[Any, Any, str]:
+    """The name of the module that holds it, after a suspension."""
+
+def macro_pending(probe: Probe) -> abc.Coroutine[Any, Any, NoReturn]:
+    """Never completes; the probe tells when it is dropped."""
+
+@final
+class Account:
+    """A bank account whose async methods borrow `&self` across suspensions."""
+
+    def __new__(cls, balance: int) -> Self: ...
+    @property
+    def balance(self) -> int: ...
+    def deposit(self, amount: int) -> abc.Coroutine[Any, Any, int]:
+        """Adds `amount`; the new balance."""
+
+    def withdraw(self, amount: int) -> abc.Coroutine[Any, Any, int]:
+        """Takes `amount` off; the new balance (`ValueError` if insufficient)."""
+
+    def hold(self, log: _Log) -> abc.Coroutine[Any, Any, NoReturn]:
+        """Holds until cancelled (the handle is not a Python argument)."""
+
+    @staticmethod
+    def bank() -> abc.Coroutine[Any, Any, Literal["trio bank"]]:
+        """`"trio bank"`, on trio."""
+
+# ---- marked.rs ----
+
+def marked_add(a: int, b: int = 2) -> abc.Coroutine[Any, Any, int]:
+    """`a + b`, after a suspension; marked as a coroutine function."""
+
+def unmarked_add(a: int, b: int = 2) -> abc.Coroutine[Any, Any, int]:
+    """`a + b`, after a suspension; not marked."""
+
+def endpoint(request: _Request) -> abc.Coroutine[Any, Any, Any]:
+    """A Starlette endpoint in Rust: a `PlainTextResponse` naming the request's path."""
+
+def mark(owner: object, names: Sequence[str]) -> None:
+    """`pyo3_async::mark_coroutine_functions(owner, names)`, for the error cases."""
+
+@final
+class Adder:
+    def __new__(cls, base: int) -> Self: ...
+    def add(self, n: int) -> abc.Coroutine[Any, Any, int]:
+        """`base + n`, marked."""
+
+    def add_unmarked(self, n: int) -> abc.Coroutine[Any, Any, int]:
+        """The same, unmarked."""
+
+# ---- local.rs ----
+
+def local_count(n: int) -> abc.Coroutine[Any, Any, int]:
+    """Counts to `n` in an `Rc<Cell<u32>>` kept across suspensions: the future is not `Send`."""
+
+def local_count_by_hand(n: int) -> abc.Coroutine[Any, Any, int]:
+    """The same, by hand (`Coroutine::local`)."""
+
+def local_dropped() -> int:
+    """How many `RcGuard`s were dropped (their destructors ran)."""
+
+# ---- storm.rs ----
+
+@final
+class Storm:
+    """Many futures woken at once from many threads, with spurious, repeated and late wakes."""
+
+    def __new__(cls, n: int) -> Self: ...
+    def wait(self, i: int, backend: _Backend | None = None) -> abc.Coroutine[Any, Any, int]:
+        """Pending until slot `i` fires; returns `i`."""
+
+    def fire_from_threads(self, threads: int, spurious: int, repeats: int) -> None:
+        """Fires every slot from `threads` detached threads, with spurious and repeated wakes."""
+
+    def completions(self) -> list[int]:
+        """How many times each slot completed."""
+
+# ---- core.rs ----
+
+def wake_under_foreign_lock(trigger: Trigger, seconds: float) -> bool:
+    """Fires `trigger` from a thread holding a foreign lock; whether this thread got the lock
+    within `seconds`."""
+
+def race_with_earlier_timer(
+    awaitable: Awaitable[object], seconds: float
+) -> abc.Coroutine[Any, Any, Literal["timer", "awaitable"]]:
+    """Races `awaitable` against a tokio timer first polled in an earlier step."""
+
+def raise_stop_iteration(value: object) -> abc.Coroutine[Any, Any, NoReturn]:
+    """A future that fails with `StopIteration(value)`."""
+
+def stream_raising_stop(sync: bool) -> abc.AsyncGenerator[int, None]:
+    """A stream whose second item is a `StopAsyncIteration` error (or `StopIteration`)."""
+
+def stream_panics_on_drop(items: int, ends: bool) -> abc.AsyncGenerator[int, None]:
+    """A stream of `items` items whose destructor panics (and which never ends unless `ends`)."""
+
+def spawn_with_context(
+    coroutine_function: Callable[[], Awaitable[_T]], capture: bool
+) -> abc.Coroutine[Any, Any, _T]:
+    """Runs `coroutine_function()` through `spawn_with` from a tokio thread, in this task's
+    context if `capture`."""
+
+def guarded_attach_works() -> bool:
+    """Whether `pyo3_async::attach_unless_exiting` lets this thread in."""
+
+# ---- shutdown.rs ----
+
+def spawn_detached(coroutine_function: Callable[[], Awaitable[object]]) -> None:
+    """Starts `coroutine_function()` on the running loop; a tokio task nobody awaits records
+    its outcome."""
+
+def detached_outcomes(count: int) -> list[str]:
+    """Waits (at most 10 s) until `count` detached outcomes are recorded; returns and forgets
+    them."""
+
+# ---- with_tokio.rs ----
+
+def tokio_sleep(seconds: float, value: _T) -> abc.Coroutine[Any, Any, _T]:
+    """A tokio timer, polled by the Python loop inside the runtime's context; returns `value`."""
+
+def tokio_echo(payload: bytes) -> abc.Coroutine[Any, Any, bytes]:
+    """A `tokio::net` round trip on 127.0.0.1: a listener, a client, an echo."""
+
+def tokio_ticker() -> abc.Coroutine[Any, Any, NoReturn]:
+    """Ticks every millisecond on a tokio timer, for ever, owning an `Alive` guard."""
+
+def spawned_ticker() -> abc.Coroutine[Any, Any, NoReturn]:
+    """The same ticker as a task on tokio's workers, through `pyo3_async::tokio::spawn`."""
+
+def spawned_panic() -> abc.Coroutine[Any, Any, NoReturn]:
+    """A spawned task that panics: a `PanicException` for the awaiting Python code."""
+
+def tokio_interval(count: int) -> abc.AsyncGenerator[int, None]:
+    """Items from a tokio interval, as an async generator polled in the runtime's context."""
+
+def tokio_alive() -> int:
+    """How many `Alive` guards exist."""
+
+def tokio_ticks() -> int:
+    """How many ticks the tickers made."""
+
+# ---- README.md (build.rs) ----
+
+readme: types.ModuleType
+"""The functions and classes the README's examples export (generated from README.md)."""
