@@ -114,9 +114,14 @@ pub(crate) struct Parker {
 }
 
 impl Parker {
-    pub(crate) fn new(py: Python<'_>) -> PyResult<Self> {
+    /// The task's loop is `running`, or found now.
+    pub(crate) fn new(py: Python<'_>, running: Option<Bound<'_, PyAny>>) -> PyResult<Self> {
+        let running = match running {
+            Some(running) => running,
+            None => glue::get_running_loop(py)?.call0()?,
+        };
         Ok(Parker {
-            home: home(&glue::get_running_loop(py)?.call0()?)?,
+            home: home(&running)?,
             waiting_on: None,
         })
     }

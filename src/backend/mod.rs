@@ -67,10 +67,43 @@ impl Backend {
     /// });
     /// ```
     pub fn current(py: Python<'_>) -> PyResult<Self> {
-        let Some(detect) = glue::sniffio_current_library(py) else {
-            return Ok(Backend::Asyncio);
+        Ok(Self::detect(py)?.0)
+    }
+
+    /// [`current`](Backend::current), and the running asyncio loop if it found one on the way.
+    ///
+    /// sniffio's rules, in its order, without a call into its Python code on the common paths:
+    /// a name set in `sniffio.thread_local` or in `current_async_library_cvar` (trio sets one),
+    /// else asyncio if an asyncio task runs; sniffio itself answers the rest (its error outside
+    /// any task).
+    pub(crate) fn detect(py: Python<'_>) -> PyResult<(Self, Option<Bound<'_, PyAny>>)> {
+        let Some(sniffio) = glue::sniffio(py) else {
+            return Ok((Backend::Asyncio, None));
         };
-        let name = detect.call0()?;
+        let named = sniffio
+            .thread_local
+            .bind(py)
+            .getattr(pyo3::intern!(py, "name"))?;
+        if !named.is_none() {
+            return Ok((Self::named(&named)?, None));
+        }
+        let named = sniffio
+            .name_var
+            .bind(py)
+            .call_method0(pyo3::intern!(py, "get"))?;
+        if !named.is_none() {
+            return Ok((Self::named(&named)?, None));
+        }
+        let running = glue::running_loop(py)?.call0()?;
+        if !running.is_none() && !glue::current_task(py)?.call1((&running,))?.is_none() {
+            return Ok((Backend::Asyncio, Some(running)));
+        }
+        let named = sniffio.current_async_library.bind(py).call0()?;
+        Ok((Self::named(&named)?, None))
+    }
+
+    /// The backend of a library sniffio names.
+    fn named(name: &Bound<'_, PyAny>) -> PyResult<Self> {
         match name.extract::<&str>()? {
             "asyncio" => Ok(Backend::Asyncio),
             "trio" => Ok(Backend::Trio),
@@ -166,9 +199,15 @@ pub(crate) enum Parker {
 }
 
 impl Parker {
-    pub(crate) fn new(py: Python<'_>, backend: Backend, waiter: Arc<dyn Abort>) -> PyResult<Self> {
+    /// `running` is the running asyncio loop if the caller has it already.
+    pub(crate) fn new(
+        py: Python<'_>,
+        backend: Backend,
+        running: Option<Bound<'_, PyAny>>,
+        waiter: Arc<dyn Abort>,
+    ) -> PyResult<Self> {
         Ok(match backend {
-            Backend::Asyncio => Parker::Asyncio(asyncio::Parker::new(py)?),
+            Backend::Asyncio => Parker::Asyncio(asyncio::Parker::new(py, running)?),
             Backend::Trio => Parker::Trio(trio::Parker::new(py, waiter)?),
         })
     }

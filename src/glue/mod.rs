@@ -49,6 +49,10 @@ imported!(
     running_loop = "asyncio"."_get_running_loop"
 );
 imported!(
+    /// `asyncio.current_task`.
+    current_task = "asyncio"."current_task"
+);
+imported!(
     /// `asyncio.isfuture`.
     isfuture = "asyncio"."isfuture"
 );
@@ -189,18 +193,31 @@ pub(crate) fn trio_wait_task_rescheduled_trap(py: Python<'_>) -> Option<&Bound<'
     .map(|trap| trap.bind(py))
 }
 
-/// `sniffio.current_async_library`, or `None` when sniffio is not installed.
-pub(crate) fn sniffio_current_library(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
-    static DETECT: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
-    DETECT
+/// What pyo3-async reads of sniffio: its documented ways for a library to name itself, and its
+/// own answer.
+pub(crate) struct Sniffio {
+    /// `sniffio.thread_local`: its `name`, if set, names the library running this thread.
+    pub(crate) thread_local: Py<PyAny>,
+    /// `sniffio.current_async_library_cvar`: if set, names the library running this task.
+    pub(crate) name_var: Py<PyAny>,
+    /// `sniffio.current_async_library`.
+    pub(crate) current_async_library: Py<PyAny>,
+}
+
+/// sniffio, or `None` when it is not installed.
+pub(crate) fn sniffio(py: Python<'_>) -> Option<&Sniffio> {
+    static SNIFFIO: PyOnceLock<Option<Sniffio>> = PyOnceLock::new();
+    SNIFFIO
         .get_or_init(py, || {
-            py.import("sniffio")
-                .and_then(|sniffio| sniffio.getattr("current_async_library"))
-                .ok()
-                .map(Bound::unbind)
+            let sniffio = py.import("sniffio").ok()?;
+            let get = |name: &str| sniffio.getattr(name).ok().map(Bound::unbind);
+            Some(Sniffio {
+                thread_local: get("thread_local")?,
+                name_var: get("current_async_library_cvar")?,
+                current_async_library: get("current_async_library")?,
+            })
         })
         .as_ref()
-        .map(|detect| detect.bind(py))
 }
 
 /// `trio.Cancelled`, once a program has imported trio (only such a program can hold one).

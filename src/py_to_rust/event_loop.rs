@@ -62,8 +62,12 @@ impl EventLoop {
     /// });
     /// ```
     pub fn current(py: Python<'_>) -> PyResult<Self> {
-        let backend = Backend::current(py)?;
-        Ok(Self::from_home(backend.current_home(py)?, backend))
+        let (backend, running) = Backend::detect(py)?;
+        let home = match running {
+            Some(running) => backend.home(&running)?,
+            None => backend.current_home(py)?,
+        };
+        Ok(Self::from_home(home, backend))
     }
 
     /// An asyncio event loop, from any thread (it need not run yet; it must when work is

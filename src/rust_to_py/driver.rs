@@ -298,11 +298,11 @@ impl Driver {
     fn parker(&mut self, py: Python<'_>) -> PyResult<&mut Parker> {
         if self.parker.is_none() {
             let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
-            let backend = match self.backend {
-                Some(backend) => backend,
-                None => Backend::current(py)?,
+            let (backend, running) = match self.backend {
+                Some(backend) => (backend, None),
+                None => Backend::detect(py)?,
             };
-            self.parker = Some(Parker::new(py, backend, waiter)?);
+            self.parker = Some(Parker::new(py, backend, running, waiter)?);
         }
         match &mut self.parker {
             Some(parker) => Ok(parker),
