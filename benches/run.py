@@ -199,21 +199,25 @@ async def gather(loop_name, awaitables):
         await asyncio.gather(*awaitables)
 
 
-def ops_s3(loop_name, mods):
+def gathered(loop_name, function):
+    """An op creating `n` awaitables with `function(trio)` and gathering them. Creating them is
+    timed too: a bridge that starts its work there must not get that work for free."""
     trio = loop_name == "trio"
 
-    def rust(module):
-        async def op(n):
-            wake = module.tokio_wake
-            # Creating the awaitables is timed too: a bridge that starts its work there must
-            # not get that work for free.
-            start = time.perf_counter_ns()
-            await gather(loop_name, [wake(trio) for _ in range(n)])
-            return time.perf_counter_ns() - start
+    async def op(n):
+        start = time.perf_counter_ns()
+        await gather(loop_name, [function(trio) for _ in range(n)])
+        return time.perf_counter_ns() - start
 
-        return op
+    return op
 
-    return {name: rust(module) for name, module in mods.items() if supports(name, loop_name)}
+
+def ops_s3(loop_name, mods):
+    return {
+        name: gathered(loop_name, module.tokio_wake)
+        for name, module in mods.items()
+        if supports(name, loop_name)
+    }
 
 
 def ops_s4(loop_name, mods):
@@ -244,19 +248,8 @@ def ops_s4(loop_name, mods):
 
 
 def ops_t1(loop_name, mods):
-    trio = loop_name == "trio"
-
-    def rust(module):
-        async def op(n):
-            sleep = module.tokio_sleep
-            start = time.perf_counter_ns()
-            await gather(loop_name, [sleep(trio) for _ in range(n)])
-            return time.perf_counter_ns() - start
-
-        return op
-
-    names = [*OWN] if trio else [*OWN, "pyo3-async-runtimes"]
-    return {name: rust(mods[name]) for name in names if name in mods}
+    names = [*OWN] if loop_name == "trio" else [*OWN, "pyo3-async-runtimes"]
+    return {name: gathered(loop_name, mods[name].tokio_sleep) for name in names if name in mods}
 
 
 async def noop():
