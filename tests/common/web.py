@@ -100,9 +100,15 @@ class Site:
             await self.all_parked.wait()
 
     async def wait_cancelled(self):
-        with anyio.fail_after(LIMIT):
-            await self.all_cancelled.wait()
-            await self.all_released.wait()
+        try:
+            with anyio.fail_after(LIMIT):
+                await self.all_cancelled.wait()
+                await self.all_released.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.cancelled} of {self.cancelled_target} requests cancelled, "
+                f"{self.released} of {self.parked_target} parked ones released"
+            ) from None
 
     async def stop(self):
         for client in self.fast + self.slow:
