@@ -181,6 +181,11 @@ impl EventLoop {
     /// [`with_context`](EventLoop::with_context)). The returned [`PyFuture`] resolves with its
     /// result; dropping the `PyFuture` cancels it.
     ///
+    /// On the loop's own thread, the task is created at once. From another thread, that thread
+    /// only checks the awaitable and copies its context; the loop's thread creates the task, so
+    /// the caller holds the interpreter as briefly as possible. To make the awaitable without
+    /// attaching at all, use [`spawn_with`](EventLoop::spawn_with).
+    ///
     /// Fails at once when the loop is closed or the trio run has finished.
     ///
     /// ```
