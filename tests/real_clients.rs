@@ -14,7 +14,8 @@ use common::{web, LOOPS};
 /// Requests at once: half answered, half parked by the server until their client goes.
 const REQUESTS: usize = 1_000;
 const FAST: usize = REQUESTS / 2;
-/// The parked requests the server holds at once: httpx pools 100 connections per client.
+/// The parked requests the server holds at once, before any is cancelled: the parked clients'
+/// pools have this many connections.
 const PARKED: usize = 100;
 /// No step waits longer: a lost wake-up fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -85,16 +86,13 @@ fn a_thousand_tokio_tasks_await_httpx_requests_and_dropping_half_cancels_them() 
         futures::executor::block_on(serving)?;
         Python::attach(|py| {
             let site = site.bind(py);
-            assert_eq!(
-                site.getattr("parked")?.extract::<usize>()?,
-                PARKED,
-                "{kind}"
-            );
-            assert_eq!(
-                site.getattr("released")?.extract::<usize>()?,
-                PARKED,
-                "{kind}"
-            );
+            // The pools hold `PARKED` requests, and may pass a connection that a cancelled
+            // request frees to a queued one whose cancel is still on its way: the server can
+            // park a few more, and must release every one of them.
+            let parked = site.getattr("parked")?.extract::<usize>()?;
+            assert!(parked >= PARKED, "{kind}: {parked} parked");
+            let released = site.getattr("released")?.extract::<usize>()?;
+            assert_eq!(released, parked, "{kind}");
             let cancelled = site.getattr("cancelled")?.extract::<usize>()?;
             assert_eq!(cancelled, REQUESTS - FAST, "{kind}");
             PyResult::Ok(())
