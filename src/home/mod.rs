@@ -47,26 +47,6 @@ pub(crate) trait Dependent: Send + Sync {
     fn loop_died(&self, py: Python<'_>);
 }
 
-/// A registered dependent, held weakly: it ends when the loop dies, if it still exists.
-/// (Boxed: a coroutine's driver is already unsized, so its `Weak` cannot become a
-/// `Weak<dyn Dependent>`.)
-trait Registered: Send {
-    fn alive(&self) -> bool;
-    fn loop_died(&self, py: Python<'_>);
-}
-
-impl<T: ?Sized + Dependent> Registered for Weak<T> {
-    fn alive(&self) -> bool {
-        self.strong_count() > 0
-    }
-
-    fn loop_died(&self, py: Python<'_>) {
-        if let Some(dependent) = self.upgrade() {
-            dependent.loop_died(py);
-        }
-    }
-}
-
 pub(crate) struct Home {
     /// The asyncio loop, or the trio run's token.
     event_loop: Py<PyAny>,
@@ -82,7 +62,8 @@ pub(crate) struct Home {
 }
 
 struct Dependents {
-    list: Vec<Box<dyn Registered>>,
+    /// Held weakly: a dependent ends when the loop dies, if it still exists.
+    list: Vec<Weak<dyn Dependent>>,
     /// Ended dependents are swept out when the list reaches this length.
     sweep_at: usize,
 }
@@ -157,25 +138,25 @@ impl Home {
     /// Whether the loop is dead is read under the dependents' lock: [`die`](Home::die) marks
     /// the queue dead before it takes the dependents, so a dependent either sees the death
     /// here or is among those `die` takes.
-    pub(crate) fn depend<T: ?Sized + Dependent + 'static>(
-        &self,
-        py: Python<'_>,
-        dependent: Weak<T>,
-    ) {
+    pub(crate) fn depend(&self, py: Python<'_>, dependent: Weak<dyn Dependent>) {
         let mut dependents = self
             .dependents
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if self.queue.route() == Route::Dead {
             drop(dependents);
-            dependent.loop_died(py);
+            if let Some(dependent) = dependent.upgrade() {
+                dependent.loop_died(py);
+            }
             return;
         }
         if dependents.list.len() >= dependents.sweep_at {
-            dependents.list.retain(|dependent| dependent.alive());
+            dependents
+                .list
+                .retain(|dependent| dependent.strong_count() > 0);
             dependents.sweep_at = (2 * dependents.list.len()).max(64);
         }
-        dependents.list.push(Box::new(dependent));
+        dependents.list.push(dependent);
     }
 
     /// Whether the loop died.
@@ -229,7 +210,7 @@ impl Home {
                 .unwrap_or_else(PoisonError::into_inner)
                 .list,
         );
-        for dependent in dependents {
+        for dependent in dependents.iter().filter_map(Weak::upgrade) {
             dependent.loop_died(py);
         }
     }

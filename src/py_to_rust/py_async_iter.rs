@@ -132,7 +132,7 @@ impl PyAsyncIter {
         let pump = glue::pump_async_iter(py)?.call1((pump, iterable, scope))?;
         // The pump reports through the channel; its own outcome is of no interest.
         drop(event_loop.spawn(&pump)?.detach());
-        channel.home.depend(py, Arc::downgrade(&channel));
+        channel.home.depend(py, Arc::<Channel>::downgrade(&channel));
         Ok(PyAsyncIter {
             channel,
             batch: VecDeque::new(),

@@ -63,7 +63,7 @@ pub struct Coroutine {
     label: Option<Label>,
     /// Shared (weakly) with the home of the loop it is bound to, which finishes it if that
     /// loop dies. The future lives in the same allocation.
-    driver: Arc<SharedDriver>,
+    driver: Arc<dyn SharedDriver>,
     /// Set once the coroutine was awaited, started or closed: `__await__` then takes the
     /// driver's lock to tell which (an error either way). Keeps the lock off the common path;
     /// a race between threads that both pass it is still caught by the lock in `resume`.
@@ -158,19 +158,12 @@ impl Coroutine {
     /// let coroutine = Coroutine::new(async { PyResult::Ok(()) }).with_backend(Backend::Asyncio);
     /// # drop(coroutine);
     /// ```
-    pub fn with_backend(mut self, backend: Backend) -> Self {
-        // Not shared yet (a coroutine is configured before Python sees it): no lock to take.
-        match Arc::get_mut(&mut self.driver) {
-            Some(driver) => driver
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner)
-                .set_backend(backend),
-            None => self
-                .driver
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .set_backend(backend),
-        }
+    pub fn with_backend(self, backend: Backend) -> Self {
+        self.driver
+            .mutex()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_backend(backend);
         self
     }
 
@@ -263,7 +256,7 @@ impl Coroutine {
         }
         if let Some(home) = driver.home_to_register() {
             // Bound to a loop for the first time: the loop's death finishes the coroutine.
-            home.depend(py, Arc::downgrade(&self.driver));
+            home.depend(py, Arc::clone(&self.driver).dependent());
             driver.registered = true;
         }
         let rethrown = driver.take_rethrown();
@@ -277,7 +270,7 @@ impl Coroutine {
     /// The driver, unless a `send`/`throw`/`close` of this coroutine is already running (the
     /// future re-entered its own coroutine, or another thread drives it meanwhile).
     fn driver(&self) -> PyResult<MutexGuard<'_, Driver>> {
-        match self.driver.try_lock() {
+        match self.driver.mutex().try_lock() {
             Ok(driver) => Ok(driver),
             Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
             Err(TryLockError::WouldBlock) => {

@@ -13,7 +13,7 @@
 //! `send`/`throw`/`close`); wakers from other threads only touch the [`Waiter`].
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -38,8 +38,27 @@ pub(crate) enum Resumed {
     Return(Py<PyAny>),
 }
 
-/// A coroutine's driver as its coroutine and its loop's home share it.
-pub(crate) type SharedDriver = Mutex<Driver>;
+/// A coroutine's driver as its coroutine and its loop's home share it: `Mutex<Driver<F>>` for
+/// the future's own type, behind this trait so that the home can hold it as a plain
+/// `Weak<dyn Dependent>` (a `Weak` of the unsized driver cannot become one, and boxing it would
+/// cost every suspended coroutine an allocation).
+pub(crate) trait SharedDriver: Send + Sync {
+    /// The driver, with the future unsized.
+    fn mutex(&self) -> &Mutex<Driver>;
+
+    /// How the home of the coroutine's loop holds it.
+    fn dependent(self: Arc<Self>) -> Weak<dyn Dependent>;
+}
+
+impl<F: PyPoll + 'static> SharedDriver for Mutex<Driver<F>> {
+    fn mutex(&self) -> &Mutex<Driver> {
+        self
+    }
+
+    fn dependent(self: Arc<Self>) -> Weak<dyn Dependent> {
+        Arc::<Self>::downgrade(&self)
+    }
+}
 
 /// The coroutine's mutable state, behind the coroutine's lock, with the future at its end:
 /// created for the future's own type `F` and used through `dyn PyPoll`, so the state and the
@@ -330,13 +349,13 @@ impl Driver {
     }
 }
 
-impl Dependent for SharedDriver {
+impl<F: PyPoll + 'static> Dependent for Mutex<Driver<F>> {
     /// The loop the coroutine is bound to died: its task will never run again, so the
     /// coroutine finishes now (an asyncio task left pending by `loop.close()` would otherwise
     /// keep it forever: the cycle through Rust is invisible to Python's GC).
     fn loop_died(&self, py: Python<'_>) {
         // Locked: it is running right now, so its loop is not dead after all.
-        if let Ok(mut driver) = self.try_lock() {
+        if let Ok(mut driver) = self.mutex().try_lock() {
             driver.finish(py);
         }
     }

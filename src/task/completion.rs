@@ -74,7 +74,7 @@ impl Completion {
 
     /// Fails when `home`'s loop dies before the work finishes.
     pub(crate) fn depend_on(&self, py: Python<'_>, home: &Home) {
-        home.depend(py, Arc::downgrade(&self.inner));
+        home.depend(py, Arc::<Inner>::downgrade(&self.inner));
     }
 }
 
