@@ -227,13 +227,14 @@ impl EventLoop {
         }
         let (completion, receiver) = Completion::channel(py)?;
         let slot = Arc::new(TaskSlot::default());
-        let started =
-            self.backend
-                .start(&self.home, awaitable, &context, completion.bind(py), &slot);
-        if let Err(err) = started {
-            let _ = glue::close_unstarted(py).and_then(|close| close.call1((awaitable,)));
-            return Err(err);
-        }
+        start_or_close(
+            self.backend,
+            &self.home,
+            awaitable,
+            &context,
+            completion.bind(py),
+            &slot,
+        )?;
         Ok(PyFuture::waiting(receiver, slot))
     }
 
@@ -297,12 +298,8 @@ impl EventLoop {
         self.home.run(Box::new(move |py| {
             let completion = Completion::new(py, sender, None)?;
             let started = make(py).and_then(|(awaitable, context)| {
-                let started =
-                    backend.start(&home, &awaitable, &context, completion.bind(py), &task_slot);
-                if started.is_err() {
-                    let _ = glue::close_unstarted(py).and_then(|close| close.call1((&awaitable,)));
-                }
-                started
+                let completion = completion.bind(py);
+                start_or_close(backend, &home, &awaitable, &context, completion, &task_slot)
             });
             match started {
                 Ok(()) => Ok(()),
@@ -324,6 +321,25 @@ impl EventLoop {
     pub(crate) fn home(&self) -> &Arc<Home> {
         &self.home
     }
+}
+
+/// Starts `awaitable` as a task of `home`'s loop, on its thread, in `context`. An awaitable
+/// that could not be started is closed: a coroutine never started would otherwise warn that it
+/// was never awaited.
+fn start_or_close<'py>(
+    backend: Backend,
+    home: &Arc<Home>,
+    awaitable: &Bound<'py, PyAny>,
+    context: &Bound<'py, PyAny>,
+    completion: &Bound<'py, Completion>,
+    slot: &Arc<TaskSlot>,
+) -> PyResult<()> {
+    let started = backend.start(home, awaitable, context, completion, slot);
+    if started.is_err() {
+        let py = awaitable.py();
+        let _ = glue::close_unstarted(py).and_then(|close| close.call1((awaitable,)));
+    }
+    started
 }
 
 impl fmt::Debug for EventLoop {
