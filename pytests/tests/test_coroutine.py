@@ -33,6 +33,25 @@ def test_ready_future_never_touches_an_event_loop():
     assert stop.value.value == 41
 
 
+def test_await_gets_an_iterator_over_the_coroutine():
+    # The coroutine itself, or (limited API) a wrapper with the same protocol, as an `async def`
+    # coroutine's `__await__` returns its `coroutine_wrapper`.
+    iterator = m.ready(41).__await__()
+    with pytest.raises(StopIteration) as stop:
+        next(iterator)
+    assert stop.value.value == 41
+    iterator = m.ready((1, 2)).__await__()
+    with pytest.raises(StopIteration) as stop:
+        iterator.send(None)
+    assert stop.value.value == (1, 2)
+    probe = m.Probe()
+    iterator = m.pending_forever(probe).__await__()
+    iterator.close()
+    assert probe.dropped
+    with pytest.raises(RuntimeError, match="cannot reuse"):
+        iterator.send(None)
+
+
 def test_is_a_coroutine():
     coroutine = m.ready(1)
     assert asyncio.iscoroutine(coroutine)

@@ -7,10 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+use pyo3::{sync::PyOnceLock, types::PyType};
 
 use crate::backend::Backend;
 use crate::glue;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+use crate::rust_to_py::coroutine_wrapper;
 use crate::rust_to_py::driver::{Driver, Resumed, SharedDriver};
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
@@ -282,7 +286,7 @@ impl Coroutine {
 
 #[pymethods]
 impl Coroutine {
-    fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+    fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
         send_slot::install::<Coroutine>(slf.py(), &SEND_SLOT);
         let claimed = &slf.get().claimed;
         if claimed.load(Ordering::Relaxed) {
@@ -292,7 +296,13 @@ impl Coroutine {
             ));
         }
         claimed.store(true, Ordering::Relaxed);
-        Ok(slf)
+        #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+        {
+            static WRAPPER_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+            coroutine_wrapper::wrap(slf, &WRAPPER_TYPE)
+        }
+        #[cfg(not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))))]
+        Ok(slf.into_any())
     }
 
     #[getter]

@@ -5,6 +5,8 @@ mod async_generator;
 mod cancel_handle;
 mod coroutine;
 mod coroutine_function;
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+mod coroutine_wrapper;
 mod driver;
 pub(crate) mod errors;
 mod future_cell;

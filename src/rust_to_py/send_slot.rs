@@ -6,31 +6,29 @@
 //! exception (an exception object, its argument tuple, the error indicator round trip) is most
 //! of the cost of awaiting a ready Rust future. PyO3 has no way to declare `am_send`, so the
 //! slot is filled in on the class once it exists; the Python methods stay for everyone else
-//! (trio calls `coro.send(...)`).
+//! (trio calls `coro.send(...)`). The limited API cannot fill in a slot: there, `await` gets a
+//! wrapper with the slot instead (`coroutine_wrapper`), which calls the same [`am_send`].
 
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use std::panic::{self, AssertUnwindSafe};
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use pyo3::ffi;
 use pyo3::prelude::*;
 
 use pyo3::PyClass;
 
 use crate::rust_to_py::driver::Resumed;
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use crate::rust_to_py::errors::panic_exception;
 
 /// A class whose instances CPython resumes through `am_send` (`Coroutine`).
 pub(crate) trait SendSlot: PyClass {
     /// Resumes the awaitable with `value`, as its `send` method does.
-    #[cfg_attr(
-        not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(all(Py_3_10, not(Py_GIL_DISABLED))), allow(dead_code))]
     fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed>;
 }
 
@@ -75,10 +73,10 @@ fn install_slot<T: SendSlot>(_py: Python<'_>) {}
 /// `PYGEN_RETURN` with the result, or `PYGEN_ERROR` with the exception set.
 ///
 /// # Safety
-/// Called by CPython only, as `T`'s `am_send`: attached thread, `coroutine` a live `T`,
-/// `value` a borrowed reference (or null), `result` writable.
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
-unsafe extern "C" fn am_send<T: SendSlot>(
+/// Called by CPython only, as `T`'s `am_send` or its wrapper's: attached thread, `coroutine`
+/// a live `T`, `value` a borrowed reference (or null), `result` writable.
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+pub(crate) unsafe extern "C" fn am_send<T: SendSlot>(
     coroutine: *mut ffi::PyObject,
     value: *mut ffi::PyObject,
     result: *mut *mut ffi::PyObject,
@@ -89,8 +87,8 @@ unsafe extern "C" fn am_send<T: SendSlot>(
     // attached thread, so this attach only counts (no waiting).
     let (status, object) = Python::attach(|py| {
         let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: the slot is installed on `T`'s type only (it cannot be subclassed), so
-            // `coroutine` is a live `T`; `value` is a borrowed reference or, from a caller
+            // SAFETY: the slot is installed on `T`'s type only (it cannot be subclassed), and a
+            // wrapper made for `T` holds a `T`, so `coroutine` is a live `T`; `value` is a borrowed reference or, from a caller
             // outside the rules, null (read as `None`).
             let coroutine: Bound<'_, T> =
                 unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };

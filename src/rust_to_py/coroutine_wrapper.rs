@@ -1,0 +1,187 @@
+//! What `await` gets from a [`Coroutine`](crate::Coroutine) under the limited API: a small
+//! iterator whose type has an `am_send` slot.
+//!
+//! With the full API, the coroutine's own type gets the slot (see `send_slot`). The limited API
+//! cannot reach the slots of a type once PyO3 has made it, but it can make a type with any
+//! slot (`PyType_FromSpec`). So `__await__` returns this wrapper, whose `am_send` resumes the
+//! coroutine: `await` then gets each result without a `StopIteration`, which is about half the
+//! cost of awaiting a ready Rust future, for one small allocation per `await`. Like CPython's
+//! own `coroutine_wrapper` (what `__await__` of an `async def` coroutine returns), it is an
+//! iterator, and its other attributes (`send`, `throw`, `close`, ...) are the coroutine's.
+//!
+//! Tasks do not go through it: asyncio and trio resume the coroutine object itself.
+
+use std::ffi::{c_int, c_uint, c_void};
+use std::mem;
+use std::ptr;
+
+use pyo3::exceptions::{PyAttributeError, PyStopIteration};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyType};
+
+use crate::rust_to_py::send_slot::{am_send, SendSlot};
+
+/// The wrapper's instance layout.
+#[repr(C)]
+struct Wrapper {
+    ob_base: ffi::PyObject,
+    /// The coroutine, a strong reference.
+    coroutine: *mut ffi::PyObject,
+}
+
+/// `coroutine.__await__()`: a new wrapper around `coroutine`, a `T`. `wrapper_type` is `T`'s
+/// cell for the wrapper type, made on first use.
+pub(crate) fn wrap<'py, T: SendSlot>(
+    coroutine: Bound<'py, T>,
+    wrapper_type: &'static PyOnceLock<Py<PyType>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = coroutine.py();
+    let wrapper_type = wrapper_type.get_or_try_init(py, || make_type::<T>(py))?;
+    // SAFETY: the type is a live heap type whose instances have `Wrapper`'s layout. A new
+    // instance (zeroed, one reference, which holds a reference to its type) gets the
+    // coroutine's reference before anything can see it.
+    unsafe {
+        let wrapper = ffi::PyType_GenericAlloc(wrapper_type.as_ptr().cast(), 0);
+        let wrapper = Bound::from_owned_ptr_or_err(py, wrapper)?;
+        (*wrapper.as_ptr().cast::<Wrapper>()).coroutine = coroutine.into_ptr();
+        Ok(wrapper)
+    }
+}
+
+fn make_type<T: SendSlot>(py: Python<'_>) -> PyResult<Py<PyType>> {
+    let slots = [
+        (ffi::Py_am_send, send::<T> as *mut c_void),
+        (ffi::Py_tp_iternext, next::<T> as *mut c_void),
+        (ffi::Py_tp_iter, ffi::PyObject_SelfIter as *mut c_void),
+        (ffi::Py_tp_getattro, getattro as *mut c_void),
+        (ffi::Py_tp_dealloc, dealloc as *mut c_void),
+    ];
+    let mut slots: Vec<ffi::PyType_Slot> = slots
+        .into_iter()
+        .map(|(slot, pfunc)| ffi::PyType_Slot { slot, pfunc })
+        .chain([ffi::PyType_Slot::default()])
+        .collect();
+    let mut flags = ffi::Py_TPFLAGS_DEFAULT as c_uint;
+    // Python 3.10 only consults `am_send` on types that say they have it.
+    if py.version_info() < (3, 11) {
+        flags |= 1 << 21; // Py_TPFLAGS_HAVE_AM_SEND
+    }
+    let mut spec = ffi::PyType_Spec {
+        // The type keeps pointing into its name: it must be static.
+        name: c"pyo3_async.coroutine_wrapper".as_ptr(),
+        basicsize: mem::size_of::<Wrapper>() as c_int,
+        itemsize: 0,
+        flags,
+        slots: slots.as_mut_ptr(),
+    };
+    // SAFETY: the spec is complete and terminated; CPython copies the slots it is given (the
+    // array may go after the call) and keeps the static name.
+    let wrapper_type =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec)) }?;
+    Ok(wrapper_type.cast_into::<PyType>()?.unbind())
+}
+
+/// The coroutine inside a wrapper.
+///
+/// # Safety
+/// `wrapper` is a live wrapper.
+unsafe fn coroutine_of(wrapper: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: per the contract, `wrapper` has `Wrapper`'s layout and was given its coroutine
+    // when it was made.
+    unsafe { (*wrapper.cast::<Wrapper>()).coroutine }
+}
+
+/// `am_send`: the coroutine's.
+///
+/// # Safety
+/// Called by CPython only, as the wrapper's `am_send`.
+unsafe extern "C" fn send<T: SendSlot>(
+    wrapper: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: the wrapper made for `T` holds a live `T`; the rest is CPython's contract.
+    unsafe { am_send::<T>(coroutine_of(wrapper), value, result) }
+}
+
+/// `__next__`: a send of `None`, with the result in `StopIteration` as iterators report it.
+///
+/// # Safety
+/// Called by CPython only, as the wrapper's `tp_iternext`.
+unsafe extern "C" fn next<T: SendSlot>(wrapper: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    let mut result = ptr::null_mut();
+    // SAFETY: as in `send`; `Py_None` is a live object.
+    match unsafe { send::<T>(wrapper, ffi::Py_None(), &mut result) } {
+        ffi::PySendResult::PYGEN_NEXT => result,
+        ffi::PySendResult::PYGEN_RETURN => {
+            Python::attach(|py| {
+                // SAFETY: `result` is the new reference `am_send` returned with.
+                let output = unsafe { Bound::from_owned_ptr(py, result) };
+                PyStopIteration::new_err((output.unbind(),)).restore(py);
+            });
+            ptr::null_mut()
+        }
+        ffi::PySendResult::PYGEN_ERROR => ptr::null_mut(),
+    }
+}
+
+/// Attributes: the wrapper's own, else the coroutine's (`send`, `throw`, `close`, ...).
+///
+/// # Safety
+/// Called by CPython only, as the wrapper's `tp_getattro`.
+unsafe extern "C" fn getattro(
+    wrapper: *mut ffi::PyObject,
+    name: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython's contract: `wrapper` and `name` are live, the thread is attached.
+    let own = unsafe { ffi::PyObject_GenericGetAttr(wrapper, name) };
+    if !own.is_null() {
+        return own;
+    }
+    Python::attach(|py| {
+        let missing = PyErr::fetch(py);
+        if !missing.is_instance_of::<PyAttributeError>(py) {
+            missing.restore(py);
+            return ptr::null_mut();
+        }
+        // SAFETY: the coroutine is live while its wrapper is; `name` is a borrowed reference.
+        let (coroutine, name) = unsafe {
+            (
+                Bound::from_borrowed_ptr(py, coroutine_of(wrapper)),
+                Bound::from_borrowed_ptr(py, name),
+            )
+        };
+        let attribute = name
+            .cast_into::<PyString>()
+            .map_err(PyErr::from)
+            .and_then(|name| coroutine.getattr(name));
+        match attribute {
+            Ok(attribute) => attribute.into_ptr(),
+            Err(err) => {
+                err.restore(py);
+                ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// Frees the wrapper, then lets go of the coroutine and of the type.
+///
+/// # Safety
+/// Called by CPython only, as the wrapper's `tp_dealloc`, when its last reference goes.
+unsafe extern "C" fn dealloc(wrapper: *mut ffi::PyObject) {
+    // SAFETY: `wrapper` is a wrapper nobody refers to any more; its type is a heap type, which
+    // its instances hold a reference to, and whose `tp_free` frees memory from
+    // `PyType_GenericAlloc`. The coroutine's reference was the wrapper's own.
+    unsafe {
+        let coroutine = coroutine_of(wrapper);
+        let wrapper_type = ffi::Py_TYPE(wrapper);
+        let free: ffi::freefunc =
+            mem::transmute(ffi::PyType_GetSlot(wrapper_type, ffi::Py_tp_free));
+        free(wrapper.cast());
+        ffi::Py_DECREF(wrapper_type.cast());
+        ffi::Py_DECREF(coroutine);
+    }
+}
