@@ -16,11 +16,14 @@ tree=$root/target/bench-$module
 export CARGO_TARGET_DIR=$root/target/bench-build/$module
 rm -rf "$tree"
 mkdir -p "$tree"
+# Extracted files get the time of extraction (`tar -m`): with the commit's time, a revision
+# older than the last one built here would look older than its build, and cargo would keep
+# that build.
 extract() {
     if [ "$revision" = . ]; then
-        (cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 tar -c) | tar -x -C "$tree"
+        (cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 tar -c) | tar -x -m -C "$tree"
     else
-        git -C "$root" archive "$revision" | tar -x -C "$tree"
+        git -C "$root" archive "$revision" | tar -x -m -C "$tree"
     fi
 }
 rename() {
