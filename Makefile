@@ -27,6 +27,9 @@ lint: $(VENV)/.installed
 	cargo fmt --all -- --check
 	cargo clippy --quiet --workspace --all-targets --features pyo3-async/tokio -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps -p pyo3-async --features tokio
+	# The code only the limited API compiles (`coroutine_wrapper`), in a target of its own.
+	cargo clippy --quiet -p pyo3-async --all-targets --features tokio,pyo3/abi3-py310 \
+		--target-dir target/abi3-lint -- -D warnings
 	# No free-threaded CPython here: the crate type-checks against one (3.14t) described by a
 	# pyo3 config file (README, "Free-threaded Python").
 	PYO3_CONFIG_FILE=$(CURDIR)/tools/free-threaded.cfg cargo check --quiet -p pyo3-async \
