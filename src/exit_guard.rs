@@ -59,19 +59,27 @@ where
     if thread_is_attached() {
         return Some(Python::attach(f));
     }
+    unless_exiting(|| Python::try_attach(f)).flatten()
+}
+
+/// Runs `f` unless the interpreter is exiting (its `atexit` handlers ran), keeping exit from
+/// beginning until `f` returns: for a foreign thread's work that must not race finalisation,
+/// whether it attaches ([`attach_unless_exiting`]) or only touches the runtime's thread
+/// states (`thread_state`). `None` when refused.
+pub(crate) fn unless_exiting<R>(f: impl FnOnce() -> R) -> Option<R> {
     // Announce first, then check: the hook raises the flag first, then reads the counter.
     // With sequentially consistent operations on both sides, at least one sees the other.
     IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-    let attached = if EXITING.load(Ordering::SeqCst) {
+    let done = if EXITING.load(Ordering::SeqCst) {
         None
     } else {
-        Python::try_attach(f)
+        Some(f())
     };
     if IN_FLIGHT.fetch_sub(1, Ordering::SeqCst) == 1 && EXITING.load(Ordering::SeqCst) {
         let _lock = DRAINED.0.lock().unwrap_or_else(PoisonError::into_inner);
         DRAINED.1.notify_all();
     }
-    attached
+    done
 }
 
 /// Registers the `atexit` hook, once per process. Called wherever pyo3-async first meets an

@@ -41,7 +41,7 @@
 //! with maturin, tokio and smol, embedding, testing, cancellation, contextvars, trio and anyio,
 //! and migrating from pyo3-async-runtimes or PyO3's `experimental-async`.
 
-// The layers, bottom-up — sync, exit_guard, glue, home, task, backend, waker, delegation,
+// The layers, bottom-up — sync, exit_guard, thread_state, glue, home, task, backend, waker, delegation,
 // rust_to_py, py_to_rust, embed, tokio, guide — each importing only those below it (`tools/layers.py` checks it in
 // `make test`; the README's Architecture section describes them).
 mod backend;
@@ -54,6 +54,7 @@ mod py_to_rust;
 mod rust_to_py;
 mod sync;
 mod task;
+mod thread_state;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 // The guide: documentation only, one page per module.
@@ -268,6 +269,7 @@ pub use py_to_rust::{is_cancellation, EventLoop, PyAsyncIter, PyContext, PyFutur
 pub use rust_to_py::{
     mark_coroutine_functions, AllowThreads, AsyncGenerator, CancelHandle, Coroutine,
 };
+pub use thread_state::{keep_thread_state, release_thread_state};
 
 /// The README's examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

@@ -19,6 +19,13 @@
 //! own: a multi-thread runtime does that; a current-thread runtime given to
 //! [`init_with_handle`] must be kept running by a thread (`block_on`) of yours.
 //!
+//! Its threads keep a Python thread state ([`keep_thread_state`](crate::keep_thread_state)),
+//! so a task that attaches (`Python::attach`, to call Python or to build the awaitable it
+//! hands to [`EventLoop::spawn`](crate::EventLoop::spawn)) only takes the interpreter, rather
+//! than creating and deleting a thread state each time: that halves the round trip of
+//! `EventLoop::spawn` from a task. A runtime of your own gets the same from the hooks shown
+//! at [`init`].
+//!
 //! **smol needs none of this**: its reactor (`async-io`) is global and runs on a thread of its
 //! own, so `smol::Timer` and `smol::net` work in any exported future as they are.
 //!
@@ -69,9 +76,18 @@ impl std::error::Error for AlreadyInitialized {}
 
 /// Builds the process-wide runtime from `builder`, before its first use.
 ///
+/// The builder is used as it is: tokio keeps one hook of each kind, so adding ours would
+/// replace yours. Add the thread-state hooks yourself (or call the functions from your own
+/// hooks) to make attaching on its threads cheap, as on the default runtime.
+///
 /// ```
 /// let mut builder = tokio::runtime::Builder::new_multi_thread();
-/// builder.worker_threads(2).enable_all();
+/// builder
+///     .worker_threads(2)
+///     .enable_all()
+///     .on_thread_start(pyo3_async::keep_thread_state)
+///     .on_thread_unpark(pyo3_async::keep_thread_state)
+///     .on_thread_stop(pyo3_async::release_thread_state);
 /// pyo3_async::tokio::init(builder).unwrap();
 /// assert!(pyo3_async::tokio::init(tokio::runtime::Builder::new_multi_thread()).is_err());
 /// ```
@@ -114,6 +130,9 @@ pub fn handle() -> &'static Handle {
         let runtime = Builder::new_multi_thread()
             .enable_all()
             .thread_name("pyo3-async-tokio")
+            .on_thread_start(crate::keep_thread_state)
+            .on_thread_unpark(crate::keep_thread_state)
+            .on_thread_stop(crate::release_thread_state)
             .build()
             .expect("building the tokio runtime");
         Chosen::Owned(runtime)

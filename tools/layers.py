@@ -16,6 +16,7 @@ import sys
 LAYERS = [
     "sync",
     "exit_guard",
+    "thread_state",
     "glue",
     "home",
     "task",

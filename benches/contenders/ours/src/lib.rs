@@ -15,6 +15,10 @@ fn tokio() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_time()
+            // As the crate's own runtime does, and its docs show for a runtime of your own.
+            .on_thread_start(pyo3_async::keep_thread_state)
+            .on_thread_unpark(pyo3_async::keep_thread_state)
+            .on_thread_stop(pyo3_async::release_thread_state)
             .build()
             .expect("a tokio runtime")
     })
