@@ -56,8 +56,11 @@ async def test_the_example_streams_and_drops_the_stream_of_a_client_that_hangs_u
     with anyio.fail_after(LIMIT):
         complete, hung_up = await serve.demo(hang_up_server)
     assert complete == 5
-    # The server learns of the hang-up when it writes the next line: one more may have gone.
-    assert 3 <= hung_up <= 4
+    # The body is endless: that its stream was dropped at all (`demo` waits for `on_close`)
+    # is the server noticing the hang-up. How many lines went after the client's third
+    # depends on when the server next writes, a 10 ms tick against a loaded machine: one
+    # usually, two under load (seen in `make test`), so only the lower bound is asserted.
+    assert hung_up >= 3
 
 
 async def test_many_clients_read_whole_bodies_streamed_from_rust(server):
