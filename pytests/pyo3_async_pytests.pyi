@@ -80,6 +80,7 @@ __all__ = [
     "spawned_panic",
     "tokio_interval",
     "tokio_alive",
+    "thread_states_kept",
     "tokio_ticks",
     "readme",
 ]
@@ -496,6 +497,12 @@ def spawned_panic() -> abc.Coroutine[Any, Any, NoReturn]:
 
 def tokio_interval(count: int) -> abc.AsyncGenerator[int, None]:
     """Items from a tokio interval, as an async generator polled in the runtime's context."""
+
+def thread_states_kept(
+    local: Any,
+) -> abc.Coroutine[Any, Any, tuple[tuple[bool, bool], bool, bool]]:
+    """Thread states kept by foreign threads: an explicit `keep_thread_state` thread's
+    `(kept, released)`, then whether a runtime worker and a blocking thread keep theirs."""
 
 def tokio_alive() -> int:
     """How many `Alive` guards exist."""

@@ -12,9 +12,9 @@
 //! it without ever deleting it. Creating one needs no interpreter lock, so a thread can do it
 //! when it starts, without waiting for the Python loop to let go of the interpreter.
 //!
-//! Deleting one must attach, which is why it is a separate, explicit step ([`release_thread_state`]
-//! in `on_thread_stop`) and never a thread-local destructor: a thread that exits while another
-//! holds the interpreter and joins it would deadlock. Both steps go through the exit guard,
+//! Deleting one must attach, which is why it is a separate, explicit step
+//! ([`release_thread_state`] in `on_thread_stop`) and never a thread-local destructor: a
+//! thread that exits while another holds the interpreter and joins it would deadlock. Both steps go through the exit guard,
 //! so neither races the interpreter's finalisation; a state still kept then is freed by
 //! CPython with every other.
 
@@ -36,10 +36,11 @@ thread_local! {
 /// pools — from their thread-start hook. The runtime of [`pyo3_async::tokio`](crate::tokio)
 /// does this on its own threads. It does nothing on a thread that has a thread state already
 /// (a Python thread, or one inside `Python::attach`), before the interpreter is initialised,
-/// once it is exiting, and under the limited API (abi3), which cannot name the main
-/// interpreter without attaching. It is idempotent and costs a thread-local read when the
-/// thread keeps a state, so it may also sit in a hook that runs often (tokio's
-/// `on_thread_unpark`), to catch threads started before the interpreter was.
+/// once it is exiting, and under the limited API (abi3) until pyo3-async has met an event
+/// loop (the limited API names the interpreter only to an attached thread). It is idempotent
+/// and costs a thread-local read when the thread keeps a state, so it may also sit in a hook
+/// that runs often (tokio's `on_thread_unpark`), to catch threads started before the
+/// interpreter was known.
 ///
 /// ```
 /// use pyo3::prelude::*;
@@ -74,6 +75,7 @@ pub fn keep_thread_state() {
 /// ```
 /// use pyo3::prelude::*;
 ///
+/// Python::initialize();
 /// std::thread::spawn(|| {
 ///     pyo3_async::keep_thread_state();
 ///     let total: i64 = (0..3).map(|i| Python::attach(|_py| i)).sum();
@@ -90,10 +92,8 @@ pub fn release_thread_state() {
     }
 }
 
-/// The limited API cannot name the main interpreter without attaching
-/// (`PyInterpreterState_Main` is not part of it), and PyPy's thread states are its own: no
-/// thread keeps one there, and attaching works as without.
-#[cfg(any(Py_LIMITED_API, PyPy))]
+/// PyPy's thread states are its own: no thread keeps one there, and attaching works as without.
+#[cfg(PyPy)]
 mod imp {
     use pyo3::ffi;
 
@@ -106,13 +106,39 @@ mod imp {
     }
 }
 
-#[cfg(not(any(Py_LIMITED_API, PyPy)))]
+/// The limited API names the main interpreter only to an attached thread
+/// (`PyInterpreterState_Get`), so pyo3-async notes it when it first meets an event loop
+/// ([`note_interpreter`]); until then threads keep nothing.
+#[cfg(all(Py_LIMITED_API, not(PyPy)))]
+static INTERPRETER: std::sync::atomic::AtomicPtr<ffi::PyInterpreterState> =
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Notes the interpreter `py` is attached to, for threads that make their state later.
+pub(crate) fn note_interpreter(_py: pyo3::Python<'_>) {
+    #[cfg(all(Py_LIMITED_API, not(PyPy)))]
+    // SAFETY: `_py` proves the thread is attached, which is all `PyInterpreterState_Get` needs.
+    INTERPRETER.store(
+        unsafe { ffi::PyInterpreterState_Get() },
+        std::sync::atomic::Ordering::Release,
+    );
+}
+
+#[cfg(not(PyPy))]
 mod imp {
     use std::ptr;
 
     use pyo3::ffi;
 
     use crate::exit_guard;
+
+    /// The main interpreter, or null where it is not known yet (limited API).
+    fn interpreter() -> *mut ffi::PyInterpreterState {
+        #[cfg(not(Py_LIMITED_API))]
+        // SAFETY: reads runtime state; called only while the runtime is initialised.
+        return unsafe { ffi::PyInterpreterState_Main() };
+        #[cfg(Py_LIMITED_API)]
+        return super::INTERPRETER.load(std::sync::atomic::Ordering::Acquire);
+    }
 
     /// A new thread state for the main interpreter, bound to this thread; null if the thread
     /// has one, or the interpreter is not there (yet, or any more).
@@ -125,13 +151,18 @@ mod imp {
         if !possible {
             return ptr::null_mut();
         }
-        // SAFETY: `PyThreadState_New` needs no interpreter lock (its docs say so; it takes the
-        // runtime's own lock). The exit guard keeps finalisation from beginning meanwhile, so
-        // the main interpreter exists. The thread has no thread state (checked above, and no
-        // other code runs on this thread meanwhile), so the new one becomes the thread's own:
-        // `PyGILState_Ensure` will find and restore it, and its release will not delete it.
-        exit_guard::unless_exiting(|| unsafe {
-            ffi::PyThreadState_New(ffi::PyInterpreterState_Main())
+        exit_guard::unless_exiting(|| {
+            let interpreter = interpreter();
+            if interpreter.is_null() {
+                return ptr::null_mut();
+            }
+            // SAFETY: `PyThreadState_New` needs no interpreter lock (its docs say so; it takes
+            // the runtime's own lock). The exit guard keeps finalisation from beginning
+            // meanwhile, so the interpreter exists. The thread has no thread state (checked
+            // above; no other code runs on this thread meanwhile), so the new one becomes the
+            // thread's own: `PyGILState_Ensure` will find and restore it, and its release
+            // will not delete it.
+            unsafe { ffi::PyThreadState_New(interpreter) }
         })
         .unwrap_or(ptr::null_mut())
     }
@@ -139,22 +170,28 @@ mod imp {
     /// Attaches with `kept`, clears it and deletes it; false (nothing done) when the thread is
     /// attached now or the interpreter is exiting or gone.
     pub(super) fn delete(kept: *mut ffi::PyThreadState) -> bool {
-        if exit_guard::thread_is_attached() {
-            return false;
-        }
-        // SAFETY: the exit guard keeps finalisation (which frees every thread state) from
-        // beginning meanwhile, and the runtime is initialised, so `kept` — created by this
-        // thread and still its own — is alive. The thread is not attached, so restoring
-        // `kept` takes the interpreter; clearing needs it; `PyThreadState_DeleteCurrent`
-        // deletes the current state and lets the interpreter go.
-        exit_guard::unless_exiting(|| unsafe {
-            if ffi::Py_IsInitialized() == 0 {
-                return false;
+        exit_guard::unless_exiting(|| {
+            // SAFETY: the exit guard keeps finalisation (which frees every thread state) from
+            // beginning meanwhile, and the runtime is initialised, so `kept` — created by this
+            // thread and still its own — is alive, and `PyGILState_Ensure` attaches with it.
+            // `LOCKED` means the thread was attached already (inside `Python::attach`): the
+            // state is in use, so it is left alone and the ensure undone. Otherwise the thread
+            // now holds the interpreter with `kept` current: it is cleared, made not current
+            // (releasing the interpreter), and deleted, as CPython's docs order it.
+            unsafe {
+                if ffi::Py_IsInitialized() == 0 {
+                    return false;
+                }
+                let ensured = ffi::PyGILState_Ensure();
+                if matches!(ensured, ffi::PyGILState_STATE::PyGILState_LOCKED) {
+                    ffi::PyGILState_Release(ensured);
+                    return false;
+                }
+                ffi::PyThreadState_Clear(kept);
+                ffi::PyEval_ReleaseThread(kept);
+                ffi::PyThreadState_Delete(kept);
+                true
             }
-            ffi::PyEval_RestoreThread(kept);
-            ffi::PyThreadState_Clear(kept);
-            ffi::PyThreadState_DeleteCurrent();
-            true
         })
         .unwrap_or(false)
     }

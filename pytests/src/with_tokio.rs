@@ -117,7 +117,50 @@ fn tokio_ticks() -> usize {
     TICKS.load(Ordering::SeqCst)
 }
 
+/// Marks `local` (a `threading.local`) in one attach: whether the mark is there in the next,
+/// that is, whether the thread attached with the same thread state both times.
+fn mark_survives(local: &Py<PyAny>) -> PyResult<bool> {
+    Python::attach(|py| local.bind(py).setattr("mark", true))?;
+    Python::attach(|py| local.bind(py).hasattr("mark"))
+}
+
+/// Thread states kept by foreign threads (`keep_thread_state`), once the coroutine is bound
+/// to its loop (which is where the limited API learns the interpreter): on a new thread that
+/// keeps one explicitly, `(kept, released)`, and on a worker and a blocking thread of the
+/// runtime, which keep theirs from its hooks.
+#[pyo3_async::pyfunction(tokio)]
+async fn thread_states_kept(local: Py<PyAny>) -> PyResult<((bool, bool), bool, bool)> {
+    tokio::task::yield_now().await;
+    let local = std::sync::Arc::new(local);
+    let explicit = {
+        let local = std::sync::Arc::clone(&local);
+        tokio::task::spawn_blocking(move || {
+            std::thread::spawn(move || -> PyResult<(bool, bool)> {
+                pyo3_async::keep_thread_state();
+                let kept = mark_survives(&local)?;
+                pyo3_async::release_thread_state();
+                let gone = !Python::attach(|py| local.bind(py).hasattr("mark"))?;
+                Ok((kept, gone))
+            })
+            .join()
+        })
+    };
+    let explicit = match explicit.await {
+        Ok(Ok(result)) => result?,
+        _ => return Err(PyOSError::new_err("the thread panicked")),
+    };
+    let on_worker = {
+        let local = std::sync::Arc::clone(&local);
+        pyo3_async::tokio::spawn(async move { mark_survives(&local) }).await??
+    };
+    let on_blocking_thread = tokio::task::spawn_blocking(move || mark_survives(&local))
+        .await
+        .map_err(|_| PyOSError::new_err("the blocking task failed"))??;
+    Ok((explicit, on_worker, on_blocking_thread))
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(thread_states_kept, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_echo, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_ticker, m)?)?;

@@ -2,6 +2,8 @@
 the Python loop drives (no spawn, no thread hop), and cancellation that drops everything the
 future owns; `pyo3_async::tokio::spawn`, whose handle aborts its task."""
 
+import threading
+
 import anyio
 import pytest
 
@@ -49,3 +51,13 @@ async def test_a_panic_in_a_spawned_task_is_a_panic_exception(loop_name):
     with pytest.raises(BaseException, match="boom on a tokio worker") as caught:
         await t.spawned_panic()
     assert type(caught.value).__name__ == "PanicException"
+
+
+async def test_foreign_threads_keep_their_python_thread_states(loop_name):
+    # What one attach stores in a `threading.local` is there in the next only if both ran
+    # with the same thread state; a released state takes it with it.
+    local = threading.local()
+    explicit, on_worker, on_blocking_thread = await t.thread_states_kept(local)
+    assert explicit == (True, True)
+    assert on_worker, "a runtime worker made a new thread state per attach"
+    assert on_blocking_thread, "a blocking thread made a new thread state per attach"

@@ -81,38 +81,37 @@ pub(crate) unsafe extern "C" fn am_send<T: SendSlot>(
     value: *mut ffi::PyObject,
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
+    let send = |py: Python<'_>| {
+        let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the slot is installed on `T`'s type only (it cannot be subclassed), and
+            // a wrapper made for `T` holds a `T`, so `coroutine` is a live `T`; `value` is a
+            // borrowed reference or, from a caller outside the rules, null (read as `None`).
+            let coroutine: Bound<'_, T> =
+                unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
+            let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
+                Some(value) => value,
+                None => py.None().into_bound(py),
+            };
+            T::send_value(&coroutine, &value)
+        }))
+        .unwrap_or_else(|payload| Err(panic_exception(payload)));
+        match resumed {
+            Ok(Resumed::Yield(yielded)) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
+            Ok(Resumed::Return(output)) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
+            Err(err) => {
+                err.restore(py);
+                (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
+            }
+        }
+    };
     // Not `Python::assume_attached`: PyO3 must know the thread is attached (its attach count),
     // or every `Py` dropped in here would be queued for a later, arbitrary attach — possibly
     // on another thread, finalising this loop's objects there. CPython calls type slots on an
     // attached thread, so this attach only counts (no waiting).
     // SAFETY: `attach_unchecked` is safe wherever `attach` would succeed: CPython is calling
-    // a slot of a live object on an attached thread, so it is initialised and not finalised.
-    // What it skips are exactly those checks (and PyO3's one-time initialisation wait).
-    let (status, object) = unsafe {
-        Python::attach_unchecked(|py| {
-            let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: the slot is installed on `T`'s type only (it cannot be subclassed), and a
-                // wrapper made for `T` holds a `T`, so `coroutine` is a live `T`; `value` is a borrowed reference or, from a caller
-                // outside the rules, null (read as `None`).
-                let coroutine: Bound<'_, T> =
-                    unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
-                let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
-                    Some(value) => value,
-                    None => py.None().into_bound(py),
-                };
-                T::send_value(&coroutine, &value)
-            }))
-            .unwrap_or_else(|payload| Err(panic_exception(payload)));
-            match resumed {
-                Ok(Resumed::Yield(yielded)) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
-                Ok(Resumed::Return(output)) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
-                Err(err) => {
-                    err.restore(py);
-                    (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
-                }
-            }
-        })
-    };
+    // a slot of a live object on an attached thread, so the interpreter is initialised and not
+    // finalised. What it skips are exactly those checks (and PyO3's initialisation wait).
+    let (status, object) = unsafe { Python::attach_unchecked(send) };
     // SAFETY: `result` is the caller's out-parameter, valid for one write.
     unsafe { *result = object };
     status
