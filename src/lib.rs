@@ -41,9 +41,10 @@
 //! with maturin, tokio and smol, embedding, testing, cancellation, contextvars, trio and anyio,
 //! and migrating from pyo3-async-runtimes or PyO3's `experimental-async`.
 
-// The layers, bottom-up — sync, exit_guard, thread_state, glue, home, task, backend, waker, delegation,
-// rust_to_py, py_to_rust, embed, tokio, guide — each importing only those below it (`tools/layers.py` checks it in
-// `make test`; the README's Architecture section describes them).
+// The layers, bottom-up — sync, exit_guard, thread_state, glue, home, task, backend, waker,
+// delegation, rust_to_py, py_to_rust, embed, tokio, guide — each importing only those below
+// it (`tools/layers.py` checks it in `make test`; the README's Architecture section describes
+// them).
 mod backend;
 mod delegation;
 mod embed;
