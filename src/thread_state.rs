@@ -152,11 +152,13 @@ mod imp {
         if !possible {
             return ptr::null_mut();
         }
+        // Before the exit guard, which writes a counter every thread shares: under the limited
+        // API, unpark hooks ask here until the interpreter is known.
+        let interpreter = interpreter();
+        if interpreter.is_null() {
+            return ptr::null_mut();
+        }
         exit_guard::unless_exiting(|| {
-            let interpreter = interpreter();
-            if interpreter.is_null() {
-                return ptr::null_mut();
-            }
             // SAFETY: `PyThreadState_New` needs no interpreter lock (its docs say so; it takes
             // the runtime's own lock). The exit guard keeps finalisation from beginning
             // meanwhile, so the interpreter exists. The thread has no thread state (checked

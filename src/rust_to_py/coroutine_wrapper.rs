@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 
-use crate::rust_to_py::send_slot::{am_send, SendSlot};
+use crate::rust_to_py::send_slot::{am_send, am_send_flag, SendSlot};
 
 /// The wrapper's instance layout.
 #[repr(C)]
@@ -63,11 +63,7 @@ fn make_type<T: SendSlot>(py: Python<'_>) -> PyResult<Py<PyType>> {
         .map(|(slot, pfunc)| ffi::PyType_Slot { slot, pfunc })
         .chain([ffi::PyType_Slot::default()])
         .collect();
-    let mut flags = ffi::Py_TPFLAGS_DEFAULT as c_uint;
-    // Python 3.10 only consults `am_send` on types that say they have it.
-    if py.version_info() < (3, 11) {
-        flags |= 1 << 21; // Py_TPFLAGS_HAVE_AM_SEND
-    }
+    let flags = (ffi::Py_TPFLAGS_DEFAULT | am_send_flag(py)) as c_uint;
     let mut spec = ffi::PyType_Spec {
         // The type keeps pointing into its name: it must be static.
         name: c"pyo3_async.coroutine_wrapper".as_ptr(),

@@ -56,11 +56,7 @@ fn install_slot<T: SendSlot>(py: Python<'_>) {
     unsafe {
         if let Some(slots) = (*class).tp_as_async.as_mut() {
             slots.am_send = Some(am_send::<T>);
-            // Python 3.10 only consults `am_send` on types that say they have it.
-            #[cfg(not(Py_3_11))]
-            {
-                (*class).tp_flags |= 1 << 21; // Py_TPFLAGS_HAVE_AM_SEND
-            }
+            (*class).tp_flags |= am_send_flag(py);
             ffi::PyType_Modified(class);
         }
     }
@@ -68,6 +64,18 @@ fn install_slot<T: SendSlot>(py: Python<'_>) {
 
 #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))))]
 fn install_slot<T: SendSlot>(_py: Python<'_>) {}
+
+/// The type flag a type with `am_send` needs on the running Python: 3.10 only consults the
+/// slot on types that say they have it (`Py_TPFLAGS_HAVE_AM_SEND`); later versions always do.
+/// Asked at run time, since an abi3 build meets every version.
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+pub(crate) fn am_send_flag(py: Python<'_>) -> std::ffi::c_ulong {
+    if py.version_info() < (3, 11) {
+        1 << 21
+    } else {
+        0
+    }
+}
 
 /// `PyIter_Send` for a coroutine: `PYGEN_NEXT` with the object to yield to the loop,
 /// `PYGEN_RETURN` with the result, or `PYGEN_ERROR` with the exception set.
