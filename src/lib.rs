@@ -268,7 +268,8 @@ pub use embed::{run, LoopKind, LoopThread};
 pub use exit_guard::attach_unless_exiting;
 pub use py_to_rust::{is_cancellation, EventLoop, PyAsyncIter, PyContext, PyFuture};
 pub use rust_to_py::{
-    mark_coroutine_functions, AllowThreads, AsyncGenerator, CancelHandle, Coroutine,
+    mark_coroutine_functions, panic_style, set_panic_style, AllowThreads, AsyncGenerator,
+    CancelHandle, Coroutine, PanicError, PanicStyle,
 };
 pub use thread_state::{keep_thread_state, release_thread_state};
 

@@ -42,6 +42,7 @@
 //! ```
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
@@ -52,7 +53,7 @@ use pin_project_lite::pin_project;
 use pyo3::exceptions::asyncio::CancelledError;
 use pyo3::PyResult;
 
-use crate::rust_to_py::errors::panic_exception;
+use crate::rust_to_py::panic::panic_exception;
 
 /// The process-wide runtime: one the crate built (and owns), or a handle of the user's.
 enum Chosen {
@@ -144,12 +145,27 @@ pub fn handle() -> &'static Handle {
 }
 
 pin_project! {
-    /// A future or stream polled inside the process-wide runtime's context: see
-    /// [`in_runtime`].
+    /// A future or stream polled — and dropped — inside the process-wide runtime's context:
+    /// see [`in_runtime`].
     #[must_use = "futures do nothing unless polled"]
     pub struct InRuntime<F> {
+        // Dropped by hand, in `PinnedDrop`, inside the runtime's context.
         #[pin]
-        inner: F,
+        inner: ManuallyDrop<F>,
+    }
+
+    impl<F> PinnedDrop for InRuntime<F> {
+        /// A future cancelled from Python is dropped on the loop's thread, outside any
+        /// runtime: destructors that spawn their cleanup on tokio (a pooled connection that
+        /// returns itself, a guard that closes a stream) would panic there and the cleanup
+        /// would never run. They run inside the runtime's context, as the polls did.
+        fn drop(this: Pin<&mut Self>) {
+            // A future never polled never chose a runtime: none is built just to drop it.
+            let _context = RUNTIME.get().map(|_| handle().enter());
+            // SAFETY: `inner` is dropped in place, exactly once (this is the wrapper's drop),
+            // and never touched again; dropping pinned data in place keeps the pin contract.
+            unsafe { ManuallyDrop::drop(this.project().inner.get_unchecked_mut()) };
+        }
     }
 }
 
@@ -172,7 +188,16 @@ pin_project! {
 /// # let _ = nap;
 /// ```
 pub fn in_runtime<F>(inner: F) -> InRuntime<F> {
-    InRuntime { inner }
+    InRuntime {
+        inner: ManuallyDrop::new(inner),
+    }
+}
+
+/// `Pin<&mut ManuallyDrop<F>>` to `Pin<&mut F>`: `ManuallyDrop` is a transparent wrapper.
+fn pinned<F>(inner: Pin<&mut ManuallyDrop<F>>) -> Pin<&mut F> {
+    // SAFETY: `ManuallyDrop<F>` has `F`'s layout and never moves its content; the pin is
+    // passed through unchanged.
+    unsafe { inner.map_unchecked_mut(|inner| &mut **inner) }
 }
 
 impl<F: Future> Future for InRuntime<F> {
@@ -180,7 +205,7 @@ impl<F: Future> Future for InRuntime<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _context = handle().enter();
-        self.project().inner.poll(cx)
+        pinned(self.project().inner).poll(cx)
     }
 }
 
@@ -189,7 +214,7 @@ impl<S: Stream> Stream for InRuntime<S> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let _context = handle().enter();
-        self.project().inner.poll_next(cx)
+        pinned(self.project().inner).poll_next(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

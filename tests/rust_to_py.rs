@@ -66,7 +66,7 @@ async fn errors_and_panics_reach_python_as_exceptions() -> PyResult<()> {
         .await
         .expect_err("the coroutine panicked");
     Python::attach(|py| {
-        assert!(err.is_instance_of::<pyo3::panic::PanicException>(py));
+        assert!(err.is_instance_of::<pyo3_async::PanicError>(py));
         assert_eq!(err.value(py).to_string(), "panicked in the coroutine");
     });
     Ok(())

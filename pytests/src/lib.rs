@@ -53,6 +53,16 @@ pub(crate) fn coroutine(coroutine: Coroutine, name: Option<&str>) -> PyResult<Co
     })
 }
 
+/// `pyo3_async::set_panic_style`: PyO3's `PanicException` when `yes`, else `PanicError`.
+#[pyfunction]
+fn use_pyo3_panics(yes: bool) {
+    pyo3_async::set_panic_style(if yes {
+        pyo3_async::PanicStyle::PyO3
+    } else {
+        pyo3_async::PanicStyle::Exception
+    });
+}
+
 #[pymodule]
 fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     coroutines::register(m)?;
@@ -65,6 +75,8 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     storm::register(m)?;
     m.add_class::<Coroutine>()?;
     m.add_class::<AsyncGenerator>()?;
+    m.add("PanicError", m.py().get_type::<pyo3_async::PanicError>())?;
+    m.add_function(wrap_pyfunction!(use_pyo3_panics, m)?)?;
     core::register(m)?;
     shutdown::register(m)?;
     with_tokio::register(m)?;

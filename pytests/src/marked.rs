@@ -1,7 +1,8 @@
 //! Exported async functions marked for `inspect.iscoroutinefunction` (test_marked.py).
 
 use pyo3::prelude::*;
-use pyo3::types::PyModule;
+use pyo3::types::{PyModule, PyType};
+use pyo3_async::Coroutine;
 
 use crate::coroutines::suspend_once;
 
@@ -48,6 +49,24 @@ impl Adder {
     async fn add_unmarked(&self, n: i64) -> i64 {
         self.base + n
     }
+
+    /// An async static method, marked: `Adder.version()` and `Adder(1).version()`.
+    #[staticmethod]
+    async fn version() -> &'static str {
+        suspend_once().await;
+        "1.0"
+    }
+
+    /// A class method returning a coroutine, marked: `Adder.build(n)` and `Adder(1).build(n)`
+    /// make an `Adder` of the class they are called on.
+    #[classmethod]
+    fn build(cls: &Bound<'_, PyType>, base: i64) -> PyResult<Coroutine> {
+        let made = cls.call1((base,))?.unbind();
+        Ok(Coroutine::new(async move {
+            suspend_once().await;
+            PyResult::Ok(made)
+        }))
+    }
 }
 
 /// `pyo3_async::mark_coroutine_functions(owner, names)`, for the error cases.
@@ -64,5 +83,5 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mark, m)?)?;
     m.add_class::<Adder>()?;
     pyo3_async::mark_coroutine_functions(m, &["marked_add", "endpoint"])?;
-    pyo3_async::mark_coroutine_functions(&m.getattr("Adder")?, &["add"])
+    pyo3_async::mark_coroutine_functions(&m.getattr("Adder")?, &["add", "version", "build"])
 }

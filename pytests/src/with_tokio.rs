@@ -106,6 +106,44 @@ async fn tokio_interval(count: u32) -> impl futures::Stream<Item = PyResult<u32>
     })
 }
 
+/// Cleanups that destructors spawned on tokio and that ran (a pooled connection returning
+/// itself, as sqlx's does).
+static CLEANED_UP: AtomicUsize = AtomicUsize::new(0);
+
+/// Spawns its cleanup on tokio when dropped, as a pooled connection does: outside the
+/// runtime's context `tokio::spawn` panics and the cleanup never runs.
+struct ReturnsToPool;
+
+impl Drop for ReturnsToPool {
+    fn drop(&mut self) {
+        tokio::spawn(async {
+            CLEANED_UP.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Holds a `ReturnsToPool` while it waits on a tokio timer; `complete` ends the wait soon.
+#[pyo3_async::pyfunction(tokio)]
+async fn pooled_query(complete: bool) {
+    let _connection = ReturnsToPool;
+    let wait = if complete { 1 } else { 60_000 };
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
+/// The same as a generator that holds the connection between items.
+#[pyo3_async::pyfunction(tokio, generator)]
+async fn pooled_rows() -> impl futures::Stream<Item = PyResult<u32>> + Send {
+    futures::stream::unfold(Some(ReturnsToPool), |connection| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        connection.map(|connection| (Ok(0), Some(connection)))
+    })
+}
+
+#[pyfunction]
+fn cleaned_up() -> usize {
+    CLEANED_UP.load(Ordering::SeqCst)
+}
+
 /// How many `Alive` guards exist, and how many ticks happened.
 #[pyfunction]
 fn tokio_alive() -> usize {
@@ -169,5 +207,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokio_interval, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_alive, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_ticks, m)?)?;
+    m.add_function(wrap_pyfunction!(pooled_query, m)?)?;
+    m.add_function(wrap_pyfunction!(pooled_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(cleaned_up, m)?)?;
     Ok(())
 }

@@ -281,3 +281,30 @@ async def test_spawn_with_from_threads_on_every_loop(loop_name):
 
     results = [await t.spawn_with_from_tokio(answer) for _ in range(50)]
     assert results == [42] * 50
+
+
+REQUEST = contextvars.ContextVar("request", default=None)
+
+
+@pytest.mark.anyio
+async def test_spawn_with_factories_run_in_their_own_jobs_context(loop_name):
+    # "A new, empty context per job", and the factory is part of its job: what one factory
+    # sets is seen by its own coroutine, never by later factories or by the caller.
+    seen_by_factories = []
+
+    def factory(request_id):
+        def make():
+            seen_by_factories.append(REQUEST.get())
+            REQUEST.set(request_id)
+
+            async def job():
+                return REQUEST.get()
+
+            return job()
+
+        return make
+
+    results = [await t.spawn_with_from_tokio(factory(i)) for i in range(5)]
+    assert results == list(range(5))
+    assert seen_by_factories == [None] * 5
+    assert REQUEST.get() is None

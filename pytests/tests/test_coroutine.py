@@ -168,10 +168,24 @@ async def test_error_keeps_type_and_identity(suspend):
 
 @pytest.mark.parametrize("suspend", [False, True], ids=["at-once", "after-suspending"])
 async def test_panic_becomes_exception_and_loop_survives(suspend):
-    with pytest.raises(BaseException, match="rust says no") as raised:
+    # An `Exception`: `except Exception` (a framework's error handling) contains it.
+    with pytest.raises(Exception, match="rust says no") as raised:
         await m.panic("rust says no", suspend)
-    assert type(raised.value).__name__ == "PanicException"
+    assert type(raised.value) is m.PanicError
+    assert raised.value.args == ("rust says no",)
     assert await m.sleep(0.001, "still running") == "still running"
+
+
+@pytest.mark.parametrize("suspend", [False, True], ids=["at-once", "after-suspending"])
+async def test_panics_raise_pyo3s_panic_exception_when_asked(suspend):
+    m.use_pyo3_panics(True)
+    try:
+        with pytest.raises(BaseException, match="rust says no") as raised:
+            await m.panic("rust says no", suspend)
+    finally:
+        m.use_pyo3_panics(False)
+    assert type(raised.value).__name__ == "PanicException"
+    assert not isinstance(raised.value, Exception)
 
 
 async def test_a_panicking_destructor_never_escapes():

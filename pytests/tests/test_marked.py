@@ -72,3 +72,31 @@ async def test_starlette_awaits_a_marked_rust_endpoint():
             response = await client.get("/hello")
     assert response.status_code == 200
     assert response.text == "hello from Rust at /hello"
+
+
+@pytest.mark.anyio
+async def test_marked_static_and_class_methods_bind_as_before():
+    # The descriptors are kept: a static method takes no instance, a class method gets the
+    # class it is called on, through the class and through an instance alike.
+    assert await m.Adder.version() == "1.0"
+    assert await m.Adder(1).version() == "1.0"
+    built = await m.Adder.build(40)
+    assert type(built) is m.Adder and await built.add(2) == 42
+    built = await m.Adder(1).build(5)
+    assert await built.add(1) == 6
+    assert inspect.iscoroutinefunction(m.Adder.version) is MARKABLE
+    assert inspect.iscoroutinefunction(m.Adder(1).version) is MARKABLE
+    assert inspect.iscoroutinefunction(m.Adder.build) is MARKABLE
+    assert inspect.iscoroutinefunction(m.Adder(1).build) is MARKABLE
+    if MARKABLE:
+        assert isinstance(m.Adder.__dict__["version"], staticmethod)
+        assert isinstance(m.Adder.__dict__["build"], classmethod)
+        assert inspect.signature(m.Adder.version) == inspect.signature(lambda: None)
+        assert m.Adder.version.__name__ == "version"
+
+
+def test_marking_static_and_class_methods_again_changes_nothing():
+    version, build = m.Adder.__dict__["version"], m.Adder.__dict__["build"]
+    m.mark(m.Adder, ["version", "build"])
+    assert m.Adder.__dict__["version"] is version
+    assert m.Adder.__dict__["build"] is build

@@ -98,6 +98,75 @@ impl PyContext {
     }
 }
 
+/// Runs `make` with `context` entered, as `context.run(make)` does: what `make` sets in
+/// `contextvars` stays in `context` (the job's own), never in the context of whoever called.
+/// `context` must be a `contextvars.Context` that is not entered already (a fresh copy or a
+/// new context never is).
+pub(crate) fn run_in<'py, F>(context: &Bound<'py, PyAny>, make: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: for<'a> FnOnce(Python<'a>) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
+{
+    imp::run_in(context, make)
+}
+
+/// The full API enters and exits the context directly.
+#[cfg(not(any(Py_LIMITED_API, PyPy)))]
+mod imp {
+    use pyo3::ffi;
+    use pyo3::prelude::*;
+
+    pub(super) fn run_in<'py, F>(
+        context: &Bound<'py, PyAny>,
+        make: F,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: for<'a> FnOnce(Python<'a>) -> PyResult<Bound<'a, PyAny>>,
+    {
+        let py = context.py();
+        // SAFETY: the thread is attached and `context` is a live object; `PyContext_Enter`
+        // refuses (with an exception set) anything but a context that is not entered yet.
+        if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let made = make(py);
+        // SAFETY: the context this thread entered above; whatever `make` entered meanwhile it
+        // exited again (`Context.run` and `PyContext_Exit` pair up), so it is current.
+        if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+            let exited = PyErr::fetch(py);
+            return made.and(Err(exited));
+        }
+        made
+    }
+}
+
+/// The limited API has no `PyContext_Enter`: `Context.run` calls `make`, once.
+#[cfg(any(Py_LIMITED_API, PyPy))]
+mod imp {
+    use std::sync::{Mutex, PoisonError};
+
+    use pyo3::exceptions::PyRuntimeError;
+    use pyo3::prelude::*;
+    use pyo3::types::{PyCFunction, PyDict, PyTuple};
+
+    pub(super) fn run_in<'py, F>(
+        context: &Bound<'py, PyAny>,
+        make: F,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: for<'a> FnOnce(Python<'a>) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
+    {
+        let py = context.py();
+        let make = Mutex::new(Some(make));
+        let call = move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| {
+            let make = make.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let make = make.ok_or_else(|| PyRuntimeError::new_err("the factory ran already"))?;
+            make(args.py()).map(Bound::unbind)
+        };
+        let function = PyCFunction::new_closure(py, None, None, call)?;
+        context.call_method1(pyo3::intern!(py, "run"), (function,))
+    }
+}
+
 impl std::fmt::Debug for PyContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PyContext").finish_non_exhaustive()

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use crate::backend::Backend;
 use crate::glue;
 use crate::home::Home;
-use crate::py_to_rust::context::PyContext;
+use crate::py_to_rust::context::{self, PyContext};
 use crate::py_to_rust::py_future::{check_awaitable, PyFuture};
 use crate::task::{Completion, TaskSlot};
 
@@ -241,7 +241,8 @@ impl EventLoop {
     /// Schedules the awaitable that `make` builds, from any thread, **without attaching this
     /// thread to the interpreter**: `make` runs on the loop's thread, which then schedules the
     /// awaitable as [`spawn`](EventLoop::spawn) does, in a new, empty context (or a fresh copy
-    /// of the handle's, see [`with_context`](EventLoop::with_context)). A thread that never
+    /// of the handle's, see [`with_context`](EventLoop::with_context)). `make` itself runs in
+    /// that context: what it sets in `contextvars` is its job's alone. A thread that never
     /// attaches cannot be caught by the interpreter shutting down (CPython kills threads that
     /// attach during finalisation, which aborts a Rust process).
     ///
@@ -272,12 +273,14 @@ impl EventLoop {
     {
         let event_loop = self.clone();
         self.start_soon(move |py| {
-            let awaitable = make(py)?;
-            check_awaitable(&awaitable)?;
             let context = match &event_loop.context {
                 Some(context) => context.copy(py)?,
                 None => glue::new_context(py)?.call0()?,
             };
+            // The factory is part of the job: it runs in the job's context, so what it sets
+            // is the job's alone (the drain's context is shared by every job of the loop).
+            let awaitable = context::run_in(&context, make)?;
+            check_awaitable(&awaitable)?;
             Ok((awaitable, context))
         })
     }

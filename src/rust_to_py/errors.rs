@@ -4,25 +4,12 @@
 use pyo3::exceptions::{
     PyBaseException, PyRuntimeError, PyStopAsyncIteration, PyStopIteration, PyTypeError,
 };
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
 /// Python's own error for resuming a coroutine that has finished.
 pub(crate) fn already_awaited() -> PyErr {
     PyRuntimeError::new_err("cannot reuse already awaited coroutine")
-}
-
-/// A Rust panic, as `pyo3_runtime.PanicException` with the panic's message.
-pub(crate) fn panic_exception(payload: Box<dyn std::any::Any + Send>) -> PyErr {
-    let message = if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else {
-        "Rust future panicked".to_owned()
-    };
-    PanicException::new_err((message,))
 }
 
 /// PEP 479: a `StopIteration` leaving a coroutine would be taken for its return (or wedge the

@@ -23,7 +23,7 @@ use pyo3::PyClass;
 
 use crate::rust_to_py::driver::Resumed;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
-use crate::rust_to_py::errors::panic_exception;
+use crate::rust_to_py::panic::panic_exception;
 
 /// A class whose instances CPython resumes through `am_send` (`Coroutine`).
 pub(crate) trait SendSlot: PyClass {
