@@ -201,7 +201,21 @@ fn block_on_latch(latch: Py<Latch>, timeout: f64, allow_threads: bool) -> Corout
     }
 }
 
+/// A Ctrl-C that arrives just as a wake-up is delivered: when first polled, makes an
+/// interrupt pending (as a SIGINT does; no Python code runs in between), then fires `trigger`
+/// from the loop's own thread, which delivers its wake-up at once.
+#[pyfunction]
+fn interrupt_and_fire(trigger: Py<Trigger>) -> Coroutine {
+    Coroutine::new(async move {
+        // SAFETY: no preconditions; it only sets the pending-signal flag.
+        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+        trigger.get().fire_now();
+        PyResult::Ok(())
+    })
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(interrupt_and_fire, m)?)?;
     m.add_function(wrap_pyfunction!(block_on_latch, m)?)?;
     m.add_class::<Trigger>()?;
     m.add_class::<WakerStash>()?;

@@ -247,6 +247,59 @@ def test_an_interrupt_in_a_scheduled_job_propagates_and_no_wake_is_lost():
         loop.close()
 
 
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_an_interrupt_pending_as_a_wake_up_is_delivered_loses_no_wake_up(loop_name):
+    # Ctrl-C arrives while a wake-up is delivered on the loop's thread: the signal handler must
+    # not run inside the delivery (asyncio's `call_soon`, after the future was marked done),
+    # or the woken task would never resume, and `asyncio.Runner` would hang on it.
+    loop = LOOP_FACTORIES[loop_name]()
+    trigger = t.Trigger()
+    tasks = []
+
+    async def main():
+        waiting = asyncio.ensure_future(trigger.wait("still woken"))
+        tasks.append(waiting)
+        await asyncio.sleep(0)
+        await t.interrupt_and_fire(trigger)
+        await asyncio.sleep(3600)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(main())
+        assert loop.run_until_complete(asyncio.wait_for(tasks[0], 10)) == "still woken"
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+
+
+def test_an_interrupt_pending_under_a_runner_ends_the_shutdown():
+    # `asyncio.Runner` cancels the main task after Ctrl-C and waits for it: a lost wake-up of
+    # a task the main task waits for would hang the shutdown for ever.
+    script = textwrap.dedent(
+        """
+        import asyncio
+        import pyo3_async_pytests as t
+
+        async def main():
+            trigger = t.Trigger()
+            waiting = asyncio.ensure_future(trigger.wait("woken"))
+            await asyncio.sleep(0)
+            await t.interrupt_and_fire(trigger)
+            await asyncio.sleep(3600)
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "interrupted" in done.stdout
+
+
 # ---- 6. atexit ordering ----
 
 

@@ -295,7 +295,22 @@ impl Wakeup {
             Wakeup::Trio(wakeup) => (wakeup.home(), Backend::Trio),
         };
         if thread_is_attached() && Python::attach(|py| backend.running_here(py, home)) {
+            let home = Arc::clone(home);
             Python::attach(|py| {
+                // Pending signal handlers run first, not inside the delivery (see
+                // `Home::drain`). Their exception has no caller here: Ctrl-C is made pending
+                // again, for the loop's next chance, and the wake-up takes the home's queue,
+                // whose drain runs handlers between jobs.
+                if let Err(interrupt) = py.check_signals() {
+                    if interrupt.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+                        // SAFETY: no preconditions; it only sets the pending-signal flag.
+                        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+                    } else {
+                        interrupt.write_unraisable(py, None);
+                    }
+                    home.run(Box::new(move |py| self.deliver_here(py)));
+                    return;
+                }
                 if let Err(err) = self.deliver_here(py) {
                     // Only an interrupt gets here (see `deliver_here`): there is no Python
                     // caller to hand it to, so it is raised again at the next chance.

@@ -167,12 +167,22 @@ impl Home {
     /// The loop's thread: runs every queued job. A job failing with a `BaseException` that is
     /// not an `Exception` stops the drain there and propagates; the jobs after it stay queued,
     /// with the signal raised again, so no wake-up is lost.
+    ///
+    /// Pending signal handlers (Ctrl-C's `KeyboardInterrupt`) run *between* jobs: a job's own
+    /// Python calls would otherwise run them halfway through it (inside asyncio's
+    /// `call_soon`, after a future was marked done but before its task was scheduled), and the
+    /// wake-up it delivered would be lost. An exception from a handler stops the drain like a
+    /// job's, with the job it preceded queued again.
     fn drain(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
         // Signal first, then the queue: a job pushed after the queue was taken raises a new
         // signal, so none is left behind.
         self.signal.clear();
         let mut batch = self.queue.take().into_iter();
         while let Some(job) = batch.next() {
+            if let Err(interrupt) = py.check_signals() {
+                self.requeue(std::iter::once(job).chain(batch).collect());
+                return Err(interrupt);
+            }
             // A panic must not unwind into the loop's callback machinery.
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(py)));
             let Ok(Err(err)) = ran else { continue };
