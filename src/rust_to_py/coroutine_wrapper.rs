@@ -22,6 +22,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 
 use crate::rust_to_py::send_slot::{am_send, am_send_flag, SendSlot};
+use crate::rust_to_py::slot_entry::enter_slot;
 
 /// The wrapper's instance layout.
 #[repr(C)]
@@ -111,14 +112,14 @@ unsafe extern "C" fn next<T: SendSlot>(wrapper: *mut ffi::PyObject) -> *mut ffi:
     // SAFETY: as in `send`; `Py_None` is a live object.
     match unsafe { send::<T>(wrapper, ffi::Py_None(), &mut result) } {
         ffi::PySendResult::PYGEN_NEXT => result,
-        ffi::PySendResult::PYGEN_RETURN => {
-            Python::attach(|py| {
+        // SAFETY: CPython called this slot on an attached thread (see `slot_entry`).
+        ffi::PySendResult::PYGEN_RETURN => unsafe {
+            enter_slot(ptr::null_mut(), |py| {
                 // SAFETY: `result` is the new reference `am_send` returned with.
-                let output = unsafe { Bound::from_owned_ptr(py, result) };
-                PyStopIteration::new_err((output.unbind(),)).restore(py);
-            });
-            ptr::null_mut()
-        }
+                let output = Bound::from_owned_ptr(py, result);
+                Err(PyStopIteration::new_err((output.unbind(),)))
+            })
+        },
         ffi::PySendResult::PYGEN_ERROR => ptr::null_mut(),
     }
 }
@@ -136,31 +137,22 @@ unsafe extern "C" fn getattro(
     if !own.is_null() {
         return own;
     }
-    Python::attach(|py| {
-        let missing = PyErr::fetch(py);
-        if !missing.is_instance_of::<PyAttributeError>(py) {
-            missing.restore(py);
-            return ptr::null_mut();
-        }
-        // SAFETY: the coroutine is live while its wrapper is; `name` is a borrowed reference.
-        let (coroutine, name) = unsafe {
-            (
+    // SAFETY: CPython called this slot on an attached thread (see `slot_entry`).
+    unsafe {
+        enter_slot(ptr::null_mut(), |py| {
+            let missing = PyErr::fetch(py);
+            if !missing.is_instance_of::<PyAttributeError>(py) {
+                return Err(missing);
+            }
+            // SAFETY: the coroutine is live while its wrapper is; `name` is borrowed.
+            let (coroutine, name) = (
                 Bound::from_borrowed_ptr(py, coroutine_of(wrapper)),
                 Bound::from_borrowed_ptr(py, name),
-            )
-        };
-        let attribute = name
-            .cast_into::<PyString>()
-            .map_err(PyErr::from)
-            .and_then(|name| coroutine.getattr(name));
-        match attribute {
-            Ok(attribute) => attribute.into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                ptr::null_mut()
-            }
-        }
-    })
+            );
+            let name = name.cast_into::<PyString>()?;
+            Ok(coroutine.getattr(name)?.into_ptr())
+        })
+    }
 }
 
 /// Frees the wrapper, then lets go of the coroutine and of the type.

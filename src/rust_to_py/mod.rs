@@ -14,6 +14,8 @@ mod label;
 pub(crate) mod panic;
 mod pollable;
 mod send_slot;
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+mod slot_entry;
 mod thread_bound;
 
 pub use allow_threads::AllowThreads;

@@ -10,8 +10,6 @@
 //! wrapper with the slot instead (`coroutine_wrapper`), which calls the same [`am_send`].
 
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
-use std::panic::{self, AssertUnwindSafe};
-#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,7 +21,7 @@ use pyo3::PyClass;
 
 use crate::rust_to_py::driver::Resumed;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
-use crate::rust_to_py::panic::panic_exception;
+use crate::rust_to_py::slot_entry::enter_slot;
 
 /// A class whose instances CPython resumes through `am_send` (`Coroutine`).
 pub(crate) trait SendSlot: PyClass {
@@ -90,36 +88,23 @@ pub(crate) unsafe extern "C" fn am_send<T: SendSlot>(
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
     let send = |py: Python<'_>| {
-        let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: the slot is installed on `T`'s type only (it cannot be subclassed), and
-            // a wrapper made for `T` holds a `T`, so `coroutine` is a live `T`; `value` is a
-            // borrowed reference or, from a caller outside the rules, null (read as `None`).
-            let coroutine: Bound<'_, T> =
-                unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
-            let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
-                Some(value) => value,
-                None => py.None().into_bound(py),
-            };
-            T::send_value(&coroutine, &value)
-        }))
-        .unwrap_or_else(|payload| Err(panic_exception(payload)));
-        match resumed {
-            Ok(Resumed::Yield(yielded)) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
-            Ok(Resumed::Return(output)) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
-            Err(err) => {
-                err.restore(py);
-                (ffi::PySendResult::PYGEN_ERROR, ptr::null_mut())
-            }
-        }
+        // SAFETY: the slot is installed on `T`'s type only (it cannot be subclassed), and a
+        // wrapper made for `T` holds a `T`, so `coroutine` is a live `T`; `value` is a
+        // borrowed reference or, from a caller outside the rules, null (read as `None`).
+        let coroutine: Bound<'_, T> =
+            unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
+        let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
+            Some(value) => value,
+            None => py.None().into_bound(py),
+        };
+        Ok(match T::send_value(&coroutine, &value)? {
+            Resumed::Yield(yielded) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
+            Resumed::Return(output) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
+        })
     };
-    // Not `Python::assume_attached`: PyO3 must know the thread is attached (its attach count),
-    // or every `Py` dropped in here would be queued for a later, arbitrary attach — possibly
-    // on another thread, finalising this loop's objects there. CPython calls type slots on an
-    // attached thread, so this attach only counts (no waiting).
-    // SAFETY: `attach_unchecked` is safe wherever `attach` would succeed: CPython is calling
-    // a slot of a live object on an attached thread, so the interpreter is initialised and not
-    // finalised. What it skips are exactly those checks (and PyO3's initialisation wait).
-    let (status, object) = unsafe { Python::attach_unchecked(send) };
+    // SAFETY: CPython calls this slot on an attached thread (see `slot_entry`).
+    let (status, object) =
+        unsafe { enter_slot((ffi::PySendResult::PYGEN_ERROR, ptr::null_mut()), send) };
     // SAFETY: `result` is the caller's out-parameter, valid for one write.
     unsafe { *result = object };
     status
