@@ -105,6 +105,42 @@ fn dropping_a_loop_thread_cancels_its_work_closes_the_loop_and_joins() -> PyResu
     Ok(())
 }
 
+/// The last handle of a `LoopThread`, dropped by work on its own loop, cannot join: the loop is
+/// asked to end, and its thread ends by itself, with nothing reported as unraisable.
+#[test]
+fn a_loop_thread_dropped_on_its_own_loop_ends_its_thread() -> PyResult<()> {
+    Python::initialize();
+    for kind in LoopKind::ALL {
+        let loop_threads = Python::attach(|py| {
+            helpers(py)?.call_method0("record_unraisable")?;
+            PyResult::Ok(pyo3::types::PyList::empty(py).unbind())
+        })?;
+        let loop_threads_in = Python::attach(|py| loop_threads.clone_ref(py));
+        let loop_thread = Python::attach(|py| LoopThread::start(py, kind))?;
+        let event_loop = loop_thread.event_loop().clone();
+        let done = event_loop.spawn_with(move |py| {
+            let current = py.import("threading")?.call_method0("current_thread")?;
+            loop_threads_in.bind(py).append(current)?;
+            drop(loop_thread);
+            helpers(py)?.getattr("noop")?.call0()
+        });
+        // The work that dropped it still completes, then the loop ends.
+        let _ = futures::executor::block_on(done);
+        Python::attach(|py| {
+            let thread = loop_threads.bind(py).get_item(0)?;
+            thread.call_method1("join", (30,))?;
+            assert!(
+                !thread.call_method0("is_alive")?.is_truthy()?,
+                "{kind}: the loop's thread still runs"
+            );
+            let reported = helpers(py)?.call_method0("recorded_unraisable")?;
+            assert_eq!(reported.len()?, 0, "{kind}: {reported}");
+            PyResult::Ok(())
+        })?;
+    }
+    Ok(())
+}
+
 /// The harness can fail: an error of the body fails each loop's test, with its traceback.
 #[pyo3_async::test]
 #[should_panic(expected = "KeyError: 'missing'")]

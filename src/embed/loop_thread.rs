@@ -87,8 +87,9 @@ impl LoopThread {
     }
 
     /// Ends the loop: work still running is cancelled, the loop is closed, the thread joined.
-    /// Returns the error the loop ended with, if any. Called from the loop's own thread, it is
-    /// an error (it would wait for itself).
+    /// Returns the error the loop ended with, if any. Called from the loop's own thread it
+    /// cannot wait for itself: the loop is asked to end all the same (it does once the
+    /// calling work yields), and the result is a `RuntimeError` saying it did not wait.
     pub fn stop(mut self) -> PyResult<()> {
         Python::attach(|py| self.stop_now(py))
     }
@@ -113,15 +114,30 @@ impl LoopThread {
 
 impl Drop for LoopThread {
     /// Stops the loop as [`stop`](LoopThread::stop) does; an error is reported as unraisable.
-    /// Skipped while the interpreter exits (its threads are stopped with it).
+    /// Dropped by work running on its own loop (the last handle moved into a job, say), it
+    /// cannot wait: the loop is asked to end, and its thread ends by itself once that work
+    /// yields. Skipped while the interpreter exits (its threads are stopped with it).
     fn drop(&mut self) {
-        if self.thread.is_some() {
-            attach_unless_exiting(|py| {
-                if let Err(err) = self.stop_now(py) {
-                    err.write_unraisable(py, None);
-                }
-            });
-        }
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        attach_unless_exiting(|py| {
+            let thread = thread.bind(py);
+            let stopped = thread
+                .call_method0(intern!(py, "on_own_thread"))
+                .and_then(|own| own.is_truthy())
+                .and_then(|own| {
+                    let how = if own {
+                        intern!(py, "request_stop")
+                    } else {
+                        intern!(py, "stop")
+                    };
+                    thread.call_method0(how).map(drop)
+                });
+            if let Err(err) = stopped {
+                err.write_unraisable(py, None);
+            }
+        });
     }
 }
 

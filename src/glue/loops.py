@@ -97,16 +97,27 @@ class LoopThread:
     def on_own_thread(self):
         return threading.current_thread() is self.thread
 
-    def stop(self):
-        """Ends the loop's main task (the framework then cancels what still runs, and closes
-        the loop) and joins the thread; raises what the loop ended with, if anything."""
-        if self.on_own_thread():
-            raise RuntimeError("a LoopThread cannot be stopped from its own loop: it would wait for itself")
+    def request_stop(self):
+        """Asks the loop's main task to end, from any thread (its own too); returns at once.
+        The framework then cancels what still runs and closes the loop, and the thread ends."""
         if self.thread.is_alive():
             try:
                 self._stop()
             except BaseException:  # the loop ended already (closed, run finished)
                 pass
+
+    def stop(self):
+        """Ends the loop's main task (the framework then cancels what still runs, and closes
+        the loop) and joins the thread; raises what the loop ended with, if anything. From
+        the loop's own thread it cannot wait for itself: it asks the loop to end, then raises
+        `RuntimeError` to say it did not wait."""
+        self.request_stop()
+        if self.on_own_thread():
+            raise RuntimeError(
+                "a LoopThread cannot wait for its own loop to stop (it would wait for itself): "
+                "the loop was asked to stop and ends once the running work yields"
+            )
+        if self.thread.is_alive():
             self.thread.join()
         error, self.error = self.error, None
         if error is not None:

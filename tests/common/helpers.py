@@ -76,3 +76,28 @@ async def new_future():
 
 async def drain(generator):
     return [item async for item in generator]
+
+
+_unraisable = []
+
+
+def record_unraisable():
+    """Records unraisable errors from here on that concern a `LoopThread` (tests run in
+    parallel threads: only those count), still printing every one."""
+    import sys
+
+    if getattr(sys.unraisablehook, "recording", False):
+        return
+    default = sys.unraisablehook
+
+    def hook(unraisable):
+        if "LoopThread" in repr(unraisable.exc_value) or "itself" in repr(unraisable.exc_value):
+            _unraisable.append(repr(unraisable.exc_value))
+        default(unraisable)
+
+    hook.recording = True
+    sys.unraisablehook = hook
+
+
+def recorded_unraisable():
+    return list(_unraisable)
