@@ -3,21 +3,54 @@
 //! A thread that CPython does not know has no thread state. Each `Python::attach` on it
 //! (`PyGILState_Ensure`) creates one, and the matching release deletes it again: a heap
 //! allocation, registration in the interpreter's thread list under its lock, and on the first
-//! Python call a fresh frame stack (an `mmap` on 3.11+). On a tokio worker that attaches once
-//! per task, that is most of the cost of handing work to Python: `EventLoop::spawn` from a
-//! tokio task took 140 µs a round trip on asyncio in `make bench` (93 µs on uvloop), and 93
-//! (42) µs once the workers kept their thread states.
+//! Python call a fresh frame stack (an `mmap` on 3.11+). On an executor thread that attaches
+//! once per task, that is most of the cost of handing work to Python: `EventLoop::spawn` from a
+//! tokio task took 122 µs a round trip on asyncio in `make bench`, and 78 µs once the workers
+//! kept their thread states.
 //!
-//! CPython's own rule makes keeping one safe: a thread state created with `PyThreadState_New`
-//! is registered as the thread's own, and `PyGILState_Ensure` / `PyGILState_Release` then use
-//! it without ever deleting it. Creating one needs no interpreter lock, so a thread can do it
-//! when it starts, without waiting for the Python loop to let go of the interpreter.
+//! CPython's own rule makes keeping one possible: a thread state created with
+//! `PyThreadState_New` is registered as the thread's own, and `PyGILState_Ensure` /
+//! `PyGILState_Release` count their uses of it (its *gilstate counter*) and delete it when the
+//! count drops to zero. `PyThreadState_New` starts the count at one: that one is the thread's
+//! own hold, which [`release_thread_state`] gives up.
 //!
-//! Deleting one must attach, which is why it is a separate, explicit step
-//! ([`release_thread_state`] in `on_thread_stop`) and never a thread-local destructor: a
-//! thread that exits while another holds the interpreter and joins it would deadlock. Both
-//! steps go through the exit guard, so neither races the interpreter's finalisation; a state
-//! still kept then is freed by CPython with every other.
+//! # What a kept state keeps
+//!
+//! A kept state is what a thread started by `threading` has: one Python thread state for the
+//! thread's life. So what Python code keeps *in the thread state* stays from one attach to the
+//! next — `threading.local` values, `contextvars` set outside any `Context.run`, the `decimal`
+//! context, per-thread trace and async-generator hooks — and on an executor, from one task to
+//! the next task that runs on that thread. Nothing in CPython or PyO3 runs when a thread
+//! attaches or detaches, so a kept state cannot be reset between attaches: keeping is opt-in,
+//! for threads whose tasks keep no per-request state there (or run their Python work in a
+//! context of their own, as [`EventLoop::spawn_with`](crate::EventLoop::spawn_with) does). The
+//! runtime of [`pyo3_async::tokio`](crate::tokio) keeps none by default.
+//!
+//! # States and transitions
+//!
+//! Per thread; `count` is CPython's gilstate counter of the thread's state, `held` whether the
+//! thread's own hold is still in it (this module's thread-local `KEPT` is non-null exactly
+//! then). `attach` and `end` are an outermost `Python::attach` and its end; `detach` is
+//! `Python::detach` inside an attach.
+//!
+//! | state | `count` | `keep` | `attach` / `end` | `release` |
+//! |---|---|---|---|---|
+//! | none (no thread state) | — | creates one: *kept, idle* | a temporary state, deleted at `end` | nothing |
+//! | temporary (inside PyO3's attach, no hold) | ≥ 1 | nothing | nesting counts | nothing |
+//! | kept, idle | 1 | nothing | *kept, in use* / back | deletes it now: *none* |
+//! | kept, in use (attached or detached inside) | 1 + uses | nothing | nesting counts | gives up the hold: *temporary*, deleted when the last use ends |
+//!
+//! Invariants:
+//! - A thread state is deleted only by the gilstate counter reaching zero, which CPython does
+//!   in `PyGILState_Release` on the owning thread, attached, once nobody uses it: a release
+//!   in any order of keep / attach / detach / release can therefore never free a state that a
+//!   `detach` will restore (that was a segfault), nor one in use.
+//! - `release` gives up the hold with one `PyGILState_Ensure` and two `PyGILState_Release`s;
+//!   the second takes the count to zero only when the thread used it nowhere else.
+//! - Both steps go through the exit guard, so neither races the interpreter's finalisation; a
+//!   state still kept then is freed by CPython with every other.
+//! - Release is an explicit call (a thread-stop hook), never a thread-local destructor: a
+//!   thread that exits while another holds the interpreter and joins it would deadlock there.
 
 use std::cell::Cell;
 use std::ptr;
@@ -34,14 +67,18 @@ thread_local! {
 /// interpreter, instead of creating and deleting a thread state every time.
 ///
 /// Meant for executor threads that attach again and again — tokio workers, smol or rayon
-/// pools — from their thread-start hook. The runtime of [`pyo3_async::tokio`](crate::tokio)
-/// does this on its own threads. It does nothing on a thread that has a thread state already
-/// (a Python thread, or one inside `Python::attach`), before the interpreter is initialised,
-/// once it is exiting, and under the limited API (abi3) until pyo3-async has met an event
-/// loop (the limited API names the interpreter only to an attached thread). It is idempotent
-/// and costs a thread-local read when the thread keeps a state, so it may also sit in a hook
-/// that runs often (tokio's `on_thread_unpark`), to catch threads started before the
-/// interpreter was known.
+/// pools — from their thread-start hook. The thread then behaves as a Python thread does:
+/// what Python code stores in the thread state (`threading.local`, `contextvars` set outside a
+/// `Context.run`, the `decimal` context) stays there for the next attach, and so for the next
+/// task on that thread (see the [module docs](self)). Keep states on threads whose tasks store
+/// no per-request state there.
+///
+/// It does nothing on a thread that has a thread state already (a Python thread, or one inside
+/// `Python::attach`), before the interpreter is initialised, once it is exiting, and under the
+/// limited API (abi3) until pyo3-async has met an event loop (the limited API names the
+/// interpreter only to an attached thread). It is idempotent and costs a thread-local read when
+/// the thread keeps a state, so it may also sit in a hook that runs often (tokio's
+/// `on_thread_unpark`), to catch threads started before the interpreter was known.
 ///
 /// ```
 /// use pyo3::prelude::*;
@@ -65,9 +102,10 @@ pub fn keep_thread_state() {
     }
 }
 
-/// Deletes the thread state that [`keep_thread_state`] gave the calling thread (attaching
-/// briefly to do so); does nothing if it keeps none, while it is attached, or once the
-/// interpreter is exiting (CPython then frees the state itself).
+/// Gives up the thread state that [`keep_thread_state`] gave the calling thread: it is deleted
+/// now, or — when the thread is inside `Python::attach` (detached within it or not) — when
+/// that attach ends. Does nothing if the thread keeps none, or once the interpreter is exiting
+/// (CPython then frees the state itself). Safe to call anywhere, in any order.
 ///
 /// Call it from the thread-stop hook of a pool whose threads come and go (tokio's blocking
 /// threads end after ten idle seconds); a state that is never released stays allocated until
@@ -87,8 +125,7 @@ pub fn keep_thread_state() {
 /// .unwrap();
 /// ```
 pub fn release_thread_state() {
-    let kept = KEPT.get();
-    if !kept.is_null() && imp::delete(kept) {
+    if !KEPT.get().is_null() && imp::give_up() {
         KEPT.set(ptr::null_mut());
     }
 }
@@ -102,7 +139,7 @@ mod imp {
         std::ptr::null_mut()
     }
 
-    pub(super) fn delete(_kept: *mut ffi::PyThreadState) -> bool {
+    pub(super) fn give_up() -> bool {
         true
     }
 }
@@ -170,29 +207,27 @@ mod imp {
         .unwrap_or(ptr::null_mut())
     }
 
-    /// Attaches with `kept`, clears it and deletes it; false (nothing done) when the thread is
-    /// attached now or the interpreter is exiting or gone.
-    pub(super) fn delete(kept: *mut ffi::PyThreadState) -> bool {
+    /// Gives up the thread's own hold on its state (see the module's state table): one
+    /// `PyGILState_Ensure` and two releases, the first of which leaves the thread attached.
+    /// CPython deletes the state at the release that takes its count to zero: the second one
+    /// here when the thread used it nowhere else, else the end of the thread's outermost
+    /// attach. False (nothing done) when the interpreter is exiting or gone.
+    pub(super) fn give_up() -> bool {
         exit_guard::unless_exiting(|| {
             // SAFETY: the exit guard keeps finalisation (which frees every thread state) from
-            // beginning meanwhile, and the runtime is initialised, so `kept` — created by this
-            // thread and still its own — is alive, and `PyGILState_Ensure` attaches with it.
-            // `LOCKED` means the thread was attached already (inside `Python::attach`): the
-            // state is in use, so it is left alone and the ensure undone. Otherwise the thread
-            // now holds the interpreter with `kept` current: it is cleared, made not current
-            // (releasing the interpreter), and deleted, as CPython's docs order it.
+            // beginning meanwhile, and the runtime is initialised, so the thread's kept state
+            // is alive and `PyGILState_Ensure` attaches with it (count + 1). The first release,
+            // as `LOCKED`, only counts down (the thread stays attached, the count stays >= 1:
+            // the thread's hold is still in it); the second, with what the ensure returned,
+            // counts down the hold: at zero CPython clears and deletes the state and releases
+            // the interpreter, else it restores what the thread had (detached, or attached).
             unsafe {
                 if ffi::Py_IsInitialized() == 0 {
                     return false;
                 }
                 let ensured = ffi::PyGILState_Ensure();
-                if matches!(ensured, ffi::PyGILState_STATE::PyGILState_LOCKED) {
-                    ffi::PyGILState_Release(ensured);
-                    return false;
-                }
-                ffi::PyThreadState_Clear(kept);
-                ffi::PyEval_ReleaseThread(kept);
-                ffi::PyThreadState_Delete(kept);
+                ffi::PyGILState_Release(ffi::PyGILState_STATE::PyGILState_LOCKED);
+                ffi::PyGILState_Release(ensured);
                 true
             }
         })

@@ -19,12 +19,12 @@
 //! own: a multi-thread runtime does that; a current-thread runtime given to
 //! [`init_with_handle`] must be kept running by a thread (`block_on`) of yours.
 //!
-//! Its threads keep a Python thread state ([`keep_thread_state`](crate::keep_thread_state)),
-//! so a task that attaches (`Python::attach`, to call Python or to build the awaitable it
-//! hands to [`EventLoop::spawn`](crate::EventLoop::spawn)) only takes the interpreter, rather
-//! than creating and deleting a thread state each time: that takes a third to a half off the
-//! round trip of `EventLoop::spawn` from a task. A runtime of your own gets the same from the
-//! hooks shown at [`init`].
+//! Its threads keep no Python thread state: each `Python::attach` of a task gets a fresh one,
+//! so nothing a task leaves there (`threading.local` values, `contextvars` it set) reaches the
+//! next task on that worker. A runtime of your own whose tasks keep no such state can have its
+//! threads keep one ([`keep_thread_state`](crate::keep_thread_state), hooks shown at
+//! [`init`]): attaching then only takes the interpreter, which takes a third off the round
+//! trip of [`EventLoop::spawn`](crate::EventLoop::spawn) from a task.
 //!
 //! **smol needs none of this**: its reactor (`async-io`) is global and runs on a thread of its
 //! own, so `smol::Timer` and `smol::net` work in any exported future as they are.
@@ -77,9 +77,10 @@ impl std::error::Error for AlreadyInitialized {}
 
 /// Builds the process-wide runtime from `builder`, before its first use.
 ///
-/// The builder is used as it is: tokio keeps one hook of each kind, so adding ours would
-/// replace yours. Add the thread-state hooks yourself (or call the functions from your own
-/// hooks) to make attaching on its threads cheap, as on the default runtime.
+/// The builder is used as it is: tokio keeps one hook of each kind, so none is added. The
+/// thread-state hooks below make attaching on its threads cheap, for tasks that store nothing
+/// in their Python thread state (see [`keep_thread_state`](crate::keep_thread_state) for what a
+/// kept state keeps from one task to the next).
 ///
 /// ```
 /// let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -131,9 +132,6 @@ pub fn handle() -> &'static Handle {
         let runtime = Builder::new_multi_thread()
             .enable_all()
             .thread_name("pyo3-async-tokio")
-            .on_thread_start(crate::keep_thread_state)
-            .on_thread_unpark(crate::keep_thread_state)
-            .on_thread_stop(crate::release_thread_state)
             .build()
             .expect("building the tokio runtime");
         Chosen::Owned(runtime)

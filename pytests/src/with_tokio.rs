@@ -164,8 +164,8 @@ fn mark_survives(local: &Py<PyAny>) -> PyResult<bool> {
 
 /// Thread states kept by foreign threads (`keep_thread_state`), once the coroutine is bound
 /// to its loop (which is where the limited API learns the interpreter): on a new thread that
-/// keeps one explicitly, `(kept, released)`, and on a worker and a blocking thread of the
-/// runtime, which keep theirs from its hooks.
+/// keeps one explicitly, `(kept, released)`, and whether a worker and a blocking thread of the
+/// default runtime kept one (they must not).
 #[pyo3_async::pyfunction(tokio)]
 async fn thread_states_kept(local: Py<PyAny>) -> PyResult<((bool, bool), bool, bool)> {
     tokio::task::yield_now().await;
