@@ -82,6 +82,13 @@ __all__ = [
     "tokio_alive",
     "thread_states_kept",
     "tokio_ticks",
+    "pooled_query",
+    "pooled_rows",
+    "cleaned_up",
+    "context_leaks",
+    "interrupt_and_fire",
+    "use_pyo3_panics",
+    "PanicError",
     "readme",
 ]
 
@@ -268,6 +275,9 @@ class Latch:
     def set(self) -> None:
         """Sets the latch."""
 
+def interrupt_and_fire(trigger: Trigger) -> abc.Coroutine[Any, Any, None]:
+    """Makes an interrupt pending, then fires `trigger` from the loop's thread."""
+
 def block_on_latch(latch: Latch, timeout: float, allow_threads: bool) -> abc.Coroutine[Any, Any, bool]:
     """A poll that blocks its thread until the latch is set (at most `timeout` seconds);
     returns whether it was."""
@@ -403,6 +413,12 @@ def endpoint(request: _Request) -> abc.Coroutine[Any, Any, Any]:
 def mark(owner: object, names: Sequence[str]) -> None:
     """`pyo3_async::mark_coroutine_functions(owner, names)`, for the error cases."""
 
+class PanicError(Exception):
+    """A Rust future or stream panicked (`pyo3_async::PanicError`)."""
+
+def use_pyo3_panics(yes: bool) -> None:
+    """`pyo3_async::set_panic_style`: PyO3's `PanicException` when `yes`."""
+
 @final
 class Adder:
     def __new__(cls, base: int) -> Self: ...
@@ -411,6 +427,15 @@ class Adder:
 
     def add_unmarked(self, n: int) -> abc.Coroutine[Any, Any, int]:
         """The same, unmarked."""
+
+    @staticmethod
+    def version() -> abc.Coroutine[Any, Any, str]:
+        """An async static method, marked."""
+
+    @classmethod
+    def build(cls, base: int) -> abc.Coroutine[Any, Any, Self]:
+        """A class method returning a coroutine, marked: an `Adder` of the class it is
+        called on."""
 
 # ---- local.rs ----
 
@@ -493,7 +518,7 @@ def spawned_ticker() -> abc.Coroutine[Any, Any, NoReturn]:
     """The same ticker as a task on tokio's workers, through `pyo3_async::tokio::spawn`."""
 
 def spawned_panic() -> abc.Coroutine[Any, Any, NoReturn]:
-    """A spawned task that panics: a `PanicException` for the awaiting Python code."""
+    """A spawned task that panics: a `PanicError` for the awaiting Python code."""
 
 def tokio_interval(count: int) -> abc.AsyncGenerator[int, None]:
     """Items from a tokio interval, as an async generator polled in the runtime's context."""
@@ -509,6 +534,19 @@ def tokio_alive() -> int:
 
 def tokio_ticks() -> int:
     """How many ticks the tickers made."""
+
+def pooled_query(complete: bool) -> abc.Coroutine[Any, Any, None]:
+    """Holds a connection that spawns its return to the pool on tokio when dropped."""
+
+def pooled_rows() -> abc.AsyncGenerator[int, None]:
+    """The same, held by a generator between items."""
+
+def cleaned_up() -> int:
+    """How many pool returns ran."""
+
+def context_leaks(var: Any, read: Callable[[Any], Awaitable[Any]], n: int) -> abc.Coroutine[Any, Any, int]:
+    """`n` tasks on the default runtime's workers set `var` and read it back through the loop;
+    how many saw another task's value."""
 
 # ---- README.md (build.rs) ----
 

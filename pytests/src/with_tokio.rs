@@ -87,7 +87,7 @@ async fn spawned_ticker() -> PyResult<()> {
     .await
 }
 
-/// A spawned task that panics: a `PanicException` for the awaiting Python code.
+/// A spawned task that panics: a `PanicError` for the awaiting Python code.
 #[pyo3_async::pyfunction]
 async fn spawned_panic() -> PyResult<()> {
     pyo3_async::tokio::spawn(async { panic!("boom on a tokio worker") }).await
@@ -197,7 +197,47 @@ async fn thread_states_kept(local: Py<PyAny>) -> PyResult<((bool, bool), bool, b
     Ok((explicit, on_worker, on_blocking_thread))
 }
 
+/// `n` tasks on the default runtime's workers, 256 at a time: each reads `var` (a
+/// `ContextVar`) in a fresh attach, sets it to its own number, and hands `read(var)` to the
+/// loop through `EventLoop::spawn` (which copies the calling thread's context). Returns how
+/// many saw another task's value, either before setting theirs or in their Python task.
+#[pyfunction]
+fn context_leaks(
+    py: Python<'_>,
+    var: Py<PyAny>,
+    read: Py<PyAny>,
+    n: usize,
+) -> PyResult<pyo3_async::Coroutine> {
+    use futures::{StreamExt, TryStreamExt};
+    let event_loop = pyo3_async::EventLoop::current(py)?;
+    let shared = std::sync::Arc::new((var, read));
+    Ok(pyo3_async::Coroutine::new(async move {
+        futures::stream::iter(0..n)
+            .map(move |i| {
+                let (event_loop, shared) = (event_loop.clone(), std::sync::Arc::clone(&shared));
+                pyo3_async::tokio::spawn(async move {
+                    let (clean, call) = Python::attach(|py| -> PyResult<_> {
+                        let (var, read) = (shared.0.bind(py), shared.1.bind(py));
+                        let clean = var.call_method1("get", (py.None(),))?.is_none();
+                        var.call_method1("set", (i,))?;
+                        Ok((clean, event_loop.spawn(&read.call1((var,))?)?))
+                    })?;
+                    let seen = call.await?;
+                    let mine = Python::attach(|py| seen.bind(py).extract::<usize>())? == i;
+                    PyResult::Ok(clean && mine)
+                })
+            })
+            .buffer_unordered(256)
+            .map(|joined| joined.and_then(|isolated| isolated))
+            .try_fold(0usize, |leaks, isolated| async move {
+                Ok(leaks + usize::from(!isolated))
+            })
+            .await
+    }))
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(context_leaks, m)?)?;
     m.add_function(wrap_pyfunction!(thread_states_kept, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(tokio_echo, m)?)?;

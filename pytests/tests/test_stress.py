@@ -9,6 +9,7 @@ loop exception-handler reports ("Task exception was never retrieved"), asyncio d
 
 import asyncio
 import collections
+import contextvars
 import gc
 import os
 import random
@@ -30,6 +31,7 @@ RACES = 10_000 if FULL else 500
 STORM = 10_000 if FULL else 2_000
 CYCLES = 1_000_000 if FULL else 20_000
 PROCESSES = 1000 if FULL else 100
+CONTEXT_TASKS = 100_000 if FULL else 2_000
 EXIT_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "stress", "exit_race.py")
 
 
@@ -150,6 +152,20 @@ async def test_rust_drop_racing_python_completion(loop_name, problems):
         await anyio.lowlevel.checkpoint()
     await until_threads(lambda: begun == finished)
     assert problems == []
+
+
+async def test_tasks_on_the_runtimes_workers_see_only_their_own_context(loop_name, problems):
+    # 100k tasks (full size) on the default tokio runtime's workers, each setting a ContextVar
+    # in its attach and reading it back in the Python task it starts: a thread state kept by a
+    # worker would hand one task's request id to the next.
+    var = contextvars.ContextVar("request_id")
+
+    async def read(var):
+        return var.get(None)
+
+    with anyio.fail_after(600):
+        assert await m.context_leaks(var, read, CONTEXT_TASKS) == 0
+    assert var.get(None) is None
 
 
 async def test_thread_storm(loop_name, problems):
