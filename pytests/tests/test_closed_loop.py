@@ -1,6 +1,10 @@
 """Wake-ups after the event loop closed or the trio run ended are ignored, silently."""
 
 import asyncio
+import gc
+import os
+import warnings
+import weakref
 
 import pytest
 import trio
@@ -60,3 +64,37 @@ async def stash_wait_then_wake(stash):
     loop = asyncio.get_running_loop()
     loop.call_soon(stash.wake)
     await stash.wait(1)
+
+
+def test_an_asyncio_loop_dropped_without_close_is_collected():
+    # The loop holds its wake-up watcher and the watcher's home holds the loop: a cycle
+    # through Rust that the collector must see, as it sees a pure-Python loop's. (uvloop's
+    # loop is never collected once it has a reader, even with a pure-Python callback: its
+    # reader handles are invisible to the collector; nothing of ours can change that.)
+    new_loop = asyncio.new_event_loop
+
+    def open_descriptors():
+        return len(os.listdir("/proc/self/fd"))
+
+    def use_and_drop():
+        loop = new_loop()
+        trigger = m.Trigger()
+
+        async def main():
+            waiting = asyncio.ensure_future(trigger.wait("woken"))
+            await asyncio.sleep(0)
+            trigger.fire_from_thread()  # through the home: its signal is watched
+            return await waiting
+
+        assert loop.run_until_complete(main()) == "woken"
+        return weakref.ref(loop)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # "unclosed event loop", as intended
+        use_and_drop()
+        gc.collect()
+        before = open_descriptors()
+        dropped = [use_and_drop() for _ in range(100)]
+        gc.collect()
+    assert [loop for loop in dropped if loop() is not None] == []
+    assert open_descriptors() <= before

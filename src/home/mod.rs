@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use self::forwarder::Forward;
 use self::queue::{Pushed, Queue, Route};
@@ -241,6 +242,18 @@ impl Home {
         )
     }
 
+    /// Reports the Python objects the home holds to the cyclic collector: the loop, its
+    /// thread-safe entry point, the backend's record of it. See [`Drain::__traverse__`] for
+    /// who may.
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        visit.call(&self.threadsafe)?;
+        if let Some(record) = &self.record {
+            visit.call(record)?;
+        }
+        Ok(())
+    }
+
     /// The watched end of the signal, as a file descriptor (or socket) number.
     pub(crate) fn watched_fd(&self) -> i64 {
         self.signal.watched()
@@ -282,6 +295,24 @@ impl Drain {
     /// The loop is gone for good (a trio run ended: its `after_run` instrument hook).
     fn died(&self, py: Python<'_>) {
         self.home.die(py);
+    }
+
+    /// The loop holds its watcher (through its reader callback) and the watcher's home holds
+    /// the loop: a cycle through Rust, which the collector sees only if the watcher reports
+    /// the home's objects. Then a loop dropped without `close()` is collected like any other
+    /// (its finalizer closes it, which lets go of the watcher: the home dies).
+    ///
+    /// Only a watcher that is the home's sole owner reports them: the home's references are
+    /// the watcher's alone then. With other owners (a suspended coroutine, a `PyFuture` on
+    /// another thread), claiming them would let the collector tear down a loop that is still
+    /// reachable through Rust; the cycle is reported once they are gone. The count cannot
+    /// grow meanwhile: a new owner comes from an existing one, or from the registry, which is
+    /// read attached, and the collector runs with the interpreter held.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if self.watching && Arc::strong_count(&self.home) == 1 {
+            self.home.traverse(&visit)?;
+        }
+        Ok(())
     }
 }
 
