@@ -70,7 +70,8 @@ thread_local! {
 /// pools — from their thread-start hook. The thread then behaves as a Python thread does:
 /// what Python code stores in the thread state (`threading.local`, `contextvars` set outside a
 /// `Context.run`, the `decimal` context) stays there for the next attach, and so for the next
-/// task on that thread (see the [module docs](self)). Keep states on threads whose tasks store
+/// task on that thread: nothing in CPython or PyO3 runs when a thread attaches or detaches,
+/// so a kept state cannot be reset between them. Keep states on threads whose tasks store
 /// no per-request state there.
 ///
 /// It does nothing on a thread that has a thread state already (a Python thread, or one inside
