@@ -243,7 +243,8 @@ where
 }
 
 /// A task of the process-wide runtime, aborted when dropped. Resolves with the task's output;
-/// a panic of the task becomes a `PanicException`, an abort by anyone else a `CancelledError`.
+/// a panic of the task becomes a [`PanicError`](crate::PanicError), an abort by anyone else a
+/// `CancelledError`.
 #[must_use = "dropping the handle aborts the task"]
 pub struct JoinHandle<T> {
     task: ::tokio::task::JoinHandle<T>,

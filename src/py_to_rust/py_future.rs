@@ -247,7 +247,9 @@ impl Drop for PyFuture {
 }
 
 /// Whether `err` is a cancellation: `asyncio.CancelledError` (which
-/// `concurrent.futures.CancelledError` is) or `trio.Cancelled`.
+/// `concurrent.futures.CancelledError` is), `trio.Cancelled`, or an exception group holding
+/// nothing but those (a trio nursery cancelled while several of its tasks ran — inside
+/// `trio.open_tcp_stream`, say — raises its tasks' `Cancelled`s as a group).
 ///
 /// ```
 /// use pyo3::prelude::*;
@@ -256,16 +258,42 @@ impl Drop for PyFuture {
 /// Python::attach(|py| {
 ///     assert!(pyo3_async::is_cancellation(py, &CancelledError::new_err(())));
 ///     assert!(!pyo3_async::is_cancellation(py, &pyo3::exceptions::PyKeyError::new_err(())));
-/// });
+///     if py.version_info() >= (3, 11) {
+///         let group = |inner: &str| {
+///             py.eval(&std::ffi::CString::new(format!(
+///                 "BaseExceptionGroup('g', [__import__('asyncio').CancelledError(), {inner}])"
+///             )).unwrap(), None, None).map(PyErr::from_value)
+///         };
+///         assert!(pyo3_async::is_cancellation(py, &group("__import__('asyncio').CancelledError()")?));
+///         assert!(!pyo3_async::is_cancellation(py, &group("KeyError()")?));
+///     }
+///     PyResult::Ok(())
+/// })
+/// # .unwrap();
 /// ```
 pub fn is_cancellation(py: Python<'_>, err: &PyErr) -> bool {
-    if err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) {
+    is_cancellation_value(err.value(py))
+}
+
+fn is_cancellation_value(value: &Bound<'_, PyAny>) -> bool {
+    let py = value.py();
+    if value.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>() {
         return true;
     }
-    match glue::trio_cancelled(py) {
-        Some(cancelled) => err.value(py).is_instance(cancelled).unwrap_or(false),
-        None => false,
+    if glue::trio_cancelled(py)
+        .is_some_and(|cancelled| value.is_instance(cancelled).unwrap_or(false))
+    {
+        return true;
     }
+    // An exception group (builtin from 3.11, the `exceptiongroup` backport on 3.10): its
+    // `exceptions`, a non-empty tuple, are all cancellations.
+    let Ok(members) = value.getattr(pyo3::intern!(py, "exceptions")) else {
+        return false;
+    };
+    let Ok(members) = members.cast_into::<pyo3::types::PyTuple>() else {
+        return false;
+    };
+    !members.is_empty() && members.iter().all(|member| is_cancellation_value(&member))
 }
 
 /// Raises `TypeError` for objects `await` would refuse.

@@ -32,8 +32,8 @@ use crate::rust_to_py::thread_bound::ThreadBound;
 /// involved: the future may use one (tokio, smol) if it needs it.
 ///
 /// - A future that is ready at the first poll completes without touching the event loop.
-/// - `Err(e)` raises `e` with its own type; a panic raises `pyo3_runtime.PanicException` with the
-///   panic's message, and the event loop keeps running.
+/// - `Err(e)` raises `e` with its own type; a panic raises [`PanicError`](crate::PanicError)
+///   (an `Exception`) with the panic's message, and the event loop keeps running.
 /// - Cancelling the task drops the future and re-raises the very exception that cancelled it,
 ///   unless the future asked to see the cancellation with [`Coroutine::with_cancel_handle`].
 /// - The backend is detected with sniffio at the first suspension, or fixed with

@@ -52,19 +52,32 @@ static PYO3_STYLE: AtomicBool = AtomicBool::new(false);
 ///
 /// ```
 /// use pyo3::prelude::*;
-/// use pyo3_async::{PanicError, PanicStyle};
+/// use pyo3_async::{Coroutine, PanicError, PanicStyle};
+///
+/// /// What awaiting a Rust future that panics raises.
+/// fn raised(py: Python<'_>) -> PyResult<PyErr> {
+///     let failing = Coroutine::new(async {
+///         if true {
+///             panic!("a bug");
+///         }
+///         PyResult::Ok(())
+///     });
+///     let failing = Py::new(py, failing)?.into_bound(py);
+///     Ok(failing.call_method1("send", (py.None(),)).unwrap_err())
+/// }
 ///
 /// Python::initialize();
 /// Python::attach(|py| {
 ///     // The default: an `Exception` that `except Exception` catches.
-///     let panic = || pyo3_async::Coroutine::new(async { panic!("bug"); #[allow(unreachable_code)] Ok(()) });
-///     let err = panic().bind(py)?.call_method1("send", (py.None(),)).unwrap_err();
+///     let err = raised(py)?;
 ///     assert!(err.is_instance_of::<PanicError>(py));
 ///     assert!(err.is_instance_of::<pyo3::exceptions::PyException>(py));
+///     assert_eq!(err.value(py).to_string(), "a bug");
 ///
+///     // PyO3's style. (Rust code that gets a `PanicException` back from Python — here,
+///     // from `send` — panics again, by PyO3's design: Python code sees it as raised.)
 ///     pyo3_async::set_panic_style(PanicStyle::PyO3);
-///     let err = panic().bind(py)?.call_method1("send", (py.None(),)).unwrap_err();
-///     assert!(err.is_instance_of::<pyo3::panic::PanicException>(py));
+///     assert_eq!(pyo3_async::panic_style(), PanicStyle::PyO3);
 ///     pyo3_async::set_panic_style(PanicStyle::Exception);
 ///     PyResult::Ok(())
 /// })

@@ -35,6 +35,10 @@ class Site:
             httpx.AsyncClient(base_url=self.url, timeout=None, limits=limits) for _ in range(4)
         ]
         self.parked = self.released = self.cancelled = 0
+        #: Requests under way, and those that ended neither answered nor cancelled: the
+        #: timeout's message tells a lost cancellation from a miscount.
+        self.in_flight = 0
+        self.failed = []
         self.parked_target = parked_target
         self.cancelled_target = cancelled_target
         self.all_parked = anyio.Event()
@@ -86,13 +90,19 @@ class Site:
         cancellation counted on its way out."""
         clients = self.fast if path == "/fast" else self.slow
         client = clients[i % len(clients)]
+        self.in_flight += 1
         try:
             response = await client.get(path)
-        except anyio.get_cancelled_exc_class():
-            self.cancelled += 1
-            if self.cancelled == self.cancelled_target:
-                self.all_cancelled.set()
+        except BaseException as exc:
+            if is_cancellation(exc):
+                self.cancelled += 1
+                if self.cancelled == self.cancelled_target:
+                    self.all_cancelled.set()
+            else:
+                self.failed.append(repr(exc))
             raise
+        finally:
+            self.in_flight -= 1
         return response.status_code
 
     async def wait_parked(self):
@@ -107,13 +117,28 @@ class Site:
         except TimeoutError:
             raise TimeoutError(
                 f"{self.cancelled} of {self.cancelled_target} requests cancelled, "
-                f"{self.released} of {self.parked_target} parked ones released"
+                f"{self.released} of {self.parked_target} parked ones released, "
+                f"{self.in_flight} still under way, failed: {self.failed[:3]}"
             ) from None
 
     async def stop(self):
         for client in self.fast + self.slow:
             await client.aclose()
         self.stopped.set()
+
+
+def is_cancellation(exc):
+    """Whether `exc` is the loop's cancellation, bare or in a group of nothing else. On trio, a
+    cancellation that lands while httpcore connects leaves `trio.open_tcp_stream`'s
+    happy-eyeballs nursery as `BaseExceptionGroup([Cancelled, ...])`: a queued request handed
+    the connection that a cancelled one freed, whose own cancel arrives a drain later."""
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(exc, cancelled):
+        return True
+    if not hasattr(exc, "split"):  # not a group (builtin from 3.11; `exceptiongroup` on 3.10)
+        return False
+    matched, rest = exc.split(cancelled)
+    return matched is not None and rest is None
 
 
 async def open_site(parked_target, cancelled_target):
