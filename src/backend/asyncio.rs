@@ -10,7 +10,7 @@ use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 
 use crate::glue;
 use crate::home::{self, Home};
-use crate::task::{Canceller, Completion, TaskSlot};
+use crate::task::{Canceller, Completion, Launch, TaskSlot};
 
 /// The home of an asyncio loop; a new one watches its signal with `add_reader`, from the
 /// loop's thread (through `call_soon_threadsafe` when called elsewhere).
@@ -55,27 +55,31 @@ pub(crate) fn running_here(py: Python<'_>, home: &Home) -> bool {
         .is_ok_and(|running| running.is(home.event_loop()))
 }
 
-/// Starts `awaitable` as a task of `home`'s loop.
-pub(crate) fn start(
-    home: &Arc<Home>,
-    awaitable: &Bound<'_, PyAny>,
-    context: &Bound<'_, PyAny>,
-    completion: &Bound<'_, Completion>,
-    slot: &Arc<TaskSlot>,
-) -> PyResult<()> {
-    let py = awaitable.py();
-    let event_loop = home.event_loop().bind(py);
-    let start = glue::start_asyncio_task(py)?;
-    let slot = slot.handle(py, home, canceller)?;
-    let shutdown = shutdown_of(py, home);
+/// Starts the launch's awaitable as a task of its loop (see [`Launch`]): the task reports to
+/// the completion, and the slot gets its canceller. A loop that shuts down refuses it (the
+/// completion says so).
+pub(crate) fn start(launch: &Launch<'_>) -> PyResult<()> {
+    let py = launch.awaitable.py();
+    let shutdown = shutdown_of(py, &launch.home);
     if let Ok(tasks) = shutdown.getattr(intern!(py, "tasks")) {
-        completion.get().track_in(tasks.cast_into()?);
+        launch.completion.get().track_in(tasks.cast_into()?);
     }
-    let args = (shutdown, event_loop, awaitable, context, completion, slot).into_pyobject(py)?;
-    start.call1(args).map(drop)
+    let args = (
+        shutdown,
+        launch.home.event_loop().bind(py),
+        &launch.awaitable,
+        &launch.context,
+        &launch.completion,
+    );
+    let task = glue::start_asyncio_task(py)?.call1(args)?;
+    if !task.is_none() {
+        launch.slot.attach(canceller(&launch.home, &task)?);
+    }
+    Ok(())
 }
 
-/// Attaches `completion` to an asyncio future (of any loop) on its loop's thread.
+/// Attaches `completion` to an asyncio future (of any loop) on its loop's thread, and gives
+/// `slot` its canceller.
 pub(crate) fn attach_future(
     future: &Bound<'_, PyAny>,
     completion: &Bound<'_, Completion>,
@@ -84,10 +88,20 @@ pub(crate) fn attach_future(
     let py = future.py();
     let home = home(&future.call_method0(intern!(py, "get_loop"))?)?;
     completion.get().depend_on(py, &home);
-    let attach = glue::attach_asyncio_future(py)?;
-    let slot = slot.handle(py, &home, canceller)?;
-    let args = (future, completion, slot).into_pyobject(py)?;
-    home.call(running_here(py, &home), attach, args)
+    let (future, completion, slot) = (
+        future.clone().unbind(),
+        completion.clone().unbind(),
+        Arc::clone(slot),
+    );
+    let home_of_job = Arc::clone(&home);
+    let attach = move |py: Python<'_>| {
+        let future = future.bind(py);
+        future.call_method1(intern!(py, "add_done_callback"), (completion,))?;
+        slot.attach(canceller(&home_of_job, future)?);
+        Ok(())
+    };
+    // asyncio futures are not thread-safe: on the loop's thread.
+    home.run_now_or_soon(py, running_here(py, &home), Box::new(attach))
 }
 
 /// Cancels a task or future on its loop's thread. Held weakly: a task that its loop dropped

@@ -6,10 +6,12 @@
 //!   runs it now, not the one that first met it);
 //! - *park* a task (the object to yield to the loop, and what the loop sends back) and *wake*
 //!   it (a `Send` [`Wakeup`] delivered from any thread, never waiting for the interpreter);
-//! - start an awaitable as a task reporting to a [`Completion`], and cancel it.
+//! - start an awaitable as a task reporting to a `Completion`, and cancel it (one owner:
+//!   `Launch`).
 
 mod abort;
 pub(crate) mod asyncio;
+mod launch;
 pub(crate) mod trio;
 
 pub(crate) use abort::Abort;
@@ -21,7 +23,6 @@ use pyo3::prelude::*;
 use crate::exit_guard::thread_is_attached;
 use crate::glue;
 use crate::home::Home;
-use crate::task::{Completion, TaskSlot};
 
 /// The Python async framework that drives an exported awaitable.
 ///
@@ -152,30 +153,6 @@ impl Backend {
             return Err(closed());
         }
         Ok(())
-    }
-
-    /// Starts `awaitable` on `home`'s loop as a task (asyncio) or system task (trio) in
-    /// `context`, reporting to `completion`; `slot` learns how to cancel it. Called on the
-    /// loop's thread while it runs (a job of its home, a task of the loop): other threads
-    /// hand the start to the home.
-    pub(crate) fn start(
-        self,
-        home: &Arc<Home>,
-        awaitable: &Bound<'_, PyAny>,
-        context: &Bound<'_, PyAny>,
-        completion: &Bound<'_, Completion>,
-        slot: &Arc<TaskSlot>,
-    ) -> PyResult<()> {
-        let py = awaitable.py();
-        // The loop runs (this is its thread), so it is not closed; its home may have died.
-        if home.is_dead() {
-            return Err(closed());
-        }
-        completion.get().depend_on(py, home);
-        match self {
-            Backend::Asyncio => asyncio::start(home, awaitable, context, completion, slot),
-            Backend::Trio => trio::start(home, awaitable, context, completion, slot),
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use crate::backend::abort::Abort;
 use crate::glue;
 use crate::home::{self, Home};
-use crate::task::{Canceller, Completion, TaskSlot};
+use crate::task::{Canceller, Launch};
 
 /// The home of a trio run (by its token); a new one watches its signal from a system task.
 pub(crate) fn home(token: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
@@ -42,24 +42,23 @@ pub(crate) fn running_here(py: Python<'_>, home: &Home) -> bool {
         .is_ok_and(|token| token.is(home.event_loop()))
 }
 
-/// Starts `awaitable` as a system task of `home`'s run, in a cancel scope of its own.
-pub(crate) fn start(
-    home: &Arc<Home>,
-    awaitable: &Bound<'_, PyAny>,
-    context: &Bound<'_, PyAny>,
-    completion: &Bound<'_, Completion>,
-    slot: &Arc<TaskSlot>,
-) -> PyResult<()> {
-    let py = awaitable.py();
+/// Starts the launch's awaitable as a system task of its run, in a cancel scope of its own,
+/// which the slot gets as its canceller (see [`Launch`]).
+pub(crate) fn start(launch: &Launch<'_>) -> PyResult<()> {
+    let py = launch.awaitable.py();
     let scope = glue::trio_cancel_scope(py)?.call0()?;
     let cancel = scope.getattr(intern!(py, "cancel"))?.unbind();
-    slot.attach(Canceller::OnLoop(
-        Arc::clone(home),
+    launch.slot.attach(Canceller::OnLoop(
+        Arc::clone(&launch.home),
         Box::new(move |py| cancel.bind(py).call0().map(drop)),
     ));
-    let start = glue::start_trio_task(py)?;
-    let args = (awaitable, context, completion, scope).into_pyobject(py)?;
-    start.call1(args).map(drop)
+    let args = (
+        &launch.awaitable,
+        &launch.context,
+        &launch.completion,
+        scope,
+    );
+    glue::start_trio_task(py)?.call1(args).map(drop)
 }
 
 /// The trio task driving an awaitable.

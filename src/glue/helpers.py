@@ -31,17 +31,14 @@ else:
         return context.run(loop.create_task, awaitable)
 
 
-def start_asyncio_task(shutdown, loop, awaitable, context, completion, slot):
-    """On the loop thread: runs `awaitable` as a task reporting to `completion`; refused once
-    the loop shuts down (`shutdown`: its `AsyncioShutdown`)."""
-    if slot.cancel_requested:
-        close_unstarted(awaitable)
-        completion.cancelled_before_start()
-        return
+def start_asyncio_task(shutdown, loop, awaitable, context, completion):
+    """On the loop thread: runs `awaitable` as a task reporting to `completion`, and returns
+    the task (Rust's `Launch` keeps its canceller); `None` when refused: once the loop shuts
+    down (`shutdown`: its `AsyncioShutdown`), or when asyncio refuses the task."""
     if shutdown.closing:
         close_unstarted(awaitable)
         completion.set_exception(RuntimeError(SHUTTING_DOWN))
-        return
+        return None
     try:
         if not asyncio.iscoroutine(awaitable):
             awaitable = await_awaitable(awaitable)
@@ -49,10 +46,10 @@ def start_asyncio_task(shutdown, loop, awaitable, context, completion, slot):
     except BaseException as exc:
         close_unstarted(awaitable)
         completion.set_exception(exc)
-        return
+        return None
     task.add_done_callback(completion)
     shutdown.tasks.add(task)  # `completion` takes it out when it is done
-    slot.attach_asyncio(task)
+    return task
 
 
 SHUTTING_DOWN = (
@@ -121,12 +118,6 @@ async def _shutdown_sentinel(shutdown):
         shutdown = shutdown()
         if shutdown is not None:
             await shutdown.close()
-
-
-def attach_asyncio_future(future, completion, slot):
-    """On the loop thread: reports `future` (created elsewhere) to `completion`."""
-    future.add_done_callback(completion)
-    slot.attach_asyncio(future)
 
 
 async def _run_trio_task(awaitable, completion, scope):

@@ -114,10 +114,6 @@ helper!(
     start_trio_task
 );
 helper!(
-    /// Attaches a completion to an asyncio future, on its loop's thread.
-    attach_asyncio_future
-);
-helper!(
     /// Watches a home's wake signal on an asyncio loop (`add_reader`).
     watch_asyncio
 );

@@ -116,21 +116,18 @@ impl Home {
         }
     }
 
-    /// Calls `function(*args)` on the loop's thread: now when `here` (this thread runs the loop
-    /// now), else through [`run`](Home::run).
-    pub(crate) fn call(
+    /// Runs `job` on the loop's thread: now when `here` (this thread runs the loop now), else
+    /// through [`run`](Home::run). Its error is returned only when it ran now.
+    pub(crate) fn run_now_or_soon(
         self: &Arc<Self>,
+        py: Python<'_>,
         here: bool,
-        function: &Bound<'_, PyAny>,
-        args: Bound<'_, pyo3::types::PyTuple>,
+        job: Job,
     ) -> PyResult<()> {
         if here {
-            return function.call1(args).map(drop);
+            return job(py);
         }
-        let (function, args) = (function.clone().unbind(), args.unbind());
-        self.run(Box::new(move |py| {
-            function.bind(py).call1(args.bind(py)).map(drop)
-        }));
+        self.run(job);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use crate::glue;
 use crate::home::Home;
 use crate::py_to_rust::context::{self, PyContext};
 use crate::py_to_rust::py_future::{check_awaitable, PyFuture};
-use crate::task::{Completion, TaskSlot};
+use crate::task::{Completion, Launch, TaskSlot};
 
 /// An asyncio loop (uvloop included) or trio run, to schedule Python work on from any
 /// thread: `Send + Sync`, and cheap to clone.
@@ -227,14 +227,14 @@ impl EventLoop {
         }
         let (completion, receiver) = Completion::channel(py)?;
         let slot = Arc::new(TaskSlot::default());
-        start_or_close(
-            self.backend,
-            &self.home,
-            awaitable,
-            &context,
-            completion.bind(py),
-            &slot,
-        )?;
+        Launch {
+            home: Arc::clone(&self.home),
+            awaitable: awaitable.clone(),
+            context,
+            completion: completion.into_bound(py),
+            slot: Arc::clone(&slot),
+        }
+        .start(self.backend)?;
         Ok(PyFuture::waiting(receiver, slot))
     }
 
@@ -301,8 +301,14 @@ impl EventLoop {
         self.home.run(Box::new(move |py| {
             let completion = Completion::new(py, sender, None)?;
             let started = make(py).and_then(|(awaitable, context)| {
-                let completion = completion.bind(py);
-                start_or_close(backend, &home, &awaitable, &context, completion, &task_slot)
+                Launch {
+                    home,
+                    awaitable,
+                    context,
+                    completion: completion.bind(py).clone(),
+                    slot: task_slot,
+                }
+                .start(backend)
             });
             match started {
                 Ok(()) => Ok(()),
@@ -324,25 +330,6 @@ impl EventLoop {
     pub(crate) fn home(&self) -> &Arc<Home> {
         &self.home
     }
-}
-
-/// Starts `awaitable` as a task of `home`'s loop, on its thread, in `context`. An awaitable
-/// that could not be started is closed: a coroutine never started would otherwise warn that it
-/// was never awaited.
-fn start_or_close<'py>(
-    backend: Backend,
-    home: &Arc<Home>,
-    awaitable: &Bound<'py, PyAny>,
-    context: &Bound<'py, PyAny>,
-    completion: &Bound<'py, Completion>,
-    slot: &Arc<TaskSlot>,
-) -> PyResult<()> {
-    let started = backend.start(home, awaitable, context, completion, slot);
-    if started.is_err() {
-        let py = awaitable.py();
-        let _ = glue::close_unstarted(py).and_then(|close| close.call1((awaitable,)));
-    }
-    started
 }
 
 impl fmt::Debug for EventLoop {

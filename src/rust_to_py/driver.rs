@@ -28,7 +28,7 @@ use crate::rust_to_py::errors::{already_awaited, coroutine_error};
 use crate::rust_to_py::future_cell::FutureCell;
 use crate::rust_to_py::panic::panic_exception;
 use crate::rust_to_py::pollable::PyPoll;
-use crate::task::Completion;
+use crate::task::{Completion, Launch};
 use crate::waker::{PollWaker, Waiter};
 
 /// How a resumed coroutine leaves `send`/`throw` when it does not raise.
@@ -291,24 +291,33 @@ impl Driver {
         for request in requests {
             let awaitable = request.awaitable.bind(py);
             let then_wake = (!request.foreign).then(|| waker.clone());
-            let started = match &target {
+            let launch = match &target {
                 Ok((backend, home)) => {
                     Completion::new(py, request.sender, then_wake).and_then(|completion| {
-                        let context = glue::copy_context(py)?.call0()?;
-                        // This coroutine's poll: a task of the loop.
-                        backend.start(
-                            home,
-                            awaitable,
-                            &context,
-                            completion.bind(py),
-                            &request.slot,
-                        )
+                        Ok((
+                            *backend,
+                            Launch {
+                                home: Arc::clone(home),
+                                awaitable: awaitable.clone(),
+                                context: glue::copy_context(py)?.call0()?,
+                                completion: completion.into_bound(py),
+                                slot: request.slot,
+                            },
+                        ))
                     })
                 }
-                Err(err) => Err(err.clone_ref(py)),
+                Err(err) => {
+                    let _ = request.sender.send(Err(err.clone_ref(py)));
+                    Err(err.clone_ref(py))
+                }
             };
-            if started.is_err() {
-                let _ = glue::close_unstarted(py).and_then(|close| close.call1((awaitable,)));
+            // This coroutine's poll: a step of a task of the loop. A launch that fails has
+            // closed the awaitable and resolved the `PyFuture` with the error.
+            match launch {
+                Ok((backend, launch)) => drop(launch.start(backend)),
+                Err(_) => {
+                    let _ = glue::close_unstarted(py).and_then(|close| close.call1((awaitable,)));
+                }
             }
         }
     }

@@ -141,7 +141,7 @@ impl Completion {
     }
 
     /// Rust dropped the `PyFuture` before the work started: nobody listens.
-    fn cancelled_before_start(&self) {
+    pub(crate) fn cancelled_before_start(&self) {
         self.complete(Err(pyo3::exceptions::asyncio::CancelledError::new_err(())));
     }
 }

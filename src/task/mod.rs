@@ -3,7 +3,9 @@
 //! ([`TaskSlot`]). Backend-neutral: the backends fill them in.
 
 mod completion;
+mod launch;
 mod task_slot;
 
 pub(crate) use completion::{Completion, Outcome};
+pub(crate) use launch::Launch;
 pub(crate) use task_slot::{Canceller, TaskSlot};

@@ -2,13 +2,12 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use pyo3::prelude::*;
-
 use crate::exit_guard::attach_unless_exiting;
 use crate::home::{Home, Job};
 
 /// The Python side of a [`PyFuture`](crate::PyFuture), once known: Rust cancels it through
-/// this slot, from any thread; the backend attaches a [`Canceller`] once the task exists. A
+/// this slot, from any thread; the backend's launch attaches a [`Canceller`] once the task
+/// exists. A
 /// plain Rust object, so that a `PyFuture` can exist before its task does, on a thread that
 /// never attaches to the interpreter.
 #[derive(Default)]
@@ -42,35 +41,7 @@ impl Canceller {
     }
 }
 
-/// Makes the canceller of a task or future of `home`'s loop that glue code attaches.
-pub(crate) type MakeCanceller = fn(&Arc<Home>, &Bound<'_, PyAny>) -> PyResult<Canceller>;
-
-/// The slot as glue code in Python sees it.
-#[pyclass(frozen)]
-pub(crate) struct TaskSlotHandle {
-    slot: Arc<TaskSlot>,
-    /// The home of the loop the attached work runs on.
-    home: Arc<Home>,
-    make_canceller: MakeCanceller,
-}
-
 impl TaskSlot {
-    pub(crate) fn handle(
-        self: &Arc<Self>,
-        py: Python<'_>,
-        home: &Arc<Home>,
-        make_canceller: MakeCanceller,
-    ) -> PyResult<Py<TaskSlotHandle>> {
-        Py::new(
-            py,
-            TaskSlotHandle {
-                slot: Arc::clone(self),
-                home: Arc::clone(home),
-                make_canceller,
-            },
-        )
-    }
-
     /// Records how to cancel the Python side; cancels it at once if Rust already asked.
     pub(crate) fn attach(&self, canceller: Canceller) {
         let canceller = {
@@ -102,19 +73,5 @@ impl TaskSlot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .cancel_requested
-    }
-}
-
-#[pymethods]
-impl TaskSlotHandle {
-    #[getter]
-    fn cancel_requested(&self) -> bool {
-        self.slot.cancel_requested()
-    }
-
-    /// Attaches an asyncio task or future, on its loop's thread.
-    fn attach_asyncio(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.slot.attach((self.make_canceller)(&self.home, future)?);
-        Ok(())
     }
 }
