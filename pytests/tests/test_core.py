@@ -300,6 +300,149 @@ def test_an_interrupt_pending_under_a_runner_ends_the_shutdown():
     assert "interrupted" in done.stdout
 
 
+SIGNAL_THEN_FIRE = """
+import asyncio, functools, operator, signal, sys, _thread
+import pyo3_async_pytests as t
+
+calls = []
+
+def handler(signum, frame):
+    calls.append(signum)
+    raise {raised}
+
+signal.signal(signal.{signal}, handler)
+
+async def main():
+    trigger = t.Trigger()
+    waiting = asyncio.ensure_future(trigger.wait("woken"))
+    await asyncio.sleep(0)
+    # The signal made pending, then the wake-up fired on the loop's thread, with no bytecode in
+    # between: the handler runs inside the wake-up's delivery.
+    any(map(operator.call, [functools.partial(_thread.interrupt_main, signal.{signal}), trigger.fire]))
+    return await asyncio.wait_for(waiting, 10)
+
+try:
+    print("result", {run}(main()), flush=True)
+except BaseException as raised:
+    print("raised", type(raised).__name__, raised, flush=True)
+print("calls", len(calls), flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="operator.call is 3.11+")
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+@pytest.mark.parametrize(
+    "signal_name, raised, expected",
+    [
+        ("SIGTERM", "SystemExit(3)", "raised SystemExit 3"),
+        ("SIGTERM", "KeyboardInterrupt", "raised KeyboardInterrupt"),
+        ("SIGINT", "KeyboardInterrupt", "raised KeyboardInterrupt"),
+    ],
+)
+def test_what_a_signal_handler_raises_during_a_delivery_is_raised_once(
+    loop_name, signal_name, raised, expected
+):
+    # Not swallowed (a SystemExit of a SIGTERM handler), not re-delivered as a second SIGINT
+    # (the handler ran once), and the wake-up still arrives when the loop runs on.
+    run = "asyncio.run" if loop_name == "asyncio" else "__import__('uvloop').run"
+    script = SIGNAL_THEN_FIRE.format(raised=raised, signal=signal_name, run=run)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert expected in done.stdout, done.stdout + done.stderr
+    assert "calls 1" in done.stdout, done.stdout
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="operator.call is 3.11+")
+def test_what_a_signal_handler_raises_during_a_delivery_reaches_trio_code():
+    # As CPython raises it: in the Python code that runs next (here the nursery's body, so
+    # trio hands it on in a group), once; never a TrioInternalError, never swallowed.
+    script = textwrap.dedent(
+        """
+        import functools, operator, signal, _thread
+        import trio
+        import pyo3_async_pytests as t
+
+        calls = []
+
+        def handler(signum, frame):
+            calls.append(signum)
+            raise SystemExit(3)
+
+        signal.signal(signal.SIGTERM, handler)
+
+        async def main():
+            trigger = t.Trigger()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trigger.wait, "woken")
+                await trio.sleep(0.01)
+                any(map(operator.call, [
+                    functools.partial(_thread.interrupt_main, signal.SIGTERM), trigger.fire
+                ]))
+                await trio.sleep(0)
+
+        try:
+            trio.run(main)
+        except BaseException as raised:
+            leaves = raised.exceptions if hasattr(raised, "exceptions") else [raised]
+            print("raised", [type(leaf).__name__ for leaf in leaves], flush=True)
+        print("calls", len(calls), flush=True)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "raised ['SystemExit']" in done.stdout, done.stdout + done.stderr
+    assert "calls 1" in done.stdout
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_a_factory_raising_pyo3s_panic_exception_leaves_the_loop_sound(loop_name):
+    # PyO3 resumes a `PanicException` raised by Python code as a panic: inside `spawn_with`'s
+    # factory it must not leave the job's context entered on the loop's thread (every later
+    # callback would fail, wake-ups would be lost) nor leak into the caller's context.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, contextvars
+        import pyo3_async_pytests as t
+
+        var = contextvars.ContextVar("var", default="unset")
+
+        async def panic_exception_type():
+            t.use_pyo3_panics(True)
+            try:
+                await t.panic("x", False)
+            except BaseException as exc:
+                return type(exc)
+            finally:
+                t.use_pyo3_panics(False)
+
+        PanicException = asyncio.run(panic_exception_type())
+
+        def factory():
+            var.set("job")
+            raise PanicException("raised by a factory")
+
+        async def main():
+            problems = []
+            asyncio.get_running_loop().set_exception_handler(lambda _, c: problems.append(c))
+            try:
+                await asyncio.wait_for(t.spawn_with_from_tokio(factory), 10)
+            except Exception as exc:
+                print("factory", type(exc).__name__, exc, flush=True)
+            print("later", await asyncio.wait_for(t.sleep(0.001, "woken"), 10), flush=True)
+            print("problems", len(problems), flush=True)
+
+        {"asyncio.run" if loop_name == "asyncio" else "__import__('uvloop').run"}(main())
+        print("var", var.get(), flush=True)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "factory PanicError raised by a factory" in done.stdout, done.stdout + done.stderr
+    assert "later woken" in done.stdout
+    assert "problems 0" in done.stdout
+    assert "var unset" in done.stdout
+
+
 # ---- 6. atexit ordering ----
 
 

@@ -100,3 +100,23 @@ def test_marking_static_and_class_methods_again_changes_nothing():
     m.mark(m.Adder, ["version", "build"])
     assert m.Adder.__dict__["version"] is version
     assert m.Adder.__dict__["build"] is build
+
+
+@pytest.mark.anyio
+async def test_marking_keeps_how_each_kind_of_class_attribute_binds():
+    class Owner:
+        static = staticmethod(m.unmarked_add)
+        builtin = m.unmarked_add  # a builtin function binds nothing
+
+        @classmethod
+        def klass(cls, a):
+            return m.unmarked_add(a, 1)
+
+    m.mark(Owner, ["static", "builtin", "klass"])
+    for owner in (Owner, Owner()):
+        assert await owner.static(1) == 3
+        assert await owner.builtin(1) == 3
+        assert await owner.klass(1) == 2
+        assert inspect.iscoroutinefunction(owner.static) is MARKABLE
+        assert inspect.iscoroutinefunction(owner.builtin) is MARKABLE
+        assert inspect.iscoroutinefunction(owner.klass) is MARKABLE

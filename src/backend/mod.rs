@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 
 use crate::exit_guard::thread_is_attached;
 use crate::glue;
-use crate::home::Home;
+use crate::home::{reraise, Home};
 
 /// The Python async framework that drives an exported awaitable.
 ///
@@ -267,40 +267,50 @@ impl Wakeup {
     /// once on the thread that runs the loop now (attached already, so attaching only counts),
     /// else through the loop's home. A dead loop has nobody left to wake.
     pub(crate) fn deliver(self) {
-        let (home, backend) = match &self {
-            Wakeup::Asyncio(wakeup) => (wakeup.home(), Backend::Asyncio),
-            Wakeup::Trio(wakeup) => (wakeup.home(), Backend::Trio),
+        let home = match &self {
+            Wakeup::Asyncio(wakeup) => Arc::clone(wakeup.home()),
+            Wakeup::Trio(wakeup) => Arc::clone(wakeup.home()),
         };
-        if thread_is_attached() && Python::attach(|py| backend.running_here(py, home)) {
-            let home = Arc::clone(home);
-            Python::attach(|py| {
-                // Pending signal handlers run first, not inside the delivery (see
-                // `Home::drain`). Their exception has no caller here: Ctrl-C is made pending
-                // again, for the loop's next chance, and the wake-up takes the home's queue,
-                // whose drain runs handlers between jobs.
-                if let Err(interrupt) = py.check_signals() {
-                    if interrupt.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
-                        // SAFETY: no preconditions; it only sets the pending-signal flag.
-                        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
-                    } else {
-                        interrupt.write_unraisable(py, None);
-                    }
-                    home.run(Box::new(move |py| self.deliver_here(py)));
-                    return;
-                }
-                if let Err(err) = self.deliver_here(py) {
-                    // Only an interrupt gets here (see `deliver_here`): there is no Python
-                    // caller to hand it to, so it is raised again at the next chance.
-                    if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
-                        // SAFETY: no preconditions; it only sets CPython's pending-signal flag.
-                        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
-                    }
-                }
-            });
-            return;
+        let undelivered = if thread_is_attached() {
+            Python::attach(|py| self.deliver_if_here(py, &home))
+        } else {
+            Some(self)
+        };
+        if let Some(wakeup) = undelivered {
+            home.run(Box::new(move |py| wakeup.deliver_here(py)));
         }
-        let home = Arc::clone(home);
-        home.run(Box::new(move |py| self.deliver_here(py)));
+    }
+
+    /// On an attached thread: delivers at once if it runs the loop now, else hands the
+    /// wake-up back for the home's queue.
+    ///
+    /// Pending signal handlers run first, before any Python call of the delivery (see
+    /// `Home::drain`): one that raised inside asyncio's `call_soon`, after the future was
+    /// marked done, would lose the wake-up. Their exception has no caller here (a waker
+    /// returns nothing): it is raised again where CPython would have raised it
+    /// ([`reraise`](crate::home::reraise)), and the wake-up takes the home's queue, whose
+    /// drain raises it first.
+    fn deliver_if_here(self, py: Python<'_>, home: &Arc<Home>) -> Option<Self> {
+        if let Err(raised) = py.check_signals() {
+            home.raise_soon(raised);
+            return Some(self);
+        }
+        if reraise::pending() {
+            return Some(self);
+        }
+        let backend = match &self {
+            Wakeup::Asyncio(_) => Backend::Asyncio,
+            Wakeup::Trio(_) => Backend::Trio,
+        };
+        if !backend.running_here(py, home) {
+            return Some(self);
+        }
+        if let Err(raised) = self.deliver_here(py) {
+            // A signal that arrived during the delivery itself: delivered all the same (see
+            // `deliver_here`), its exception raised again as above.
+            home.raise_soon(raised);
+        }
+        None
     }
 
     /// On the loop's thread. Errors that mean "nobody waits any more" are swallowed; an

@@ -23,6 +23,7 @@
 pub(crate) mod forwarder;
 pub(crate) mod queue;
 pub(crate) mod registry;
+pub(crate) mod reraise;
 pub(crate) mod signal;
 
 use std::cell::RefCell;
@@ -157,6 +158,14 @@ impl Home {
         dependents.list.push(dependent);
     }
 
+    /// Raises `raised` again where CPython would have raised it (see [`reraise`]), or, if
+    /// CPython cannot take it, from this loop's next drain.
+    pub(crate) fn raise_soon(self: &Arc<Self>, raised: PyErr) {
+        if let Err(raised) = reraise::raise_soon(raised) {
+            self.run(Box::new(move |_| Err(raised)));
+        }
+    }
+
     /// Whether the loop died.
     pub(crate) fn is_dead(&self) -> bool {
         self.queue.route() == Route::Dead
@@ -166,18 +175,22 @@ impl Home {
     /// not an `Exception` stops the drain there and propagates; the jobs after it stay queued,
     /// with the signal raised again, so no wake-up is lost.
     ///
-    /// Pending signal handlers (Ctrl-C's `KeyboardInterrupt`) run *between* jobs: a job's own
-    /// Python calls would otherwise run them halfway through it (inside asyncio's
-    /// `call_soon`, after a future was marked done but before its task was scheduled), and the
-    /// wake-up it delivered would be lost. An exception from a handler stops the drain like a
-    /// job's, with the job it preceded queued again.
+    /// Pending signal handlers (Ctrl-C's `KeyboardInterrupt`), and exceptions waiting to be
+    /// raised again ([`reraise`]), run *between* jobs: a job's own Python calls would
+    /// otherwise run them halfway through it (inside asyncio's `call_soon`, after a future was
+    /// marked done but before its task was scheduled), and the wake-up it delivered would be
+    /// lost. An exception from them stops the drain like a job's, with the job it preceded
+    /// queued again.
     fn drain(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
         // Signal first, then the queue: a job pushed after the queue was taken raises a new
         // signal, so none is left behind.
         self.signal.clear();
         let mut batch = self.queue.take().into_iter();
         while let Some(job) = batch.next() {
-            if let Err(interrupt) = py.check_signals() {
+            if let Err(interrupt) = py
+                .check_signals()
+                .and_then(|()| reraise::raise_pending_now(py))
+            {
                 self.requeue(std::iter::once(job).chain(batch).collect());
                 return Err(interrupt);
             }

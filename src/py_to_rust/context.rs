@@ -101,7 +101,10 @@ impl PyContext {
 /// Runs `make` with `context` entered, as `context.run(make)` does: what `make` sets in
 /// `contextvars` stays in `context` (the job's own), never in the context of whoever called.
 /// `context` must be a `contextvars.Context` that is not entered already (a fresh copy or a
-/// new context never is).
+/// new context never is). A panic of `make` — PyO3 resumes one when Python code raises its
+/// `PanicException` — is the result's error ([`PanicError`](crate::PanicError)): the context
+/// is exited whatever happens, or the loop's thread would stay in it, every later callback
+/// failing to enter its own.
 pub(crate) fn run_in<'py, F>(context: &Bound<'py, PyAny>, make: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: for<'a> FnOnce(Python<'a>) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
@@ -114,6 +117,8 @@ where
 mod imp {
     use pyo3::ffi;
     use pyo3::prelude::*;
+
+    use crate::rust_to_py::panic::panic_exception;
 
     pub(super) fn run_in<'py, F>(
         context: &Bound<'py, PyAny>,
@@ -128,9 +133,11 @@ mod imp {
         if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
             return Err(PyErr::fetch(py));
         }
-        let made = make(py);
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(py)))
+            .unwrap_or_else(|payload| Err(panic_exception(payload)));
         // SAFETY: the context this thread entered above; whatever `make` entered meanwhile it
-        // exited again (`Context.run` and `PyContext_Exit` pair up), so it is current.
+        // exited again (`Context.run` and `PyContext_Exit` pair up, and a panic that skipped
+        // an exit of PyO3's own is not possible: it has none), so it is current.
         if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
             let exited = PyErr::fetch(py);
             return made.and(Err(exited));
@@ -148,6 +155,8 @@ mod imp {
     use pyo3::prelude::*;
     use pyo3::types::{PyCFunction, PyDict, PyTuple};
 
+    use crate::rust_to_py::panic::panic_exception;
+
     pub(super) fn run_in<'py, F>(
         context: &Bound<'py, PyAny>,
         make: F,
@@ -160,7 +169,11 @@ mod imp {
         let call = move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| {
             let make = make.lock().unwrap_or_else(PoisonError::into_inner).take();
             let make = make.ok_or_else(|| PyRuntimeError::new_err("the factory ran already"))?;
-            make(args.py()).map(Bound::unbind)
+            // `Context.run` exits the context on the way out, panic or not; the panic is the
+            // job's error here too, as on the full API.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(args.py())))
+                .unwrap_or_else(|payload| Err(panic_exception(payload)))
+                .map(Bound::unbind)
         };
         let function = PyCFunction::new_closure(py, None, None, call)?;
         context.call_method1(pyo3::intern!(py, "run"), (function,))
