@@ -74,6 +74,12 @@ thread_local! {
 /// so a kept state cannot be reset between them. Keep states on threads whose tasks store
 /// no per-request state there.
 ///
+/// Before Python 3.14, the process's first `import threading` must not run on a thread that
+/// keeps a state it never releases: `threading` takes the importing thread for the main one,
+/// and the interpreter's exit waits for that thread's state to be deleted (seen on 3.11). A
+/// program that embeds Python imports `threading` on its main thread first (importing
+/// `asyncio` does); an extension module's Python program has done so already.
+///
 /// It does nothing on a thread that has a thread state already (a Python thread, or one inside
 /// `Python::attach`), before the interpreter is initialised, once it is exiting, and under the
 /// limited API (abi3) until pyo3-async has met an event loop (the limited API names the
