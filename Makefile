@@ -84,7 +84,8 @@ bench: $(VENV)/.bench-installed
 	BENCH_BASELINE=$(BASELINE) python benches/run.py
 
 # The stress suite at full size (`make test` runs it reduced): test_stress.py (10k races per
-# loop, 10k-future storms, 1M cycles per bridge type, 1000 exiting processes), and the core's
+# loop, 10k-future storms, 1M cycles per bridge type, 1000 exiting processes, 100k tokio tasks
+# each seeing only its own context), and the core's
 # and delegation's scenarios at stress size (loop churn, 100k-item streams, 100k delegated
 # awaits, 10k drops racing pulls).
 stress: $(VENV)/.installed
