@@ -39,3 +39,16 @@ async def until_threads(condition, seconds=120):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition still false after {seconds} s")
         await anyio.lowlevel.checkpoint()
+
+
+def load_streaming_example(name):
+    """`examples/streaming/serve.py` as a module named `name`: its servers (uvicorn,
+    hypercorn) and its demo, for the tests that serve real clients."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "streaming" / "serve.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

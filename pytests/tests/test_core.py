@@ -223,23 +223,34 @@ def test_an_interrupt_in_a_scheduled_job_propagates_and_no_wake_is_lost():
     def interrupting():
         raise KeyboardInterrupt
 
-    tasks = []
 
-    async def main():
-        waiting = asyncio.ensure_future(t.Trigger.wait(trigger, "still woken"))
-        tasks.append(waiting)
-        await asyncio.sleep(0)
+    def interrupt():
         # A job that raises an interrupt on the loop's thread, and a wake-up right behind it.
         t.spawn_with_from_tokio(interrupting)
         trigger.fire_from_thread()
+
+    # Delivered before the interrupt, or queued again behind it: never lost.
+    assert_interrupted_then_woken(loop, trigger, interrupt) == "still woken"
+
+
+def assert_interrupted_then_woken(loop, trigger, interrupt):
+    """Runs a task waiting for `trigger` and, beside it, `interrupt()` (awaited if it returns
+    an awaitable): the loop stops with `KeyboardInterrupt`; then runs the loop on and returns
+    what the waiting task got."""
+    tasks = []
+
+    async def main():
+        tasks.append(asyncio.ensure_future(trigger.wait("still woken")))
+        await asyncio.sleep(0)
+        interrupted = interrupt()
+        if interrupted is not None:
+            await interrupted
         await asyncio.sleep(3600)
 
     try:
         with pytest.raises(KeyboardInterrupt):
             loop.run_until_complete(main())
-
-        # Delivered before the interrupt, or queued again behind it: never lost.
-        assert loop.run_until_complete(asyncio.wait_for(tasks[0], 10)) == "still woken"
+        return loop.run_until_complete(asyncio.wait_for(tasks[0], 10))
     finally:
         for task in asyncio.all_tasks(loop):
             task.cancel()
@@ -252,26 +263,11 @@ def test_an_interrupt_pending_as_a_wake_up_is_delivered_loses_no_wake_up(loop_na
     # Ctrl-C arrives while a wake-up is delivered on the loop's thread: the signal handler must
     # not run inside the delivery (asyncio's `call_soon`, after the future was marked done),
     # or the woken task would never resume, and `asyncio.Runner` would hang on it.
-    loop = LOOP_FACTORIES[loop_name]()
     trigger = t.Trigger()
-    tasks = []
-
-    async def main():
-        waiting = asyncio.ensure_future(trigger.wait("still woken"))
-        tasks.append(waiting)
-        await asyncio.sleep(0)
-        await t.interrupt_and_fire(trigger)
-        await asyncio.sleep(3600)
-
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            loop.run_until_complete(main())
-        assert loop.run_until_complete(asyncio.wait_for(tasks[0], 10)) == "still woken"
-    finally:
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
+    woken = assert_interrupted_then_woken(
+        LOOP_FACTORIES[loop_name](), trigger, lambda: t.interrupt_and_fire(trigger)
+    )
+    assert woken == "still woken"
 
 
 def test_an_interrupt_pending_under_a_runner_ends_the_shutdown():

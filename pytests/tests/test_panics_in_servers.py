@@ -1,9 +1,6 @@
 """A panic in one request costs that request only (`pyo3_async::PanicError`, an `Exception`),
 on uvicorn (asyncio, uvloop), hypercorn (trio, asyncio, uvloop) and a bare anyio task group."""
 
-import importlib.util
-import pathlib
-
 import anyio
 import httpx
 import pytest
@@ -12,11 +9,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import pyo3_async_pytests as m
+from helpers import load_streaming_example
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "streaming" / "serve.py"
-_spec = importlib.util.spec_from_file_location("streaming_serve_panics", EXAMPLE)
-serve = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(serve)
+serve = load_streaming_example("streaming_serve_panics")
 
 pytestmark = pytest.mark.anyio
 

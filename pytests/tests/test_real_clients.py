@@ -3,17 +3,14 @@ whose body is an `AsyncGenerator`, served by uvicorn (asyncio, uvloop) and hyper
 asyncio) on 127.0.0.1, fetched by httpx in the same loop."""
 
 import gc
-import importlib.util
-import pathlib
 
 import anyio
 import httpx
 import pytest
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "streaming" / "serve.py"
-_spec = importlib.util.spec_from_file_location("streaming_serve", EXAMPLE)
-serve = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(serve)
+from helpers import load_streaming_example
+
+serve = load_streaming_example("streaming_serve")
 
 pytestmark = pytest.mark.anyio
 

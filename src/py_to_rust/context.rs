@@ -5,6 +5,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 
 use crate::glue;
+use crate::rust_to_py::panic::panic_exception;
 
 /// A snapshot of Python `contextvars` (a `contextvars.Context`), `Send + Sync` and cheap to
 /// clone: capture it on the loop's thread, carry it across threads (a tokio hop, say), and run
@@ -109,7 +110,10 @@ pub(crate) fn run_in<'py, F>(context: &Bound<'py, PyAny>, make: F) -> PyResult<B
 where
     F: for<'a> FnOnce(Python<'a>) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
 {
-    imp::run_in(context, make)
+    imp::run_in(context, move |py| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(py)))
+            .unwrap_or_else(|payload| Err(panic_exception(payload)))
+    })
 }
 
 /// The full API enters and exits the context directly.
@@ -117,8 +121,6 @@ where
 mod imp {
     use pyo3::ffi;
     use pyo3::prelude::*;
-
-    use crate::rust_to_py::panic::panic_exception;
 
     pub(super) fn run_in<'py, F>(
         context: &Bound<'py, PyAny>,
@@ -133,11 +135,9 @@ mod imp {
         if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
             return Err(PyErr::fetch(py));
         }
-        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(py)))
-            .unwrap_or_else(|payload| Err(panic_exception(payload)));
-        // SAFETY: the context this thread entered above; whatever `make` entered meanwhile it
-        // exited again (`Context.run` and `PyContext_Exit` pair up, and a panic that skipped
-        // an exit of PyO3's own is not possible: it has none), so it is current.
+        let made = make(py); // it cannot unwind (`run_in` catches its panics)
+                             // SAFETY: the context this thread entered above; whatever `make` entered meanwhile it
+                             // exited again (`Context.run` and `PyContext_Exit` pair up), so it is current.
         if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
             let exited = PyErr::fetch(py);
             return made.and(Err(exited));
@@ -155,8 +155,6 @@ mod imp {
     use pyo3::prelude::*;
     use pyo3::types::{PyCFunction, PyDict, PyTuple};
 
-    use crate::rust_to_py::panic::panic_exception;
-
     pub(super) fn run_in<'py, F>(
         context: &Bound<'py, PyAny>,
         make: F,
@@ -169,11 +167,7 @@ mod imp {
         let call = move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| {
             let make = make.lock().unwrap_or_else(PoisonError::into_inner).take();
             let make = make.ok_or_else(|| PyRuntimeError::new_err("the factory ran already"))?;
-            // `Context.run` exits the context on the way out, panic or not; the panic is the
-            // job's error here too, as on the full API.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(args.py())))
-                .unwrap_or_else(|payload| Err(panic_exception(payload)))
-                .map(Bound::unbind)
+            make(args.py()).map(Bound::unbind)
         };
         let function = PyCFunction::new_closure(py, None, None, call)?;
         context.call_method1(pyo3::intern!(py, "run"), (function,))
