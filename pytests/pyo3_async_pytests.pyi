@@ -395,6 +395,16 @@ class Account:
     def hold(self, log: _Log) -> abc.Coroutine[Any, Any, NoReturn]:
         """Holds until cancelled (the handle is not a Python argument)."""
 
+    def renamed_method(self, a: int, b: int = 2) -> abc.Coroutine[Any, Any, int]:
+        """PyO3's method options, in `#[pyo3(...)]`: a name, a signature with a default."""
+
+    def renamed_too(self, a: int, b: int = 3) -> abc.Coroutine[Any, Any, int]:
+        """The same options in `#[pyo3_async(...)]`, and a text signature."""
+
+    def __aenter__(self) -> abc.Coroutine[Any, Any, int]:
+        """`async with account as same:` (a dunder: its hidden body must not warn)."""
+
+    def __aexit__(self, _kind: object, _value: object, _traceback: object) -> abc.Coroutine[Any, Any, bool]: ...
     @staticmethod
     def bank() -> abc.Coroutine[Any, Any, Literal["trio bank"]]:
         """`"trio bank"`, on trio."""

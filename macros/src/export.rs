@@ -181,7 +181,16 @@ fn expand_method(
     let conversions = &arguments.conversions;
     let attrs = &method.attrs;
     let vis = &method.vis;
+    // PyO3's own options given as `#[pyo3_async(name = .., signature = .., ..)]` go to PyO3
+    // with the wrapper, as those written `#[pyo3(..)]` do (they stay among `attrs`).
+    let pyo3_options = &options.pyo3;
+    let pyo3_attribute = if pyo3_options.is_empty() {
+        quote!()
+    } else {
+        quote!(#[pyo3(#(#pyo3_options),*)])
+    };
     let wrapper: ImplItemFn = syn::parse_quote! {
+        #pyo3_attribute
         #(#attrs)*
         #vis #wrapper_sig {
             #(#conversions)*
@@ -196,6 +205,9 @@ fn expand_method(
     }
     body.attrs
         .retain(|attr| attr.path().is_ident("allow") || attr.path().is_ident("doc"));
+    // The hidden name of a dunder (`__pyo3_async___aenter__`) is not snake case: the user's
+    // crate must not warn about a name it never wrote.
+    body.attrs.push(syn::parse_quote!(#[allow(non_snake_case)]));
     body.sig.ident = hidden;
     body.vis = syn::Visibility::Inherited;
     Ok((wrapper, body.into_token_stream()))

@@ -139,6 +139,29 @@ impl Account {
         Err(exception)
     }
 
+    /// PyO3's method options, in `#[pyo3(...)]`: a name, a signature with a default.
+    #[pyo3(name = "renamed_method", signature = (a, b = 2))]
+    async fn original_method(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    /// The same options in `#[pyo3_async(...)]`, and a text signature.
+    #[pyo3_async(name = "renamed_too", signature = (a, b = 3), text_signature = "($self, a, b=3)")]
+    async fn original_too(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    /// `async with account as same:` (a dunder: its hidden body must not warn).
+    async fn __aenter__(&self) -> i64 {
+        suspend_once().await;
+        self.balance.load(Ordering::SeqCst)
+    }
+
+    async fn __aexit__(&self, _kind: Py<PyAny>, _value: Py<PyAny>, _traceback: Py<PyAny>) -> bool {
+        suspend_once().await;
+        false
+    }
+
     #[staticmethod]
     #[pyo3_async(trio)]
     async fn bank() -> &'static str {

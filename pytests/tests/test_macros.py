@@ -1,6 +1,7 @@
 """`#[pyo3_async::pyfunction]` and `#[pyo3_async::pymethods]`: async fn as coroutine functions."""
 
 import asyncio
+import inspect
 import threading
 
 import anyio
@@ -159,3 +160,23 @@ async def test_exceptions_show_the_rust_function_in_tracebacks():
     with pytest.raises(ValueError) as raised:
         await m.Account(0).withdraw(1)
     assert traceback.extract_tb(raised.value.__traceback__)[-1].name == "withdraw"
+
+
+@pytest.mark.anyio
+async def test_pyo3_method_options_reach_pyo3_in_either_attribute():
+    # `#[pyo3(name, signature)]` and `#[pyo3_async(name, signature, text_signature)]` on an
+    # async method: Python sees the name, the defaults and the text signature written.
+    account = m.Account(0)
+    assert not hasattr(m.Account, "original_method")
+    assert not hasattr(m.Account, "original_too")
+    assert str(inspect.signature(m.Account.renamed_method)) == "(self, /, a, b=2)"
+    assert m.Account.renamed_too.__text_signature__ == "($self, a, b=3)"
+    assert await account.renamed_method(40) == 42
+    assert await account.renamed_too(40) == 43
+    assert m.Account.renamed_too.__name__ == "renamed_too"
+
+
+@pytest.mark.anyio
+async def test_async_dunders_make_an_async_context_manager():
+    async with m.Account(7) as balance:
+        assert balance == 7
