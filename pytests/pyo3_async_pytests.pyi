@@ -1,6 +1,7 @@
 """The pytest suite's extension module (pytests/src): small Rust futures and streams that
 exercise each path of the bridge."""
 
+import builtins
 import collections.abc as abc
 import types
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Sequence
@@ -82,6 +83,7 @@ __all__ = [
     "tokio_alive",
     "thread_states_kept",
     "tokio_ticks",
+    "type",
     "pooled_query",
     "pooled_rows",
     "cleaned_up",
@@ -138,7 +140,7 @@ class Coroutine(abc.Coroutine[Any, Any, Any]):
     @overload
     def throw(
         self,
-        typ: type[BaseException],
+        typ: builtins.type[BaseException],
         val: BaseException | object = None,
         tb: types.TracebackType | None = None,
     ) -> Any: ...
@@ -163,7 +165,7 @@ class AsyncGenerator(abc.AsyncGenerator[Any, None]):
     @overload
     def athrow(
         self,
-        typ: type[BaseException],
+        typ: builtins.type[BaseException],
         val: BaseException | object = None,
         tb: types.TracebackType | None = None,
     ) -> Coroutine: ...
@@ -379,6 +381,9 @@ def macro_module_name() -> abc.Coroutine[Any, Any, str]:
 def macro_pending(probe: Probe) -> abc.Coroutine[Any, Any, NoReturn]:
     """Never completes; the probe tells when it is dropped."""
 
+def type(value: int) -> abc.Coroutine[Any, Any, int]:
+    """A keyword as a name: Python sees `type`, and so does the coroutine's name."""
+
 @final
 class Account:
     """A bank account whose async methods borrow `&self` across suspensions."""
@@ -400,6 +405,9 @@ class Account:
 
     def renamed_too(self, a: int, b: int = 3) -> abc.Coroutine[Any, Any, int]:
         """The same options in `#[pyo3_async(...)]`, and a text signature."""
+
+    def ignores(self, unused: int) -> abc.Coroutine[Any, Any, int]:
+        """Lint attributes reach the body they are about."""
 
     def __aenter__(self) -> abc.Coroutine[Any, Any, int]:
         """`async with account as same:` (a dunder: its hidden body must not warn)."""

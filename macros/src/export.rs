@@ -2,6 +2,7 @@
 
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat, Signature, Type};
 
@@ -16,7 +17,7 @@ pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result
         .name
         .clone()
         .or_else(|| pyo3_name(&function.attrs))
-        .unwrap_or_else(|| function.sig.ident.to_string());
+        .unwrap_or_else(|| function.sig.ident.unraw().to_string());
     let arguments = owned_arguments(&function.sig, options.pass_module)?;
     let future = if options.generator {
         // A nested `async fn` with the declared signature: the stream's type is checked
@@ -119,6 +120,18 @@ fn expand_method(
     class_name: &str,
 ) -> syn::Result<(ImplItemFn, TokenStream2)> {
     let sig = &method.sig;
+    if let Some(attr) = method.attrs.iter().find(|attr| {
+        ["new", "getter", "setter"]
+            .iter()
+            .any(|kind| attr.path().is_ident(kind))
+    }) {
+        return Err(Error::new(
+            attr.path().span(),
+            "`#[new]`, `#[getter]` and `#[setter]` cannot be `async fn`: Python calls them for \
+             a value now (an instance, an attribute), not for a coroutine; make it a plain \
+             `fn`, and export the async work as a method of its own",
+        ));
+    }
     let receiver = match sig.inputs.first() {
         Some(FnArg::Receiver(receiver)) => {
             if receiver.mutability.is_some() || receiver.reference.is_none() {
@@ -137,7 +150,7 @@ fn expand_method(
         .name
         .clone()
         .or_else(|| pyo3_name(&method.attrs))
-        .unwrap_or_else(|| sig.ident.to_string());
+        .unwrap_or_else(|| sig.ident.unraw().to_string());
     let qualname = if class_name.is_empty() {
         python_name.clone()
     } else {
@@ -179,7 +192,13 @@ fn expand_method(
     let returns = returns(&options);
     wrapper_sig.output = syn::parse_quote!(-> #returns);
     let conversions = &arguments.conversions;
-    let attrs = &method.attrs;
+    // `#[expect(..)]` concerns the body the user wrote: on the generated wrapper it would go
+    // unfulfilled.
+    let attrs: Vec<_> = method
+        .attrs
+        .iter()
+        .filter(|attr| !attr.path().is_ident("expect"))
+        .collect();
     let vis = &method.vis;
     // PyO3's own options given as `#[pyo3_async(name = .., signature = .., ..)]` go to PyO3
     // with the wrapper, as those written `#[pyo3(..)]` do (they stay among `attrs`).
@@ -203,8 +222,18 @@ fn expand_method(
             typed.attrs.clear();
         }
     }
-    body.attrs
-        .retain(|attr| attr.path().is_ident("allow") || attr.path().is_ident("doc"));
+    // What decides whether and how the body compiles goes with it: `cfg`, `cfg_attr` and the
+    // lint attributes; PyO3's attributes stay with the wrapper only.
+    body.attrs.retain(|attr| {
+        let kept = [
+            "allow", "expect", "warn", "deny", "forbid", "cfg", "cfg_attr", "doc",
+        ]
+        .iter()
+        .any(|kept| attr.path().is_ident(kept));
+        // A `cfg_attr` that adds a PyO3 attribute belongs to the wrapper alone.
+        kept && !(attr.path().is_ident("cfg_attr")
+            && attr.meta.to_token_stream().to_string().contains("pyo3"))
+    });
     // The hidden name of a dunder (`__pyo3_async___aenter__`) is not snake case: the user's
     // crate must not warn about a name it never wrote.
     body.attrs.push(syn::parse_quote!(#[allow(non_snake_case)]));

@@ -162,6 +162,19 @@ impl Account {
         false
     }
 
+    /// Never compiled: the hidden body goes with its wrapper (it calls nothing that exists).
+    #[cfg(any())]
+    async fn never(&self) -> i64 {
+        missing_function().await
+    }
+
+    /// Lint attributes reach the body they are about (`expect` on the wrapper would go
+    /// unfulfilled, an unused argument would warn in the body).
+    #[expect(unused_variables)]
+    async fn ignores(&self, unused: i64) -> i64 {
+        1
+    }
+
     #[staticmethod]
     #[pyo3_async(trio)]
     async fn bank() -> &'static str {
@@ -170,7 +183,14 @@ impl Account {
     }
 }
 
+/// A keyword as a name: Python sees `type`, and so does the coroutine's name.
+#[pyo3_async::pyfunction]
+async fn r#type(value: i64) -> i64 {
+    value
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(r#type, m)?)?;
     m.add_function(wrap_pyfunction!(macro_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(macro_add, m)?)?;
     m.add_function(wrap_pyfunction!(macro_fail, m)?)?;

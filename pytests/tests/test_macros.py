@@ -180,3 +180,13 @@ async def test_pyo3_method_options_reach_pyo3_in_either_attribute():
 async def test_async_dunders_make_an_async_context_manager():
     async with m.Account(7) as balance:
         assert balance == 7
+
+
+@pytest.mark.anyio
+async def test_a_raw_identifier_is_named_without_its_prefix():
+    export = getattr(m, "type")
+    coroutine = export(7)
+    assert (coroutine.__name__, coroutine.__qualname__) == ("type", "type")
+    assert await coroutine == 7
+    assert await m.Account(0).ignores(5) == 1
+    assert not hasattr(m.Account, "never")
