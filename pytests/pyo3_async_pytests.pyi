@@ -84,6 +84,8 @@ __all__ = [
     "thread_states_kept",
     "tokio_ticks",
     "type",
+    "keyword_only",
+    "positional_only",
     "pooled_query",
     "pooled_rows",
     "cleaned_up",
@@ -380,6 +382,12 @@ def macro_module_name() -> abc.Coroutine[Any, Any, str]:
 
 def macro_pending(probe: Probe) -> abc.Coroutine[Any, Any, NoReturn]:
     """Never completes; the probe tells when it is dropped."""
+
+def keyword_only(a: int, *, key: int = 1) -> abc.Coroutine[Any, Any, int]:
+    """PyO3's signature syntax in the macro's own options: keyword-only."""
+
+def positional_only(a: int, /, b: int = 2) -> abc.Coroutine[Any, Any, int]:
+    """Positional-only."""
 
 def type(value: int) -> abc.Coroutine[Any, Any, int]:
     """A keyword as a name: Python sees `type`, and so does the coroutine's name."""

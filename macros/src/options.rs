@@ -2,7 +2,8 @@
 
 use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
-use syn::parse::Parser;
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Error, Meta, Token};
@@ -23,19 +24,29 @@ pub(crate) struct Options {
     /// `name = "..."`, for `__name__` too.
     pub(crate) name: Option<String>,
     /// Options for `#[pyo3::pyfunction]` (`name`, `signature`, `text_signature`,
-    /// `pass_module`, `crate`, `warn`).
-    pub(crate) pyo3: Vec<Meta>,
+    /// `pass_module`, `crate`, `warn`), as written.
+    pub(crate) pyo3: Vec<TokenStream2>,
     pub(crate) pass_module: bool,
 }
 
 impl Options {
     pub(crate) fn parse(args: TokenStream2) -> syn::Result<Self> {
-        let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
+        let items = Punctuated::<Item, Token![,]>::parse_terminated.parse2(args)?;
         let mut options = Options::default();
-        for meta in metas {
-            options.add(meta)?;
+        for item in items {
+            options.add_item(item)?;
         }
         Ok(options)
+    }
+
+    fn add_item(&mut self, item: Item) -> syn::Result<()> {
+        match item {
+            Item::Signature(tokens) => {
+                self.pyo3.push(tokens);
+                Ok(())
+            }
+            Item::Meta(meta) => self.add(meta),
+        }
     }
 
     /// Also reads `#[pyo3_async(...)]` attributes on methods.
@@ -60,13 +71,15 @@ impl Options {
                 {
                     self.name = Some(name.value());
                 }
-                self.pyo3.push(meta);
+                self.pyo3.push(meta.into_token_stream());
             }
             ("pass_module", Meta::Path(_)) => {
                 self.pass_module = true;
-                self.pyo3.push(meta);
+                self.pyo3.push(meta.into_token_stream());
             }
-            ("signature" | "text_signature" | "crate" | "warn", _) => self.pyo3.push(meta),
+            ("signature" | "text_signature" | "crate" | "warn", _) => {
+                self.pyo3.push(meta.into_token_stream());
+            }
             _ => return Err(Error::new(meta.span(), UNSUPPORTED)),
         }
         Ok(())
@@ -77,10 +90,10 @@ impl Options {
         let mut kept = Vec::with_capacity(attrs.len());
         for attr in attrs.drain(..) {
             if attr.path().is_ident("pyo3_async") {
-                let metas =
-                    attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
-                for meta in metas {
-                    self.add(meta)?;
+                let items =
+                    attr.parse_args_with(Punctuated::<Item, Token![,]>::parse_terminated)?;
+                for item in items {
+                    self.add_item(item)?;
                 }
             } else {
                 kept.push(attr);
@@ -88,6 +101,33 @@ impl Options {
         }
         *attrs = kept;
         Ok(())
+    }
+}
+
+/// One option as written. PyO3's `signature = (a, *, key, /, ..)` is no Rust expression (as a
+/// `Meta` would need it to be): it is kept as tokens, for PyO3 to read.
+enum Item {
+    Signature(TokenStream2),
+    Meta(Meta),
+}
+
+impl Parse for Item {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let fork = input.fork();
+        let is_signature = fork
+            .parse::<syn::Ident>()
+            .is_ok_and(|ident| ident == "signature")
+            && fork.peek(Token![=])
+            && fork.peek2(syn::token::Paren);
+        if !is_signature {
+            return input.parse().map(Item::Meta);
+        }
+        let ident: syn::Ident = input.parse()?;
+        let eq: Token![=] = input.parse()?;
+        let content;
+        syn::parenthesized!(content in input);
+        let parameters: TokenStream2 = content.parse()?;
+        Ok(Item::Signature(quote!(#ident #eq (#parameters))))
     }
 }
 

@@ -183,6 +183,17 @@ impl Account {
     }
 }
 
+/// PyO3's signature syntax in the macro's own options: keyword-only and positional-only.
+#[pyo3_async::pyfunction(signature = (a, *, key = 1))]
+async fn keyword_only(a: i64, key: i64) -> i64 {
+    a + key
+}
+
+#[pyo3_async::pyfunction(signature = (a, /, b = 2))]
+async fn positional_only(a: i64, b: i64) -> i64 {
+    a + b
+}
+
 /// A keyword as a name: Python sees `type`, and so does the coroutine's name.
 #[pyo3_async::pyfunction]
 async fn r#type(value: i64) -> i64 {
@@ -191,6 +202,8 @@ async fn r#type(value: i64) -> i64 {
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(r#type, m)?)?;
+    m.add_function(wrap_pyfunction!(keyword_only, m)?)?;
+    m.add_function(wrap_pyfunction!(positional_only, m)?)?;
     m.add_function(wrap_pyfunction!(macro_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(macro_add, m)?)?;
     m.add_function(wrap_pyfunction!(macro_fail, m)?)?;

@@ -190,3 +190,15 @@ async def test_a_raw_identifier_is_named_without_its_prefix():
     assert await coroutine == 7
     assert await m.Account(0).ignores(5) == 1
     assert not hasattr(m.Account, "never")
+
+
+@pytest.mark.anyio
+async def test_signature_options_take_pyo3s_whole_syntax():
+    assert str(inspect.signature(m.keyword_only)) == "(a, *, key=1)"
+    assert str(inspect.signature(m.positional_only)) == "(a, /, b=2)"
+    assert await m.keyword_only(1, key=2) == 3
+    assert await m.positional_only(1) == 3
+    with pytest.raises(TypeError):
+        m.keyword_only(1, 2)
+    with pytest.raises(TypeError):
+        m.positional_only(a=1)
