@@ -7,6 +7,13 @@ use syn::{ReturnType, Type};
 
 use crate::options::Options;
 
+/// The parameter marked `#[pyo3(cancel_handle)]`: not a Python argument, it receives the
+/// coroutine's `CancelHandle`.
+pub(crate) struct CancelParameter {
+    pub(crate) name: syn::Ident,
+    pub(crate) ty: syn::Type,
+}
+
 /// The expression building the `Coroutine` (or `AsyncGenerator`) from `future`, whose output
 /// has the function's declared type.
 pub(crate) fn awaitable(
@@ -14,7 +21,7 @@ pub(crate) fn awaitable(
     output: &ReturnType,
     future: TokenStream2,
     qualname: &str,
-    cancel: Option<&syn::Ident>,
+    cancel: Option<&CancelParameter>,
 ) -> syn::Result<TokenStream2> {
     let backend = options
         .backend
@@ -36,7 +43,7 @@ pub(crate) fn awaitable(
         }
         if let Some(cancel) = cancel {
             return Err(syn::Error::new(
-                cancel.span(),
+                cancel.name.span(),
                 "`#[pyo3(cancel_handle)]` is for coroutines: an async generator is cancelled \
                  by `aclose()`, which drops the stream",
             ));
@@ -79,10 +86,11 @@ pub(crate) fn awaitable(
         future
     };
     let coroutine = match cancel {
-        // The handle is the body's parameter, bound by the closure.
-        Some(cancel) => quote_spanned! {span=>
+        // The handle is the body's parameter, bound by the closure with the type the user
+        // declared (a type they imported is used; a wrong one is an error at their type).
+        Some(CancelParameter { name, ty }) => quote_spanned! {span=>
             ::pyo3_async::Coroutine::with_cancel_handle(
-                move |#cancel: ::pyo3_async::CancelHandle| #future,
+                move |#name: #ty| #future,
             )
         },
         None => quote_spanned!(span=> ::pyo3_async::Coroutine::new(#future)),

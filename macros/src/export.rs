@@ -6,7 +6,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat, Signature, Type};
 
-use crate::awaitable::awaitable;
+use crate::awaitable::{awaitable, CancelParameter};
 use crate::options::{pyo3_name, pyo3_options, Options};
 
 pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
@@ -265,9 +265,8 @@ fn pass_through(options: Options, function: ItemFn) -> syn::Result<TokenStream2>
 /// The arguments the future takes over, which must be owned (the future is `'static`).
 struct Arguments {
     names: Vec<syn::Ident>,
-    /// The parameter marked `#[pyo3(cancel_handle)]`: not a Python argument, it receives the
-    /// coroutine's [`CancelHandle`](pyo3_async::CancelHandle).
-    cancel: Option<syn::Ident>,
+    /// The parameter marked `#[pyo3(cancel_handle)]`.
+    cancel: Option<CancelParameter>,
     /// Statements turning the wrapper's arguments into the future's (for `pass_module`).
     conversions: Vec<TokenStream2>,
 }
@@ -293,7 +292,10 @@ fn owned_arguments(sig: &Signature, pass_module: bool) -> syn::Result<Arguments>
                     "one `#[pyo3(cancel_handle)]` at most",
                 ));
             }
-            cancel = Some(name.clone());
+            cancel = Some(CancelParameter {
+                name: name.clone(),
+                ty: (*typed.ty).clone(),
+            });
             names.push(name);
             continue;
         }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
+// Only named in a `#[pyo3(cancel_handle)]` parameter: the macro must use it (no unused import).
+use pyo3_async::CancelHandle;
 
 use crate::coroutines::{suspend_once, DropGuard, Probe};
 use crate::tokio;
@@ -84,7 +86,7 @@ async fn macro_pending(probe: Py<Probe>) {
 /// through.
 #[pyo3_async::pyfunction]
 async fn macro_until_cancelled(
-    #[pyo3(cancel_handle)] cancel: pyo3_async::CancelHandle,
+    #[pyo3(cancel_handle)] cancel: CancelHandle,
     log: Py<PyAny>,
 ) -> PyResult<()> {
     let exception = cancel.cancelled().await;
