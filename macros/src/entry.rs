@@ -72,6 +72,7 @@ fn body_future(function: &ItemFn, what: &str) -> syn::Result<TokenStream2> {
             format!("`#[pyo3_async::{what}]` functions take no arguments"),
         ));
     }
+    crate::options::refuse_generics(&sig.generics, &format!("`#[pyo3_async::{what}]` functions"))?;
     let body = &function.block;
     Ok(match &sig.output {
         ReturnType::Default => quote! {

@@ -7,12 +7,13 @@ use syn::spanned::Spanned;
 use syn::{Error, FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat, Signature, Type};
 
 use crate::awaitable::{awaitable, CancelParameter};
-use crate::options::{pyo3_name, pyo3_options, Options};
+use crate::options::{pyo3_name, pyo3_options, refuse_generics, Options};
 
 pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
     if function.sig.asyncness.is_none() {
         return pass_through(options, function);
     }
+    refuse_generics(&function.sig.generics, "exported async functions")?;
     let python_name = options
         .name
         .clone()
@@ -85,8 +86,22 @@ pub(crate) fn expand_methods(options: Options, mut block: ItemImpl) -> syn::Resu
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
         if method.sig.asyncness.is_none() {
+            // A plain method is PyO3's; our options on it would be left for rustc to reject
+            // as an unknown attribute.
+            if let Some(attr) = method
+                .attrs
+                .iter()
+                .find(|attr| attr.path().is_ident("pyo3_async"))
+            {
+                return Err(Error::new(
+                    attr.path().span(),
+                    "`#[pyo3_async(...)]` options apply to `async fn` methods only; a plain \
+                     method takes PyO3's `#[pyo3(...)]`",
+                ));
+            }
             continue;
         }
+        refuse_generics(&method.sig.generics, "exported async methods")?;
         let mut method_options = Options {
             backend: options.backend.clone(),
             allow_threads: options.allow_threads,

@@ -165,3 +165,18 @@ pub(crate) fn pyo3_name(attrs: &[Attribute]) -> Option<String> {
             _ => None,
         })
 }
+
+/// Refuses generic parameters by name: Python calls one concrete function, and the body's
+/// types must be known where the macro builds the coroutine.
+pub(crate) fn refuse_generics(generics: &syn::Generics, what: &str) -> syn::Result<()> {
+    match generics.params.first() {
+        Some(param) => Err(Error::new(
+            param.span(),
+            format!(
+                "{what} cannot be generic: Python calls one concrete function; write one per \
+                 type (or take `Py<PyAny>` and extract inside)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
