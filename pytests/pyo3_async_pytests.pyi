@@ -54,6 +54,20 @@ __all__ = [
     "macro_module_name",
     "macro_pending",
     "Account",
+    "traced",
+    "span_at_call",
+    "lookup",
+    "make_result",
+    "MacroResult",
+    "checked_count",
+    "through_renamed",
+    "Renamed",
+    "bare_module_name",
+    "bare_count",
+    "bare_until_cancelled",
+    "Bare",
+    "declarative",
+    "Shapes",
     "marked_add",
     "unmarked_add",
     "endpoint",
@@ -424,6 +438,55 @@ class Account:
     @staticmethod
     def bank() -> abc.Coroutine[Any, Any, Literal["trio bank"]]:
         """`"trio bank"`, on trio."""
+
+# ---- macro_shapes.rs ----
+
+def traced(value: int) -> abc.Coroutine[Any, Any, tuple[str | None, str | None, int]]:
+    """Which span the body is in, before and after a suspension."""
+
+def span_at_call() -> str | None:
+    """`current_span()` where the coroutine is created: outside any span."""
+
+def lookup(key: str) -> abc.Coroutine[Any, Any, int]: ...
+def make_result(value: int) -> abc.Coroutine[Any, Any, MacroResult]: ...
+@final
+class MacroResult:
+    """A class named `Result`, which is no result: returned as a value."""
+
+    @property
+    def value(self) -> int: ...
+
+def checked_count(n: int) -> abc.AsyncGenerator[int, None]:
+    """A generator body that fails before it has a stream: raised by the first `__anext__`."""
+
+def through_renamed(value: int) -> abc.Coroutine[Any, Any, int]: ...
+@final
+class Renamed:
+    def __new__(cls) -> Self: ...
+    def twice(self, value: int) -> abc.Coroutine[Any, Any, int]: ...
+
+def bare_module_name() -> abc.Coroutine[Any, Any, str]: ...
+def bare_count(n: int) -> abc.AsyncGenerator[int, None]: ...
+def bare_until_cancelled() -> abc.Coroutine[Any, Any, NoReturn]: ...
+@final
+class Bare:
+    def __new__(cls) -> Self: ...
+    def ping(self) -> abc.Coroutine[Any, Any, int]: ...
+
+declarative: types.ModuleType
+"""PyO3's declarative module: `declared(value)` and `exported_elsewhere()`."""
+
+@final
+class Shapes:
+    def __new__(cls, value: int) -> Self: ...
+    def traced(self, extra: int) -> abc.Coroutine[Any, Any, tuple[str | None, int]]:
+        """`skip(self)` names the body's `self`, which the wrapper does not have."""
+
+    def traced_if(self) -> abc.Coroutine[Any, Any, str | None]:
+        """The attribute under a condition reaches the body too."""
+
+    def owned_self(self, extra: int) -> abc.Coroutine[Any, Any, int]:
+        """The object owned by the coroutine (`Py<Self>`), instead of borrowed as `&self`."""
 
 # ---- marked.rs ----
 

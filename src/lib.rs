@@ -227,16 +227,6 @@ pub use pyo3_async_macros::test;
 /// What the attribute macros' expansions call; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    use pyo3::{PyErr, PyResult};
-
-    pub fn with_output<T, F: std::future::Future<Output = T>>(future: F) -> F {
-        future
-    }
-
-    pub fn into_py_result<T, E: Into<PyErr>>(result: Result<T, E>) -> PyResult<T> {
-        result.map_err(Into::into)
-    }
-
     /// `tokio-default`: every exported async function and generator runs in the tokio
     /// runtime's context; without the feature, nothing changes.
     #[cfg(feature = "tokio-default")]
@@ -250,17 +240,13 @@ pub mod __private {
     }
 
     pub use crate::embed::run_test;
+    pub use crate::rust_to_py::macro_output::{
+        flatten_stream, IsResult, IsValue, ResultOutput, ValueOutput,
+    };
     pub use crate::rust_to_py::{StaticLabel, ThreadBound};
-
-    pub fn flatten_stream<F>(
-        future: F,
-    ) -> impl futures::Stream<Item = <F::Output as futures::Stream>::Item>
-    where
-        F: std::future::Future,
-        F::Output: futures::Stream,
-    {
-        futures::StreamExt::flatten(futures::stream::once(future))
-    }
+    /// PyO3 as this crate uses it: the macros' own code names it here, so that it compiles
+    /// whatever name the user's crate gives PyO3 (`crate = "..."`).
+    pub use pyo3;
 }
 
 pub use backend::Backend;

@@ -157,3 +157,59 @@ async fn unit_bodies_on_chosen_loops() {
         pyo3_async::Backend::Asyncio | pyo3_async::Backend::Trio
     ));
 }
+
+/// What a test body calls with `super::`: the body resolves names where it was written.
+fn half_of_the_answer() -> u64 {
+    21
+}
+
+mod test_bodies {
+    use pyo3::prelude::*;
+
+    /// A function of the test's own module named `body`: the expansion neither takes the
+    /// name nor shadows it.
+    fn body() -> u64 {
+        21
+    }
+
+    #[pyo3_async::test(asyncio, trio)]
+    async fn call_super_and_a_function_named_body() -> PyResult<()> {
+        assert_eq!(super::half_of_the_answer() + body(), 42);
+        Ok(())
+    }
+
+    /// A result under another name, told by its type.
+    type Checked = Result<(), std::fmt::Error>;
+
+    #[derive(Debug)]
+    struct Reported;
+
+    impl From<std::fmt::Error> for Reported {
+        fn from(_: std::fmt::Error) -> Self {
+            Reported
+        }
+    }
+
+    impl From<Reported> for PyErr {
+        fn from(_: Reported) -> Self {
+            pyo3::exceptions::PyValueError::new_err("reported")
+        }
+    }
+
+    #[pyo3_async::test(asyncio)]
+    async fn an_aliased_result() -> Result<(), Reported> {
+        let checked: Checked = Ok(());
+        Ok(checked?)
+    }
+}
+
+#[no_implicit_prelude]
+mod without_prelude {
+    #[::pyo3_async::test(asyncio, trio)]
+    async fn runs() -> ::pyo3::PyResult<()> {
+        ::core::result::Result::Ok(())
+    }
+
+    #[::pyo3_async::test(trio)]
+    async fn unit() {}
+}

@@ -27,8 +27,25 @@ pub(crate) fn awaitable(
         .backend
         .as_ref()
         .map(|backend| quote!(.with_backend(#backend)));
+    // The output's kind (a result, or a plain value) comes from its type: see
+    // `pyo3_async::__private::IsResult`. Spanned at the declared type, so that an error type
+    // without `Into<PyErr>` is reported there.
+    let span = match output {
+        ReturnType::Default => Span::call_site(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
     if options.generator {
-        let stream = quote!(::pyo3_async::__private::flatten_stream(#future));
+        let stream = quote_spanned! {span=>
+            ::pyo3_async::__private::flatten_stream(async move {
+                #[allow(unused_imports)] // one of the two picks the kind
+                use ::pyo3_async::__private::{IsResult as _, IsValue as _};
+                let __pyo3_async_output = #future.await;
+                // The borrow is what picks the kind (not needless, whatever clippy sees).
+                #[allow(clippy::needless_borrow)]
+                let __pyo3_async_kind = (&__pyo3_async_output).output_kind();
+                __pyo3_async_kind.into_stream(__pyo3_async_output)
+            })
+        };
         let stream = in_runtime(options, stream);
         let stream = if options.allow_threads {
             quote!(::pyo3_async::AllowThreads::new(#stream))
@@ -50,27 +67,29 @@ pub(crate) fn awaitable(
         }
         return Ok(quote!(::pyo3_async::AsyncGenerator::new(#stream) #backend));
     }
-    let span = match output {
-        ReturnType::Default => Span::call_site(),
-        ReturnType::Type(_, ty) => ty.span(),
-    };
-    // The body's block gets the declared output type, for inference (`Err(e)` alone fixes
-    // neither `T` nor `E`); `impl Trait` cannot be named there, and needs no help.
-    let future = match output {
-        ReturnType::Type(_, ty) if !mentions_impl(ty) => {
-            quote_spanned!(span=> ::pyo3_async::__private::with_output::<#ty, _>(#future))
+    if let ReturnType::Type(_, ty) = output {
+        if returns_stream(ty) {
+            return Err(syn::Error::new(
+                ty.span(),
+                "this returns a stream: add the `generator` option \
+                 (`#[pyo3_async::pyfunction(generator)]`, or `#[pyo3_async(generator)]` on a \
+                 method) to export it as a Python async generator",
+            ));
         }
-        _ => future,
-    };
+    }
     let converted = match output {
         ReturnType::Default => quote! {{
             #future.await;
-            ::pyo3::PyResult::Ok(())
+            ::pyo3_async::__private::pyo3::PyResult::Ok(())
         }},
-        ReturnType::Type(_, ty) if returns_result(ty) => {
-            quote_spanned!(span=> ::pyo3_async::__private::into_py_result(#future.await))
-        }
-        ReturnType::Type(..) => quote!(::pyo3::PyResult::Ok(#future.await)),
+        ReturnType::Type(..) => quote_spanned! {span=> {
+            #[allow(unused_imports)] // one of the two picks the kind
+            use ::pyo3_async::__private::{IsResult as _, IsValue as _};
+            let __pyo3_async_output = #future.await;
+            #[allow(clippy::needless_borrow)]
+            let __pyo3_async_kind = (&__pyo3_async_output).output_kind();
+            __pyo3_async_kind.into_py_result(__pyo3_async_output)
+        }},
     };
     let future = quote!(async move { #converted });
     // A `!Send` body is checked for its thread innermost, so the wrappers around it are `Send`.
@@ -120,28 +139,22 @@ fn in_runtime(options: &Options, future: TokenStream2) -> TokenStream2 {
     }
 }
 
-/// Whether the declared output is a `Result` (`PyResult<T>`, `Result<T, E>`), by its name.
-pub(crate) fn returns_result(ty: &Type) -> bool {
-    match ty {
-        Type::Path(path) => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|segment| segment.ident == "PyResult" || segment.ident == "Result"),
-        Type::Paren(inner) => returns_result(&inner.elem),
-        Type::Group(inner) => returns_result(&inner.elem),
-        _ => false,
-    }
-}
-
-/// Whether `ty` contains an `impl Trait`, anywhere.
-fn mentions_impl(ty: &Type) -> bool {
-    fn any_impl(tokens: TokenStream2) -> bool {
+/// Whether the declared output is an `impl Stream` (or `impl TryStream`), which the
+/// `generator` option exports.
+fn returns_stream(ty: &Type) -> bool {
+    fn names_stream(tokens: TokenStream2, after_impl: bool) -> bool {
+        let mut after_impl = after_impl;
         tokens.into_iter().any(|token| match token {
-            proc_macro2::TokenTree::Ident(ident) => ident == "impl",
-            proc_macro2::TokenTree::Group(group) => any_impl(group.stream()),
+            proc_macro2::TokenTree::Ident(ident) if ident == "impl" => {
+                after_impl = true;
+                false
+            }
+            proc_macro2::TokenTree::Ident(ident) => {
+                after_impl && (ident == "Stream" || ident == "TryStream")
+            }
+            proc_macro2::TokenTree::Group(group) => names_stream(group.stream(), after_impl),
             _ => false,
         })
     }
-    any_impl(ty.to_token_stream())
+    names_stream(ty.to_token_stream(), false)
 }

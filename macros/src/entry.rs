@@ -8,8 +8,6 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Error, Ident, ItemFn, ReturnType, Token};
 
-use crate::awaitable::returns_result;
-
 /// How many loops an attribute takes.
 pub(crate) enum Expect {
     /// `main`: one, asyncio by default.
@@ -56,9 +54,8 @@ fn loop_kind(kind: &Ident) -> TokenStream2 {
     quote!(::pyo3_async::LoopKind::#variant)
 }
 
-/// The body as a `PyResult<()>` future: it may return `()`, or a `Result` whose error converts
-/// into a `PyErr` (its value is dropped).
-fn body_future(function: &ItemFn, what: &str) -> syn::Result<TokenStream2> {
+/// Checks the shape of an entry point's function: `async`, no arguments, not generic.
+fn check(function: &ItemFn, what: &str) -> syn::Result<()> {
     let sig = &function.sig;
     if sig.asyncness.is_none() {
         return Err(Error::new(
@@ -72,46 +69,64 @@ fn body_future(function: &ItemFn, what: &str) -> syn::Result<TokenStream2> {
             format!("`#[pyo3_async::{what}]` functions take no arguments"),
         ));
     }
-    crate::options::refuse_generics(&sig.generics, &format!("`#[pyo3_async::{what}]` functions"))?;
-    let body = &function.block;
-    Ok(match &sig.output {
-        ReturnType::Default => quote! {
-            async move {
-                (async move #body).await;
-                ::pyo3::PyResult::Ok(())
-            }
-        },
-        ReturnType::Type(_, ty) if returns_result(ty) => quote_spanned! {ty.span()=>
-            async move {
-                ::pyo3_async::__private::into_py_result(
-                    ::pyo3_async::__private::with_output::<#ty, _>(async move #body).await,
-                )
-                .map(drop)
-            }
-        },
-        ReturnType::Type(_, ty) => {
-            return Err(Error::new(
-                ty.span(),
-                "return `()` or a `Result` (`PyResult<()>`)",
-            ))
+    crate::options::refuse_generics(&sig.generics, &format!("`#[pyo3_async::{what}]` functions"))
+}
+
+/// The body as a plain `async fn` named `name`, at the place the user wrote it (so that
+/// `super::` and the module's own names mean what they meant), with the attributes about the
+/// body (`tracing::instrument`, lints, `cfg`).
+fn body_function(function: &ItemFn, name: &Ident, attrs: &[TokenStream2]) -> TokenStream2 {
+    let mut body = function.clone();
+    body.attrs.clear();
+    body.vis = syn::Visibility::Inherited;
+    body.sig.ident = name.clone();
+    quote! {
+        #(#attrs)*
+        #body
+    }
+}
+
+/// The future of `call` (the body function called) as a `PyResult<()>`: the body returns
+/// `()`, or a result whose error converts into a `PyErr` (its value is dropped). Which one is
+/// decided by the type (`pyo3_async::__private::IsResult`), spanned at the declared type.
+fn unit_result(function: &ItemFn, call: TokenStream2) -> TokenStream2 {
+    let span = match &function.sig.output {
+        ReturnType::Default => function.sig.fn_token.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    quote_spanned! {span=>
+        async move {
+            #[allow(unused_imports)] // one of the two picks the kind
+            use ::pyo3_async::__private::{IsResult as _, IsValue as _};
+            let __pyo3_async_output = #call.await;
+            #[allow(clippy::needless_borrow)]
+            let __pyo3_async_kind = (&__pyo3_async_output).output_kind();
+            __pyo3_async_kind.into_unit_result(__pyo3_async_output)
         }
-    })
+    }
 }
 
 pub(crate) fn expand_main(loops: Vec<Ident>, function: ItemFn) -> syn::Result<TokenStream2> {
-    let future = body_future(&function, "main")?;
+    check(&function, "main")?;
     let kind = loop_kind(&loops[0]);
-    let attrs = &function.attrs;
+    let attributes = crate::attributes::split(&function.attrs)?;
+    let body_name = format_ident!("__pyo3_async_main");
+    let body = body_function(&function, &body_name, &attributes.body);
+    let future = unit_result(&function, quote!(#body_name()));
+    let attrs = &attributes.wrapper;
     let vis = &function.vis;
     let ident = &function.sig.ident;
     Ok(quote! {
         #(#attrs)*
         #vis fn #ident() {
-            ::pyo3::Python::initialize();
-            let ran = ::pyo3::Python::attach(|py| ::pyo3_async::run(py, #kind, #future));
+            #body
+            ::pyo3_async::__private::pyo3::Python::initialize();
+            let ran = ::pyo3_async::__private::pyo3::Python::attach(|py| {
+                ::pyo3_async::run(py, #kind, #future)
+            });
             if let ::core::result::Result::Err(err) = ran {
                 // As Python ends a program that raised: the traceback, exit status 1.
-                ::pyo3::Python::attach(|py| err.print(py));
+                ::pyo3_async::__private::pyo3::Python::attach(|py| err.print(py));
                 ::std::process::exit(1);
             }
         }
@@ -119,13 +134,19 @@ pub(crate) fn expand_main(loops: Vec<Ident>, function: ItemFn) -> syn::Result<To
 }
 
 pub(crate) fn expand_test(loops: Vec<Ident>, function: ItemFn) -> syn::Result<TokenStream2> {
-    let future = body_future(&function, "test")?;
-    let (docs, attrs): (Vec<_>, Vec<_>) = function
-        .attrs
+    check(&function, "test")?;
+    let attributes = crate::attributes::split(&function.attrs)?;
+    // Docs describe the test module; `ignore`, `should_panic` and the rest of the wrapper's
+    // attributes go on each test.
+    let (docs, attrs): (Vec<_>, Vec<_>) = attributes
+        .wrapper
         .iter()
-        .partition(|attr| attr.path().is_ident("doc"));
+        .partition(|attr| attr.to_string().starts_with("# [doc"));
     let vis = &function.vis;
     let ident = &function.sig.ident;
+    let body_name = format_ident!("__pyo3_async_test_{}", ident);
+    let body = body_function(&function, &body_name, &attributes.body);
+    let future = unit_result(&function, quote!(super::#body_name()));
     let tests = loops.iter().map(|kind| {
         let loop_kind = loop_kind(kind);
         quote! {
@@ -137,12 +158,18 @@ pub(crate) fn expand_test(loops: Vec<Ident>, function: ItemFn) -> syn::Result<To
         }
     });
     Ok(quote! {
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        #body
+
         #(#docs)*
         #vis mod #ident {
-            #[allow(unused_imports)]
-            use super::*;
-
-            pub(super) fn body() -> impl ::core::future::Future<Output = ::pyo3::PyResult<()>> + Send + 'static {
+            /// The body as each test runs it (no glob import of the parent: the body's
+            /// names resolve where it was written, and this `body` shadows none of them).
+            #[doc(hidden)]
+            pub(super) fn body() -> impl ::core::future::Future<
+                Output = ::pyo3_async::__private::pyo3::PyResult<()>,
+            > + ::core::marker::Send + 'static {
                 #future
             }
 

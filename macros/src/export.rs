@@ -6,8 +6,9 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat, Signature, Type};
 
+use crate::attributes;
 use crate::awaitable::{awaitable, CancelParameter};
-use crate::options::{pyo3_name, pyo3_options, refuse_generics, Options};
+use crate::options::{block_crate, pyo3_name, pyo3_options, refuse_generics, Options};
 
 pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result<TokenStream2> {
     if function.sig.asyncness.is_none() {
@@ -20,27 +21,26 @@ pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result
         .or_else(|| pyo3_name(&function.attrs))
         .unwrap_or_else(|| function.sig.ident.unraw().to_string());
     let arguments = owned_arguments(&function.sig, options.pass_module)?;
-    let future = if options.generator {
-        // A nested `async fn` with the declared signature: the stream's type is checked
-        // against the declaration (and the traits it names are used).
-        let mut body = function.clone();
-        body.attrs.clear();
-        body.vis = syn::Visibility::Inherited;
-        body.sig.ident = format_ident!("__pyo3_async_body");
-        for input in &mut body.sig.inputs {
-            if let FnArg::Typed(typed) = input {
-                typed.attrs.clear();
-            }
+    let attributes = attributes::split(&function.attrs)?;
+    // The body as written, as a nested `async fn` with the declared signature: its output
+    // type drives inference, its parameters keep their declared types (an imported type is
+    // used), and the attributes about the body (`tracing::instrument`, lints) apply to it.
+    let mut body = function.clone();
+    body.attrs.clear();
+    body.vis = syn::Visibility::Inherited;
+    body.sig.ident = format_ident!("__pyo3_async_body");
+    for input in &mut body.sig.inputs {
+        if let FnArg::Typed(typed) = input {
+            typed.attrs.clear();
         }
-        let names = &arguments.names;
-        quote!({
-            #body
-            __pyo3_async_body(#(#names),*)
-        })
-    } else {
-        let body = &function.block;
-        quote!(async move #body)
-    };
+    }
+    let body_attrs = &attributes.body;
+    let names = &arguments.names;
+    let future = quote!({
+        #(#body_attrs)*
+        #body
+        __pyo3_async_body(#(#names),*)
+    });
     let awaitable = awaitable(
         &options,
         &function.sig.output,
@@ -48,16 +48,17 @@ pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result
         &python_name,
         arguments.cancel.as_ref(),
     )?;
+    let pyo3_path = options.pyo3_path();
     let pyo3_options = pyo3_options(&options);
-    let attrs = &function.attrs;
+    let wrapper_attrs = &attributes.wrapper;
     let vis = &function.vis;
     let ident = &function.sig.ident;
     let inputs = wrapper_inputs(&function.sig, options.pass_module);
     let conversions = &arguments.conversions;
     let returns = returns(&options);
     Ok(quote! {
-        #[::pyo3::pyfunction #pyo3_options]
-        #(#attrs)*
+        #[#pyo3_path::pyfunction #pyo3_options]
+        #(#wrapper_attrs)*
         #vis fn #ident(#(#inputs),*) -> #returns {
             #(#conversions)*
             #awaitable
@@ -69,9 +70,21 @@ pub(crate) fn expand_methods(options: Options, mut block: ItemImpl) -> syn::Resu
     if let Some(option) = options.pyo3.first() {
         return Err(Error::new(
             option.span(),
-            "options go on each method, as `#[pyo3_async(...)]` or `#[pyo3(...)]`",
+            "options go on each method, as `#[pyo3_async(...)]` or `#[pyo3(...)]`; the block \
+             takes ours (`asyncio`, `trio`, `allow_threads`, `tokio`, `local`) and `crate`",
         ));
     }
+    // PyO3's path: `#[pyo3_async::pymethods(crate = "..")]`, or PyO3's own
+    // `#[pyo3(crate = "..")]` on the block.
+    let krate = match &options.krate {
+        Some(krate) => {
+            let path = &krate.string;
+            block.attrs.push(syn::parse_quote!(#[pyo3(crate = #path)]));
+            Some(krate.path.clone())
+        }
+        None => block_crate(&block.attrs)?,
+    };
+    let pyo3_path = krate.map_or_else(|| quote!(::pyo3), |path| quote!(#path));
     let self_ty = &block.self_ty;
     let class_name = match &**self_ty {
         Type::Path(path) => path
@@ -111,13 +124,20 @@ pub(crate) fn expand_methods(options: Options, mut block: ItemImpl) -> syn::Resu
             ..Options::default()
         };
         method_options.take_from(&mut method.attrs)?;
+        if let Some(krate) = &method_options.krate {
+            return Err(Error::new(
+                krate.string.span(),
+                "`crate` goes on the `impl` block (`#[pyo3_async::pymethods(crate = \"..\")]`), \
+                 as PyO3 takes it on `#[pymethods]`",
+            ));
+        }
         let (wrapper, body) = expand_method(method_options, method, &class_name)?;
         *method = wrapper;
         bodies.push(body);
     }
     let (impl_generics, _, where_clause) = block.generics.split_for_impl();
     Ok(quote! {
-        #[::pyo3::pymethods]
+        #[#pyo3_path::pymethods]
         #block
 
         #[doc(hidden)]
@@ -180,7 +200,7 @@ fn expand_method(
         // what makes that borrow sound while Python keeps using the object.
         quote_spanned! {sig.inputs.span()=>
             async move {
-                let __slf: &Self = ::pyo3::Py::get(&__slf);
+                let __slf: &Self = ::pyo3_async::__private::pyo3::Py::get(&__slf);
                 __slf.#hidden(#(#names),*).await
             }
         }
@@ -200,20 +220,16 @@ fn expand_method(
         .into_iter()
         .collect();
     if receiver {
-        wrapper_sig
-            .inputs
-            .insert(0, syn::parse_quote!(__slf: ::pyo3::Py<Self>));
+        wrapper_sig.inputs.insert(
+            0,
+            syn::parse_quote!(__slf: ::pyo3_async::__private::pyo3::Py<Self>),
+        );
     }
     let returns = returns(&options);
     wrapper_sig.output = syn::parse_quote!(-> #returns);
     let conversions = &arguments.conversions;
-    // `#[expect(..)]` concerns the body the user wrote: on the generated wrapper it would go
-    // unfulfilled.
-    let attrs: Vec<_> = method
-        .attrs
-        .iter()
-        .filter(|attr| !attr.path().is_ident("expect"))
-        .collect();
+    let attributes = attributes::split(&method.attrs)?;
+    let wrapper_attrs = &attributes.wrapper;
     let vis = &method.vis;
     // PyO3's own options given as `#[pyo3_async(name = .., signature = .., ..)]` go to PyO3
     // with the wrapper, as those written `#[pyo3(..)]` do (they stay among `attrs`).
@@ -225,7 +241,7 @@ fn expand_method(
     };
     let wrapper: ImplItemFn = syn::parse_quote! {
         #pyo3_attribute
-        #(#attrs)*
+        #(#wrapper_attrs)*
         #vis #wrapper_sig {
             #(#conversions)*
             #awaitable
@@ -237,24 +253,18 @@ fn expand_method(
             typed.attrs.clear();
         }
     }
-    // What decides whether and how the body compiles goes with it: `cfg`, `cfg_attr` and the
-    // lint attributes; PyO3's attributes stay with the wrapper only.
-    body.attrs.retain(|attr| {
-        let kept = [
-            "allow", "expect", "warn", "deny", "forbid", "cfg", "cfg_attr", "doc",
-        ]
-        .iter()
-        .any(|kept| attr.path().is_ident(kept));
-        // A `cfg_attr` that adds a PyO3 attribute belongs to the wrapper alone.
-        kept && !(attr.path().is_ident("cfg_attr")
-            && attr.meta.to_token_stream().to_string().contains("pyo3"))
-    });
-    // The hidden name of a dunder (`__pyo3_async___aenter__`) is not snake case: the user's
-    // crate must not warn about a name it never wrote.
-    body.attrs.push(syn::parse_quote!(#[allow(non_snake_case)]));
+    body.attrs.clear();
     body.sig.ident = hidden;
     body.vis = syn::Visibility::Inherited;
-    Ok((wrapper, body.into_token_stream()))
+    let body_attrs = &attributes.body;
+    // The hidden name of a dunder (`__pyo3_async___aenter__`) is not snake case: the user's
+    // crate must not warn about a name it never wrote.
+    let body = quote! {
+        #(#body_attrs)*
+        #[allow(non_snake_case)]
+        #body
+    };
+    Ok((wrapper, body))
 }
 
 /// A plain function is PyO3's business, so that one attribute serves a whole module.
@@ -270,9 +280,10 @@ fn pass_through(options: Options, function: ItemFn) -> syn::Result<TokenStream2>
             "`asyncio`, `trio`, `allow_threads`, `tokio`, `local` and `generator` apply to `async fn` only",
         ));
     }
+    let pyo3_path = options.pyo3_path();
     let pyo3_options = pyo3_options(&options);
     Ok(quote! {
-        #[::pyo3::pyfunction #pyo3_options]
+        #[#pyo3_path::pyfunction #pyo3_options]
         #function
     })
 }
@@ -316,14 +327,14 @@ fn owned_arguments(sig: &Signature, pass_module: bool) -> syn::Result<Arguments>
         }
         if std::mem::take(&mut first) && pass_module {
             // The wrapper gets the module borrowed; the future owns a reference to it.
-            conversions.push(quote!(let #name = ::pyo3::Bound::clone(#name).unbind();));
-        } else if let Type::Reference(reference) = &*typed.ty {
-            return Err(Error::new(
-                reference.span(),
-                "arguments of exported async functions cannot be borrowed: the coroutine \
-                 outlives the call, so take an owned value (`String`, `Vec<T>`, \
-                 `Py<PyAny>`...)",
+            refuse_borrowed_module(&typed.ty)?;
+            conversions.push(quote!(
+                let #name = ::pyo3_async::__private::pyo3::Bound::unbind(
+                    ::core::clone::Clone::clone(#name),
+                );
             ));
+        } else {
+            refuse_borrowing(&typed.ty)?;
         }
         names.push(name);
     }
@@ -354,7 +365,12 @@ fn wrapper_inputs(sig: &Signature, pass_module: bool) -> Vec<FnArg> {
         .collect();
     if pass_module {
         if let Some(FnArg::Typed(module)) = inputs.first_mut() {
-            *module.ty = syn::parse_quote!(&::pyo3::Bound<'_, ::pyo3::types::PyModule>);
+            *module.ty = syn::parse_quote!(
+                &::pyo3_async::__private::pyo3::Bound<
+                    '_,
+                    ::pyo3_async::__private::pyo3::types::PyModule,
+                >
+            );
         }
     }
     inputs
@@ -365,5 +381,148 @@ fn returns(options: &Options) -> TokenStream2 {
         quote!(::pyo3_async::AsyncGenerator)
     } else {
         quote!(::pyo3_async::Coroutine)
+    }
+}
+
+/// Refuses a parameter the coroutine cannot own, at the parameter, saying what to take
+/// instead: the coroutine outlives the call, and runs across suspensions on whatever thread
+/// polls it, with the interpreter attached only while it is polled.
+fn refuse_borrowing(ty: &Type) -> syn::Result<()> {
+    if let Type::Reference(reference) = ty {
+        return Err(Error::new(
+            reference.span(),
+            "arguments of exported async functions cannot be borrowed: the coroutine \
+             outlives the call, so take an owned value (`String`, `Vec<T>`, `Py<PyAny>`...)",
+        ));
+    }
+    if let Type::Path(path) = ty {
+        if let Some(last) = path.path.segments.last() {
+            let why = match last.ident.to_string().as_str() {
+                "Python" => Some(
+                    "a `Python<'_>` token cannot be held by a coroutine: it proves the \
+                     interpreter is attached during this call only, and the body runs later, \
+                     across suspensions; call `Python::attach` in the body where it needs one",
+                ),
+                "Bound" | "Borrowed" => Some(
+                    "a `Bound<'_, T>` is tied to the interpreter attached during this call, \
+                     which the coroutine outlives: take `Py<T>` (`Py<PyAny>`, `Py<PyDict>`...) \
+                     and `bind` it inside `Python::attach`",
+                ),
+                "PyRef" | "PyRefMut" => Some(
+                    "a `PyRef` borrow cannot be held across the coroutine's suspensions: take \
+                     `&self` on a `#[pyclass(frozen)]` class, or `slf: Py<Self>` and borrow it \
+                     inside `Python::attach`",
+                ),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(Error::new(last.ident.span(), why));
+            }
+        }
+    }
+    match borrowed_lifetime(ty.to_token_stream()) {
+        Some(span) => Err(Error::new(
+            span,
+            "arguments of exported async functions cannot borrow: the coroutine outlives the \
+             call, so take an owned value (`String`, `Vec<T>`, `Py<PyAny>`...)",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Where `tokens` name a lifetime other than `'static`, if they do.
+fn borrowed_lifetime(tokens: TokenStream2) -> Option<proc_macro2::Span> {
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '\'' => {
+                if let Some(proc_macro2::TokenTree::Ident(name)) = tokens.peek() {
+                    if name != "static" {
+                        return Some(punct.span());
+                    }
+                }
+            }
+            proc_macro2::TokenTree::Group(group) => {
+                if let Some(span) = borrowed_lifetime(group.stream()) {
+                    return Some(span);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `pass_module`'s parameter is the module owned (`Py<PyModule>`): the wrapper receives it
+/// borrowed and hands the coroutine a reference it owns.
+fn refuse_borrowed_module(ty: &Type) -> syn::Result<()> {
+    let borrowed = matches!(ty, Type::Reference(_))
+        || matches!(ty, Type::Path(path) if path.path.segments.last()
+            .is_some_and(|last| last.ident == "Bound" || last.ident == "Borrowed"));
+    if borrowed {
+        return Err(Error::new(
+            ty.span(),
+            "with `pass_module`, an async function takes its module as `Py<PyModule>`: the \
+             coroutine outlives the call, so it keeps a reference of its own",
+        ));
+    }
+    Ok(())
+}
+
+/// `function` as a plain, unexported function: what is left of it next to an error.
+pub(crate) fn unexported(mut function: ItemFn) -> TokenStream2 {
+    let body_attrs = attributes::split(&function.attrs)
+        .map(|split| split.body)
+        .unwrap_or_default();
+    function.attrs.clear();
+    for input in &mut function.sig.inputs {
+        if let FnArg::Typed(typed) = input {
+            typed.attrs.clear();
+        }
+    }
+    quote! {
+        #(#body_attrs)*
+        #[allow(dead_code)]
+        #function
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{expand_function, expand_methods};
+    use crate::options::Options;
+
+    /// Whether `expanded` names PyO3 as `::pyo3` anywhere but through pyo3-async's own
+    /// re-export.
+    fn names_pyo3_directly(expanded: &str) -> bool {
+        expanded
+            .replace(":: pyo3_async :: __private :: pyo3 ::", "")
+            .contains(":: pyo3 ::")
+    }
+
+    #[test]
+    fn with_crate_pyo3_is_named_only_by_the_given_path() {
+        let options = Options::parse(quote::quote!(crate = "renamed", pass_module)).unwrap();
+        let function = syn::parse_quote! {
+            async fn f(module: Py<PyModule>, #[pyo3(cancel_handle)] cancel: CancelHandle) -> u8 {
+                1
+            }
+        };
+        let expanded = expand_function(options, function).unwrap().to_string();
+        assert!(!names_pyo3_directly(&expanded), "{expanded}");
+        assert!(expanded.contains("renamed :: pyfunction"), "{expanded}");
+        assert!(expanded.contains("crate = \"renamed\""), "{expanded}");
+
+        let options = Options::parse(quote::quote!(crate = "renamed")).unwrap();
+        let block = syn::parse_quote! {
+            impl Counter {
+                async fn count(&self) -> u8 {
+                    1
+                }
+            }
+        };
+        let expanded = expand_methods(options, block).unwrap().to_string();
+        assert!(!names_pyo3_directly(&expanded), "{expanded}");
+        assert!(expanded.contains("renamed :: pymethods"), "{expanded}");
     }
 }

@@ -2,6 +2,7 @@
 //! `pyo3_async::pymethods`, `pyo3_async::main` and `pyo3_async::test`, where they are
 //! documented.
 
+mod attributes;
 mod awaitable;
 mod entry;
 mod export;
@@ -16,11 +17,22 @@ use options::Options;
 /// `#[pyo3_async::pyfunction(options)]` on an `async fn`.
 #[proc_macro_attribute]
 pub fn pyfunction(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed = Options::parse(args.into()).and_then(|options| {
-        let function = syn::parse::<ItemFn>(item)?;
-        expand_function(options, function)
-    });
-    parsed.unwrap_or_else(Error::into_compile_error).into()
+    let function = match syn::parse::<ItemFn>(item) {
+        Ok(function) => function,
+        Err(error) => return error.into_compile_error().into(),
+    };
+    let expanded =
+        Options::parse(args.into()).and_then(|options| expand_function(options, function.clone()));
+    match expanded {
+        Ok(expanded) => expanded.into(),
+        // The function stays, as a plain one, next to the error: what it uses (imports,
+        // helpers) is used, so that the error is the only thing reported.
+        Err(error) => {
+            let error = error.into_compile_error();
+            let function = export::unexported(function);
+            quote::quote!(#error #function).into()
+        }
+    }
 }
 
 /// `#[pyo3_async::pymethods]` on an `impl` block of a `#[pyclass]`.

@@ -27,6 +27,32 @@ pub(crate) struct Options {
     /// `pass_module`, `crate`, `warn`), as written.
     pub(crate) pyo3: Vec<TokenStream2>,
     pub(crate) pass_module: bool,
+    /// `crate = "..."`: PyO3's path, as PyO3's own option names it.
+    pub(crate) krate: Option<Krate>,
+}
+
+/// PyO3's path given as `crate = "path"`.
+pub(crate) struct Krate {
+    pub(crate) string: syn::LitStr,
+    pub(crate) path: syn::Path,
+}
+
+impl Krate {
+    fn parse(value: &syn::Expr) -> syn::Result<Self> {
+        match value {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(string),
+                ..
+            }) => Ok(Krate {
+                path: string.parse()?,
+                string: string.clone(),
+            }),
+            _ => Err(Error::new(
+                value.span(),
+                "expected PyO3's path as a string: `crate = \"pyo3\"`",
+            )),
+        }
+    }
 }
 
 impl Options {
@@ -77,7 +103,8 @@ impl Options {
                 self.pass_module = true;
                 self.pyo3.push(meta.into_token_stream());
             }
-            ("signature" | "text_signature" | "crate" | "warn", _) => {
+            ("crate", Meta::NameValue(value)) => self.krate = Some(Krate::parse(&value.value)?),
+            ("signature" | "text_signature" | "warn", _) => {
                 self.pyo3.push(meta.into_token_stream());
             }
             _ => return Err(Error::new(meta.span(), UNSUPPORTED)),
@@ -101,6 +128,14 @@ impl Options {
         }
         *attrs = kept;
         Ok(())
+    }
+
+    /// The path of PyO3's own attributes: `crate = ".."`, or `::pyo3` as PyO3 assumes.
+    pub(crate) fn pyo3_path(&self) -> TokenStream2 {
+        match &self.krate {
+            Some(krate) => krate.path.to_token_stream(),
+            None => quote!(::pyo3),
+        }
     }
 }
 
@@ -135,13 +170,33 @@ const UNSUPPORTED: &str = "unsupported option: expected `asyncio`, `trio`, `allo
     `tokio`, `local`, `generator`, or a `#[pyo3::pyfunction]` option (`name`, `signature`, `text_signature`, \
     `pass_module`, `crate`, `warn`)";
 
+/// PyO3's options for its `#[pyfunction]`, `crate` among them.
 pub(crate) fn pyo3_options(options: &Options) -> TokenStream2 {
-    let pyo3_options = &options.pyo3;
+    let krate = options.krate.as_ref().map(|krate| {
+        let string = &krate.string;
+        quote!(crate = #string)
+    });
+    let pyo3_options: Vec<_> = options.pyo3.iter().cloned().chain(krate).collect();
     if pyo3_options.is_empty() {
         quote!()
     } else {
         quote!((#(#pyo3_options),*))
     }
+}
+
+/// The `crate = ".."` of a `#[pyo3(...)]` attribute on an `impl` block, as a path.
+pub(crate) fn block_crate(attrs: &[Attribute]) -> syn::Result<Option<syn::Path>> {
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("pyo3")) {
+        let options = attr.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
+        for option in options {
+            if let Meta::NameValue(value) = option {
+                if value.path.is_ident("crate") {
+                    return Krate::parse(&value.value).map(|krate| Some(krate.path));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The `name = "..."` of a `#[pyo3(...)]` attribute, if any.

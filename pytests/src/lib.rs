@@ -6,6 +6,7 @@ mod core;
 mod coroutines;
 mod generators;
 mod local;
+mod macro_shapes;
 mod macros;
 mod marked;
 // The README's examples, for test_readme.py; not in `cargo test` (their `#[pyo3_async::test]`
@@ -70,6 +71,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     generators::register(m)?;
     awaiting::register(m)?;
     macros::register(m)?;
+    macro_shapes::register(m)?;
     marked::register(m)?;
     local::register(m)?;
     storm::register(m)?;

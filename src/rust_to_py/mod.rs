@@ -11,6 +11,7 @@ mod driver;
 pub(crate) mod errors;
 mod future_cell;
 mod label;
+pub(crate) mod macro_output;
 pub(crate) mod panic;
 mod pollable;
 mod send_slot;

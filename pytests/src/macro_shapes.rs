@@ -1,0 +1,272 @@
+//! The shapes real bindings give the attribute macros (test_macro_shapes.py): attributes that
+//! belong to the body, results under other names, PyO3 under another path, modules without the
+//! implicit prelude, PyO3's declarative modules, owned `self`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use pyo3::exceptions::PyLookupError;
+use pyo3::prelude::*;
+
+use crate::coroutines::suspend_once;
+
+// ---- Attributes that belong to the body: `tracing::instrument` ----
+
+/// A `tracing` subscriber that knows only which span each thread is in: enough to tell whether
+/// a body runs inside its `#[instrument]` span.
+struct CurrentSpans;
+
+static SPAN_NAMES: OnceLock<Mutex<HashMap<u64, &'static str>>> = OnceLock::new();
+
+thread_local! {
+    static ENTERED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+impl tracing::Subscriber for CurrentSpans {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut names) = SPAN_NAMES.get_or_init(Default::default).lock() {
+            names.insert(id, span.metadata().name());
+        }
+        tracing::span::Id::from_u64(id)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, span: &tracing::span::Id) {
+        ENTERED.with(|entered| entered.borrow_mut().push(span.into_u64()));
+    }
+
+    fn exit(&self, _: &tracing::span::Id) {
+        ENTERED.with(|entered| entered.borrow_mut().pop());
+    }
+}
+
+/// The name of the span this thread is in, if any.
+fn current_span() -> Option<&'static str> {
+    let id = ENTERED.with(|entered| entered.borrow().last().copied())?;
+    SPAN_NAMES.get()?.lock().ok()?.get(&id).copied()
+}
+
+/// Which span the body is in, before and after a suspension.
+#[pyo3_async::pyfunction]
+#[tracing::instrument(name = "traced_body")]
+async fn traced(value: i64) -> (Option<&'static str>, Option<&'static str>, i64) {
+    let before = current_span();
+    suspend_once().await;
+    (before, current_span(), value)
+}
+
+/// `current_span()` where the coroutine is created: outside any span.
+#[pyfunction]
+fn span_at_call() -> Option<&'static str> {
+    current_span()
+}
+
+// ---- Results under other names, and a class named `Result` ----
+
+struct ApiError(String);
+
+impl From<ApiError> for PyErr {
+    fn from(error: ApiError) -> Self {
+        PyLookupError::new_err(error.0)
+    }
+}
+
+/// A result by another name: converted as a result, from its type.
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+#[pyo3_async::pyfunction]
+async fn lookup(key: String) -> ApiResult<i64> {
+    suspend_once().await;
+    match key.as_str() {
+        "one" => Ok(1),
+        _ => Err(ApiError(key)),
+    }
+}
+
+mod shadowing {
+    use pyo3::prelude::*;
+
+    /// A class named `Result`, which is no result: returned as a value.
+    #[pyclass(frozen, name = "MacroResult")]
+    pub(crate) struct Result {
+        #[pyo3(get)]
+        value: i64,
+    }
+
+    #[pyo3_async::pyfunction]
+    pub(crate) async fn make_result(value: i64) -> Result {
+        Result { value }
+    }
+}
+
+/// A generator body that fails before it has a stream: raised by the first `__anext__`.
+#[pyo3_async::pyfunction(generator)]
+async fn checked_count(
+    n: i64,
+) -> PyResult<impl futures::Stream<Item = PyResult<i64>> + Send + 'static> {
+    suspend_once().await;
+    if n < 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err("negative count"));
+    }
+    Ok(futures::stream::iter((0..n).map(Ok)))
+}
+
+// ---- PyO3 under another path (`crate = "..."`) ----
+
+mod renamed {
+    pub(crate) use ::pyo3 as python;
+}
+
+#[pyo3_async::pyfunction(crate = "crate::macro_shapes::renamed::python")]
+async fn through_renamed(value: i64) -> i64 {
+    value * 2
+}
+
+#[pyclass(frozen, crate = "crate::macro_shapes::renamed::python")]
+struct Renamed;
+
+#[pyo3_async::pymethods(crate = "crate::macro_shapes::renamed::python")]
+impl Renamed {
+    #[new]
+    fn new() -> Self {
+        Renamed
+    }
+
+    async fn twice(&self, value: i64) -> i64 {
+        value * 2
+    }
+}
+
+// ---- Without the implicit prelude ----
+
+#[no_implicit_prelude]
+mod without_prelude {
+    use ::core::iter::Iterator;
+    use ::pyo3::prelude::*;
+    use ::pyo3::types::PyModule;
+    use ::std::string::{String, ToString};
+
+    #[::pyo3_async::pyfunction(pass_module)]
+    pub(crate) async fn bare_module_name(module: Py<PyModule>) -> PyResult<String> {
+        Python::attach(|py| ::core::result::Result::Ok(module.bind(py).name()?.to_string()))
+    }
+
+    #[::pyo3_async::pyfunction(generator)]
+    pub(crate) async fn bare_count(
+        n: u64,
+    ) -> impl ::futures::Stream<Item = PyResult<u64>> + ::core::marker::Send {
+        ::futures::stream::iter((0..n).map(::core::result::Result::Ok))
+    }
+
+    #[::pyo3_async::pyfunction]
+    pub(crate) async fn bare_until_cancelled(
+        #[pyo3(cancel_handle)] cancel: ::pyo3_async::CancelHandle,
+    ) -> PyResult<()> {
+        ::core::result::Result::Err(cancel.cancelled().await)
+    }
+
+    #[pyclass(frozen)]
+    pub(crate) struct Bare;
+
+    #[::pyo3_async::pymethods]
+    impl Bare {
+        #[new]
+        fn new() -> Self {
+            Bare
+        }
+
+        async fn ping(&self) -> u64 {
+            1
+        }
+    }
+}
+
+// ---- PyO3's declarative modules ----
+
+/// `use pyo3_async::pyfunction;` makes `#[pyfunction]` ours, and PyO3's declarative module
+/// still sees (and adds) the function; a function exported elsewhere is added with
+/// `#[pymodule_export] use`.
+#[pymodule]
+pub(crate) mod declarative {
+    use pyo3_async::pyfunction;
+
+    #[pyfunction]
+    async fn declared(value: i64) -> i64 {
+        value + 1
+    }
+
+    #[pymodule_export]
+    use super::exported_elsewhere;
+}
+
+#[pyo3_async::pyfunction]
+async fn exported_elsewhere() -> &'static str {
+    "elsewhere"
+}
+
+// ---- Methods: owned `self`, attributes on the body ----
+
+#[pyclass(frozen)]
+struct Shapes {
+    value: i64,
+}
+
+#[pyo3_async::pymethods]
+impl Shapes {
+    #[new]
+    fn new(value: i64) -> Self {
+        Shapes { value }
+    }
+
+    /// `skip(self)` names the body's `self`, which the wrapper does not have.
+    #[tracing::instrument(skip(self), name = "traced_method")]
+    async fn traced(&self, extra: i64) -> (Option<&'static str>, i64) {
+        suspend_once().await;
+        (current_span(), self.value + extra)
+    }
+
+    /// The attribute under a condition reaches the body too.
+    #[cfg_attr(all(), tracing::instrument(skip(self), name = "conditional"))]
+    async fn traced_if(&self) -> Option<&'static str> {
+        suspend_once().await;
+        current_span()
+    }
+
+    /// The object owned by the coroutine (`Py<Self>`), instead of borrowed as `&self`.
+    async fn owned_self(slf: Py<Self>, extra: i64) -> i64 {
+        suspend_once().await;
+        slf.get().value + extra
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let _ = tracing::subscriber::set_global_default(CurrentSpans);
+    m.add_function(wrap_pyfunction!(traced, m)?)?;
+    m.add_function(wrap_pyfunction!(span_at_call, m)?)?;
+    m.add_function(wrap_pyfunction!(lookup, m)?)?;
+    m.add_function(wrap_pyfunction!(shadowing::make_result, m)?)?;
+    m.add_class::<shadowing::Result>()?;
+    m.add_function(wrap_pyfunction!(checked_count, m)?)?;
+    m.add_function(wrap_pyfunction!(through_renamed, m)?)?;
+    m.add_class::<Renamed>()?;
+    m.add_function(wrap_pyfunction!(without_prelude::bare_module_name, m)?)?;
+    m.add_function(wrap_pyfunction!(without_prelude::bare_count, m)?)?;
+    m.add_function(wrap_pyfunction!(without_prelude::bare_until_cancelled, m)?)?;
+    m.add_class::<without_prelude::Bare>()?;
+    m.add_wrapped(pyo3::wrap_pymodule!(declarative))?;
+    m.add_class::<Shapes>()?;
+    Ok(())
+}
