@@ -14,18 +14,18 @@
 //! with the interpreter released, until the announced threads are done. A thread therefore
 //! either attaches before finalisation begins or sees the flag and does not attach.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
 /// Raised by the `atexit` hook: no new foreign-thread attach from here on.
 static EXITING: AtomicBool = AtomicBool::new(false);
-/// Threads between announcing themselves and leaving the interpreter.
+/// Threads between announcing themselves and leaving the interpreter. Plain atomics, no lock:
+/// a forked child resets them (`reset_in_child`), where a lock held by one of the parent's
+/// threads would stay held for ever.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-/// Signalled when `IN_FLIGHT` drops to zero after the flag was raised.
-static DRAINED: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
 
 /// How long exit waits for attached threads; a thread attached for longer (blocked in Python
 /// code that waits for the main thread, say) must not hang the process.
@@ -75,11 +75,51 @@ pub(crate) fn unless_exiting<R>(f: impl FnOnce() -> R) -> Option<R> {
     } else {
         Some(f())
     };
-    if IN_FLIGHT.fetch_sub(1, Ordering::SeqCst) == 1 && EXITING.load(Ordering::SeqCst) {
-        let _lock = DRAINED.0.lock().unwrap_or_else(PoisonError::into_inner);
-        DRAINED.1.notify_all();
-    }
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
     done
+}
+
+/// In a forked child (see `fork`): the threads the parent counted in flight do not exist
+/// here, and would hold the child's exit for [`EXIT_WAIT`].
+pub(crate) fn reset_in_child() {
+    IN_FLIGHT.store(0, Ordering::SeqCst);
+}
+
+/// Work to do at exit before the door closes, while every thread may still attach: the
+/// tokio runtime's shutdown drops its tasks there (see `tokio::runtime`). A list of leaked
+/// nodes, pushed without a lock (a lock could be held by a thread a forked child lacks).
+struct ExitWork {
+    work: fn(),
+    next: *mut ExitWork,
+}
+
+static EXIT_WORK: AtomicPtr<ExitWork> = AtomicPtr::new(ptr::null_mut());
+
+/// Runs `work` at exit (with the interpreter released), before foreign threads are refused;
+/// the work registered last runs first.
+pub(crate) fn before_closing(work: fn()) {
+    let node = Box::into_raw(Box::new(ExitWork {
+        work,
+        next: ptr::null_mut(),
+    }));
+    let mut head = EXIT_WORK.load(Ordering::Acquire);
+    loop {
+        // SAFETY: `node` is ours until the exchange below publishes it.
+        unsafe { (*node).next = head };
+        match EXIT_WORK.compare_exchange(head, node, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(now) => head = now,
+        }
+    }
+}
+
+fn run_exit_work() {
+    let mut node = EXIT_WORK.swap(ptr::null_mut(), Ordering::AcqRel);
+    // SAFETY: nodes are leaked boxes, never freed; the swap took the list, so each runs once.
+    while let Some(current) = unsafe { node.as_ref() } {
+        (current.work)();
+        node = current.next;
+    }
 }
 
 /// Registers the `atexit` hook, once per process. Called wherever pyo3-async first meets an
@@ -101,19 +141,14 @@ pub(crate) fn install(py: Python<'_>) {
 /// The `atexit` hook: closes the door to foreign threads, then lets those inside finish.
 #[pyfunction]
 fn before_exit(py: Python<'_>) {
+    py.detach(run_exit_work);
     EXITING.store(true, Ordering::SeqCst);
     py.detach(|| {
+        // Polled, not signalled: exit happens once, and a condition variable's lock is what
+        // a forked child could inherit held.
         let deadline = Instant::now() + EXIT_WAIT;
-        let mut lock = DRAINED.0.lock().unwrap_or_else(PoisonError::into_inner);
-        while IN_FLIGHT.load(Ordering::SeqCst) > 0 {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                break;
-            };
-            lock = DRAINED
-                .1
-                .wait_timeout(lock, left.min(Duration::from_millis(10)))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        while IN_FLIGHT.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     });
 }

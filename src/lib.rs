@@ -49,6 +49,7 @@ mod backend;
 mod delegation;
 mod embed;
 mod exit_guard;
+mod fork;
 mod glue;
 mod home;
 mod py_to_rust;
@@ -173,6 +174,10 @@ pub use pyo3_async_macros::pymethods;
 /// or a `Result` whose error converts into a `PyErr`; an error is printed with its Python
 /// traceback and ends the process with status 1, as Python ends a program that raised.
 ///
+/// `#[pyo3_async::main(trio, tokio)]` polls the body inside the tokio runtime's context
+/// (feature `tokio`), so that `tokio::time` and `tokio::net` work in it; the `tokio-default`
+/// feature does that for every `main`, test and [`run`].
+///
 /// ```
 /// use pyo3::prelude::*;
 /// use pyo3_async::EventLoop;
@@ -197,7 +202,9 @@ pub use pyo3_async_macros::main;
 /// Each test runs the body as the main task of a new loop of its kind, in a Python thread of
 /// its own (tests run in parallel), as [`run`] would; an error fails the test with its Python
 /// traceback. Other attributes (`#[ignore]`, `#[should_panic]`) go on every generated test.
-/// The body sees the items of the module around it (`use super::*`).
+/// The body stays where it was written: `super::` and the module's names mean what they mean
+/// there. `tokio` among the arguments (`#[pyo3_async::test(asyncio, tokio)]`) polls the body
+/// inside the tokio runtime's context, as for [`main`].
 ///
 /// ```
 /// use pyo3::prelude::*;

@@ -16,6 +16,7 @@ import sys
 LAYERS = [
     "sync",
     "exit_guard",
+    "fork",
     "thread_state",
     "glue",
     "home",
@@ -25,8 +26,8 @@ LAYERS = [
     "delegation",
     "rust_to_py",
     "py_to_rust",
-    "embed",
     "tokio",
+    "embed",
     "guide",
 ]
 

@@ -129,10 +129,13 @@ pub(crate) fn awaitable(
     })
 }
 
-/// `future` (or stream) polled in the tokio runtime's context: with the `tokio` option, or by
-/// default under pyo3-async's `tokio-default` feature.
+/// `future` (or stream) polled in the tokio runtime's context: with the `tokio` option (the
+/// runtime it names, or the process-wide one), or by default under pyo3-async's
+/// `tokio-default` feature.
 fn in_runtime(options: &Options, future: TokenStream2) -> TokenStream2 {
-    if options.tokio {
+    if let Some(runtime) = &options.tokio_runtime {
+        quote_spanned!(runtime.span()=> ::pyo3_async::tokio::in_runtime_of(#runtime(), #future))
+    } else if options.tokio {
         quote!(::pyo3_async::tokio::in_runtime(#future))
     } else {
         quote!(::pyo3_async::__private::by_default(#future))

@@ -18,30 +18,44 @@ pub(crate) enum Expect {
 
 const KINDS: [&str; 3] = ["asyncio", "uvloop", "trio"];
 
-/// The loop kinds named in the attribute's arguments.
-pub(crate) fn loops(args: TokenStream2, expect: Expect) -> syn::Result<Vec<Ident>> {
+/// What an entry point's attribute says: the loops, and whether the body runs in the tokio
+/// runtime's context (`tokio`).
+pub(crate) struct Entry {
+    pub(crate) loops: Vec<Ident>,
+    pub(crate) tokio: bool,
+}
+
+/// The loop kinds named in the attribute's arguments, and the `tokio` flag.
+pub(crate) fn loops(args: TokenStream2, expect: Expect) -> syn::Result<Entry> {
     let named = Punctuated::<Ident, Token![,]>::parse_terminated.parse2(args)?;
-    for kind in &named {
-        if !KINDS.contains(&kind.to_string().as_str()) {
+    let mut tokio = false;
+    let mut kinds = Vec::new();
+    for kind in named {
+        if kind == "tokio" {
+            tokio = true;
+        } else if KINDS.contains(&kind.to_string().as_str()) {
+            kinds.push(kind);
+        } else {
             return Err(Error::new(
                 kind.span(),
-                "expected a loop: `asyncio`, `uvloop` or `trio`",
+                "expected a loop (`asyncio`, `uvloop` or `trio`) or `tokio`",
             ));
         }
     }
-    let mut named: Vec<Ident> = named.into_iter().collect();
-    match expect {
-        Expect::One if named.len() > 1 => Err(Error::new(
-            named[1].span(),
-            "`main` runs on one loop: `asyncio`, `uvloop` or `trio`",
-        )),
-        Expect::One if named.is_empty() => Ok(vec![format_ident!("asyncio")]),
-        Expect::Many if named.is_empty() => {
-            named = KINDS.iter().map(|kind| format_ident!("{kind}")).collect();
-            Ok(named)
+    let loops = match expect {
+        Expect::One if kinds.len() > 1 => {
+            return Err(Error::new(
+                kinds[1].span(),
+                "`main` runs on one loop: `asyncio`, `uvloop` or `trio`",
+            ))
         }
-        _ => Ok(named),
-    }
+        Expect::One if kinds.is_empty() => vec![format_ident!("asyncio")],
+        Expect::Many if kinds.is_empty() => {
+            KINDS.iter().map(|kind| format_ident!("{kind}")).collect()
+        }
+        _ => kinds,
+    };
+    Ok(Entry { loops, tokio })
 }
 
 /// `::pyo3_async::LoopKind::Trio` for `trio`.
@@ -89,10 +103,17 @@ fn body_function(function: &ItemFn, name: &Ident, attrs: &[TokenStream2]) -> Tok
 /// The future of `call` (the body function called) as a `PyResult<()>`: the body returns
 /// `()`, or a result whose error converts into a `PyErr` (its value is dropped). Which one is
 /// decided by the type (`pyo3_async::__private::IsResult`), spanned at the declared type.
-fn unit_result(function: &ItemFn, call: TokenStream2) -> TokenStream2 {
+fn unit_result(function: &ItemFn, call: TokenStream2, tokio: bool) -> TokenStream2 {
     let span = match &function.sig.output {
         ReturnType::Default => function.sig.fn_token.span(),
         ReturnType::Type(_, ty) => ty.span(),
+    };
+    // With `tokio`, the body is polled inside the runtime's context (its timers and I/O
+    // work); `tokio-default` does that for every entry point (`pyo3_async::run` itself).
+    let call = if tokio {
+        quote!(::pyo3_async::tokio::in_runtime(#call))
+    } else {
+        call
     };
     quote_spanned! {span=>
         async move {
@@ -106,13 +127,13 @@ fn unit_result(function: &ItemFn, call: TokenStream2) -> TokenStream2 {
     }
 }
 
-pub(crate) fn expand_main(loops: Vec<Ident>, function: ItemFn) -> syn::Result<TokenStream2> {
+pub(crate) fn expand_main(entry: Entry, function: ItemFn) -> syn::Result<TokenStream2> {
     check(&function, "main")?;
-    let kind = loop_kind(&loops[0]);
+    let kind = loop_kind(&entry.loops[0]);
     let attributes = crate::attributes::split(&function.attrs)?;
     let body_name = format_ident!("__pyo3_async_main");
     let body = body_function(&function, &body_name, &attributes.body);
-    let future = unit_result(&function, quote!(#body_name()));
+    let future = unit_result(&function, quote!(#body_name()), entry.tokio);
     let attrs = &attributes.wrapper;
     let vis = &function.vis;
     let ident = &function.sig.ident;
@@ -133,7 +154,7 @@ pub(crate) fn expand_main(loops: Vec<Ident>, function: ItemFn) -> syn::Result<To
     })
 }
 
-pub(crate) fn expand_test(loops: Vec<Ident>, function: ItemFn) -> syn::Result<TokenStream2> {
+pub(crate) fn expand_test(entry: Entry, function: ItemFn) -> syn::Result<TokenStream2> {
     check(&function, "test")?;
     let attributes = crate::attributes::split(&function.attrs)?;
     // Docs describe the test module; `ignore`, `should_panic` and the rest of the wrapper's
@@ -146,8 +167,8 @@ pub(crate) fn expand_test(loops: Vec<Ident>, function: ItemFn) -> syn::Result<To
     let ident = &function.sig.ident;
     let body_name = format_ident!("__pyo3_async_test_{}", ident);
     let body = body_function(&function, &body_name, &attributes.body);
-    let future = unit_result(&function, quote!(super::#body_name()));
-    let tests = loops.iter().map(|kind| {
+    let future = unit_result(&function, quote!(super::#body_name()), entry.tokio);
+    let tests = entry.loops.iter().map(|kind| {
         let loop_kind = loop_kind(kind);
         quote! {
             #[test]

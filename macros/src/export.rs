@@ -119,6 +119,7 @@ pub(crate) fn expand_methods(options: Options, mut block: ItemImpl) -> syn::Resu
             backend: options.backend.clone(),
             allow_threads: options.allow_threads,
             tokio: options.tokio,
+            tokio_runtime: options.tokio_runtime.clone(),
             local: options.local,
             generator: options.generator,
             ..Options::default()

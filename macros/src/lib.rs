@@ -46,23 +46,25 @@ pub fn pymethods(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// `#[pyo3_async::main]` on `async fn main()`: the body runs as the main task of a Python
-/// event loop (`asyncio`, `uvloop` or `trio`; asyncio by default).
+/// event loop (`asyncio`, `uvloop` or `trio`; asyncio by default), inside the tokio runtime's
+/// context with `tokio`.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed = entry::loops(args.into(), entry::Expect::One).and_then(|loops| {
+    let parsed = entry::loops(args.into(), entry::Expect::One).and_then(|entry| {
         let function = syn::parse::<ItemFn>(item)?;
-        entry::expand_main(loops, function)
+        entry::expand_main(entry, function)
     });
     parsed.unwrap_or_else(Error::into_compile_error).into()
 }
 
 /// `#[pyo3_async::test]` on an `async fn`: a test per loop (`asyncio`, `uvloop`, `trio`; all
-/// three by default), each running the body as the main task of a new loop of that kind.
+/// three by default), each running the body as the main task of a new loop of that kind
+/// (inside the tokio runtime's context with `tokio`).
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed = entry::loops(args.into(), entry::Expect::Many).and_then(|loops| {
+    let parsed = entry::loops(args.into(), entry::Expect::Many).and_then(|entry| {
         let function = syn::parse::<ItemFn>(item)?;
-        entry::expand_test(loops, function)
+        entry::expand_test(entry, function)
     });
     parsed.unwrap_or_else(Error::into_compile_error).into()
 }

@@ -17,6 +17,9 @@ pub(crate) struct Options {
     pub(crate) allow_threads: bool,
     /// `tokio`: poll inside the tokio runtime's context (feature `tokio` of pyo3-async).
     pub(crate) tokio: bool,
+    /// `tokio = path`: the runtime, returned by the function at `path`, instead of the
+    /// process-wide one.
+    pub(crate) tokio_runtime: Option<syn::Expr>,
     /// `local`: the body's future need not be `Send`; it runs on the calling thread only.
     pub(crate) local: bool,
     /// `generator`: the function returns a stream, exported as an async generator.
@@ -87,6 +90,10 @@ impl Options {
             ("trio", Meta::Path(_)) => self.backend = Some(quote!(::pyo3_async::Backend::Trio)),
             ("allow_threads", Meta::Path(_)) => self.allow_threads = true,
             ("tokio", Meta::Path(_)) => self.tokio = true,
+            ("tokio", Meta::NameValue(value)) => {
+                self.tokio = true;
+                self.tokio_runtime = Some(value.value.clone());
+            }
             ("generator", Meta::Path(_)) => self.generator = true,
             ("local", Meta::Path(_)) => self.local = true,
             ("name", Meta::NameValue(value)) => {
@@ -167,7 +174,7 @@ impl Parse for Item {
 }
 
 const UNSUPPORTED: &str = "unsupported option: expected `asyncio`, `trio`, `allow_threads`, \
-    `tokio`, `local`, `generator`, or a `#[pyo3::pyfunction]` option (`name`, `signature`, `text_signature`, \
+    `tokio` (or `tokio = path::to_runtime`), `local`, `generator`, or a `#[pyo3::pyfunction]` option (`name`, `signature`, `text_signature`, \
     `pass_module`, `crate`, `warn`)";
 
 /// PyO3's options for its `#[pyfunction]`, `crate` among them.

@@ -5,6 +5,7 @@ mod awaiting;
 mod core;
 mod coroutines;
 mod generators;
+mod lifetime;
 mod local;
 mod macro_shapes;
 mod macros;
@@ -74,6 +75,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     macro_shapes::register(m)?;
     marked::register(m)?;
     local::register(m)?;
+    lifetime::register(m)?;
     storm::register(m)?;
     m.add_class::<Coroutine>()?;
     m.add_class::<AsyncGenerator>()?;

@@ -86,6 +86,9 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: Send + 'static,
 {
+    // `tokio-default`: the entry point's future too is polled in the runtime's context.
+    #[cfg(feature = "tokio-default")]
+    let future = crate::tokio::in_runtime(future);
     let output = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&output);
     let main = Coroutine::new(async move {

@@ -5,11 +5,12 @@
 //! signal, someone must attach and call the loop's thread-safe entry point: this thread does,
 //! on behalf of everyone, holding none of their locks.
 
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use pyo3::prelude::*;
 
 use crate::exit_guard::attach_unless_exiting;
+use crate::fork::PerProcess;
 
 /// Something the forwarder gets onto its loop (a home).
 pub(crate) trait Forward: Send + Sync {
@@ -34,21 +35,33 @@ pub(crate) fn kick(target: Arc<dyn Forward>) {
     forwarder.ready.notify_one();
 }
 
+/// This process's forwarder: a forked child starts one of its own, since the parent's thread
+/// was not forked (see `crate::fork`).
 fn forwarder() -> &'static Forwarder {
-    static FORWARDER: OnceLock<&'static Forwarder> = OnceLock::new();
-    FORWARDER.get_or_init(|| {
-        let forwarder: &'static Forwarder = Box::leak(Box::new(Forwarder {
-            pending: Mutex::new(Vec::new()),
-            ready: Condvar::new(),
-        }));
-        // Without the thread, jobs for unwatched loops would wait for ever: there is no way
-        // on without it, and a process that cannot start a thread is failing anyway.
-        std::thread::Builder::new()
-            .name("pyo3-async-forwarder".into())
-            .spawn(move || run(forwarder))
-            .expect("cannot start the pyo3-async forwarder thread");
-        forwarder
-    })
+    static FORWARDER: PerProcess<Forwarder> = PerProcess::new();
+    if let Some(forwarder) = FORWARDER.get() {
+        return forwarder;
+    }
+    let made = Forwarder {
+        pending: Mutex::new(Vec::new()),
+        ready: Condvar::new(),
+    };
+    match FORWARDER.set(made) {
+        Ok(forwarder) => {
+            // Without the thread, jobs for unwatched loops would wait for ever: there is no
+            // way on without it, and a process that cannot start a thread is failing anyway.
+            std::thread::Builder::new()
+                .name("pyo3-async-forwarder".into())
+                .spawn(move || run(forwarder))
+                .expect("cannot start the pyo3-async forwarder thread");
+            forwarder
+        }
+        // Another thread's forwarder won the race (and starts the thread).
+        Err(_) => match FORWARDER.get() {
+            Some(forwarder) => forwarder,
+            None => unreachable!("a forwarder was set"),
+        },
+    }
 }
 
 fn run(forwarder: &'static Forwarder) {

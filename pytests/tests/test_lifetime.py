@@ -1,0 +1,188 @@
+"""A program's whole life with tokio (src/lifetime.rs): runtimes a library names, tasks aborted
+under their awaiter, `init`'s errors, the owned runtime's shutdown at exit, and forked
+children. Exit and fork run in subprocesses, bounded in time."""
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import pyo3_async_pytests as m
+
+RUNS = {
+    "asyncio": "import asyncio; run = lambda main: asyncio.run(main())",
+    "uvloop": "import uvloop; run = lambda main: uvloop.run(main())",
+    "trio": "import trio; run = lambda main: trio.run(main)",
+}
+
+
+def run_script(script, timeout=60):
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert "panic" not in done.stderr.lower(), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.anyio
+async def test_a_function_names_the_runtime_it_is_polled_in():
+    assert await m.io_runtime_thread() == "pytests-io"
+    assert await m.compute_runtime_thread() == "pytests-compute"
+
+
+@pytest.mark.anyio
+async def test_an_aborted_task_raises_task_aborted_not_a_cancellation(loop_name):
+    with pytest.raises(m.TaskAbortedError) as raised:
+        await m.aborted_task()
+    assert not isinstance(raised.value, asyncio.CancelledError)
+    assert isinstance(raised.value, Exception)
+    if loop_name != "trio" and sys.version_info >= (3, 11):
+        # The awaiting task was not cancelled, and asyncio was not told it was.
+        assert asyncio.current_task().cancelling() == 0
+    assert await m.spawned_value("still works") == "still works"
+
+
+def test_init_refuses_a_second_runtime_with_a_runtime_error():
+    out = run_script(
+        """
+        import pyo3_async_pytests as t
+        t.init_runtime()
+        try:
+            t.init_runtime()
+        except RuntimeError as err:
+            print("refused:", err)
+        """
+    )
+    assert "refused: the pyo3-async tokio runtime is already initialised" in out
+
+
+def test_init_reports_a_runtime_that_cannot_be_built():
+    # No file descriptor left for the runtime's driver: an error, not a panic.
+    out = run_script(
+        """
+        import os, resource
+        import pyo3_async_pytests as t
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+        taken = []
+        try:
+            while True:
+                taken.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            t.init_runtime()
+        except RuntimeError as err:
+            print("error:", err)
+        """
+    )
+    assert "error: cannot build the tokio runtime" in out
+
+
+@pytest.mark.parametrize("loop_name", list(RUNS))
+def test_exit_drops_the_runtimes_tasks_while_python_is_still_there(loop_name):
+    out = run_script(
+        f"""
+        {RUNS[loop_name]}
+        import pyo3_async_pytests as t
+
+        async def main():
+            assert await t.spawned_value(1) == 1
+            t.leave_task_at_exit(lambda message: print(message, flush=True))
+
+        run(main)
+        print("exiting", flush=True)
+        """
+    )
+    assert out.split() == ["exiting", "task", "dropped", "at", "exit"]
+
+
+@pytest.mark.parametrize("loop_name", list(RUNS))
+def test_exit_waits_for_blocking_tasks_only_as_long_as_told(loop_name):
+    started = time.monotonic()
+    run_script(
+        f"""
+        {RUNS[loop_name]}
+        import pyo3_async_pytests as t
+
+        async def main():
+            assert await t.spawned_value(1) == 1
+            t.leave_blocking_task_at_exit(30.0, 0.1)
+
+        run(main)
+        """
+    )
+    assert time.monotonic() - started < 15
+
+
+FORK = """
+    import os, signal, sys, time, traceback
+    {run}
+    import pyo3_async_pytests as t
+
+    async def use_the_bridge():
+        assert await t.tokio_sleep(0.001, "slept") == "slept"
+        assert await t.spawned_value("spawned") == "spawned"
+        assert [item async for item in t.tokio_interval(3)] == [0, 1, 2]
+
+    if {before}:
+        run(use_the_bridge)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # a hung child ends, and fails the test
+        try:
+            run(use_the_bridge)
+            run(use_the_bridge)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(3)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print("child", os.waitstatus_to_exitcode(status))
+    run(use_the_bridge)
+    print("parent ok")
+"""
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["used-before-fork", "only-after"])
+@pytest.mark.parametrize("loop_name", list(RUNS))
+def test_a_forked_child_uses_the_bridge_with_a_runtime_of_its_own(loop_name, before):
+    out = run_script(FORK.format(run=RUNS[loop_name], before=before))
+    assert out.split() == ["child", "0", "parent", "ok"]
+
+
+@pytest.mark.parametrize("loop_name", list(RUNS))
+def test_a_child_forked_while_a_thread_is_inside_the_exit_guard_exits_at_once(loop_name):
+    out = run_script(
+        f"""
+        import os, time
+        {RUNS[loop_name]}
+        import pyo3_async_pytests as t
+
+        async def main():
+            assert await t.tokio_sleep(0.001, 1) == 1
+
+        run(main)  # installs the exit guard
+        latch = t.Latch()
+        t.hold_exit_guard(latch, 30.0)
+        latch.wait_blocked()
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            run(main)
+            raise SystemExit(0)  # a normal exit: atexit runs, the guard waits for no ghost
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status), time.monotonic() - started < 2.0)
+        latch.set()
+        """
+    )
+    assert out.split() == ["child", "0", "True"]

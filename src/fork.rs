@@ -1,0 +1,155 @@
+//! `os.fork()`: what a child process inherits, and must not use.
+//!
+//! A forked child is a copy of one thread of its parent. Everything the other threads were
+//! doing is gone, yet their memory is copied: a tokio runtime whose workers do not exist, the
+//! forwarder's list that no thread drains, a lock held by a thread that will never release
+//! it, a counter of threads "in flight" that will never come back. Using any of it in the
+//! child hangs (tokio timers never fire, a job for an unwatched loop is never forwarded, exit
+//! waits for ghosts).
+//!
+//! So each such per-process thing is a [`PerProcess`]: created on first use, and created anew
+//! on first use in each child. The old one is leaked in the child, never dropped, since
+//! dropping it would wait for its threads or take its locks. Python tells us about forks:
+//! [`install`] registers [`after_in_child`] with `os.register_at_fork`, which CPython runs
+//! in the child of every `os.fork()` (multiprocessing's `fork` start method, gunicorn and
+//! pytest-xdist workers), while the child is still single-threaded.
+//!
+//! | fork generation | `PerProcess::get` | `get_or_init` |
+//! |---|---|---|
+//! | the value's | the value | the value |
+//! | newer (a child) | `None` | `set` makes a new value, for this generation |
+//!
+//! Invariant: a value is only ever handed out in the generation that created it.
+
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+use pyo3::prelude::*;
+
+/// How many forks led to this process (0 in the original process).
+static GENERATION: AtomicUsize = AtomicUsize::new(0);
+
+/// This process's fork generation.
+pub(crate) fn generation() -> usize {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// Registers [`after_in_child`] with `os.register_at_fork`, once per process (a child
+/// inherits the registration with the rest of the interpreter).
+pub(crate) fn install(py: Python<'_>) {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.load(Ordering::Relaxed) || INSTALLED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let registered = wrap_pyfunction!(after_in_child, py).and_then(|hook| {
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("after_in_child", hook)?;
+        py.import("os")?
+            .getattr("register_at_fork")?
+            .call((), Some(&kwargs))?;
+        Ok(())
+    });
+    if let Err(err) = registered {
+        err.write_unraisable(py, None);
+    }
+}
+
+/// Runs in the child of every `os.fork()`, first thing, single-threaded: from now on every
+/// [`PerProcess`] value of the parent is out of date, and the counters the parent's threads
+/// kept are reset.
+#[pyfunction]
+fn after_in_child() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    for reset in CHILD_RESETS {
+        reset();
+    }
+}
+
+/// Resets of plain counters that a child must not inherit (see `exit_guard`).
+const CHILD_RESETS: &[fn()] = &[crate::exit_guard::reset_in_child];
+
+/// A value of which each process has its own: see the module's docs.
+pub(crate) struct PerProcess<T: 'static> {
+    current: AtomicPtr<Entry<T>>,
+}
+
+struct Entry<T> {
+    generation: usize,
+    value: T,
+}
+
+impl<T: Send + Sync + 'static> PerProcess<T> {
+    pub(crate) const fn new() -> Self {
+        PerProcess {
+            current: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// This process's value, if it has one yet.
+    pub(crate) fn get(&self) -> Option<&'static T> {
+        self.get_in(generation())
+    }
+
+    /// Makes `value` this process's value, unless it has one: then `value` comes back.
+    pub(crate) fn set(&self, value: T) -> Result<&'static T, T> {
+        self.set_in(generation(), value)
+    }
+
+    fn get_in(&self, generation: usize) -> Option<&'static T> {
+        let entry = self.current.load(Ordering::Acquire);
+        // SAFETY: entries are leaked boxes, never freed: a non-null pointer stays valid for
+        // the rest of the process.
+        let entry = unsafe { entry.as_ref() }?;
+        (entry.generation == generation).then_some(&entry.value)
+    }
+
+    fn set_in(&self, generation: usize, value: T) -> Result<&'static T, T> {
+        let fresh = Box::into_raw(Box::new(Entry { generation, value }));
+        let mut seen = self.current.load(Ordering::Acquire);
+        loop {
+            // SAFETY: as in `get_in`, entries are never freed.
+            if let Some(entry) = unsafe { seen.as_ref() } {
+                if entry.generation == generation {
+                    // SAFETY: `fresh` was never shared: it is still ours to take back.
+                    let fresh = unsafe { Box::from_raw(fresh) };
+                    return Err(fresh.value);
+                }
+            }
+            // An older generation's entry is left where it was: leaked, never dropped.
+            match self
+                .current
+                .compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // SAFETY: `fresh` is now shared and, like every entry, never freed.
+                Ok(_) => return Ok(unsafe { &(*fresh).value }),
+                Err(now) => seen = now,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PerProcess;
+
+    #[test]
+    fn a_child_gets_a_value_of_its_own_and_the_parents_is_kept() {
+        static VALUE: PerProcess<String> = PerProcess::new();
+        assert_eq!(VALUE.get_in(0), None);
+        let parent = VALUE.set_in(0, "parent".to_owned()).unwrap();
+        assert_eq!(VALUE.get_in(0), Some(parent));
+        assert_eq!(
+            VALUE.set_in(0, "refused".to_owned()),
+            Err("refused".to_owned())
+        );
+        // A child (one fork later) sees none, and sets its own; the parent's is kept.
+        assert_eq!(VALUE.get_in(1), None);
+        assert_eq!(VALUE.set_in(1, "child".to_owned()).unwrap(), "child");
+        assert_eq!(
+            VALUE.set_in(1, "refused".to_owned()),
+            Err("refused".to_owned())
+        );
+        assert_eq!(VALUE.get_in(1).map(String::as_str), Some("child"));
+        assert_eq!(parent, "parent");
+    }
+}
