@@ -55,6 +55,13 @@ __all__ = [
     "macro_pending",
     "Account",
     "traced",
+    "traced_plain",
+    "make_job",
+    "Job",
+    "forbidden_lints",
+    "forbidden_lints_count",
+    "eight",
+    "ignores_its_argument",
     "span_at_call",
     "lookup",
     "make_result",
@@ -447,6 +454,22 @@ def traced(value: int) -> abc.Coroutine[Any, Any, tuple[str | None, str | None, 
 def span_at_call() -> str | None:
     """`current_span()` where the coroutine is created: outside any span."""
 
+def traced_plain(value: int) -> abc.Coroutine[Any, Any, str | None]:
+    """Without a `name`, the span is named after the function, as on any `async fn`."""
+
+def make_job() -> abc.Coroutine[Any, Any, Job]: ...
+@final
+class Job: ...
+
+def forbidden_lints(value: int) -> abc.Coroutine[Any, Any, int]: ...
+def forbidden_lints_count(n: int) -> abc.AsyncGenerator[int, None]: ...
+def eight(a: int, b: int, c: int, d: int, e: int, f: int, g: int, h: int) -> abc.Coroutine[Any, Any, int]:
+    """An expectation about a lint that fires in the wrapper (which has the same parameters) and
+    in the body: met, on a function and on a method."""
+
+def ignores_its_argument(unused: int) -> abc.Coroutine[Any, Any, int]:
+    """An expectation about the body only (the wrapper moves the argument on): met."""
+
 def lookup(key: str) -> abc.Coroutine[Any, Any, int]: ...
 def make_result(value: int) -> abc.Coroutine[Any, Any, MacroResult]: ...
 @final
@@ -485,6 +508,10 @@ class Shapes:
     def traced_if(self) -> abc.Coroutine[Any, Any, str | None]:
         """The attribute under a condition reaches the body too."""
 
+    def traced_plain_method(self, extra: int) -> abc.Coroutine[Any, Any, tuple[str | None, int]]:
+        """Without a `name`, the span is named after the method."""
+
+    def seven(self, a: int, b: int, c: int, d: int, e: int, f: int, g: int) -> abc.Coroutine[Any, Any, int]: ...
     def owned_self(self, extra: int) -> abc.Coroutine[Any, Any, int]:
         """The object owned by the coroutine (`Py<Self>`), instead of borrowed as `&self`."""
 

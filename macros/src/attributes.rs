@@ -6,9 +6,13 @@
 //! |---|---|---|---|
 //! | PyO3's (`pyo3`, `new`, `getter`, `staticmethod`...), `doc`, `deprecated`, `must_use`, a test's `ignore`, `should_panic` | yes | no | they describe what the caller sees |
 //! | `cfg`, `allow`, `warn`, `deny`, `forbid` | yes | yes | both halves exist together, and share the signature lints are about |
-//! | `expect` | as `allow` | yes | an expectation is about the code written; on the wrapper it would go unfulfilled |
+//! | `expect`, body nested in the wrapper (functions, tests, `main`) | yes | (inherited) | one scope covers both halves: the expectation is met wherever the lint fires |
+//! | `expect`, body beside the wrapper (methods) | as `allow` | as `allow` | two scopes, and the lint may fire in either (`missing_docs` on the wrapper, `unused_variables` in the body): an expectation on both would go unfulfilled in one |
 //! | `cfg_attr(p, a, b)` | the `a`, `b` that go there | the `a`, `b` that go there | split by the same rules, under the same `p` |
 //! | anything else (`tracing::instrument`, `inline`...) | no | yes | an attribute macro on an `async fn` is about its body: a span must cover the code that runs when awaited, not the call that creates the coroutine |
+//!
+//! A body beside its wrapper has a generated name; an `instrument` attribute without a `name`
+//! is given the written one, so that the span is named as on any `async fn`.
 
 use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
@@ -35,12 +39,21 @@ const WRAPPER_ONLY: &[&str] = &[
 /// Attributes that both halves need.
 const BOTH: &[&str] = &["cfg", "allow", "warn", "deny", "forbid"];
 
+/// Where the body is: inside the wrapper (a nested `fn`, which inherits the wrapper's lint
+/// levels), or beside it (a method of a hidden `impl`, with a generated name).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    Nested,
+    /// Beside the wrapper; the written name, for `instrument`.
+    Beside,
+}
+
 /// Where one attribute (or one attribute inside a `cfg_attr`) goes.
 enum Place {
     Wrapper,
     Body,
     Both,
-    /// `expect(..)`: `allow(..)` on the wrapper, as written on the body.
+    /// `expect(..)`: see the table.
     Expect,
 }
 
@@ -65,55 +78,99 @@ pub(crate) struct Split {
     pub(crate) body: Vec<TokenStream2>,
 }
 
-pub(crate) fn split(attrs: &[Attribute]) -> syn::Result<Split> {
+pub(crate) fn split(attrs: &[Attribute], body: Body, name: &syn::Ident) -> syn::Result<Split> {
     let mut split = Split::default();
     for attr in attrs {
         if attr.path().is_ident("cfg_attr") {
             let (condition, inner) = attr.parse_args_with(cfg_attr_arguments)?;
-            let (wrapper, body) = place_all(inner.iter());
+            if let Some(ours) = inner.iter().find(|meta| meta.path().is_ident("pyo3_async")) {
+                return Err(syn::Error::new_spanned(
+                    ours.path(),
+                    "`#[pyo3_async(..)]` options cannot be under `cfg_attr`: the macro reads \
+                     them as written; write the method twice, under `#[cfg(..)]` and \
+                     `#[cfg(not(..))]`",
+                ));
+            }
+            let (wrapper, inside) = place_all(inner.iter(), body, name);
             if !wrapper.is_empty() {
                 split
                     .wrapper
                     .push(quote!(#[cfg_attr(#condition, #(#wrapper),*)]));
             }
-            if !body.is_empty() {
-                split.body.push(quote!(#[cfg_attr(#condition, #(#body),*)]));
+            if !inside.is_empty() {
+                split.body.push(quote!(#[cfg_attr(#condition, #(#inside),*)]));
             }
         } else {
-            let (wrapper, body) = place_all(std::iter::once(&attr.meta));
+            let (wrapper, inside) = place_all(std::iter::once(&attr.meta), body, name);
             split
                 .wrapper
                 .extend(wrapper.into_iter().map(|meta| quote!(#[#meta])));
             split
                 .body
-                .extend(body.into_iter().map(|meta| quote!(#[#meta])));
+                .extend(inside.into_iter().map(|meta| quote!(#[#meta])));
         }
     }
     Ok(split)
 }
 
 /// The metas for the wrapper and for the body, in order.
-fn place_all<'a>(metas: impl Iterator<Item = &'a Meta>) -> (Vec<TokenStream2>, Vec<TokenStream2>) {
+fn place_all<'a>(
+    metas: impl Iterator<Item = &'a Meta>,
+    body: Body,
+    name: &syn::Ident,
+) -> (Vec<TokenStream2>, Vec<TokenStream2>) {
     let mut wrapper = Vec::new();
-    let mut body = Vec::new();
+    let mut inside = Vec::new();
     for meta in metas {
-        match place(meta) {
-            Place::Wrapper => wrapper.push(quote!(#meta)),
-            Place::Body => body.push(quote!(#meta)),
-            Place::Both => {
+        match (place(meta), body) {
+            (Place::Wrapper, _) => wrapper.push(quote!(#meta)),
+            (Place::Body, Body::Beside) => inside.push(named_instrument(meta, name)),
+            (Place::Body, Body::Nested) => inside.push(quote!(#meta)),
+            (Place::Both, _) => {
                 wrapper.push(quote!(#meta));
-                body.push(quote!(#meta));
+                inside.push(quote!(#meta));
             }
-            Place::Expect => {
+            (Place::Expect, Body::Nested) => wrapper.push(quote!(#meta)),
+            (Place::Expect, Body::Beside) => {
                 if let Meta::List(list) = meta {
                     let lints = &list.tokens;
                     wrapper.push(quote!(allow(#lints)));
+                    inside.push(quote!(allow(#lints)));
                 }
-                body.push(quote!(#meta));
             }
         }
     }
-    (wrapper, body)
+    (wrapper, inside)
+}
+
+/// `instrument` (`tracing::instrument`, or imported) without a `name`: given the written one,
+/// which the body beside its wrapper no longer has.
+fn named_instrument(meta: &Meta, name: &syn::Ident) -> TokenStream2 {
+    let is_instrument = meta
+        .path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "instrument");
+    if !is_instrument {
+        return quote!(#meta);
+    }
+    let name = syn::ext::IdentExt::unraw(name).to_string();
+    match meta {
+        Meta::Path(path) => quote!(#path(name = #name)),
+        Meta::List(list) => {
+            let named = list.tokens.clone().into_iter().any(|token| {
+                matches!(&token, proc_macro2::TokenTree::Ident(ident) if ident == "name")
+            });
+            if named {
+                quote!(#meta)
+            } else {
+                let path = &list.path;
+                let tokens = &list.tokens;
+                quote!(#path(name = #name, #tokens))
+            }
+        }
+        Meta::NameValue(_) => quote!(#meta),
+    }
 }
 
 /// `cfg_attr(condition, a, b, ..)`: the condition, then the attributes.
@@ -126,7 +183,7 @@ fn cfg_attr_arguments(input: ParseStream<'_>) -> syn::Result<(Meta, Vec<Meta>)> 
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{split, Body};
 
     fn shown(tokens: &[proc_macro2::TokenStream]) -> Vec<String> {
         tokens.iter().map(ToString::to_string).collect()
@@ -143,9 +200,10 @@ mod tests {
             #[cfg_attr(feature = "trace", tracing::instrument, allow(dead_code), pyo3(name = "y"))]
             async fn f() {}
         };
-        let split = split(&function.attrs).unwrap();
+        let name: syn::Ident = syn::parse_quote!(r#f);
+        let beside = split(&function.attrs, Body::Beside, &name).unwrap();
         assert_eq!(
-            shown(&split.wrapper),
+            shown(&beside.wrapper),
             [
                 "# [doc = r\" Docs.\"]",
                 "# [pyo3 (name = \"x\")]",
@@ -155,13 +213,20 @@ mod tests {
             ]
         );
         assert_eq!(
-            shown(&split.body),
+            shown(&beside.body),
             [
-                "# [tracing :: instrument (skip (self))]",
+                "# [tracing :: instrument (name = \"f\" , skip (self))]",
                 "# [cfg (feature = \"extra\")]",
-                "# [expect (unused_variables)]",
-                "# [cfg_attr (feature = \"trace\" , tracing :: instrument , allow (dead_code))]",
+                "# [allow (unused_variables)]",
+                "# [cfg_attr (feature = \"trace\" , tracing :: instrument (name = \"f\") , allow (dead_code))]",
             ]
+        );
+        // Nested, the body keeps its name, and `expect` covers both halves from the wrapper.
+        let nested = split(&function.attrs, Body::Nested, &name).unwrap();
+        assert!(shown(&nested.wrapper).contains(&"# [expect (unused_variables)]".to_owned()));
+        assert_eq!(
+            shown(&nested.body)[0],
+            "# [tracing :: instrument (skip (self))]"
         );
     }
 }

@@ -37,12 +37,11 @@ pub(crate) fn awaitable(
     if options.generator {
         let stream = quote_spanned! {span=>
             ::pyo3_async::__private::flatten_stream(async move {
-                #[allow(unused_imports)] // one of the two picks the kind
-                use ::pyo3_async::__private::{IsResult as _, IsValue as _};
+                use ::pyo3_async::__private::kinds::*;
                 let __pyo3_async_output = #future.await;
-                // The borrow is what picks the kind (not needless, whatever clippy sees).
-                #[allow(clippy::needless_borrow)]
-                let __pyo3_async_kind = (&__pyo3_async_output).output_kind();
+                // Through a variable: `(&output).method()` reads as a needless borrow to clippy.
+                let __pyo3_async_borrowed = &__pyo3_async_output;
+                let __pyo3_async_kind = __pyo3_async_borrowed.__pyo3_async_output_kind();
                 __pyo3_async_kind.into_stream(__pyo3_async_output)
             })
         };
@@ -83,11 +82,11 @@ pub(crate) fn awaitable(
             ::pyo3_async::__private::pyo3::PyResult::Ok(())
         }},
         ReturnType::Type(..) => quote_spanned! {span=> {
-            #[allow(unused_imports)] // one of the two picks the kind
-            use ::pyo3_async::__private::{IsResult as _, IsValue as _};
+            use ::pyo3_async::__private::kinds::*;
             let __pyo3_async_output = #future.await;
-            #[allow(clippy::needless_borrow)]
-            let __pyo3_async_kind = (&__pyo3_async_output).output_kind();
+            // Through a variable: `(&output).method()` reads as a needless borrow to clippy.
+            let __pyo3_async_borrowed = &__pyo3_async_output;
+            let __pyo3_async_kind = __pyo3_async_borrowed.__pyo3_async_output_kind();
             __pyo3_async_kind.into_py_result(__pyo3_async_output)
         }},
     };

@@ -8,6 +8,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Error, Ident, ItemFn, ReturnType, Token};
 
+use crate::attributes::Body;
+
 /// How many loops an attribute takes.
 pub(crate) enum Expect {
     /// `main`: one, asyncio by default.
@@ -117,11 +119,11 @@ fn unit_result(function: &ItemFn, call: TokenStream2, tokio: bool) -> TokenStrea
     };
     quote_spanned! {span=>
         async move {
-            #[allow(unused_imports)] // one of the two picks the kind
-            use ::pyo3_async::__private::{IsResult as _, IsValue as _};
+            use ::pyo3_async::__private::kinds::*;
             let __pyo3_async_output = #call.await;
-            #[allow(clippy::needless_borrow)]
-            let __pyo3_async_kind = (&__pyo3_async_output).output_kind();
+            // Through a variable: `(&output).method()` reads as a needless borrow to clippy.
+            let __pyo3_async_borrowed = &__pyo3_async_output;
+            let __pyo3_async_kind = __pyo3_async_borrowed.__pyo3_async_output_kind();
             __pyo3_async_kind.into_unit_result(__pyo3_async_output)
         }
     }
@@ -130,8 +132,10 @@ fn unit_result(function: &ItemFn, call: TokenStream2, tokio: bool) -> TokenStrea
 pub(crate) fn expand_main(entry: Entry, function: ItemFn) -> syn::Result<TokenStream2> {
     check(&function, "main")?;
     let kind = loop_kind(&entry.loops[0]);
-    let attributes = crate::attributes::split(&function.attrs)?;
-    let body_name = format_ident!("__pyo3_async_main");
+    let attributes =
+        crate::attributes::split(&function.attrs, Body::Nested, &function.sig.ident)?;
+    // Nested in the generated `main`, under its name (the span of an `instrument` is `main`).
+    let body_name = function.sig.ident.clone();
     let body = body_function(&function, &body_name, &attributes.body);
     let future = unit_result(&function, quote!(#body_name()), entry.tokio);
     let attrs = &attributes.wrapper;
@@ -156,7 +160,8 @@ pub(crate) fn expand_main(entry: Entry, function: ItemFn) -> syn::Result<TokenSt
 
 pub(crate) fn expand_test(entry: Entry, function: ItemFn) -> syn::Result<TokenStream2> {
     check(&function, "test")?;
-    let attributes = crate::attributes::split(&function.attrs)?;
+    let attributes =
+        crate::attributes::split(&function.attrs, Body::Beside, &function.sig.ident)?;
     // Docs describe the test module; `ignore`, `should_panic` and the rest of the wrapper's
     // attributes go on each test.
     let (docs, attrs): (Vec<_>, Vec<_>) = attributes
@@ -165,7 +170,9 @@ pub(crate) fn expand_test(entry: Entry, function: ItemFn) -> syn::Result<TokenSt
         .partition(|attr| attr.to_string().starts_with("# [doc"));
     let vis = &function.vis;
     let ident = &function.sig.ident;
-    let body_name = format_ident!("__pyo3_async_test_{}", ident);
+    // Beside the test module, under the test's name: a function and a module live in
+    // different namespaces.
+    let body_name = ident.clone();
     let body = body_function(&function, &body_name, &attributes.body);
     let future = unit_result(&function, quote!(super::#body_name()), entry.tokio);
     let tests = entry.loops.iter().map(|kind| {
@@ -197,4 +204,16 @@ pub(crate) fn expand_test(entry: Entry, function: ItemFn) -> syn::Result<TokenSt
             #(#tests)*
         }
     })
+}
+
+/// What is left of a `main` next to an error: an empty `main` (so that the error is not
+/// joined by "`main` function not found"), with the body nested in it, unused.
+pub(crate) fn unexported_main(function: ItemFn) -> TokenStream2 {
+    let ident = function.sig.ident.clone();
+    let body = crate::export::unexported(function);
+    quote! {
+        fn #ident() {
+            #body
+        }
+    }
 }

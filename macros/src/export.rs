@@ -6,7 +6,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat, Signature, Type};
 
-use crate::attributes;
+use crate::attributes::{self, Body};
 use crate::awaitable::{awaitable, CancelParameter};
 use crate::options::{block_crate, pyo3_name, pyo3_options, refuse_generics, Options};
 
@@ -21,14 +21,14 @@ pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result
         .or_else(|| pyo3_name(&function.attrs))
         .unwrap_or_else(|| function.sig.ident.unraw().to_string());
     let arguments = owned_arguments(&function.sig, options.pass_module)?;
-    let attributes = attributes::split(&function.attrs)?;
-    // The body as written, as a nested `async fn` with the declared signature: its output
-    // type drives inference, its parameters keep their declared types (an imported type is
-    // used), and the attributes about the body (`tracing::instrument`, lints) apply to it.
+    let attributes = attributes::split(&function.attrs, Body::Nested, &function.sig.ident)?;
+    // The body as written, as an `async fn` nested in the wrapper, under the same name: its
+    // output type drives inference, its parameters keep their declared types (an imported
+    // type is used), the attributes about the body (`tracing::instrument`, lints) apply to it
+    // and name it as written, and it shares the wrapper's lint scope.
     let mut body = function.clone();
     body.attrs.clear();
     body.vis = syn::Visibility::Inherited;
-    body.sig.ident = format_ident!("__pyo3_async_body");
     for input in &mut body.sig.inputs {
         if let FnArg::Typed(typed) = input {
             typed.attrs.clear();
@@ -36,10 +36,11 @@ pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result
     }
     let body_attrs = &attributes.body;
     let names = &arguments.names;
+    let ident = &function.sig.ident;
     let future = quote!({
         #(#body_attrs)*
         #body
-        __pyo3_async_body(#(#names),*)
+        #ident(#(#names),*)
     });
     let awaitable = awaitable(
         &options,
@@ -52,7 +53,6 @@ pub(crate) fn expand_function(options: Options, function: ItemFn) -> syn::Result
     let pyo3_options = pyo3_options(&options);
     let wrapper_attrs = &attributes.wrapper;
     let vis = &function.vis;
-    let ident = &function.sig.ident;
     let inputs = wrapper_inputs(&function.sig, options.pass_module);
     let conversions = &arguments.conversions;
     let returns = returns(&options);
@@ -229,7 +229,7 @@ fn expand_method(
     let returns = returns(&options);
     wrapper_sig.output = syn::parse_quote!(-> #returns);
     let conversions = &arguments.conversions;
-    let attributes = attributes::split(&method.attrs)?;
+    let attributes = attributes::split(&method.attrs, Body::Beside, &sig.ident)?;
     let wrapper_attrs = &attributes.wrapper;
     let vis = &method.vis;
     // PyO3's own options given as `#[pyo3_async(name = .., signature = .., ..)]` go to PyO3
@@ -364,6 +364,14 @@ fn wrapper_inputs(sig: &Signature, pass_module: bool) -> Vec<FnArg> {
         .filter(|input| matches!(input, FnArg::Typed(typed) if !is_cancel_handle(typed)))
         .cloned()
         .collect();
+    // The wrapper only moves its arguments on: a `mut` is the body's business.
+    for input in &mut inputs {
+        if let FnArg::Typed(typed) = input {
+            if let Pat::Ident(pattern) = &mut *typed.pat {
+                pattern.mutability = None;
+            }
+        }
+    }
     if pass_module {
         if let Some(FnArg::Typed(module)) = inputs.first_mut() {
             *module.ty = syn::parse_quote!(
@@ -389,37 +397,8 @@ fn returns(options: &Options) -> TokenStream2 {
 /// instead: the coroutine outlives the call, and runs across suspensions on whatever thread
 /// polls it, with the interpreter attached only while it is polled.
 fn refuse_borrowing(ty: &Type) -> syn::Result<()> {
-    if let Type::Reference(reference) = ty {
-        return Err(Error::new(
-            reference.span(),
-            "arguments of exported async functions cannot be borrowed: the coroutine \
-             outlives the call, so take an owned value (`String`, `Vec<T>`, `Py<PyAny>`...)",
-        ));
-    }
-    if let Type::Path(path) = ty {
-        if let Some(last) = path.path.segments.last() {
-            let why = match last.ident.to_string().as_str() {
-                "Python" => Some(
-                    "a `Python<'_>` token cannot be held by a coroutine: it proves the \
-                     interpreter is attached during this call only, and the body runs later, \
-                     across suspensions; call `Python::attach` in the body where it needs one",
-                ),
-                "Bound" | "Borrowed" => Some(
-                    "a `Bound<'_, T>` is tied to the interpreter attached during this call, \
-                     which the coroutine outlives: take `Py<T>` (`Py<PyAny>`, `Py<PyDict>`...) \
-                     and `bind` it inside `Python::attach`",
-                ),
-                "PyRef" | "PyRefMut" => Some(
-                    "a `PyRef` borrow cannot be held across the coroutine's suspensions: take \
-                     `&self` on a `#[pyclass(frozen)]` class, or `slf: Py<Self>` and borrow it \
-                     inside `Python::attach`",
-                ),
-                _ => None,
-            };
-            if let Some(why) = why {
-                return Err(Error::new(last.ident.span(), why));
-            }
-        }
+    if let Some((span, why)) = borrowed_part(ty.to_token_stream()) {
+        return Err(Error::new(span, why));
     }
     match borrowed_lifetime(ty.to_token_stream()) {
         Some(span) => Err(Error::new(
@@ -429,6 +408,45 @@ fn refuse_borrowing(ty: &Type) -> syn::Result<()> {
         )),
         None => Ok(()),
     }
+}
+
+/// The first part of a parameter's type (at any depth: `Option<&str>`, `Vec<Bound<..>>`)
+/// that the coroutine could not own, and why.
+fn borrowed_part(tokens: TokenStream2) -> Option<(proc_macro2::Span, &'static str)> {
+    const BORROWED: &str = "arguments of exported async functions cannot be borrowed: the \
+        coroutine outlives the call, so take an owned value (`String`, `Vec<T>`, `Py<PyAny>`...)";
+    const PYTHON: &str = "a `Python<'_>` token cannot be held by a coroutine: it proves the \
+        interpreter is attached during this call only, and the body runs later, across \
+        suspensions; call `Python::attach` in the body where it needs one";
+    const BOUND: &str = "a `Bound<'_, T>` is tied to the interpreter attached during this \
+        call, which the coroutine outlives: take `Py<T>` (`Py<PyAny>`, `Py<PyDict>`...) and \
+        `bind` it inside `Python::attach`";
+    const PYREF: &str = "a `PyRef` borrow cannot be held across the coroutine's suspensions: \
+        take `&self` on a `#[pyclass(frozen)]` class, or `slf: Py<Self>` and borrow it inside \
+        `Python::attach`";
+    for token in tokens {
+        match token {
+            proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '&' => {
+                return Some((punct.span(), BORROWED));
+            }
+            proc_macro2::TokenTree::Ident(ident) => {
+                let why = match ident.to_string().as_str() {
+                    "Python" => PYTHON,
+                    "Bound" | "Borrowed" => BOUND,
+                    "PyRef" | "PyRefMut" => PYREF,
+                    _ => continue,
+                };
+                return Some((ident.span(), why));
+            }
+            proc_macro2::TokenTree::Group(group) => {
+                if let Some(found) = borrowed_part(group.stream()) {
+                    return Some(found);
+                }
+            }
+            proc_macro2::TokenTree::Punct(_) | proc_macro2::TokenTree::Literal(_) => {}
+        }
+    }
+    None
 }
 
 /// Where `tokens` name a lifetime other than `'static`, if they do.
@@ -470,21 +488,59 @@ fn refuse_borrowed_module(ty: &Type) -> syn::Result<()> {
     Ok(())
 }
 
-/// `function` as a plain, unexported function: what is left of it next to an error.
+/// `function` as a plain, unexported function: what is left of it next to an error, so that
+/// what it uses (imports, helpers) is used, and the error is the only thing reported.
 pub(crate) fn unexported(mut function: ItemFn) -> TokenStream2 {
-    let body_attrs = attributes::split(&function.attrs)
+    let body_attrs = attributes::split(&function.attrs, Body::Nested, &function.sig.ident)
         .map(|split| split.body)
         .unwrap_or_default();
     function.attrs.clear();
-    for input in &mut function.sig.inputs {
-        if let FnArg::Typed(typed) = input {
-            typed.attrs.clear();
-        }
-    }
+    clear_parameter_attributes(&mut function.sig);
     quote! {
         #(#body_attrs)*
         #[allow(dead_code)]
         #function
+    }
+}
+
+/// `block` as a plain `impl`, without PyO3's attributes: what is left of it next to an error.
+pub(crate) fn unexported_methods(mut block: ItemImpl) -> TokenStream2 {
+    const PYO3: &[&str] = &[
+        "pyo3",
+        "pyo3_async",
+        "new",
+        "getter",
+        "setter",
+        "classmethod",
+        "staticmethod",
+        "classattr",
+    ];
+    // PyO3's attributes, also under a `cfg_attr`, which only PyO3's macros make known.
+    let is_pyo3 = |attr: &syn::Attribute| {
+        PYO3.iter().any(|name| attr.path().is_ident(name))
+            || (attr.path().is_ident("cfg_attr") && {
+                let tokens = attr.meta.to_token_stream().to_string();
+                PYO3.iter().any(|name| tokens.contains(name))
+            })
+    };
+    block.attrs.retain(|attr| !is_pyo3(attr));
+    for item in &mut block.items {
+        if let ImplItem::Fn(method) = item {
+            method.attrs.retain(|attr| !is_pyo3(attr));
+            clear_parameter_attributes(&mut method.sig);
+        }
+    }
+    quote! {
+        #[allow(dead_code)]
+        #block
+    }
+}
+
+fn clear_parameter_attributes(sig: &mut Signature) {
+    for input in &mut sig.inputs {
+        if let FnArg::Typed(typed) = input {
+            typed.attrs.clear();
+        }
     }
 }
 

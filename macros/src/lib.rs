@@ -9,7 +9,7 @@ mod export;
 mod options;
 
 use proc_macro::TokenStream;
-use syn::{Error, ItemFn, ItemImpl};
+use syn::{ItemFn, ItemImpl};
 
 use export::{expand_function, expand_methods};
 use options::Options;
@@ -23,26 +23,37 @@ pub fn pyfunction(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let expanded =
         Options::parse(args.into()).and_then(|options| expand_function(options, function.clone()));
-    match expanded {
-        Ok(expanded) => expanded.into(),
-        // The function stays, as a plain one, next to the error: what it uses (imports,
-        // helpers) is used, so that the error is the only thing reported.
-        Err(error) => {
-            let error = error.into_compile_error();
-            let function = export::unexported(function);
-            quote::quote!(#error #function).into()
-        }
-    }
+    // The function stays, as a plain one, next to the error: what it uses (imports, helpers)
+    // is used, so that the error is the only thing reported.
+    or_unexported(expanded, || export::unexported(function))
 }
 
 /// `#[pyo3_async::pymethods]` on an `impl` block of a `#[pyclass]`.
 #[proc_macro_attribute]
 pub fn pymethods(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed = Options::parse(args.into()).and_then(|options| {
-        let block = syn::parse::<ItemImpl>(item)?;
-        expand_methods(options, block)
-    });
-    parsed.unwrap_or_else(Error::into_compile_error).into()
+    let block = match syn::parse::<ItemImpl>(item) {
+        Ok(block) => block,
+        Err(error) => return error.into_compile_error().into(),
+    };
+    let expanded =
+        Options::parse(args.into()).and_then(|options| expand_methods(options, block.clone()));
+    // As for `pyfunction`: the block stays, plain, next to an error.
+    or_unexported(expanded, || export::unexported_methods(block))
+}
+
+/// The expansion, or the error next to what is left of the item (see `export::unexported`).
+fn or_unexported(
+    expanded: syn::Result<proc_macro2::TokenStream>,
+    left: impl FnOnce() -> proc_macro2::TokenStream,
+) -> TokenStream {
+    match expanded {
+        Ok(expanded) => expanded.into(),
+        Err(error) => {
+            let error = error.into_compile_error();
+            let left = left();
+            quote::quote!(#error #left).into()
+        }
+    }
 }
 
 /// `#[pyo3_async::main]` on `async fn main()`: the body runs as the main task of a Python
@@ -50,11 +61,13 @@ pub fn pymethods(args: TokenStream, item: TokenStream) -> TokenStream {
 /// context with `tokio`.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed = entry::loops(args.into(), entry::Expect::One).and_then(|entry| {
-        let function = syn::parse::<ItemFn>(item)?;
-        entry::expand_main(entry, function)
-    });
-    parsed.unwrap_or_else(Error::into_compile_error).into()
+    let function = match syn::parse::<ItemFn>(item) {
+        Ok(function) => function,
+        Err(error) => return error.into_compile_error().into(),
+    };
+    let expanded = entry::loops(args.into(), entry::Expect::One)
+        .and_then(|entry| entry::expand_main(entry, function.clone()));
+    or_unexported(expanded, || entry::unexported_main(function))
 }
 
 /// `#[pyo3_async::test]` on an `async fn`: a test per loop (`asyncio`, `uvloop`, `trio`; all
@@ -62,9 +75,11 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// (inside the tokio runtime's context with `tokio`).
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed = entry::loops(args.into(), entry::Expect::Many).and_then(|entry| {
-        let function = syn::parse::<ItemFn>(item)?;
-        entry::expand_test(entry, function)
-    });
-    parsed.unwrap_or_else(Error::into_compile_error).into()
+    let function = match syn::parse::<ItemFn>(item) {
+        Ok(function) => function,
+        Err(error) => return error.into_compile_error().into(),
+    };
+    let expanded = entry::loops(args.into(), entry::Expect::Many)
+        .and_then(|entry| entry::expand_test(entry, function.clone()));
+    or_unexported(expanded, || export::unexported(function))
 }

@@ -74,6 +74,16 @@ fn span_at_call() -> Option<&'static str> {
     current_span()
 }
 
+/// Without a `name`, the span is named after the function, as on any `async fn`.
+#[pyo3_async::pyfunction]
+#[tracing::instrument]
+async fn traced_plain(mut value: i64) -> Option<&'static str> {
+    value += 1;
+    let _ = value;
+    suspend_once().await;
+    current_span()
+}
+
 // ---- Results under other names, and a class named `Result` ----
 
 struct ApiError(String);
@@ -122,6 +132,61 @@ async fn checked_count(
         return Err(pyo3::exceptions::PyValueError::new_err("negative count"));
     }
     Ok(futures::stream::iter((0..n).map(Ok)))
+}
+
+/// Names the macros' expansions must not trip over: traits' names, and a method of the output
+/// named like the one that tells results from values.
+#[allow(dead_code)]
+struct IsResult;
+#[allow(dead_code)]
+struct IsValue;
+
+#[pyclass(frozen)]
+struct Job;
+
+impl Job {
+    #[allow(dead_code)]
+    fn output_kind(&self) -> &'static str {
+        "batch"
+    }
+}
+
+#[pyo3_async::pyfunction]
+async fn make_job() -> Job {
+    Job
+}
+
+/// Lints the user forbids, which the expansions must not need to allow.
+#[forbid(unused_imports, clippy::needless_borrow)]
+mod forbidding {
+    use pyo3::prelude::*;
+
+    #[pyo3_async::pyfunction]
+    pub(crate) async fn forbidden_lints(value: i64) -> PyResult<i64> {
+        Ok(value)
+    }
+
+    #[pyo3_async::pyfunction(generator)]
+    pub(crate) async fn forbidden_lints_count(
+        n: i64,
+    ) -> impl futures::Stream<Item = PyResult<i64>> + Send {
+        futures::stream::iter((0..n).map(Ok))
+    }
+}
+
+/// An expectation about a lint that fires in the wrapper (which has the same parameters) and
+/// in the body: met, on a function and on a method.
+#[expect(clippy::too_many_arguments)]
+#[pyo3_async::pyfunction]
+async fn eight(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8) -> u32 {
+    [a, b, c, d, e, f, g, h].iter().map(|&x| u32::from(x)).sum()
+}
+
+/// An expectation about the body only (the wrapper moves the argument on): met.
+#[expect(unused_variables)]
+#[pyo3_async::pyfunction]
+async fn ignores_its_argument(unused: i64) -> i64 {
+    0
 }
 
 // ---- PyO3 under another path (`crate = "..."`) ----
@@ -245,6 +310,19 @@ impl Shapes {
         current_span()
     }
 
+    /// Without a `name`, the span is named after the method.
+    #[tracing::instrument(skip_all)]
+    async fn traced_plain_method(&self, mut extra: i64) -> (Option<&'static str>, i64) {
+        extra += self.value;
+        suspend_once().await;
+        (current_span(), extra)
+    }
+
+    #[expect(clippy::too_many_arguments)]
+    async fn seven(&self, a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8) -> u32 {
+        [a, b, c, d, e, f, g].iter().map(|&x| u32::from(x)).sum()
+    }
+
     /// The object owned by the coroutine (`Py<Self>`), instead of borrowed as `&self`.
     async fn owned_self(slf: Py<Self>, extra: i64) -> i64 {
         suspend_once().await;
@@ -256,6 +334,13 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = tracing::subscriber::set_global_default(CurrentSpans);
     m.add_function(wrap_pyfunction!(traced, m)?)?;
     m.add_function(wrap_pyfunction!(span_at_call, m)?)?;
+    m.add_function(wrap_pyfunction!(traced_plain, m)?)?;
+    m.add_function(wrap_pyfunction!(make_job, m)?)?;
+    m.add_class::<Job>()?;
+    m.add_function(wrap_pyfunction!(forbidding::forbidden_lints, m)?)?;
+    m.add_function(wrap_pyfunction!(forbidding::forbidden_lints_count, m)?)?;
+    m.add_function(wrap_pyfunction!(eight, m)?)?;
+    m.add_function(wrap_pyfunction!(ignores_its_argument, m)?)?;
     m.add_function(wrap_pyfunction!(lookup, m)?)?;
     m.add_function(wrap_pyfunction!(shadowing::make_result, m)?)?;
     m.add_class::<shadowing::Result>()?;

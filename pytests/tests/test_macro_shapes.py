@@ -28,6 +28,20 @@ async def test_an_instrument_attribute_on_a_method_skips_its_self():
     assert m.span_at_call() is None
 
 
+async def test_an_instrument_attribute_names_the_span_after_the_function():
+    assert await m.traced_plain(1) == "traced_plain"
+    assert await m.Shapes(1).traced_plain_method(2) == ("traced_plain_method", 3)
+
+
+async def test_names_the_expansion_uses_do_not_clash_with_the_users():
+    assert type(await m.make_job()).__name__ == "Job"
+    assert await m.forbidden_lints(3) == 3
+    assert [item async for item in m.forbidden_lints_count(2)] == [0, 1]
+    assert await m.eight(1, 1, 1, 1, 1, 1, 1, 1) == 8
+    assert await m.Shapes(0).seven(1, 1, 1, 1, 1, 1, 1) == 7
+    assert await m.ignores_its_argument(5) == 0
+
+
 async def test_a_result_alias_converts_its_error():
     assert await m.lookup("one") == 1
     with pytest.raises(LookupError, match="two"):

@@ -4,7 +4,8 @@
 //! A body may return a plain value (`i64`, a `#[pyclass]` that happens to be named `Result`)
 //! or a result (`PyResult<T>`, `Result<T, E>`, or an alias such as
 //! `type ApiResult<T> = Result<T, ApiError>`). The macro sees only tokens, and a name is not a
-//! type: so it emits `(&output).output_kind()`, and method resolution picks the kind.
+//! type: so it emits `borrowed.__pyo3_async_output_kind()` (with `borrowed = &output`), and method resolution picks the kind. The method's name is one no user type has, so that
+//! no method of the output's own (an `output_kind` of a `#[pyclass]`) is picked instead.
 //! [`IsResult`] is implemented for `Result<T, E>` itself and matches the receiver `&Result`
 //! at once; [`IsValue`] is implemented for every `&T` and is reached only by one more auto-ref,
 //! that is, when the first does not apply. This works because the macros refuse generic
@@ -22,7 +23,7 @@ pub struct ValueOutput;
 
 /// Picked for `Result<T, E>` (see the module's docs).
 pub trait IsResult {
-    fn output_kind(&self) -> ResultOutput {
+    fn __pyo3_async_output_kind(&self) -> ResultOutput {
         ResultOutput
     }
 }
@@ -31,7 +32,7 @@ impl<T, E> IsResult for Result<T, E> {}
 
 /// Picked for anything else, one auto-ref later.
 pub trait IsValue {
-    fn output_kind(&self) -> ValueOutput {
+    fn __pyo3_async_output_kind(&self) -> ValueOutput {
         ValueOutput
     }
 }
@@ -89,14 +90,26 @@ where
     stream::once(future).flatten()
 }
 
+/// What the expansions import, by a glob: only the two traits, so that the import is always
+/// used (one of them picks the kind) and needs no `allow` (which a `forbid` would refuse).
+pub mod kinds {
+    pub use super::{IsResult, IsValue};
+}
+
 #[cfg(test)]
-// The borrows pick the kind, as in the macros' expansions.
-#[allow(clippy::needless_borrow)]
 mod tests {
-    use super::{IsResult as _, IsValue as _};
+    use super::kinds::*;
     use futures::executor::block_on_stream;
     use pyo3::exceptions::PyValueError;
     use pyo3::PyResult;
+
+    /// As the expansions ask: through a variable holding the borrow.
+    macro_rules! kind_of {
+        ($borrowed:expr) => {{
+            let borrowed = $borrowed;
+            borrowed.__pyo3_async_output_kind()
+        }};
+    }
 
     /// A type named `Result` that is not one.
     struct Result;
@@ -115,24 +128,24 @@ mod tests {
     #[test]
     fn the_kind_comes_from_the_type_not_the_name() {
         let value = Result;
-        assert!((&value).output_kind().into_py_result(value).is_ok());
+        assert!(kind_of!(&value).into_py_result(value).is_ok());
         let aliased: ApiResult<i64> = Err(ApiError);
-        assert!((&aliased).output_kind().into_py_result(aliased).is_err());
+        assert!(kind_of!(&aliased).into_py_result(aliased).is_err());
         let number = 3_i64;
-        assert_eq!((&number).output_kind().into_py_result(number).ok(), Some(3));
+        assert_eq!(kind_of!(&number).into_py_result(number).ok(), Some(3));
         let failed: PyResult<i64> = Err(PyValueError::new_err("no"));
-        assert!((&failed).output_kind().into_py_result(failed).is_err());
+        assert!(kind_of!(&failed).into_py_result(failed).is_err());
     }
 
     #[test]
     fn a_failed_generator_body_yields_its_error_first() {
         let failed: PyResult<futures::stream::Iter<std::vec::IntoIter<PyResult<i64>>>> =
             Err(PyValueError::new_err("no stream"));
-        let items: Vec<_> = block_on_stream((&failed).output_kind().into_stream(failed)).collect();
+        let items: Vec<_> = block_on_stream(kind_of!(&failed).into_stream(failed)).collect();
         assert_eq!(items.len(), 1);
         assert!(items[0].is_err());
         let ok: PyResult<_> = Ok(futures::stream::iter(vec![Ok::<_, pyo3::PyErr>(1), Ok(2)]));
-        let items: Vec<_> = block_on_stream((&ok).output_kind().into_stream(ok)).collect();
+        let items: Vec<_> = block_on_stream(kind_of!(&ok).into_stream(ok)).collect();
         assert_eq!(items.len(), 2);
     }
 }
