@@ -39,6 +39,8 @@ lint: $(VENV)/.installed
 
 rust-test: $(VENV)/.installed
 	cargo test --quiet --workspace --features pyo3-async/tokio
+	# The `tokio-default` feature changes what every entry point does: its own build.
+	cargo test --quiet --features tokio-default --test tokio_default
 	# Model checks of the waker's and the job queue's state machines (src/sync.rs), in a
 	# target directory of their own: the cfg rebuilds everything.
 	RUSTFLAGS="--cfg pyo3_async_loom" CARGO_TARGET_DIR=target/loom \

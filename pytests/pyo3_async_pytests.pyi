@@ -1,6 +1,7 @@
 """The pytest suite's extension module (pytests/src): small Rust futures and streams that
 exercise each path of the bridge."""
 
+import asyncio
 import builtins
 import collections.abc as abc
 import types
@@ -115,6 +116,19 @@ __all__ = [
     "use_pyo3_panics",
     "PanicError",
     "readme",
+    "io_runtime_thread",
+    "compute_runtime_thread",
+    "aborted_task",
+    "spawned_value",
+    "init_runtime",
+    "leave_task_at_exit",
+    "leave_blocking_task_at_exit",
+    "hold_exit_guard",
+    "TaskAbortedError",
+    "sync_sleep",
+    "sync_await_on",
+    "sync_wait_forever",
+    "loop_thread_block_on",
 ]
 
 _T = TypeVar("_T")
@@ -668,3 +682,49 @@ def context_leaks(var: Any, read: Callable[[Any], Awaitable[Any]], n: int) -> ab
 
 readme: types.ModuleType
 """The functions and classes the README's examples export (generated from README.md)."""
+
+# ---- lifetime.rs ----
+
+def io_runtime_thread() -> abc.Coroutine[Any, Any, str | None]:
+    """Polled in the I/O runtime's context (the option names it): what `tokio::spawn` reaches
+    runs on that runtime's threads, and its timers are that runtime's."""
+
+def compute_runtime_thread() -> abc.Coroutine[Any, Any, str | None]:
+    """A task on the compute runtime, by `spawn_on`."""
+
+def aborted_task() -> abc.Coroutine[Any, Any, None]:
+    """A task of the process-wide runtime, aborted while its handle is awaited."""
+
+def spawned_value(value: _T) -> abc.Coroutine[Any, Any, _T]:
+    """A value from a task of the process-wide runtime, after a tokio timer."""
+
+def init_runtime() -> None:
+    """`pyo3_async::tokio::init` with a default builder: its errors arrive as `RuntimeError`."""
+
+def leave_task_at_exit(log: Callable[[str], object]) -> None:
+    """Leaves a task of the process-wide runtime pending for ever, holding a guard that logs
+    when dropped: the runtime's shutdown at exit drops it."""
+
+def leave_blocking_task_at_exit(seconds: float, timeout: float) -> None:
+    """Leaves a blocking task of the process-wide runtime sleeping for `seconds`, and bounds the
+    wait for it at exit to `timeout` seconds."""
+
+def hold_exit_guard(latch: Latch, timeout: float) -> None:
+    """A thread that stays inside `attach_unless_exiting` (detached again, blocked on the latch)
+    until the latch is set or `timeout` passes: exit waits for such threads."""
+
+class TaskAbortedError(Exception):
+    """A tokio task awaited from Python was aborted by something other than its awaiter."""
+
+def sync_sleep(seconds: float, value: _T) -> _T:
+    """A blocking API over an async one: a tokio timer, waited for with the interpreter released."""
+
+def sync_await_on(event_loop: asyncio.AbstractEventLoop, awaitable: Awaitable[_T]) -> _T:
+    """Waits, from synchronous code, for `awaitable` run on `event_loop` (an asyncio loop running
+    in another thread)."""
+
+def sync_wait_forever(log: Callable[[str], object]) -> None:
+    """Waits for ever for a future that logs when it is dropped (as Ctrl-C drops it)."""
+
+def loop_thread_block_on(awaitable: Awaitable[_T]) -> _T:
+    """`LoopThread::block_on(awaitable)` on a new asyncio loop thread, stopped after."""

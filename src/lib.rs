@@ -176,7 +176,8 @@ pub use pyo3_async_macros::pymethods;
 ///
 /// `#[pyo3_async::main(trio, tokio)]` polls the body inside the tokio runtime's context
 /// (feature `tokio`), so that `tokio::time` and `tokio::net` work in it; the `tokio-default`
-/// feature does that for every `main`, test and [`run`].
+/// feature does that for every `main`, test and [`run`]. `debug` turns asyncio's debug mode
+/// on ([`LoopOptions::debug`]).
 ///
 /// ```
 /// use pyo3::prelude::*;
@@ -257,7 +258,7 @@ pub mod __private {
 }
 
 pub use backend::Backend;
-pub use embed::{run, LoopKind, LoopThread};
+pub use embed::{block_on, run, run_until_complete, run_with, LoopKind, LoopOptions, LoopThread};
 pub use exit_guard::attach_unless_exiting;
 pub use py_to_rust::{is_cancellation, EventLoop, PyAsyncIter, PyContext, PyFuture};
 pub use rust_to_py::{

@@ -213,3 +213,59 @@ mod without_prelude {
     #[::pyo3_async::test(trio)]
     async fn unit() {}
 }
+
+/// A future run on a loop that exists but does not run: twice on the same loop, which stays
+/// open; a closed loop is asyncio's own error.
+#[test]
+fn run_until_complete_on_a_loop_of_the_callers() -> PyResult<()> {
+    Python::initialize();
+    Python::attach(|py| {
+        let event_loop = py.import("asyncio")?.call_method0("new_event_loop")?;
+        let first = pyo3_async::run_until_complete(&event_loop, async {
+            let running = Python::attach(|py| {
+                py.import("asyncio")?
+                    .call_method0("get_running_loop")
+                    .map(Bound::unbind)
+            })?;
+            PyResult::Ok(running)
+        })?;
+        assert!(first.bind(py).is(&event_loop), "the caller's loop ran it");
+        assert_eq!(
+            pyo3_async::run_until_complete(&event_loop, async { PyResult::Ok(2) })?,
+            2
+        );
+        assert!(!event_loop.call_method0("is_closed")?.is_truthy()?);
+        event_loop.call_method0("close")?;
+        let closed = pyo3_async::run_until_complete(&event_loop, async { PyResult::Ok(3) });
+        let err = closed.expect_err("a closed loop");
+        assert!(err.is_instance_of::<PyRuntimeError>(py), "{err}");
+        assert!(err.to_string().contains("closed"), "{err}");
+        PyResult::Ok(())
+    })
+}
+
+/// asyncio's options, on a trio run: refused by name, not ignored.
+#[test]
+fn loop_options_are_refused_for_trio() {
+    Python::initialize();
+    Python::attach(|py| {
+        let options = pyo3_async::LoopOptions::new().debug(true);
+        let refused =
+            pyo3_async::run_with(py, LoopKind::Trio, &options, async { PyResult::Ok(()) });
+        let err = refused.expect_err("trio has no debug mode");
+        assert!(
+            err.is_instance_of::<pyo3::exceptions::PyValueError>(py),
+            "{err}"
+        );
+        assert!(err.to_string().contains("asyncio's"), "{err}");
+    });
+}
+
+/// `tokio` among the test's loops: its timers work in the body, on every loop.
+#[cfg(feature = "tokio")]
+#[pyo3_async::test(tokio)]
+async fn tokio_timers_in_a_test_body() {
+    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    let spawned = tokio::spawn(async { 42 }).await.expect("a tokio task");
+    assert_eq!(spawned, 42);
+}

@@ -98,7 +98,9 @@ pub(crate) fn split(attrs: &[Attribute], body: Body, name: &syn::Ident) -> syn::
                     .push(quote!(#[cfg_attr(#condition, #(#wrapper),*)]));
             }
             if !inside.is_empty() {
-                split.body.push(quote!(#[cfg_attr(#condition, #(#inside),*)]));
+                split
+                    .body
+                    .push(quote!(#[cfg_attr(#condition, #(#inside),*)]));
             }
         } else {
             let (wrapper, inside) = place_all(std::iter::once(&attr.meta), body, name);
@@ -158,9 +160,9 @@ fn named_instrument(meta: &Meta, name: &syn::Ident) -> TokenStream2 {
     match meta {
         Meta::Path(path) => quote!(#path(name = #name)),
         Meta::List(list) => {
-            let named = list.tokens.clone().into_iter().any(|token| {
-                matches!(&token, proc_macro2::TokenTree::Ident(ident) if ident == "name")
-            });
+            let named = list.tokens.clone().into_iter().any(
+                |token| matches!(&token, proc_macro2::TokenTree::Ident(ident) if ident == "name"),
+            );
             if named {
                 quote!(#meta)
             } else {

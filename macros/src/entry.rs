@@ -25,16 +25,21 @@ const KINDS: [&str; 3] = ["asyncio", "uvloop", "trio"];
 pub(crate) struct Entry {
     pub(crate) loops: Vec<Ident>,
     pub(crate) tokio: bool,
+    /// `debug`: asyncio's debug mode (`main` only).
+    pub(crate) debug: Option<Ident>,
 }
 
 /// The loop kinds named in the attribute's arguments, and the `tokio` flag.
 pub(crate) fn loops(args: TokenStream2, expect: Expect) -> syn::Result<Entry> {
     let named = Punctuated::<Ident, Token![,]>::parse_terminated.parse2(args)?;
     let mut tokio = false;
+    let mut debug = None;
     let mut kinds = Vec::new();
     for kind in named {
         if kind == "tokio" {
             tokio = true;
+        } else if kind == "debug" && matches!(expect, Expect::One) {
+            debug = Some(kind);
         } else if KINDS.contains(&kind.to_string().as_str()) {
             kinds.push(kind);
         } else {
@@ -57,7 +62,11 @@ pub(crate) fn loops(args: TokenStream2, expect: Expect) -> syn::Result<Entry> {
         }
         _ => kinds,
     };
-    Ok(Entry { loops, tokio })
+    Ok(Entry {
+        loops,
+        tokio,
+        debug,
+    })
 }
 
 /// `::pyo3_async::LoopKind::Trio` for `trio`.
@@ -132,12 +141,15 @@ fn unit_result(function: &ItemFn, call: TokenStream2, tokio: bool) -> TokenStrea
 pub(crate) fn expand_main(entry: Entry, function: ItemFn) -> syn::Result<TokenStream2> {
     check(&function, "main")?;
     let kind = loop_kind(&entry.loops[0]);
-    let attributes =
-        crate::attributes::split(&function.attrs, Body::Nested, &function.sig.ident)?;
+    let attributes = crate::attributes::split(&function.attrs, Body::Nested, &function.sig.ident)?;
     // Nested in the generated `main`, under its name (the span of an `instrument` is `main`).
     let body_name = function.sig.ident.clone();
     let body = body_function(&function, &body_name, &attributes.body);
     let future = unit_result(&function, quote!(#body_name()), entry.tokio);
+    let options = match &entry.debug {
+        Some(debug) => quote_spanned!(debug.span()=> ::pyo3_async::LoopOptions::new().debug(true)),
+        None => quote!(::pyo3_async::LoopOptions::new()),
+    };
     let attrs = &attributes.wrapper;
     let vis = &function.vis;
     let ident = &function.sig.ident;
@@ -147,7 +159,7 @@ pub(crate) fn expand_main(entry: Entry, function: ItemFn) -> syn::Result<TokenSt
             #body
             ::pyo3_async::__private::pyo3::Python::initialize();
             let ran = ::pyo3_async::__private::pyo3::Python::attach(|py| {
-                ::pyo3_async::run(py, #kind, #future)
+                ::pyo3_async::run_with(py, #kind, &#options, #future)
             });
             if let ::core::result::Result::Err(err) = ran {
                 // As Python ends a program that raised: the traceback, exit status 1.
@@ -160,8 +172,7 @@ pub(crate) fn expand_main(entry: Entry, function: ItemFn) -> syn::Result<TokenSt
 
 pub(crate) fn expand_test(entry: Entry, function: ItemFn) -> syn::Result<TokenStream2> {
     check(&function, "test")?;
-    let attributes =
-        crate::attributes::split(&function.attrs, Body::Beside, &function.sig.ident)?;
+    let attributes = crate::attributes::split(&function.attrs, Body::Beside, &function.sig.ident)?;
     // Docs describe the test module; `ignore`, `should_panic` and the rest of the wrapper's
     // attributes go on each test.
     let (docs, attrs): (Vec<_>, Vec<_>) = attributes

@@ -1,6 +1,6 @@
 //! A program's whole life with tokio (test_lifetime.py): runtimes a library names, tasks
 //! aborted under the awaiter, `init`'s errors, the owned runtime's shutdown at exit, and
-//! forked children.
+//! forked children; synchronous callers that wait for Rust futures.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -127,7 +127,57 @@ fn hold_exit_guard(latch: Py<Latch>, timeout: f64) {
     });
 }
 
+/// A blocking API over an async one: a tokio timer, waited for with the interpreter released.
+#[pyfunction]
+fn sync_sleep(py: Python<'_>, seconds: f64, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    pyo3_async::block_on(
+        py,
+        pyo3_async::tokio::in_runtime(async move {
+            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+            value
+        }),
+    )
+}
+
+/// Waits, from synchronous code, for `awaitable` run on `event_loop` (an asyncio loop running
+/// in another thread).
+#[pyfunction]
+fn sync_await_on(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+    awaitable: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let future = pyo3_async::EventLoop::asyncio(event_loop)?.spawn(awaitable)?;
+    pyo3_async::block_on(py, future)?
+}
+
+/// Waits for ever for a future that logs when it is dropped (as Ctrl-C drops it).
+#[pyfunction]
+fn sync_wait_forever(py: Python<'_>, log: Py<PyAny>) -> PyResult<()> {
+    let guard = LogOnDrop {
+        log,
+        message: "future dropped",
+    };
+    pyo3_async::block_on(py, async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    })
+}
+
+/// `LoopThread::block_on(awaitable)` on a new asyncio loop thread, stopped after.
+#[pyfunction]
+fn loop_thread_block_on(py: Python<'_>, awaitable: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let loop_thread = pyo3_async::LoopThread::start(py, pyo3_async::LoopKind::Asyncio)?;
+    let result = loop_thread.block_on(awaitable);
+    loop_thread.stop()?;
+    result
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(sync_sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(sync_await_on, m)?)?;
+    m.add_function(wrap_pyfunction!(sync_wait_forever, m)?)?;
+    m.add_function(wrap_pyfunction!(loop_thread_block_on, m)?)?;
     m.add_function(wrap_pyfunction!(io_runtime_thread, m)?)?;
     m.add_function(wrap_pyfunction!(compute_runtime_thread, m)?)?;
     m.add_function(wrap_pyfunction!(aborted_task, m)?)?;

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -186,3 +187,96 @@ def test_a_child_forked_while_a_thread_is_inside_the_exit_guard_exits_at_once(lo
         """
     )
     assert out.split() == ["child", "0", "True"]
+
+
+def test_block_on_waits_with_the_interpreter_released():
+    ticks = []
+    stop = threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(None)
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    try:
+        before = len(ticks)
+        assert m.sync_sleep(0.2, "value") == "value"
+        assert len(ticks) > before, "another Python thread ran meanwhile"
+    finally:
+        stop.set()
+        ticker.join()
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_block_on_waits_for_python_work_on_a_loop_in_another_thread(loop_name):
+    if loop_name == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        assert m.sync_await_on(loop, asyncio.sleep(0.01, "done")) == "done"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+@pytest.mark.anyio
+async def test_block_on_refuses_to_block_a_running_loop():
+    with pytest.raises(RuntimeError, match="running event loop"):
+        m.sync_sleep(0.01, 1)
+
+
+CTRL_C = """
+    import os, signal, threading, time
+    import pyo3_async_pytests as t
+
+    sent = []
+
+    def interrupt():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Timer(0.2, interrupt).start()
+    try:
+        {call}
+    except KeyboardInterrupt:
+        print("interrupted", time.monotonic() - sent[0], flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_block_on_and_drops_the_future():
+    out = run_script(CTRL_C.format(call="t.sync_wait_forever(lambda m: print(m, flush=True))"))
+    lines = out.splitlines()
+    assert lines[0] == "future dropped"
+    assert lines[1].startswith("interrupted")
+    # The wait stops every 50 ms to run signal handlers: far below a second even on a loaded
+    # machine (the bound only says it did not hang).
+    assert float(lines[1].split()[1]) < 1.0
+
+
+def test_ctrl_c_interrupts_a_loop_threads_block_on_and_cancels_the_task():
+    out = run_script(
+        CTRL_C.format(
+            call="""
+        import asyncio
+
+        async def forever():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                print("task cancelled", flush=True)
+                raise
+
+        t.loop_thread_block_on(forever())"""
+        )
+    )
+    lines = out.splitlines()
+    assert "task cancelled" in lines
+    assert any(line.startswith("interrupted") for line in lines)

@@ -5,6 +5,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::embed::loop_kind::LoopKind;
+use crate::embed::loop_options::LoopOptions;
 use crate::exit_guard::attach_unless_exiting;
 use crate::glue;
 use crate::py_to_rust::EventLoop;
@@ -49,7 +50,32 @@ pub struct LoopThread {
 impl LoopThread {
     /// Starts a `kind` loop in a new (daemon) Python thread; returns once it runs.
     pub fn start(py: Python<'_>, kind: LoopKind) -> PyResult<LoopThread> {
-        let thread = glue::loop_thread(py)?.call1((kind.name(),))?;
+        LoopThread::start_with(py, kind, &LoopOptions::new())
+    }
+
+    /// [`start`](LoopThread::start), with the loop made as `options` say.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::{LoopKind, LoopOptions, LoopThread};
+    ///
+    /// Python::initialize();
+    /// Python::attach(|py| {
+    ///     let loop_thread =
+    ///         LoopThread::start_with(py, LoopKind::Asyncio, &LoopOptions::new().debug(true))?;
+    ///     let running = loop_thread.event_loop().as_any(py).clone();
+    ///     assert!(running.call_method0("get_debug")?.extract::<bool>()?);
+    ///     loop_thread.stop()
+    /// })?;
+    /// # PyResult::Ok(())
+    /// ```
+    pub fn start_with(
+        py: Python<'_>,
+        kind: LoopKind,
+        options: &LoopOptions,
+    ) -> PyResult<LoopThread> {
+        let (debug, loop_factory) = options.arguments(py);
+        let thread = glue::loop_thread(py)?.call1((kind.name(), debug, loop_factory))?;
         let handle = thread.getattr(intern!(py, "handle"))?;
         let event_loop = match kind {
             LoopKind::Trio => EventLoop::trio(&handle)?,
@@ -74,7 +100,8 @@ impl LoopThread {
 
     /// Runs `awaitable` on the loop and waits for its result with the interpreter released:
     /// the equivalent of `asyncio.run_coroutine_threadsafe(awaitable, loop).result()`. Called
-    /// on the loop's own thread, it would wait for itself: that is an error.
+    /// on the loop's own thread, it would wait for itself: that is an error. Python's signal
+    /// handlers run while it waits: Ctrl-C cancels the task and raises `KeyboardInterrupt`.
     pub fn block_on(&self, awaitable: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let py = awaitable.py();
         if self.on_own_thread(py)? {
@@ -83,7 +110,9 @@ impl LoopThread {
             ));
         }
         let future = self.event_loop.spawn(awaitable)?;
-        py.detach(|| futures::executor::block_on(future))
+        // Detached while it waits; Ctrl-C (any signal handler's exception) cancels the task
+        // and is raised here.
+        crate::embed::block_on::wait(py, future)?
     }
 
     /// Ends the loop: work still running is cancelled, the loop is closed, the thread joined.

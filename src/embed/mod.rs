@@ -6,10 +6,14 @@
 //! `trio.run`), so that they end as a Python program's loop does: tasks still running are
 //! cancelled and awaited, async generators closed, the loop closed.
 
+mod block_on;
 mod loop_kind;
+mod loop_options;
 mod loop_thread;
 mod run;
 
+pub use block_on::block_on;
 pub use loop_kind::LoopKind;
+pub use loop_options::LoopOptions;
 pub use loop_thread::LoopThread;
-pub use run::{run, run_test};
+pub use run::{run, run_test, run_until_complete, run_with};

@@ -7,6 +7,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::embed::loop_kind::LoopKind;
+use crate::embed::loop_options::LoopOptions;
 use crate::glue;
 use crate::rust_to_py::Coroutine;
 
@@ -47,8 +48,76 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: Send + 'static,
 {
+    run_with(py, kind, &LoopOptions::new(), future)
+}
+
+/// [`run`], with the loop made as `options` say (asyncio's debug mode, a loop factory).
+///
+/// ```
+/// use pyo3::prelude::*;
+/// use pyo3_async::{LoopKind, LoopOptions};
+///
+/// Python::initialize();
+/// Python::attach(|py| {
+///     // uvloop's loop, made by its factory, under plain asyncio.
+///     let factory = py.import("uvloop")?.getattr("new_event_loop")?.unbind();
+///     let options = LoopOptions::new().loop_factory(factory);
+///     let name = pyo3_async::run_with(py, LoopKind::Asyncio, &options, async {
+///         Python::attach(|py| {
+///             let running = py.import("asyncio")?.call_method0("get_running_loop")?;
+///             running.get_type().name()?.extract::<String>()
+///         })
+///     })?;
+///     assert_eq!(name, "Loop");
+///     PyResult::Ok(())
+/// })?;
+/// # PyResult::Ok(())
+/// ```
+pub fn run_with<F, T>(
+    py: Python<'_>,
+    kind: LoopKind,
+    options: &LoopOptions,
+    future: F,
+) -> PyResult<T>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
     let (main, output) = main_task(kind, future);
-    glue::run_loop(py)?.call1((kind.name(), main))?;
+    let (debug, loop_factory) = options.arguments(py);
+    glue::run_loop(py)?.call1((kind.name(), main, debug, loop_factory))?;
+    take(&output)
+}
+
+/// Runs `future` to completion on `event_loop`, an asyncio loop that exists but does not run
+/// (`loop.run_until_complete`), and returns its output. The loop stays open: it is yours.
+///
+/// For programs that keep one loop across several runs, or made it themselves. A loop that
+/// runs already, or is closed, is asyncio's `RuntimeError`.
+///
+/// ```
+/// use pyo3::prelude::*;
+///
+/// Python::initialize();
+/// Python::attach(|py| {
+///     let event_loop = py.import("asyncio")?.call_method0("new_event_loop")?;
+///     // Two runs on the same loop: what the first leaves on it is there for the second.
+///     let first = pyo3_async::run_until_complete(&event_loop, async { PyResult::Ok(1) })?;
+///     let second = pyo3_async::run_until_complete(&event_loop, async { PyResult::Ok(2) })?;
+///     assert_eq!(first + second, 3);
+///     event_loop.call_method0("close")?;
+///     PyResult::Ok(())
+/// })?;
+/// # PyResult::Ok(())
+/// ```
+pub fn run_until_complete<F, T>(event_loop: &Bound<'_, PyAny>, future: F) -> PyResult<T>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let py = event_loop.py();
+    let (main, output) = main_task(LoopKind::Asyncio, future);
+    glue::run_until_complete(py)?.call1((event_loop, main))?;
     take(&output)
 }
 

@@ -6,6 +6,7 @@ are cancelled and awaited, async generators are closed, the loop is closed.
 """
 
 import asyncio
+import sys
 import threading
 
 
@@ -13,17 +14,67 @@ async def _await(awaitable):
     return await awaitable
 
 
-def run_loop(kind, awaitable):
-    """Runs `awaitable` as the main task of a new `kind` loop on this thread; its result."""
+def run_loop(kind, awaitable, debug=None, loop_factory=None):
+    """Runs `awaitable` as the main task of a new `kind` loop on this thread; its result.
+    `debug` and `loop_factory` are asyncio's (`asyncio.run`'s, on every Python >= 3.10)."""
     if kind == "trio":
         import trio
 
+        if debug is not None or loop_factory is not None:
+            raise ValueError("`debug` and `loop_factory` are asyncio's: a trio run has neither")
         return trio.run(_await, awaitable)
     if kind == "uvloop":
         import uvloop
 
-        return uvloop.run(_await(awaitable))
-    return asyncio.run(_await(awaitable))
+        if debug is None and loop_factory is None:
+            return uvloop.run(_await(awaitable))
+        loop_factory = loop_factory or uvloop.new_event_loop
+    if debug is None and loop_factory is None:
+        return asyncio.run(_await(awaitable))
+    return _run_asyncio(_await(awaitable), debug, loop_factory)
+
+
+def _run_asyncio(coroutine, debug, loop_factory):
+    """`asyncio.run(coroutine, debug=debug, loop_factory=loop_factory)`, which 3.10 lacks."""
+    if hasattr(asyncio, "Runner"):
+        with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
+            return runner.run(coroutine)
+    from asyncio.runners import _cancel_all_tasks
+
+    loop = (loop_factory or asyncio.new_event_loop)()
+    try:
+        asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            _cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def run_until_complete(loop, awaitable):
+    """`loop.run_until_complete(awaitable)`, on an asyncio loop that exists but does not run;
+    the loop stays open (it is the caller's)."""
+    return loop.run_until_complete(_await(awaitable))
+
+
+def runs_a_loop():
+    """Whether this thread runs an event loop now (an asyncio loop, or a trio run)."""
+    if asyncio._get_running_loop() is not None:
+        return True
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
 
 
 def run_loop_in_thread(kind, awaitable):
@@ -52,8 +103,9 @@ class LoopThread:
     is never stopped does not hold the interpreter's exit.
     """
 
-    def __init__(self, kind):
+    def __init__(self, kind, debug=None, loop_factory=None):
         self.kind = kind
+        self._options = (debug, loop_factory)
         self.handle = None
         self.error = None
         self._stop = None
@@ -70,7 +122,7 @@ class LoopThread:
 
     def _run(self, main):
         try:
-            run_loop(self.kind, main())
+            run_loop(self.kind, main(), *self._options)
         except BaseException as exc:
             self.error = exc
         finally:

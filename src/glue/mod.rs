@@ -147,6 +147,14 @@ helper!(
     /// A loop running in a Python thread of its own until stopped.
     loop_thread in loops
 );
+helper!(
+    /// `loops.run_until_complete(loop, awaitable)`: on a loop that exists but does not run.
+    run_until_complete in loops
+);
+helper!(
+    /// `loops.runs_a_loop()`: whether this thread runs an event loop now.
+    runs_a_loop in loops
+);
 
 helper!(
     /// Marks exported async functions for `inspect.iscoroutinefunction` (3.12+).
