@@ -7,7 +7,9 @@ hang, or are noisy (a task started during the shutdown reported destroyed while 
 
 Scenarios: `wakes` (coroutines woken by tokio), `streams` (PyAsyncIter dropped mid-stream),
 `spawn_with` (tokio threads schedule Python work without attaching), `guarded_attach` (tokio
-threads attach through `pyo3_async::attach_unless_exiting`), `all` (all of these), and
+threads attach through `pyo3_async::attach_unless_exiting`), `runtime` (work on the runtime
+pyo3-async owns, which it shuts down at exit: timers, spawned tasks, and tasks left pending whose
+destructors call Python), `all` (all of these), and
 `attach` (tokio threads calling `Python::attach` themselves: the hazard the others avoid, not
 run unless named, never counted as a failure). The pytest suite runs it (test_stress.py);
 `make stress` at full size. Needs the test module.
@@ -20,7 +22,7 @@ import random
 import subprocess
 import sys
 
-SCENARIOS = ("wakes", "streams", "spawn_with", "guarded_attach", "all", "attach")
+SCENARIOS = ("wakes", "streams", "spawn_with", "guarded_attach", "runtime", "all", "attach")
 
 
 def child(scenario, loop):
@@ -78,6 +80,11 @@ def child(scenario, loop):
             awaitables += [m.drop_after(python_work, random.randrange(100)) for _ in range(50)]
         if scenario in ("guarded_attach", "all"):
             awaitables += [m.spawn_guarded_from_tokio(python_work) for _ in range(50)]
+        if scenario in ("runtime", "all"):
+            awaitables += [m.spawned_value(i) for i in range(100)]
+            awaitables += [m.tokio_sleep(random.random() * 0.01, i) for i in range(100)]
+            for _ in range(20):
+                m.leave_task_at_exit(lambda message: None)
         if scenario == "attach":
             awaitables += [m.spawn_from_tokio(python_work()) for _ in range(50)]
         return awaitables

@@ -279,12 +279,14 @@ async def test_objects_are_freed(loop_name, problems):
     assert problems == []
 
 
-@pytest.mark.parametrize("scenario", ["wakes", "streams", "spawn_with", "guarded_attach", "all"])
+@pytest.mark.parametrize(
+    "scenario", ["wakes", "streams", "spawn_with", "guarded_attach", "runtime", "all"]
+)
 @pytest.mark.parametrize("loop", ["asyncio", "trio"])
 def test_exit_with_work_in_flight(loop, scenario):
     """Processes that exit while Rust threads wake coroutines, complete and drop `PyFuture`s
     and spawn Python work: none aborts, none hangs."""
-    processes = max(PROCESSES // 10, 2)  # 10 scenario/loop pairs share the budget
+    processes = max(PROCESSES // 10, 2)  # the scenario/loop pairs share the budget
     completed = subprocess.run(
         [sys.executable, EXIT_SCRIPT, str(processes), scenario, "--loop", loop],
         capture_output=True,
