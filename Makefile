@@ -31,7 +31,7 @@ lint: $(VENV)/.installed
 	cargo clippy --quiet -p pyo3-async --all-targets --features tokio,pyo3/abi3-py310 \
 		--target-dir target/abi3-lint -- -D warnings
 	# No free-threaded CPython here: the crate type-checks against one (3.14t) described by a
-	# pyo3 config file (README, "Free-threaded Python").
+	# pyo3 config file (ARCHITECTURE.md, "Free-threaded Python").
 	PYO3_CONFIG_FILE=$(CURDIR)/tools/free-threaded.cfg cargo check --quiet -p pyo3-async \
 		--features tokio --target-dir target/free-threaded
 	# The crates as crates.io would get them (the tests build the very same sources).

@@ -37,14 +37,24 @@
 //! uvloop or trio loop (and [`macro@main`] writes that `main`), [`LoopThread`] runs a loop on a
 //! thread of its own, and [`macro@test`] runs an `async fn` test once per loop.
 //!
+//! **Synchronous callers**: [`block_on`] waits for a Rust future from a sync `#[pyfunction]`,
+//! with the interpreter released and Ctrl-C working.
+//!
 //! **[The guide](guide)** walks through both directions and the set-up: an extension module
 //! with maturin, tokio and smol, embedding, testing, cancellation, contextvars, trio and anyio,
-//! and migrating from pyo3-async-runtimes or PyO3's `experimental-async`.
+//! and migrating from pyo3-async 0.3.2, pyo3-async-runtimes or PyO3's `experimental-async`.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `macros` | yes | [`pyfunction`], [`pymethods`], [`macro@main`], [`macro@test`] |
+//! | `tokio` | no | the `tokio` module: futures polled in a tokio runtime's context, runtimes per call, a spawn that aborts on drop, the runtime's shutdown at exit |
+//! | `tokio-default` | no | every exported function, generator and entry point polled in the runtime's context; an application's choice, never a library's (Cargo unifies features across a build) |
 
-// The layers, bottom-up — sync, exit_guard, thread_state, glue, home, task, backend, waker,
-// delegation, rust_to_py, py_to_rust, embed, tokio, guide — each importing only those below
-// it (`tools/layers.py` checks it in `make test`; the README's Architecture section describes
-// them).
+// The layers, bottom-up — sync, exit_guard, fork, thread_state, glue, home, task, backend,
+// waker, delegation, rust_to_py, py_to_rust, tokio, embed, guide — each importing only those
+// below it (`tools/layers.py` checks it in `make test`; ARCHITECTURE.md describes them).
 mod backend;
 mod delegation;
 mod embed;

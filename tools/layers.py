@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Checks the crate's layering: no import cycle between the files of `src/`, and every
-top-level module imports only the layers below its own (`LAYERS`, bottom-up; the README's
-Architecture section describes them). Prints each violation and exits 1; prints the layers
-and exits 0 otherwise.
+top-level module imports only the layers below its own (`LAYERS`, bottom-up; ARCHITECTURE.md
+describes them). Prints each violation and exits 1; prints the layers and exits 0 otherwise.
 
 An import is any `crate::a::b` or `super::x` path in code (comments excluded), or a path
 through a child module that the file declares (`mod x;` then `x::y`).

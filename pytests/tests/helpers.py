@@ -9,7 +9,7 @@ import pyo3_async_pytests
 
 # `make abi3` builds the test module with the limited API, which cannot tell whether a thread
 # is attached: wake-ups on the loop thread then go through the loop's home, and an attached
-# thread's late `atexit` work is refused like a foreign thread's (README, "abi3").
+# thread's late `atexit` work is refused like a foreign thread's (ARCHITECTURE.md, "abi3").
 ABI3 = pyo3_async_pytests.pyo3_async_pytests.__file__.endswith(".abi3.so")
 full_api_only = pytest.mark.skipif(ABI3, reason="the limited API cannot tell attached threads")
 
