@@ -11,6 +11,9 @@ export PYO3_PYTHON := $(VIRTUAL_ENV)/bin/python
 
 .PHONY: demo test lint rust-test python-test abi3 matrix bench stress valgrind
 
+# The `rust-version` of Cargo.toml, which `make lint` builds with.
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -36,6 +39,17 @@ lint: $(VENV)/.installed
 		--features tokio --target-dir target/free-threaded
 	# The crates as crates.io would get them (the tests build the very same sources).
 	cargo package --quiet --no-verify --allow-dirty -p pyo3-async-macros -p pyo3-async
+	# Windows and macOS, linted on their own targets (the non-Unix wake signal on its real one);
+	# pyo3 configures the full API for them from a Python version alone.
+	rustup target add x86_64-pc-windows-msvc aarch64-apple-darwin 2>/dev/null
+	for target in x86_64-pc-windows-msvc aarch64-apple-darwin; do \
+		PYO3_CROSS_PYTHON_VERSION=3.12 cargo clippy --quiet -p pyo3-async --all-targets \
+			--features tokio --target $$target --target-dir target/cross -- -D warnings || exit 1; \
+	done
+	# The oldest Rust the crates claim (`rust-version`), with that toolchain.
+	rustup toolchain install --profile minimal $(MSRV) >/dev/null
+	cargo +$(MSRV) check --quiet -p pyo3-async -p pyo3-async-macros --features pyo3-async/tokio \
+		--target-dir target/msrv
 
 rust-test: $(VENV)/.installed
 	cargo test --quiet --workspace --features pyo3-async/tokio

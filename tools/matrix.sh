@@ -2,9 +2,16 @@
 # `make matrix`: the Rust tests and the pytest suite on other CPythons, a line per version.
 #
 # Usage: tools/matrix.sh [PYTHON...]   (interpreters; by default every CPython >= 3.10 that
-# pyenv has, except the main venv's version, which `make test` has just run). Each version gets its own venv (.venv-<version>) and
-# target directory (target/py<version>): pyo3's build depends on the interpreter, so one shared
-# target directory would rebuild everything at each switch. Logs: target/matrix/<version>.log.
+# pyenv has, except the main venv's version, which `make test` has just run). Each version gets
+# its own venv (.venv-<version>) and target directory (target/py<version>): pyo3's build depends
+# on the interpreter, so one shared target directory would rebuild everything at each switch.
+# Logs: target/matrix/<version>.log.
+#
+# Debian's builds (`<version>-debian`, from tools/debian-python.sh: 3.14, 3.15) carry a C library
+# of their own, so no Rust binary links their libpython: they run the pytest suite only, with
+# `-W error::DeprecationWarning` (3.14 deprecates the event-loop policies that older code
+# touches). The newest of them in $FULL_API (3.14 by default) gets the full-API build of the test
+# module; every one gets the abi3 build, built once (target/abi3, as `make abi3` built it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/matrix
@@ -13,8 +20,13 @@ if [ $# -eq 0 ]; then
     for dir in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*; do
         version=${dir##*/}
         # CPython releases from 3.10 (no free-threaded `t` builds, no pre-releases).
-        if [[ $version =~ ^3\.(1[0-9]|[2-9][0-9])\.[0-9]+$ ]] && [ "$version" != "$main" ]; then
+        if [[ $version =~ ^3\.(1[0-9]|[2-9][0-9])\.[0-9]+(-debian)?$ ]] && [ "$version" != "$main" ]; then
             set -- "$@" "$dir/bin/python"
+        fi
+    done
+    for minor in 3.14 3.15; do
+        if ! compgen -G "${PYENV_ROOT:-$HOME/.pyenv}/versions/$minor.*" >/dev/null; then
+            echo "Python $minor: skipped, not installed (tools/debian-python.sh $minor installs it)"
         fi
     done
     if [ $# -eq 0 ]; then
@@ -22,9 +34,14 @@ if [ $# -eq 0 ]; then
         exit 0
     fi
 fi
+FULL_API=${FULL_API:-3.14}
 status=0
 for python in "$@"; do
     version=$("$python" -c 'import platform; print(platform.python_version())')
+    debian=
+    if [[ $python == *-debian/* ]]; then
+        debian=yes
+    fi
     venv=.venv-$version
     log=target/matrix/$version.log
     started=$SECONDS
@@ -37,6 +54,24 @@ for python in "$@"; do
         fi
         export VIRTUAL_ENV=$PWD/$venv PATH=$PWD/$venv/bin:$PATH PYO3_PYTHON=$PWD/$venv/bin/python
         export CARGO_TARGET_DIR=target/py$version
+        if [ -n "$debian" ]; then
+            # The abi3 wheels (the test module, the streaming example), built once for every
+            # version that runs them.
+            for crate in pytests examples/streaming; do
+                CARGO_TARGET_DIR=target/abi3 maturin build --quiet -m $crate/Cargo.toml \
+                    --features pyo3/abi3-py310 --interpreter "$PWD/$venv/bin/python" \
+                    -o target/abi3-wheels
+            done
+            pip install --quiet --force-reinstall --no-deps target/abi3-wheels/*abi3*.whl
+            if [ "${version%.*}" = "$FULL_API" ]; then
+                maturin develop --quiet -m pytests/Cargo.toml
+                python -m pytest -q -p no:cacheprovider -W error::DeprecationWarning pytests/tests
+                pip install --quiet --force-reinstall --no-deps \
+                    target/abi3-wheels/pyo3_async_pytests-*abi3*.whl
+            fi
+            python -m pytest -q -p no:cacheprovider -W error::DeprecationWarning pytests/tests
+            exit 0
+        fi
         # Doctests are the main run's: one binary each, they would double this run's time.
         cargo test --workspace --features pyo3-async/tokio --lib --bins --tests
         maturin develop --quiet -m pytests/Cargo.toml
@@ -52,8 +87,11 @@ for python in "$@"; do
     ) >"$log" 2>&1
     outcome=$?
     rust=$(grep -E '^test result:' "$log" | awk '{passed += $4; failed += $6} END {print passed " passed, " failed " failed"}')
-    # One line per pytest run (3.10's second is the abi3 build's).
+    # One line per pytest run (the second, on 3.10 and Debian's builds, is the abi3 build's).
     pytest=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$log" | tr -d '=' | sed 's/^ *//; s/ *$//' | paste -sd ';' - | sed 's/;/; abi3: /')
+    if [ -n "$debian" ]; then
+        rust="none: Debian's libpython cannot be linked here"
+    fi
     if [ "$outcome" -eq 0 ]; then
         echo "Python $version: ok (Rust tests: $rust; pytest: $pytest) in $((SECONDS - started)) s"
     else

@@ -94,10 +94,27 @@ class AsyncioShutdown:
 
         sentinel = _shutdown_sentinel(weakref.ref(self, record_died))
         self.sentinel = sentinel
+        # First iterated under the loop's `firstiter` hook (which is how `shutdown_asyncgens`
+        # finds it) but not its `finalizer`: collected with a loop nobody closes, it closes at
+        # once (`_close_now`) instead of scheduling `aclose()` on that dead loop. Which of the
+        # weakref callback and the finalizer the collector runs first is its business (3.15
+        # runs the finalizer first).
+        firstiter, finalizer = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=_close_now)
         try:
             sentinel.asend(None).send(None)
         except StopIteration:
             pass
+        finally:
+            sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
+
+
+def _close_now(async_generator):
+    """Closes an async generator whose `finally` never suspends, without a loop."""
+    try:
+        async_generator.aclose().send(None)
+    except (StopIteration, RuntimeError):
+        pass
 
     async def close(self):
         self.closing = True
