@@ -129,6 +129,7 @@ __all__ = [
     "sync_await_on",
     "sync_wait_forever",
     "loop_thread_block_on",
+    "call_during_poll",
 ]
 
 _T = TypeVar("_T")
@@ -728,3 +729,8 @@ def sync_wait_forever(log: Callable[[str], object]) -> None:
 
 def loop_thread_block_on(awaitable: Awaitable[_T]) -> _T:
     """`LoopThread::block_on(awaitable)` on a new asyncio loop thread, stopped after."""
+
+# ---- machinery.rs ----
+
+def call_during_poll(callback: Callable[[], _T]) -> abc.Coroutine[Any, Any, tuple[_T, _T]]:
+    """Calls `callback()` inside the first poll, then again after a suspension; both results."""

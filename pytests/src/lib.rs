@@ -7,6 +7,7 @@ mod coroutines;
 mod generators;
 mod lifetime;
 mod local;
+mod machinery;
 mod macro_shapes;
 mod macros;
 mod marked;
@@ -76,6 +77,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     marked::register(m)?;
     local::register(m)?;
     lifetime::register(m)?;
+    machinery::register(m)?;
     storm::register(m)?;
     m.add_class::<Coroutine>()?;
     m.add_class::<AsyncGenerator>()?;

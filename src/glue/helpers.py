@@ -109,13 +109,6 @@ class AsyncioShutdown:
             sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
 
 
-def _close_now(async_generator):
-    """Closes an async generator whose `finally` never suspends, without a loop."""
-    try:
-        async_generator.aclose().send(None)
-    except (StopIteration, RuntimeError):
-        pass
-
     async def close(self):
         self.closing = True
         tasks = [task for task in self.tasks if not task.done()]
@@ -126,6 +119,14 @@ def _close_now(async_generator):
 
 
 asyncio_shutdown = AsyncioShutdown  # the accessor's name (glue::asyncio_shutdown)
+
+
+def _close_now(async_generator):
+    """Closes an async generator whose `finally` never suspends, without a loop."""
+    try:
+        async_generator.aclose().send(None)
+    except (StopIteration, RuntimeError):
+        pass
 
 
 async def _shutdown_sentinel(shutdown):
