@@ -124,6 +124,8 @@ __all__ = [
     "leave_task_at_exit",
     "leave_blocking_task_at_exit",
     "hold_exit_guard",
+    "python_call_in_a_task_at_exit",
+    "run_with_loop_factory",
     "TaskAbortedError",
     "sync_sleep",
     "sync_await_on",
@@ -713,6 +715,13 @@ def leave_blocking_task_at_exit(seconds: float, timeout: float) -> None:
 def hold_exit_guard(latch: Latch, timeout: float) -> None:
     """A thread that stays inside `attach_unless_exiting` (detached again, blocked on the latch)
     until the latch is set or `timeout` passes: exit waits for such threads."""
+
+def python_call_in_a_task_at_exit(log: Callable[[str], object], seconds: float) -> None:
+    """A task of the process-wide runtime that, in its poll, calls `time.sleep(seconds)` through
+    `attach_unless_exiting` and then logs: a long poll that calls Python, as exit begins."""
+
+def run_with_loop_factory(factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """`pyo3_async::run_with` on asyncio, with `factory` as the loop factory."""
 
 class TaskAbortedError(Exception):
     """A tokio task awaited from Python was aborted by something other than its awaiter."""

@@ -9,10 +9,12 @@
 //!
 //! So each such per-process thing is a [`PerProcess`]: created on first use, and created anew
 //! on first use in each child. The old one is leaked in the child, never dropped, since
-//! dropping it would wait for its threads or take its locks. Python tells us about forks:
-//! [`install`] registers [`after_in_child`] with `os.register_at_fork`, which CPython runs
-//! in the child of every `os.fork()` (multiprocessing's `fork` start method, gunicorn and
-//! pytest-xdist workers), while the child is still single-threaded.
+//! dropping it would wait for its threads or take its locks. The C library tells us about
+//! forks: [`watch`] registers [`in_child`] with `pthread_atfork`, which runs in the child of
+//! every `fork()` (Python's `os.fork()`, multiprocessing's `fork` start method, gunicorn and
+//! pytest-xdist workers, C code), first thing, while the child is single-threaded: before any
+//! `os.register_at_fork` hook, so a hook of the user's that uses the bridge already sees the
+//! child's state.
 //!
 //! | fork generation | `PerProcess::get` | `get_or_init` |
 //! |---|---|---|
@@ -22,9 +24,7 @@
 //! Invariant: a value is only ever handed out in the generation that created it.
 
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-
-use pyo3::prelude::*;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// How many forks led to this process (0 in the original process).
 static GENERATION: AtomicUsize = AtomicUsize::new(0);
@@ -34,39 +34,30 @@ pub(crate) fn generation() -> usize {
     GENERATION.load(Ordering::Acquire)
 }
 
-/// Registers [`after_in_child`] with `os.register_at_fork`, once per process (a child
-/// inherits the registration with the rest of the interpreter).
-pub(crate) fn install(py: Python<'_>) {
-    static INSTALLED: AtomicBool = AtomicBool::new(false);
-    if INSTALLED.load(Ordering::Relaxed) || INSTALLED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let registered = wrap_pyfunction!(after_in_child, py).and_then(|hook| {
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item("after_in_child", hook)?;
-        py.import("os")?
-            .getattr("register_at_fork")?
-            .call((), Some(&kwargs))?;
-        Ok(())
-    });
-    if let Err(err) = registered {
-        err.write_unraisable(py, None);
+/// Registers [`in_child`] with `pthread_atfork`, once per process (a child inherits the
+/// registration). Called wherever the crate first keeps per-process state: a loop's home, the
+/// tokio runtime, a `PerProcess` value, `block_on`.
+pub(crate) fn watch() {
+    #[cfg(unix)]
+    {
+        static WATCHED: std::sync::Once = std::sync::Once::new();
+        WATCHED.call_once(|| {
+            // SAFETY: `in_child` is a plain `extern "C" fn()` with no preconditions, and does
+            // only what is allowed in a forked child before it execs or runs on: atomic stores.
+            // Registration cannot fail but for lack of memory, where there is nothing to do.
+            let _ = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        });
     }
 }
 
-/// Runs in the child of every `os.fork()`, first thing, single-threaded: from now on every
+/// Runs in the child of every `fork()`, first thing, single-threaded: from now on every
 /// [`PerProcess`] value of the parent is out of date, and the counters the parent's threads
-/// kept are reset.
-#[pyfunction]
-fn after_in_child() {
+/// kept are reset. Atomics only: this is async-signal context.
+#[cfg(unix)]
+extern "C" fn in_child() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
-    for reset in CHILD_RESETS {
-        reset();
-    }
+    crate::exit_guard::reset_in_child();
 }
-
-/// Resets of plain counters that a child must not inherit (see `exit_guard`).
-const CHILD_RESETS: &[fn()] = &[crate::exit_guard::reset_in_child];
 
 /// A value of which each process has its own: see the module's docs.
 pub(crate) struct PerProcess<T: 'static> {
@@ -104,6 +95,7 @@ impl<T: Send + Sync + 'static> PerProcess<T> {
     }
 
     fn set_in(&self, generation: usize, value: T) -> Result<&'static T, T> {
+        watch();
         let fresh = Box::into_raw(Box::new(Entry { generation, value }));
         let mut seen = self.current.load(Ordering::Acquire);
         loop {

@@ -78,7 +78,8 @@ fn init_runtime() -> PyResult<()> {
     Ok(())
 }
 
-/// Calls `log(message)` when dropped, attached (at exit: while the runtime shuts down).
+/// Calls `log(message)` when dropped, attached unless the interpreter is exiting (at exit:
+/// while the runtime shuts down, which is before), as code on the runtime's threads should.
 struct LogOnDrop {
     log: Py<PyAny>,
     message: &'static str,
@@ -86,12 +87,29 @@ struct LogOnDrop {
 
 impl Drop for LogOnDrop {
     fn drop(&mut self) {
-        Python::attach(|py| {
+        pyo3_async::attach_unless_exiting(|py| {
             if let Err(err) = self.log.call1(py, (self.message,)) {
                 err.write_unraisable(py, None);
             }
         });
     }
+}
+
+/// A task of the process-wide runtime that, in its poll, calls `time.sleep(seconds)` through
+/// `attach_unless_exiting` and then logs: a long poll that calls Python, as exit begins.
+#[pyfunction]
+fn python_call_in_a_task_at_exit(log: Py<PyAny>, seconds: f64) {
+    std::mem::forget(pyo3_async::tokio::spawn(async move {
+        pyo3_async::attach_unless_exiting(|py| {
+            let slept = py
+                .import("time")
+                .and_then(|time| time.call_method1("sleep", (seconds,)))
+                .and_then(|_| log.call1(py, ("slept",)));
+            if let Err(err) = slept {
+                err.write_unraisable(py, None);
+            }
+        });
+    }));
 }
 
 /// Leaves a task of the process-wide runtime pending for ever, holding a guard that logs
@@ -173,7 +191,17 @@ fn loop_thread_block_on(py: Python<'_>, awaitable: &Bound<'_, PyAny>) -> PyResul
     result
 }
 
+/// `pyo3_async::run_with` on asyncio, with `factory` as the loop factory.
+#[pyfunction]
+fn run_with_loop_factory(py: Python<'_>, factory: Py<PyAny>) -> PyResult<()> {
+    let options = pyo3_async::LoopOptions::new().loop_factory(factory);
+    pyo3_async::run_with(py, pyo3_async::LoopKind::Asyncio, &options, async {
+        PyResult::Ok(())
+    })
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(run_with_loop_factory, m)?)?;
     m.add_function(wrap_pyfunction!(sync_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(sync_await_on, m)?)?;
     m.add_function(wrap_pyfunction!(sync_wait_forever, m)?)?;
@@ -186,6 +214,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(leave_task_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(leave_blocking_task_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(hold_exit_guard, m)?)?;
+    m.add_function(wrap_pyfunction!(python_call_in_a_task_at_exit, m)?)?;
     m.add(
         "TaskAbortedError",
         m.py().get_type::<pyo3_async::tokio::TaskAbortedError>(),

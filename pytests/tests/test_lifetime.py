@@ -280,3 +280,132 @@ def test_ctrl_c_interrupts_a_loop_threads_block_on_and_cancels_the_task():
     lines = out.splitlines()
     assert "task cancelled" in lines
     assert any(line.startswith("interrupted") for line in lines)
+
+
+# ---- The attack's findings (issue 25): programs that never meet an event loop, fork hooks
+# that run before ours, exit with polls and drops in flight. ----
+
+
+def test_a_program_without_a_loop_forks_a_child_with_a_runtime_of_its_own():
+    out = run_script(
+        """
+        import os, signal
+        import pyo3_async_pytests as t
+
+        print("parent", t.sync_sleep(0.01, 1), flush=True)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)  # a hung child ends, and fails the test
+            print("child", t.sync_sleep(0.01, 2), flush=True)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("status", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert out.split() == ["parent", "1", "child", "2", "status", "0"]
+
+
+def test_a_program_without_a_loop_shuts_the_runtime_down_at_exit():
+    out = run_script(
+        """
+        import pyo3_async_pytests as t
+
+        print("parent", t.sync_sleep(0.01, 1), flush=True)
+        t.leave_task_at_exit(lambda message: print(message, flush=True))
+        print("exiting", flush=True)
+        """
+    )
+    assert out.split() == ["parent", "1", "exiting", "task", "dropped", "at", "exit"]
+
+
+@pytest.mark.parametrize("loop_name", list(RUNS))
+def test_a_fork_hook_registered_before_the_bridges_sees_the_childs_state(loop_name):
+    # CPython runs `after_in_child` hooks in registration order: this one runs before any the
+    # bridge could register, and must already get the child's runtime.
+    out = run_script(
+        f"""
+        import os, signal
+        {RUNS[loop_name]}
+        import pyo3_async_pytests as t
+
+        def in_child():
+            signal.alarm(20)
+            print("hook", t.sync_sleep(0.01, 2), flush=True)
+
+        os.register_at_fork(after_in_child=in_child)
+
+        async def main():
+            assert await t.tokio_sleep(0.001, 1) == 1
+
+        run(main)
+        pid = os.fork()
+        if pid == 0:
+            run(main)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("status", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert out.split() == ["hook", "2", "status", "0"]
+
+
+def test_exit_that_does_not_wait_refuses_late_drops_instead_of_crashing():
+    # A timeout of 0: the runtime's workers drop 200 tasks while the interpreter ends. Their
+    # destructors attach through `attach_unless_exiting`: each either runs or is refused.
+    for _ in range(5):
+        out = run_script(
+            """
+            import asyncio
+            import pyo3_async_pytests as t
+
+            async def main():
+                assert await t.spawned_value(1) == 1
+
+            asyncio.run(main())
+            t.leave_blocking_task_at_exit(0.0, 0.0)
+            for _ in range(200):
+                t.leave_task_at_exit(lambda message: print(message, flush=True))
+            print("exiting", flush=True)
+            """
+        )
+        assert out.splitlines()[0] == "exiting"
+
+
+def test_exit_waits_for_a_long_poll_inside_the_exit_guard():
+    # The poll calls Python for longer than the shutdown's timeout (1 s): exit waits for it at
+    # the guard rather than finalising under it.
+    out = run_script(
+        """
+        import asyncio
+        import pyo3_async_pytests as t
+
+        async def main():
+            assert await t.spawned_value(1) == 1
+
+        asyncio.run(main())
+        t.python_call_in_a_task_at_exit(lambda message: print(message, flush=True), 1.3)
+        import time
+        time.sleep(0.1)
+        print("exiting", flush=True)
+        """
+    )
+    assert out.split() == ["exiting", "slept"]
+
+
+def test_a_loop_factory_that_fails_leaves_no_coroutine_behind():
+    out = run_script(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        import pyo3_async_pytests as t
+
+        def broken():
+            raise OSError("no loop today")
+
+        try:
+            t.run_with_loop_factory(broken)
+        except OSError as err:
+            print("raised", err)
+        """
+    )
+    assert out.strip() == "raised no loop today"

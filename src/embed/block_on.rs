@@ -73,6 +73,10 @@ where
     F: Future + Send,
     F::Output: Send,
 {
+    // What a program that only ever waits here needs as much as one with a loop: exit that
+    // waits for foreign threads, and forked children that know they are.
+    crate::exit_guard::install(py);
+    crate::fork::watch();
     let mut future = pin!(future);
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     loop {

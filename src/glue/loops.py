@@ -31,14 +31,17 @@ def run_loop(kind, awaitable, debug=None, loop_factory=None):
         loop_factory = loop_factory or uvloop.new_event_loop
     if debug is None and loop_factory is None:
         return asyncio.run(_await(awaitable))
-    return _run_asyncio(_await(awaitable), debug, loop_factory)
+    return _run_asyncio(awaitable, debug, loop_factory)
 
 
-def _run_asyncio(coroutine, debug, loop_factory):
-    """`asyncio.run(coroutine, debug=debug, loop_factory=loop_factory)`, which 3.10 lacks."""
+def _run_asyncio(awaitable, debug, loop_factory):
+    """`asyncio.run(_await(awaitable), debug=debug, loop_factory=loop_factory)`, which 3.10
+    lacks. The coroutine is made once the loop is: a factory that fails leaves none behind
+    ("never awaited")."""
     if hasattr(asyncio, "Runner"):
         with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
-            return runner.run(coroutine)
+            runner.get_loop()
+            return runner.run(_await(awaitable))
     from asyncio.runners import _cancel_all_tasks
 
     loop = (loop_factory or asyncio.new_event_loop)()
@@ -46,7 +49,7 @@ def _run_asyncio(coroutine, debug, loop_factory):
         asyncio.set_event_loop(loop)
         if debug is not None:
             loop.set_debug(debug)
-        return loop.run_until_complete(coroutine)
+        return loop.run_until_complete(_await(awaitable))
     finally:
         try:
             _cancel_all_tasks(loop)

@@ -365,7 +365,7 @@ pub(crate) fn find_or_create<'py>(
 ) -> PyResult<(Arc<Home>, bool)> {
     HOMES.find_or_create(event_loop, || {
         crate::exit_guard::install(event_loop.py());
-        crate::fork::install(event_loop.py());
+        crate::fork::watch();
         crate::thread_state::note_interpreter(event_loop.py());
         let Parts { threadsafe, record } = parts()?;
         Home::new(

@@ -4,7 +4,7 @@
 //! | state | how it got there | at exit | in a forked child |
 //! |---|---|---|---|
 //! | none | | nothing | none |
-//! | owned | [`init`]'s builder, or the default built on first use | shut down: tasks dropped while every thread may still attach, blocking threads given [`set_shutdown_timeout`] | none: the parent's is leaked (its threads were not forked), a new one is chosen on first use |
+//! | owned | [`init`]'s builder, or the default built on first use | shut down: tasks dropped while every thread may still attach, the whole shutdown given [`set_shutdown_timeout`] | none: the parent's is leaked (its threads were not forked), a new one is chosen on first use |
 //! | given | [`init_with_handle`] | yours to shut down | none, as above |
 //!
 //! Invariants: a process chooses at most once ([`InitError::AlreadyInitialized`] after), and
@@ -170,6 +170,9 @@ fn adopt(runtime: Runtime) -> Result<&'static Chosen, InitError> {
     match RUNTIME.set(owned) {
         Ok(chosen) => {
             crate::exit_guard::before_closing(shut_down_at_exit);
+            // The exit hook that runs the shutdown, even in a program that never meets an
+            // event loop (one that only `block_on`s, say); without an interpreter, none.
+            crate::exit_guard::attach_unless_exiting(crate::exit_guard::install);
             Ok(chosen)
         }
         Err(Chosen::Owned { runtime, .. }) => {
@@ -182,13 +185,20 @@ fn adopt(runtime: Runtime) -> Result<&'static Chosen, InitError> {
     }
 }
 
-/// How long the interpreter's exit waits for the owned runtime's blocking threads (1 s unless
-/// set); what still runs then is left running, detached, as tokio's `shutdown_timeout` does.
+/// How long the interpreter's exit waits for the owned runtime to shut down (1 s unless set):
+/// for its workers to finish the poll they are in and drop their tasks, and for its blocking
+/// tasks to end. What still runs then is left running, detached, as tokio's
+/// `shutdown_timeout` does.
 ///
 /// At exit (Python's `atexit`, before the interpreter finalises) the runtime the crate owns is
 /// shut down: its tasks are dropped while every thread may still attach to the interpreter, so
-/// their cleanup runs, then its threads end. A task that attaches after that would be killed
-/// by the finalising interpreter; this is what keeps the runtime's threads from doing so.
+/// their cleanup runs, then its threads end. A thread still running after the timeout (a poll
+/// longer than it, a blocking task) must not attach with `Python::attach` any more: the
+/// finalising interpreter kills a thread that does, which aborts the process. Code on the
+/// runtime's threads that may run at exit attaches with
+/// [`attach_unless_exiting`](crate::attach_unless_exiting) instead: exit waits for a thread
+/// inside it (5 s at most), and refuses one that comes after. With a timeout of 0, exit does
+/// not wait at all: every task's drop races the interpreter's end.
 ///
 /// ```
 /// use std::time::Duration;
