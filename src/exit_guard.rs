@@ -81,6 +81,7 @@ pub(crate) fn unless_exiting<R>(f: impl FnOnce() -> R) -> Option<R> {
 
 /// In a forked child (see `fork`): the threads the parent counted in flight do not exist
 /// here, and would hold the child's exit for [`EXIT_WAIT`].
+#[cfg(unix)]
 pub(crate) fn reset_in_child() {
     IN_FLIGHT.store(0, Ordering::SeqCst);
 }
