@@ -47,7 +47,7 @@ lint: $(VENV)/.installed
 			--features tokio --target $$target --target-dir target/cross -- -D warnings || exit 1; \
 	done
 	# The oldest Rust the crates claim (`rust-version`), with that toolchain.
-	rustup toolchain install --profile minimal $(MSRV) >/dev/null
+	rustup toolchain install --profile minimal $(MSRV) >/dev/null 2>&1
 	cargo +$(MSRV) check --quiet -p pyo3-async -p pyo3-async-macros --features pyo3-async/tokio \
 		--target-dir target/msrv
 
