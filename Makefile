@@ -37,8 +37,13 @@ lint: $(VENV)/.installed
 	# pyo3 config file (ARCHITECTURE.md, "Free-threaded Python").
 	PYO3_CONFIG_FILE=$(CURDIR)/tools/free-threaded.cfg cargo check --quiet -p pyo3-async \
 		--features tokio --target-dir target/free-threaded
-	# The crates as crates.io would get them (the tests build the very same sources).
-	cargo package --quiet --no-verify --allow-dirty -p pyo3-async-macros -p pyo3-async
+	# Nor a PyPy that runs the suite (README, "Pythons and platforms"): the crate is linted
+	# against PyPy 3.11 as pyo3 describes it.
+	PYO3_CONFIG_FILE=$(CURDIR)/tools/pypy.cfg cargo clippy --quiet -p pyo3-async \
+		--features tokio --target-dir target/pypy -- -D warnings
+	# The crates as crates.io would get them, built from their packages (a dry run of the
+	# publication of both, the macros first).
+	cargo publish --quiet --dry-run --allow-dirty -p pyo3-async-macros -p pyo3-async
 	# Windows and macOS, linted on their own targets (the non-Unix wake signal on its real one);
 	# pyo3 configures the full API for them from a Python version alone.
 	rustup target add x86_64-pc-windows-msvc aarch64-apple-darwin 2>/dev/null

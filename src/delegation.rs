@@ -32,6 +32,7 @@ use std::task::Waker;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+#[cfg(not(PyPy))]
 use pyo3::types::iterator::PySendResult;
 use pyo3::types::PyIterator;
 
@@ -156,7 +157,7 @@ impl Delegate {
     pub(crate) fn step(self, py: Python<'_>, input: Input<'_>) -> Step {
         let iterator = self.iterator.bind(py);
         let sent = match input {
-            Input::Send(value) => iterator.send(&value),
+            Input::Send(value) => send(iterator, &value),
             Input::Throw(exception) => match iterator.getattr(intern!(py, "throw")) {
                 Ok(throw) => throw.call1((exception.value(py),)).map(PySendResult::Next),
                 // As `yield from` does: without `throw`, the exception is raised here.
@@ -181,6 +182,45 @@ impl Delegate {
     /// Abandons the awaitable (its coroutine is closed), when the coroutine itself ends.
     pub(crate) fn close(self, py: Python<'_>) {
         let _ = self.iterator.bind(py).call_method0(intern!(py, "close"));
+    }
+}
+
+/// `iterator.send(value)`: CPython's `PyIter_Send` (no `StopIteration` raised to be caught).
+#[cfg(not(PyPy))]
+fn send<'py>(
+    iterator: &Bound<'py, pyo3::types::PyIterator>,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<PySendResult<'py>> {
+    iterator.send(value)
+}
+
+/// What a send gave: PyO3's `PySendResult`, which PyPy lacks with `PyIter_Send`.
+#[cfg(PyPy)]
+enum PySendResult<'py> {
+    Next(Bound<'py, PyAny>),
+    Return(Bound<'py, PyAny>),
+}
+
+/// `iterator.send(value)` through Python's protocol, as `yield from` does it: `__next__` for
+/// `None` (so a plain iterator works), `send` otherwise; `StopIteration` is the return.
+#[cfg(PyPy)]
+fn send<'py>(
+    iterator: &Bound<'py, pyo3::types::PyIterator>,
+    value: &Bound<'py, PyAny>,
+) -> PyResult<PySendResult<'py>> {
+    let py = iterator.py();
+    let stepped = if value.is_none() {
+        iterator.call_method0(intern!(py, "__next__"))
+    } else {
+        iterator.call_method1(intern!(py, "send"), (value,))
+    };
+    match stepped {
+        Ok(yielded) => Ok(PySendResult::Next(yielded)),
+        Err(err) if err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => err
+            .value(py)
+            .getattr(intern!(py, "value"))
+            .map(PySendResult::Return),
+        Err(err) => Err(err),
     }
 }
 

@@ -98,6 +98,8 @@ static EXIT_WORK: AtomicPtr<ExitWork> = AtomicPtr::new(ptr::null_mut());
 
 /// Runs `work` at exit (with the interpreter released), before foreign threads are refused;
 /// the work registered last runs first.
+// Only the tokio runtime has such work so far.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn before_closing(work: fn()) {
     let node = Box::into_raw(Box::new(ExitWork {
         work,

@@ -129,6 +129,8 @@ pub fn run_test<F>(kind: LoopKind, future: F)
 where
     F: Future<Output = PyResult<()>> + Send + 'static,
 {
+    // PyPy cannot be embedded (PyO3 has no `initialize` there): its tests run under `pypy`.
+    #[cfg(not(PyPy))]
     Python::initialize();
     let ran = Python::attach(|py| {
         let (main, output) = main_task(kind, future);
