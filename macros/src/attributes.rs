@@ -20,21 +20,20 @@ use syn::parse::ParseStream;
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Meta, Token};
 
-/// Attributes about what the caller sees.
-const WRAPPER_ONLY: &[&str] = &[
+/// PyO3's attributes on a method (and ours): they mean something to PyO3's macros only.
+pub(crate) const PYO3: &[&str] = &[
     "pyo3",
+    "pyo3_async",
     "new",
     "getter",
     "setter",
     "classmethod",
     "staticmethod",
     "classattr",
-    "doc",
-    "deprecated",
-    "must_use",
-    "ignore",
-    "should_panic",
 ];
+
+/// Attributes about what the caller sees, besides PyO3's.
+const CALLERS: &[&str] = &["doc", "deprecated", "must_use", "ignore", "should_panic"];
 
 /// Attributes that both halves need.
 const BOTH: &[&str] = &["cfg", "allow", "warn", "deny", "forbid"];
@@ -60,7 +59,7 @@ enum Place {
 fn place(meta: &Meta) -> Place {
     let path = meta.path();
     let is = |names: &[&str]| names.iter().any(|name| path.is_ident(name));
-    if is(WRAPPER_ONLY) {
+    if is(PYO3) || is(CALLERS) {
         Place::Wrapper
     } else if is(BOTH) {
         Place::Both

@@ -6,7 +6,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, ImplItem, ImplItemFn, ItemFn, ItemImpl, Pat, Signature, Type};
 
-use crate::attributes::{self, Body};
+use crate::attributes::{self, Body, PYO3};
 use crate::awaitable::{awaitable, CancelParameter};
 use crate::options::{block_crate, pyo3_name, pyo3_options, refuse_generics, Options};
 
@@ -505,16 +505,6 @@ pub(crate) fn unexported(mut function: ItemFn) -> TokenStream2 {
 
 /// `block` as a plain `impl`, without PyO3's attributes: what is left of it next to an error.
 pub(crate) fn unexported_methods(mut block: ItemImpl) -> TokenStream2 {
-    const PYO3: &[&str] = &[
-        "pyo3",
-        "pyo3_async",
-        "new",
-        "getter",
-        "setter",
-        "classmethod",
-        "staticmethod",
-        "classattr",
-    ];
     // PyO3's attributes, also under a `cfg_attr`, which only PyO3's macros make known.
     let is_pyo3 = |attr: &syn::Attribute| {
         PYO3.iter().any(|name| attr.path().is_ident(name))

@@ -17,9 +17,9 @@ use options::Options;
 /// `#[pyo3_async::pyfunction(options)]` on an `async fn`.
 #[proc_macro_attribute]
 pub fn pyfunction(args: TokenStream, item: TokenStream) -> TokenStream {
-    let function = match syn::parse::<ItemFn>(item) {
+    let function: ItemFn = match parse(item) {
         Ok(function) => function,
-        Err(error) => return error.into_compile_error().into(),
+        Err(error) => return error,
     };
     let expanded =
         Options::parse(args.into()).and_then(|options| expand_function(options, function.clone()));
@@ -31,14 +31,19 @@ pub fn pyfunction(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[pyo3_async::pymethods]` on an `impl` block of a `#[pyclass]`.
 #[proc_macro_attribute]
 pub fn pymethods(args: TokenStream, item: TokenStream) -> TokenStream {
-    let block = match syn::parse::<ItemImpl>(item) {
+    let block: ItemImpl = match parse(item) {
         Ok(block) => block,
-        Err(error) => return error.into_compile_error().into(),
+        Err(error) => return error,
     };
     let expanded =
         Options::parse(args.into()).and_then(|options| expand_methods(options, block.clone()));
     // As for `pyfunction`: the block stays, plain, next to an error.
     or_unexported(expanded, || export::unexported_methods(block))
+}
+
+/// The item an attribute is on, or the compile error that says why it is no such item.
+fn parse<T: syn::parse::Parse>(item: TokenStream) -> Result<T, TokenStream> {
+    syn::parse::<T>(item).map_err(|error| error.into_compile_error().into())
 }
 
 /// The expansion, or the error next to what is left of the item (see `export::unexported`).
@@ -61,9 +66,9 @@ fn or_unexported(
 /// context with `tokio`.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    let function = match syn::parse::<ItemFn>(item) {
+    let function: ItemFn = match parse(item) {
         Ok(function) => function,
-        Err(error) => return error.into_compile_error().into(),
+        Err(error) => return error,
     };
     let expanded = entry::loops(args.into(), entry::Expect::One)
         .and_then(|entry| entry::expand_main(entry, function.clone()));
@@ -75,9 +80,9 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// (inside the tokio runtime's context with `tokio`).
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
-    let function = match syn::parse::<ItemFn>(item) {
+    let function: ItemFn = match parse(item) {
         Ok(function) => function,
-        Err(error) => return error.into_compile_error().into(),
+        Err(error) => return error,
     };
     let expanded = entry::loops(args.into(), entry::Expect::Many)
         .and_then(|entry| entry::expand_test(entry, function.clone()));
