@@ -16,10 +16,11 @@
 //! `os.register_at_fork` hook, so a hook of the user's that uses the bridge already sees the
 //! child's state.
 //!
-//! | fork generation | `PerProcess::get` | `get_or_init` |
+//! | the stored value's generation | `PerProcess::get` | `PerProcess::set(value)` |
 //! |---|---|---|
-//! | the value's | the value | the value |
-//! | newer (a child) | `None` | `set` makes a new value, for this generation |
+//! | none stored | `None` | stores `value` for this generation |
+//! | this process's | the value | refused: `value` comes back |
+//! | older (the parent's, in a child) | `None` | stores `value` for this generation; the parent's is leaked |
 //!
 //! Invariant: a value is only ever handed out in the generation that created it.
 
