@@ -11,7 +11,7 @@
 # of their own, so no Rust binary links their libpython: they run the pytest suite only, with
 # `-W error::DeprecationWarning` (3.14 deprecates the event-loop policies that older code
 # touches). The newest of them in $FULL_API (3.14 by default) gets the full-API build of the test
-# module; every one gets the abi3 build, built once (target/abi3, as `make abi3` built it).
+# module; every one gets the abi3 build (in target/abi3, where `make abi3` built it already).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/matrix
@@ -39,11 +39,14 @@ status=0
 for python in "$@"; do
     version=$("$python" -c 'import platform; print(platform.python_version())')
     debian=
+    name=$version
     if [[ $python == *-debian/* ]]; then
+        # Its own venv, log and target directory: pyenv may hold a build of the same version.
         debian=yes
+        name=$version-debian
     fi
-    venv=.venv-$version
-    log=target/matrix/$version.log
+    venv=.venv-$name
+    log=target/matrix/$name.log
     started=$SECONDS
     (
         set -e
@@ -53,21 +56,21 @@ for python in "$@"; do
             touch "$venv/.installed"
         fi
         export VIRTUAL_ENV=$PWD/$venv PATH=$PWD/$venv/bin:$PATH PYO3_PYTHON=$PWD/$venv/bin/python
-        export CARGO_TARGET_DIR=target/py$version
+        export CARGO_TARGET_DIR=target/py$name
         if [ -n "$debian" ]; then
-            # The abi3 wheels (the test module, the streaming example), built once for every
-            # version that runs them.
+            # The abi3 wheels (the test module, the streaming example), in `make abi3`'s target
+            # directory, into a folder of this run's own: exactly these are installed.
+            wheels=target/matrix/wheels-$name
+            rm -rf "$wheels"
             for crate in pytests examples/streaming; do
                 CARGO_TARGET_DIR=target/abi3 maturin build --quiet -m $crate/Cargo.toml \
-                    --features pyo3/abi3-py310 --interpreter "$PWD/$venv/bin/python" \
-                    -o target/abi3-wheels
+                    --features pyo3/abi3-py310 --interpreter "$PWD/$venv/bin/python" -o "$wheels"
             done
-            pip install --quiet --force-reinstall --no-deps target/abi3-wheels/*abi3*.whl
+            pip install --quiet --force-reinstall --no-deps "$wheels"/*.whl
             if [ "${version%.*}" = "$FULL_API" ]; then
                 maturin develop --quiet -m pytests/Cargo.toml
                 python -m pytest -q -p no:cacheprovider -W error::DeprecationWarning pytests/tests
-                pip install --quiet --force-reinstall --no-deps \
-                    target/abi3-wheels/pyo3_async_pytests-*abi3*.whl
+                pip install --quiet --force-reinstall --no-deps "$wheels"/pyo3_async_pytests-*.whl
             fi
             python -m pytest -q -p no:cacheprovider -W error::DeprecationWarning pytests/tests
             exit 0
@@ -93,10 +96,10 @@ for python in "$@"; do
         rust="none: Debian's libpython cannot be linked here"
     fi
     if [ "$outcome" -eq 0 ]; then
-        echo "Python $version: ok (Rust tests: $rust; pytest: $pytest) in $((SECONDS - started)) s"
+        echo "Python $name: ok (Rust tests: $rust; pytest: $pytest) in $((SECONDS - started)) s"
     else
         status=1
-        echo "Python $version: FAILED (Rust tests: $rust; pytest: ${pytest:-not run}); the end of $log:"
+        echo "Python $name: FAILED (Rust tests: $rust; pytest: ${pytest:-not run}); the end of $log:"
         tail -40 "$log"
     fi
 done

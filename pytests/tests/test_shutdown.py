@@ -9,6 +9,7 @@ trio has no such phase: its system tasks are cancelled with the run (test_closed
 
 import asyncio
 import gc
+import sys
 
 import anyio
 import pytest
@@ -113,3 +114,30 @@ def test_loop_closed_without_shutting_down_generators_is_quiet():
         loop.close()
     gc.collect()
     assert reports == []
+
+
+def test_a_sentinel_that_cannot_start_costs_the_shutdown_notice_only(monkeypatch):
+    # The home is first used after `shutdown_asyncgens()`, with ResourceWarning an error: the
+    # loop's `firstiter` hook refuses the shutdown sentinel. The queue is watched all the same
+    # (Rust's work runs), and the refusal is reported, not swallowed. (Attack on issue 26.)
+    import warnings
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+    async def work():
+        return 5
+
+    async def main():
+        await asyncio.get_running_loop().shutdown_asyncgens()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            return await asyncio.wait_for(m.spawn_with_from_tokio(work), 30)
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) == 5
+    finally:
+        loop.close()
+    assert [type(report.exc_value) for report in reported] == [ResourceWarning]
+    assert "shutdown" in reported[0].err_msg

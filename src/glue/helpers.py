@@ -121,6 +121,17 @@ class AsyncioShutdown:
 asyncio_shutdown = AsyncioShutdown  # the accessor's name (glue::asyncio_shutdown)
 
 
+class _Unraisable:
+    """What `sys.unraisablehook` takes (its own type cannot be built from Python)."""
+
+    def __init__(self, exc, message):
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = message
+        self.object = None
+
+
 def _close_now(async_generator):
     """Closes an async generator whose `finally` never suspends, without a loop."""
     try:
@@ -170,8 +181,13 @@ def start_trio_task(awaitable, context, completion, scope):
 
 def watch_asyncio(loop, fd, drain, shutdown):
     """On the loop thread: the loop drains the home's queue when its socket is readable, and
-    `shutdown` learns when the loop shuts down."""
-    shutdown.watch()
+    `shutdown` learns when the loop shuts down. A sentinel that cannot start (a user's
+    `firstiter` hook that raises, a `ResourceWarning` made an error after `shutdown_asyncgens`)
+    costs that notice only, reported as unraisable: the queue is watched all the same."""
+    try:
+        shutdown.watch()
+    except Exception as exc:
+        sys.unraisablehook(_Unraisable(exc, "pyo3_async: watching the loop's shutdown"))
     try:
         loop.add_reader(fd, drain)
     except BaseException:  # no `add_reader` (Proactor, custom loops), or closed meanwhile
