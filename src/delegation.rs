@@ -35,6 +35,7 @@ use pyo3::prelude::*;
 #[cfg(not(PyPy))]
 use pyo3::types::iterator::PySendResult;
 use pyo3::types::PyIterator;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::task::{Outcome, TaskSlot};
 use crate::waker::PollWaker;
@@ -129,18 +130,23 @@ pub(crate) fn await_iterator(returned: Bound<'_, PyAny>) -> PyResult<Bound<'_, P
 
 /// An awaitable being driven inside the coroutine's task.
 pub(crate) struct Delegate {
+    /// What a native `await` would drive: the `__await__()` iterator, or a native coroutine
+    /// itself (so that `cr_await` continues into its frames, as it does for `async def`).
     iterator: Py<PyIterator>,
     sender: oneshot::Sender<Outcome>,
 }
 
 impl Delegate {
-    /// `awaitable.__await__()`; a failure goes to the `PyFuture`.
+    /// `awaitable.__await__()` (a native coroutine as it is); a failure goes to the
+    /// `PyFuture`.
     pub(crate) fn start(py: Python<'_>, request: Request) -> Option<Delegate> {
-        let iterator = request
-            .awaitable
-            .bind(py)
-            .call_method0(intern!(py, "__await__"))
-            .and_then(await_iterator);
+        let awaitable = request.awaitable.into_bound(py);
+        let iterator = match native_coroutine(awaitable) {
+            Ok(coroutine) => Ok(coroutine),
+            Err(awaitable) => awaitable
+                .call_method0(intern!(py, "__await__"))
+                .and_then(await_iterator),
+        };
         match iterator {
             Ok(iterator) => Some(Delegate {
                 iterator: iterator.unbind(),
@@ -179,10 +185,47 @@ impl Delegate {
         Step::Finished
     }
 
+    /// The awaitable's iterator, for the garbage collector: a native `await` holds it the same
+    /// way (a coroutine's frame holds what it awaits).
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(self.iterator.as_any())
+    }
+
+    /// What the coroutine awaits, as a native coroutine's `cr_await` shows it.
+    pub(crate) fn awaiting(&self) -> &Py<PyAny> {
+        self.iterator.as_any()
+    }
+
     /// Abandons the awaitable (its coroutine is closed), when the coroutine itself ends.
     pub(crate) fn close(self, py: Python<'_>) {
         let _ = self.iterator.bind(py).call_method0(intern!(py, "close"));
     }
+}
+
+/// A native coroutine is driven as it is, as `await` drives it (its `__await__()` would be a
+/// `coroutine_wrapper`, which hides the coroutine from `cr_await`'s readers).
+#[cfg(not(PyPy))]
+fn native_coroutine(
+    awaitable: Bound<'_, PyAny>,
+) -> Result<Bound<'_, PyIterator>, Bound<'_, PyAny>> {
+    let py = awaitable.py();
+    match crate::glue::coroutine_type(py) {
+        Ok(coroutine_type) if awaitable.get_type().is(coroutine_type) => {
+            // SAFETY: only `PyIter_Send` (`send` below), `throw` and `close` are used on a
+            // delegate's iterator, and a coroutine has all three (`am_send` for the first),
+            // although it is no iterator (`tp_iternext`).
+            Ok(unsafe { awaitable.cast_into_unchecked::<PyIterator>() })
+        }
+        _ => Err(awaitable),
+    }
+}
+
+/// PyPy's sends go through `__next__`, which a coroutine lacks: its `__await__()` is used.
+#[cfg(PyPy)]
+fn native_coroutine(
+    awaitable: Bound<'_, PyAny>,
+) -> Result<Bound<'_, PyIterator>, Bound<'_, PyAny>> {
+    Err(awaitable)
 }
 
 /// `iterator.send(value)`: CPython's `PyIter_Send` (no `StopIteration` raised to be caught).

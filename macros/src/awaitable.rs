@@ -64,7 +64,10 @@ pub(crate) fn awaitable(
                  by `aclose()`, which drops the stream",
             ));
         }
-        return Ok(quote!(::pyo3_async::AsyncGenerator::new(#stream) #backend));
+        let label = static_label(qualname, span);
+        return Ok(
+            quote!(::pyo3_async::AsyncGenerator::new(#stream).__with_label(#label) #backend),
+        );
     }
     if let ReturnType::Type(_, ty) = output {
         if returns_stream(ty) {
@@ -113,19 +116,26 @@ pub(crate) fn awaitable(
         },
         None => quote_spanned!(span=> ::pyo3_async::Coroutine::new(#future)),
     };
+    let label = static_label(qualname, span);
     Ok(quote_spanned! {span=>
         #coroutine
-            .__with_label({
-                static LABEL: ::pyo3_async::__private::StaticLabel =
-                    ::pyo3_async::__private::StaticLabel {
-                        qualname: #qualname,
-                        file: ::core::file!(),
-                        line: ::core::line!(),
-                    };
-                &LABEL
-            })
+            .__with_label(#label)
             #backend
     })
+}
+
+/// A reference to a static `StaticLabel` of the function: its name and where it is defined
+/// (`line!()` at `span`, the declared output type: the signature's line).
+fn static_label(qualname: &str, span: Span) -> TokenStream2 {
+    quote_spanned! {span=> {
+        static LABEL: ::pyo3_async::__private::StaticLabel =
+            ::pyo3_async::__private::StaticLabel {
+                qualname: #qualname,
+                file: ::core::file!(),
+                line: ::core::line!(),
+            };
+        &LABEL
+    }}
 }
 
 /// `future` (or stream) polled in the tokio runtime's context: with the `tokio` option (the

@@ -11,6 +11,7 @@ mod machinery;
 mod macro_shapes;
 mod macros;
 mod marked;
+mod native;
 // The README's examples, for test_readme.py; not in `cargo test` (their `#[pyo3_async::test]`
 // example runs as a doctest of the crate).
 #[cfg(not(test))]
@@ -78,6 +79,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     local::register(m)?;
     lifetime::register(m)?;
     machinery::register(m)?;
+    native::register(m)?;
     storm::register(m)?;
     m.add_class::<Coroutine>()?;
     m.add_class::<AsyncGenerator>()?;

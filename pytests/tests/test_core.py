@@ -216,6 +216,7 @@ def test_a_probe_future_of_a_closed_loop_is_dropped(kind):
 # ---- 5. An interrupt during the drain ----
 
 
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_an_interrupt_in_a_scheduled_job_propagates_and_no_wake_is_lost():
     loop = asyncio.new_event_loop()
     trigger = t.Trigger()

@@ -188,6 +188,7 @@ async def test_panics_raise_pyo3s_panic_exception_when_asked(suspend):
     assert not isinstance(raised.value, Exception)
 
 
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 async def test_a_panicking_destructor_never_escapes():
     # Finished, cancelled, closed and collected unawaited: each drops the future, whose
     # destructor panics; the panic stays in Rust and everything else behaves as usual.
@@ -242,6 +243,7 @@ async def _await(awaitable):
     return await awaitable
 
 
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_throw_forms():
     with pytest.raises(KeyError):
         m.ready(1).throw(KeyError)
@@ -257,6 +259,7 @@ def test_throw_forms():
         m.ready(1).throw(error, "value")
 
 
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_close_and_garbage_collection_drop_the_future():
     probe = m.Probe()
     coroutine = m.pending_forever(probe)

@@ -48,6 +48,7 @@ def test_awaiting_a_local_coroutine_on_another_thread_is_refused(local):
         in_thread(lambda: asyncio.run(main()))
 
 
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_a_local_coroutine_dropped_on_another_thread_leaks_its_future():
     # `local_count_by_hand` makes its `!Send` state at once (the macro's, at the first poll).
     local = m.local_count_by_hand

@@ -1,5 +1,6 @@
 """`pyo3_async::mark_coroutine_functions`: exported async functions and methods that
-`inspect.iscoroutinefunction` recognizes on 3.12+ (and frameworks with it), unchanged before."""
+`inspect.iscoroutinefunction` recognizes (and frameworks with it), on every Python: a marked
+wrapper on 3.12+, an `async def` with the function's own parameters before."""
 
 import inspect
 import sys
@@ -12,15 +13,15 @@ from starlette.routing import Route
 
 import pyo3_async_pytests as m
 
-#: Python 3.12 added the mark; before it, marking checks the names and changes nothing.
+#: Python 3.12 added the mark; before it, the wrapper is an `async def`.
 MARKABLE = sys.version_info >= (3, 12)
 
 
 def test_marked_functions_and_methods_are_coroutine_functions():
-    assert inspect.iscoroutinefunction(m.marked_add) is MARKABLE
-    assert inspect.iscoroutinefunction(m.endpoint) is MARKABLE
-    assert inspect.iscoroutinefunction(m.Adder.add) is MARKABLE
-    assert inspect.iscoroutinefunction(m.Adder(1).add) is MARKABLE
+    assert inspect.iscoroutinefunction(m.marked_add) is True
+    assert inspect.iscoroutinefunction(m.endpoint) is True
+    assert inspect.iscoroutinefunction(m.Adder.add) is True
+    assert inspect.iscoroutinefunction(m.Adder(1).add) is True
 
 
 def test_unmarked_ones_are_not():
@@ -51,6 +52,21 @@ async def test_marked_functions_and_methods_still_return_awaitables():
         m.marked_add()
 
 
+def test_a_wrong_call_fails_when_made_as_a_native_coroutine_functions_does():
+    with pytest.raises(TypeError):
+        m.marked_add()
+    with pytest.raises(TypeError):
+        m.Adder.build()
+    with pytest.raises(TypeError):
+        m.Adder(1).add(1, 2, 3)
+
+
+@pytest.mark.skipif(MARKABLE, reason="the async def wrapper is the one of 3.10 and 3.11")
+def test_before_3_12_the_wrapper_is_a_native_coroutine_function():
+    assert inspect.iscoroutine(coroutine := m.marked_add(1))
+    coroutine.close()
+
+
 def test_missing_or_non_callable_names_are_refused():
     with pytest.raises(AttributeError, match="no function 'missing'"):
         m.mark(m, ["missing"])
@@ -61,7 +77,6 @@ def test_missing_or_non_callable_names_are_refused():
 
 
 @pytest.mark.anyio
-@pytest.mark.skipif(not MARKABLE, reason="Starlette tells coroutine functions apart from 3.12")
 async def test_starlette_awaits_a_marked_rust_endpoint():
     # Starlette calls an endpoint it does not take for a coroutine function in a worker thread,
     # and would get a coroutine object back instead of a response.
@@ -84,15 +99,14 @@ async def test_marked_static_and_class_methods_bind_as_before():
     assert type(built) is m.Adder and await built.add(2) == 42
     built = await m.Adder(1).build(5)
     assert await built.add(1) == 6
-    assert inspect.iscoroutinefunction(m.Adder.version) is MARKABLE
-    assert inspect.iscoroutinefunction(m.Adder(1).version) is MARKABLE
-    assert inspect.iscoroutinefunction(m.Adder.build) is MARKABLE
-    assert inspect.iscoroutinefunction(m.Adder(1).build) is MARKABLE
-    if MARKABLE:
-        assert isinstance(m.Adder.__dict__["version"], staticmethod)
-        assert isinstance(m.Adder.__dict__["build"], classmethod)
-        assert inspect.signature(m.Adder.version) == inspect.signature(lambda: None)
-        assert m.Adder.version.__name__ == "version"
+    assert inspect.iscoroutinefunction(m.Adder.version) is True
+    assert inspect.iscoroutinefunction(m.Adder(1).version) is True
+    assert inspect.iscoroutinefunction(m.Adder.build) is True
+    assert inspect.iscoroutinefunction(m.Adder(1).build) is True
+    assert isinstance(m.Adder.__dict__["version"], staticmethod)
+    assert isinstance(m.Adder.__dict__["build"], classmethod)
+    assert inspect.signature(m.Adder.version) == inspect.signature(lambda: None)
+    assert m.Adder.version.__name__ == "version"
 
 
 def test_marking_static_and_class_methods_again_changes_nothing():
@@ -117,6 +131,6 @@ async def test_marking_keeps_how_each_kind_of_class_attribute_binds():
         assert await owner.static(1) == 3
         assert await owner.builtin(1) == 3
         assert await owner.klass(1) == 2
-        assert inspect.iscoroutinefunction(owner.static) is MARKABLE
-        assert inspect.iscoroutinefunction(owner.builtin) is MARKABLE
-        assert inspect.iscoroutinefunction(owner.klass) is MARKABLE
+        assert inspect.iscoroutinefunction(owner.static) is True
+        assert inspect.iscoroutinefunction(owner.builtin) is True
+        assert inspect.iscoroutinefunction(owner.klass) is True

@@ -7,6 +7,7 @@ use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::glue;
 use crate::home::{self, Home};
@@ -164,6 +165,17 @@ impl Parker {
         self.waiting_on = None;
     }
 
+    /// The future the task waits for, while it is suspended on one.
+    pub(crate) fn awaiting(&self) -> Option<&Py<PyAny>> {
+        self.waiting_on.as_ref()
+    }
+
+    /// The future the task waits for: the task holds it too, and it holds the task (its
+    /// done-callback), so a forgotten task is a cycle through this parker.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.waiting_on)
+    }
+
     /// Yields a fresh future of the loop. The Task checks the `_asyncio_future_blocking` flag,
     /// adds its wake-up as a done-callback and resumes us once the future has a result. A real
     /// `asyncio.Future` is required: anyio inspects `task._fut_waiter` to deliver cancellation.
@@ -210,6 +222,10 @@ pub(crate) struct Wakeup {
 impl Wakeup {
     pub(crate) fn home(&self) -> &Arc<Home> {
         &self.home
+    }
+
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.future)
     }
 
     /// Resolves the future the task waits for. A `KeyboardInterrupt` raised by Python code

@@ -19,6 +19,7 @@ pub(crate) use abort::Abort;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::exit_guard::thread_is_attached;
 use crate::glue;
@@ -247,6 +248,28 @@ impl Parker {
         }
     }
 
+    /// What the task is suspended on, as `cr_await` shows it: asyncio's future, or trio's
+    /// coroutine (`None` for trio's bare trap, which is no awaitable).
+    pub(crate) fn awaiting(&self) -> Option<&Py<PyAny>> {
+        match self {
+            Parker::Asyncio(parker) => parker.awaiting(),
+            Parker::Trio(parker) => parker.awaiting(),
+        }
+    }
+
+    /// Reports the Python objects of the current suspension that only this parker holds, for
+    /// the garbage collector (`tp_traverse`: no Python code, no locks waited for).
+    ///
+    /// asyncio: the future the task waits for. trio: the trio coroutine a suspension passed
+    /// through; the trio task itself is not reported, since trio's runner holds every task
+    /// until it ends (a trio task is never garbage while it is parked).
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Parker::Asyncio(parker) => parker.traverse(visit),
+            Parker::Trio(parker) => parker.traverse(visit),
+        }
+    }
+
     /// Forgets the current suspension, if any, after an exception was thrown in.
     pub(crate) fn abandon(&mut self, py: Python<'_>) {
         match self {
@@ -263,6 +286,15 @@ pub(crate) enum Wakeup {
 }
 
 impl Wakeup {
+    /// Reports the wake-up's Python objects, for a waiter that no waker can reach any more:
+    /// asyncio's future (a trio wake-up holds the task, which trio's runner holds anyway).
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Wakeup::Asyncio(wakeup) => wakeup.traverse(visit),
+            Wakeup::Trio(_) => Ok(()),
+        }
+    }
+
     /// Delivers the wake-up, from any thread, without ever waiting for the interpreter: at
     /// once on the thread that runs the loop now (attached already, so attaching only counts),
     /// else through the loop's home. A dead loop has nobody left to wake.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::abort::Abort;
 use crate::glue;
@@ -174,6 +175,21 @@ impl Parker {
             }
             Err(err) if err.is_instance_of::<PyStopIteration>(py) => Ok(None),
             Err(err) => Err(err),
+        }
+    }
+
+    /// The trio coroutine the task is suspended in, if the suspension went through one.
+    pub(crate) fn awaiting(&self) -> Option<&Py<PyAny>> {
+        match &self.suspension {
+            Some(Suspension::Coroutine(suspension)) => Some(suspension),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match &self.suspension {
+            Some(Suspension::Coroutine(suspension)) => visit.call(suspension),
+            _ => Ok(()),
         }
     }
 

@@ -167,6 +167,7 @@ where
         *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
         PyResult::Ok(())
     })
+    .without_unawaited_warning()
     .with_backend(kind.backend());
     (main, output)
 }

@@ -2,7 +2,9 @@
 
 A Rust function exported by PyO3 is a builtin: it returns a coroutine, but it has no code
 object with `CO_COROUTINE` and takes no attributes, so nothing can mark it. Python 3.12 added
-`inspect.markcoroutinefunction` for such callables; the mark goes on a thin Python wrapper.
+`inspect.markcoroutinefunction` for such callables; the mark goes on a thin Python wrapper that
+returns the Rust coroutine. Before 3.12 only a function whose code is a coroutine's passes, so
+the wrapper is an `async def` that awaits the Rust coroutine (a native coroutine per call).
 
 A class's attribute must bind as it did: an instance method (`method_descriptor`) is wrapped by
 a plain function, which binds `self` the same way; a static method (`staticmethod`) and a class
@@ -15,12 +17,11 @@ import functools
 import inspect
 import types
 
+_mark = getattr(inspect, "markcoroutinefunction", None)
+
 
 def mark_coroutine_functions(owner, names):
-    """Replaces each named function of a module (or method of a class) with a marked wrapper.
-
-    Before 3.12, which has no mark to set, the names are checked and nothing changes."""
-    mark = getattr(inspect, "markcoroutinefunction", None)
+    """Replaces each named function of a module (or method of a class) with a marked wrapper."""
     for name in names:
         # A class's own attribute, unbound: the descriptor, which decides how it binds.
         found = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
@@ -28,41 +29,84 @@ def mark_coroutine_functions(owner, names):
             raise AttributeError(f"{owner!r} has no function {name!r} to mark")
         if not (callable(found) or isinstance(found, (staticmethod, classmethod))):
             raise TypeError(f"{name!r} of {owner!r} is {found!r}, not a function")
-        marked = _marked(owner, found, mark) if mark is not None else None
+        marked = _marked(owner, found)
         if marked is not None:
             setattr(owner, name, marked)
 
 
-def _marked(owner, found, mark):
+def _marked(owner, found):
     """What replaces `found`: a marked wrapper binding as `found` binds, or `None` when
     `found` is marked already."""
     if isinstance(owner, type) and isinstance(found, types.BuiltinFunctionType):
         # A builtin function stored in a class does not bind (it is no descriptor); a Python
         # function would: the wrapper is a static method.
-        return staticmethod(mark(_forwarding(found)))
+        return staticmethod(_coroutine_function(found))
     if isinstance(found, staticmethod):
         function = found.__func__
-        return None if inspect.iscoroutinefunction(function) else staticmethod(mark(_forwarding(function)))
+        return None if inspect.iscoroutinefunction(function) else staticmethod(_coroutine_function(function))
     if isinstance(found, classmethod):
         function = found.__func__
-        return None if inspect.iscoroutinefunction(function) else classmethod(mark(_forwarding(function)))
+        return None if inspect.iscoroutinefunction(function) else classmethod(_coroutine_function(function))
     if isinstance(found, types.ClassMethodDescriptorType):
         # A builtin class method: bound to the class it is called on, then called.
-        @functools.wraps(found)
-        def call(cls, *args, **kwargs):
+        def bound(cls, *args, **kwargs):
             return found.__get__(None, cls)(*args, **kwargs)
 
-        return classmethod(mark(call))
+        # Its parameters are those of the method bound to a class, after `cls`.
+        parameters_of = found.__get__(None, owner) if isinstance(owner, type) else None
+        return classmethod(_coroutine_function(functools.wraps(found)(bound), parameters_of))
     if inspect.iscoroutinefunction(found):
         return None
-    return mark(_forwarding(found))
+    return _coroutine_function(found)
 
 
-def _forwarding(function):
-    """A Python function calling `function`, with its name, docstring and signature."""
+def _coroutine_function(function, parameters_of=None):
+    """A Python function calling `function`, with its name, docstring and signature, that
+    `inspect.iscoroutinefunction` recognizes. `parameters_of`: a callable whose parameters
+    `function` takes after a first one (a class method's `cls`)."""
+    if _mark is not None:
 
-    @functools.wraps(function)
-    def call(*args, **kwargs):
-        return function(*args, **kwargs)
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            return function(*args, **kwargs)
 
-    return call
+        return _mark(call)
+
+    return functools.wraps(function)(_awaiting(function, parameters_of))
+
+
+def _awaiting(function, parameters_of):
+    """`async def` with `function`'s own parameters, awaiting `function`: a wrong call fails
+    when it is made, as it does for a native coroutine function (and as the Rust function's
+    own binding would), not when the coroutine is first awaited."""
+    leading = [] if parameters_of is None else ["cls"]
+    try:
+        parameters = inspect.signature(
+            function if parameters_of is None else parameters_of, follow_wrapped=False
+        ).parameters.values()
+    except (TypeError, ValueError):
+        parameters = None
+    namespace = {"_function": function}
+    if parameters is None:
+        declared, passed = leading + ["*args", "**kwargs"], leading + ["*args", "**kwargs"]
+    else:
+        declared, passed = list(leading), list(leading)
+        P = inspect.Parameter
+        kinds = [parameter.kind for parameter in parameters]
+        for index, parameter in enumerate(parameters):
+            name = parameter.name
+            if parameter.kind is P.KEYWORD_ONLY and P.VAR_POSITIONAL not in kinds and "*" not in declared:
+                declared.append("*")
+            text = {P.VAR_POSITIONAL: f"*{name}", P.VAR_KEYWORD: f"**{name}"}.get(parameter.kind, name)
+            if parameter.default is not P.empty:
+                namespace[f"_default{index}"] = parameter.default
+                text += f"=_default{index}"
+            declared.append(text)
+            if parameter.kind is P.POSITIONAL_ONLY and (
+                index + 1 == len(kinds) or kinds[index + 1] is not P.POSITIONAL_ONLY
+            ):
+                declared.append("/")
+            passed.append(f"{name}={name}" if parameter.kind is P.KEYWORD_ONLY else text.split("=")[0])
+    source = f"async def awaiting({', '.join(declared)}):\n    return await _function({', '.join(passed)})\n"
+    exec(source, namespace)
+    return namespace["awaiting"]

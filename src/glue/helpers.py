@@ -300,21 +300,3 @@ class NoScope:
 
     def __exit__(self, *exc_info):
         return False
-
-
-def _reraise(exception):
-    raise exception
-
-
-def add_frame(exception, name, qualname, filename, line):
-    """Adds a traceback entry named after a Rust function to `exception` (the same object)."""
-    fields = dict(co_name=name, co_filename=filename, co_firstlineno=line)
-    if sys.version_info >= (3, 11):
-        fields["co_qualname"] = qualname
-    code = _reraise.__code__.replace(**fields)
-    frame = type(_reraise)(code, {})
-    try:
-        frame(exception)
-    except BaseException:
-        pass
-    return exception

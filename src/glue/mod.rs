@@ -22,6 +22,11 @@ macro_rules! imported {
     };
 }
 
+imported!(
+    /// `types.CoroutineType`, the type of `async def` coroutines.
+    coroutine_type = "types"."CoroutineType"
+);
+
 /// `fn name(py) -> PyResult<&Bound<PyAny>>` for a function of `helpers.py` (or of another
 /// glue module: `name in loops`).
 macro_rules! helper {
@@ -131,7 +136,15 @@ helper!(
 );
 helper!(
     /// Adds a traceback entry named after a Rust function to an exception.
-    add_frame
+    add_frame in frames
+);
+helper!(
+    /// A never-run generator whose frame stands for a suspended Rust function.
+    frame_owner in frames
+);
+helper!(
+    /// The code object of a Rust function's frames.
+    frame_code in frames
 );
 
 helper!(
@@ -181,6 +194,7 @@ macro_rules! glue_module {
 
 glue_module!(helpers = "helpers.py" as "pyo3_async._helpers");
 glue_module!(loops = "loops.py" as "pyo3_async._loops");
+glue_module!(frames = "frames.py" as "pyo3_async._frames");
 glue_module!(coroutine_functions = "coroutine_functions.py" as "pyo3_async._coroutine_functions");
 
 /// The trap class of `trio.lowlevel.wait_task_rescheduled`, where trio 0.35 keeps it; `None`

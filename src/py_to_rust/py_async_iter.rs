@@ -363,6 +363,7 @@ impl Pump {
         let channel = Arc::clone(&self.channel);
         let backend = self.channel.backend;
         Coroutine::new(async move { PyResult::Ok(channel.wait_for_space().await) })
+            .without_unawaited_warning()
             .with_backend(backend)
     }
 

@@ -1,5 +1,6 @@
 //! A Rust stream exported as a Python async generator object.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -12,6 +13,7 @@ use pyo3::prelude::*;
 use crate::backend::Backend;
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::errors::{stream_item_error, thrown_exception};
+use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyStream, PyPoll, PyPollNext};
 
 /// A Rust stream as a Python async generator: `async for`, `anext()`, `asend(None)`, `athrow`,
@@ -38,6 +40,8 @@ use crate::rust_to_py::pollable::{IntoPyStream, PyPoll, PyPollNext};
 pub struct AsyncGenerator {
     slot: Arc<StreamSlot>,
     backend: Option<Backend>,
+    /// `__qualname__` and `__name__`, which the attribute macros set to the function's.
+    label: Option<Label>,
 }
 
 impl AsyncGenerator {
@@ -61,7 +65,31 @@ impl AsyncGenerator {
                 running: AtomicBool::new(false),
             }),
             backend: None,
+            label: None,
         }
+    }
+
+    /// Sets `__qualname__` (and `__name__`, its part after the last dot), shown in the
+    /// generator's repr. The attribute macros set it to the Rust function's name.
+    ///
+    /// ```
+    /// use pyo3::prelude::*;
+    /// use pyo3_async::AsyncGenerator;
+    ///
+    /// let generator = AsyncGenerator::new(futures::stream::empty::<PyResult<()>>())
+    ///     .with_qualname("Feed.items");
+    /// # drop(generator);
+    /// ```
+    pub fn with_qualname(mut self, qualname: impl Into<Cow<'static, str>>) -> Self {
+        self.label = Some(Label::with(self.label.take(), Some(qualname.into()), None));
+        self
+    }
+
+    /// The attribute macros' `with_qualname`, from a static of the function.
+    #[doc(hidden)]
+    pub fn __with_label(mut self, label: &'static StaticLabel) -> Self {
+        self.label = Some(Label::Static(label));
+        self
     }
 
     /// Fixes the event-loop backend of every `__anext__` instead of detecting it.
@@ -80,7 +108,7 @@ impl AsyncGenerator {
     }
 
     fn awaitable(&self, step: impl PyPoll + 'static) -> Coroutine {
-        Coroutine::from_pollable(step, None, self.backend)
+        Coroutine::from_pollable(step, None, self.backend).without_unawaited_warning()
     }
 }
 
@@ -88,6 +116,24 @@ impl AsyncGenerator {
 impl AsyncGenerator {
     fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
+    }
+
+    #[getter]
+    fn __qualname__(&self) -> &str {
+        self.label
+            .as_ref()
+            .and_then(Label::qualname)
+            .unwrap_or("AsyncGenerator")
+    }
+
+    #[getter]
+    fn __name__(&self) -> &str {
+        let qualname = self.__qualname__();
+        qualname.rsplit('.').next().unwrap_or(qualname)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<pyo3_async async_generator {}>", self.__qualname__())
     }
 
     fn __anext__(&self) -> Coroutine {

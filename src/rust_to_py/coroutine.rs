@@ -9,6 +9,7 @@ use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
 use pyo3::{sync::PyOnceLock, types::PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
 use crate::glue;
@@ -72,6 +73,10 @@ pub struct Coroutine {
     /// driver's lock to tell which (an error either way). Keeps the lock off the common path;
     /// a race between threads that both pass it is still caught by the lock in `resume`.
     claimed: AtomicBool,
+    /// Whether dropping it unclaimed warns "coroutine ... was never awaited", as a native
+    /// coroutine does; off for the steps of an async generator (CPython's `__anext__`
+    /// awaitables do not warn either) and the crate's own helpers.
+    warns_unawaited: bool,
 }
 
 impl Coroutine {
@@ -182,7 +187,7 @@ impl Coroutine {
     /// # drop(coroutine);
     /// ```
     pub fn with_qualname(mut self, qualname: impl Into<Cow<'static, str>>) -> Self {
-        self.label = Some(Label::with(self.label, Some(qualname.into()), None));
+        self.label = Some(Label::with(self.label.take(), Some(qualname.into()), None));
         self
     }
 
@@ -200,7 +205,7 @@ impl Coroutine {
     /// # drop(coroutine);
     /// ```
     pub fn with_source(mut self, file: &'static str, line: u32) -> Self {
-        self.label = Some(Label::with(self.label, None, Some((file, line))));
+        self.label = Some(Label::with(self.label.take(), None, Some((file, line))));
         self
     }
 
@@ -223,20 +228,36 @@ impl Coroutine {
             label: None,
             driver,
             claimed: AtomicBool::new(false),
+            warns_unawaited: true,
         }
+    }
+
+    /// A coroutine that is dropped unawaited in silence: an internal step that Python code
+    /// may legitimately never await.
+    pub(crate) fn without_unawaited_warning(mut self) -> Self {
+        self.warns_unawaited = false;
+        self
+    }
+
+    /// What a frame standing for the Rust function says of it: its name, qualified name, file
+    /// and line (`<rust>`, line 1, when the source is not known).
+    fn frame_fields(&self) -> (&str, &str, &'static str, u32) {
+        let qualname = self.__qualname__();
+        let (file, line) = self
+            .label
+            .as_ref()
+            .and_then(Label::source)
+            .unwrap_or(("<rust>", 1));
+        (self.__name__(), qualname, file, line)
     }
 
     /// Gives an exception leaving a named coroutine a traceback entry for the Rust function.
     #[cold]
     fn locate(&self, py: Python<'_>, err: PyErr) -> PyErr {
-        let Some(label) = &self.label else {
+        if self.label.as_ref().and_then(Label::qualname).is_none() {
             return err;
-        };
-        let Some(qualname) = label.qualname() else {
-            return err;
-        };
-        let (file, line) = label.source().unwrap_or(("<rust>", 1));
-        let name = qualname.rsplit('.').next().unwrap_or(qualname);
+        }
+        let (name, qualname, file, line) = self.frame_fields();
         let located = glue::add_frame(py)
             .and_then(|add_frame| add_frame.call1((err.value(py), name, qualname, file, line)));
         match located {
@@ -323,6 +344,81 @@ impl Coroutine {
         format!("<pyo3_async coroutine {}>", self.__qualname__())
     }
 
+    /// Whether a `send`, `throw` or `close` of the coroutine runs right now.
+    #[getter]
+    fn cr_running(&self) -> bool {
+        matches!(
+            self.driver.mutex().try_lock(),
+            Err(TryLockError::WouldBlock)
+        )
+    }
+
+    /// Whether the coroutine was started and waits on its loop (3.11's `inspect` reads it).
+    #[getter]
+    fn cr_suspended(&self) -> bool {
+        match self.driver.mutex().try_lock() {
+            Ok(driver) => driver.is_suspended(),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().is_suspended(),
+            Err(TryLockError::WouldBlock) => false,
+        }
+    }
+
+    /// What the coroutine awaits: the Python awaitable its future delegates to (a native
+    /// coroutine, whose own `cr_await` continues the chain, or an `__await__` iterator), else
+    /// the asyncio future or trio coroutine its task is parked on; `None` when it runs, has
+    /// not started or has finished.
+    #[getter]
+    fn cr_await(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let driver = match self.driver.mutex().try_lock() {
+            Ok(driver) => driver,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        driver.awaiting().map(|awaiting| awaiting.clone_ref(py))
+    }
+
+    /// A frame that stands for the Rust function, suspended at its definition: its code is
+    /// named after the function, in its Rust file, so that `Task.get_stack()`,
+    /// `asyncio.capture_call_graph()` and trio's `Task.iter_await_frames()` name it. One per
+    /// coroutine, made when first asked for; `None` once the coroutine has finished, as a
+    /// native coroutine's. (It never runs: `f_locals` is empty, `f_back` is `None`.)
+    #[getter]
+    fn cr_frame<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let (name, qualname, file, line) = self.frame_fields();
+        let make = || {
+            Ok(glue::frame_owner(py)?
+                .call1((name, qualname, file, line))?
+                .unbind())
+        };
+        let owner = match self.driver.mutex().try_lock() {
+            Ok(mut driver) => driver.frame_owner(make)?.map(|owner| owner.clone_ref(py)),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned
+                .into_inner()
+                .frame_owner(make)?
+                .map(|owner| owner.clone_ref(py)),
+            // Asked from inside its own `send` (Python code its future runs): a frame of the
+            // same function, not kept.
+            Err(TryLockError::WouldBlock) => Some(make()?),
+        };
+        owner
+            .map(|owner| owner.bind(py).getattr(pyo3::intern!(py, "gi_frame")))
+            .transpose()
+    }
+
+    /// The code object of `cr_frame`: named after the Rust function, in its file.
+    #[getter]
+    fn cr_code<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (name, qualname, file, line) = self.frame_fields();
+        glue::frame_code(py)?.call1((name, qualname, file, line))
+    }
+
+    /// Where the coroutine was created: never recorded for Rust coroutines (CPython records
+    /// it only under `sys.set_coroutine_origin_tracking_depth`).
+    #[getter]
+    fn cr_origin(&self) -> Option<Py<PyAny>> {
+        None
+    }
+
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let none = py.None().into_bound(py);
         self.resume(py, |driver| driver.send(py, &none))?
@@ -358,6 +454,57 @@ impl Coroutine {
         self.driver()?.finish(py);
         self.claimed.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// What the driver holds for its suspension (see `Driver::traverse`). A coroutine being
+    /// resumed right now (its lock taken) reports nothing: it is running, so it is reachable.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self.driver.mutex().try_lock() {
+            Ok(driver) => driver.traverse(&visit),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().traverse(&visit),
+            Err(TryLockError::WouldBlock) => Ok(()),
+        }
+    }
+
+    /// The collector found the coroutine's task forgotten: the coroutine finishes as `close()`
+    /// finishes it (the future is dropped here, its destructor's panic contained), as CPython
+    /// closes a collected native coroutine.
+    fn __clear__(&self, py: Python<'_>) {
+        if let Ok(mut driver) = self.driver() {
+            driver.finish(py);
+        }
+    }
+}
+
+impl Drop for Coroutine {
+    /// CPython's `RuntimeWarning: coroutine '...' was never awaited`, for a coroutine that was
+    /// never awaited, started or closed. The warning points at the Python code running when
+    /// the coroutine is dropped: where a forgotten `await` drops it, the caller's line.
+    fn drop(&mut self) {
+        if !self.warns_unawaited || *self.claimed.get_mut() {
+            return;
+        }
+        // Only where Python is running (a coroutine built and dropped by Rust code before the
+        // interpreter exists, or while it exits, has nobody to tell).
+        crate::exit_guard::attach_unless_exiting(|py| warn_unawaited(py, self.__qualname__()));
+    }
+}
+
+/// Warns as CPython's `_PyErr_WarnUnawaitedCoroutine` does, from a destructor: the exception
+/// being raised meanwhile, if any, is kept; a warning turned into an error (`-W error`) is
+/// reported as unraisable, since a destructor has no caller to raise to.
+#[cold]
+fn warn_unawaited(py: Python<'_>, qualname: &str) {
+    let raised = PyErr::take(py);
+    let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+    let message = std::ffi::CString::new(format!("coroutine '{qualname}' was never awaited"));
+    if let Ok(message) = message {
+        if let Err(err) = PyErr::warn(py, &category, &message, 1) {
+            err.write_unraisable(py, None);
+        }
+    }
+    if let Some(raised) = raised {
+        raised.restore(py);
     }
 }
 

@@ -10,6 +10,11 @@
 //! iterator, and its other attributes (`send`, `throw`, `close`, ...) are the coroutine's.
 //!
 //! Tasks do not go through it: asyncio and trio resume the coroutine object itself.
+//!
+//! The wrapper takes part in garbage collection: a native coroutine awaiting a Rust one holds
+//! the wrapper in its frame, so a forgotten task parked there is a cycle through it. The
+//! collector may clear it (the coroutine reference becomes null), after which its methods
+//! raise `RuntimeError`.
 
 use std::ffi::{c_int, c_uint, c_void};
 use std::mem;
@@ -28,7 +33,7 @@ use crate::rust_to_py::slot_entry::enter_slot;
 #[repr(C)]
 struct Wrapper {
     ob_base: ffi::PyObject,
-    /// The coroutine, a strong reference.
+    /// The coroutine, a strong reference; null once the collector cleared the wrapper.
     coroutine: *mut ffi::PyObject,
 }
 
@@ -42,7 +47,8 @@ pub(crate) fn wrap<'py, T: SendSlot>(
     let wrapper_type = wrapper_type.get_or_try_init(py, || make_type::<T>(py))?;
     // SAFETY: the type is a live heap type whose instances have `Wrapper`'s layout. A new
     // instance (zeroed, one reference, which holds a reference to its type) gets the
-    // coroutine's reference before anything can see it.
+    // coroutine's reference before any Python code can see it (the collector may traverse it
+    // in between, and skips the null pointer).
     unsafe {
         let wrapper = ffi::PyType_GenericAlloc(wrapper_type.as_ptr().cast(), 0);
         let wrapper = Bound::from_owned_ptr_or_err(py, wrapper)?;
@@ -58,13 +64,15 @@ fn make_type<T: SendSlot>(py: Python<'_>) -> PyResult<Py<PyType>> {
         (ffi::Py_tp_iter, ffi::PyObject_SelfIter as *mut c_void),
         (ffi::Py_tp_getattro, getattro as *mut c_void),
         (ffi::Py_tp_dealloc, dealloc as *mut c_void),
+        (ffi::Py_tp_traverse, traverse as *mut c_void),
+        (ffi::Py_tp_clear, clear as *mut c_void),
     ];
     let mut slots: Vec<ffi::PyType_Slot> = slots
         .into_iter()
         .map(|(slot, pfunc)| ffi::PyType_Slot { slot, pfunc })
         .chain([ffi::PyType_Slot::default()])
         .collect();
-    let flags = (ffi::Py_TPFLAGS_DEFAULT | am_send_flag(py)) as c_uint;
+    let flags = (ffi::Py_TPFLAGS_DEFAULT | ffi::Py_TPFLAGS_HAVE_GC | am_send_flag(py)) as c_uint;
     let mut spec = ffi::PyType_Spec {
         // The type keeps pointing into its name: it must be static.
         name: c"pyo3_async.coroutine_wrapper".as_ptr(),
@@ -99,8 +107,21 @@ unsafe extern "C" fn send<T: SendSlot>(
     value: *mut ffi::PyObject,
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
+    // SAFETY: CPython's contract: `wrapper` is live and the thread attached.
+    let coroutine = unsafe { coroutine_of(wrapper) };
+    if coroutine.is_null() {
+        // SAFETY: CPython called this slot on an attached thread (see `slot_entry`).
+        unsafe { enter_slot(ptr::null_mut(), |_| Err::<*mut ffi::PyObject, _>(cleared())) };
+        return ffi::PySendResult::PYGEN_ERROR;
+    }
     // SAFETY: the wrapper made for `T` holds a live `T`; the rest is CPython's contract.
-    unsafe { am_send::<T>(coroutine_of(wrapper), value, result) }
+    unsafe { am_send::<T>(coroutine, value, result) }
+}
+
+/// The error of a wrapper the collector cleared: only code that finalizers run (while the
+/// cycle is torn down) can still reach it.
+fn cleared() -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err("cannot resume a coroutine being garbage-collected")
 }
 
 /// `__next__`: a send of `None`, with the result in `StopIteration` as iterators report it.
@@ -144,9 +165,13 @@ unsafe extern "C" fn getattro(
             if !missing.is_instance_of::<PyAttributeError>(py) {
                 return Err(missing);
             }
-            // SAFETY: the coroutine is live while its wrapper is; `name` is borrowed.
+            let coroutine = coroutine_of(wrapper);
+            if coroutine.is_null() {
+                return Err(cleared());
+            }
+            // SAFETY: the coroutine is live while its wrapper holds it; `name` is borrowed.
             let (coroutine, name) = (
-                Bound::from_borrowed_ptr(py, coroutine_of(wrapper)),
+                Bound::from_borrowed_ptr(py, coroutine),
                 Bound::from_borrowed_ptr(py, name),
             );
             let name = name.cast_into::<PyString>()?;
@@ -155,21 +180,64 @@ unsafe extern "C" fn getattro(
     }
 }
 
+/// `tp_traverse`: the coroutine, and the type (a heap type's instances report it).
+///
+/// # Safety
+/// Called by CPython only, as the wrapper's `tp_traverse`.
+unsafe extern "C" fn traverse(
+    wrapper: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: CPython's contract: `wrapper` is live; `visit` accepts its referents.
+    unsafe {
+        let coroutine = coroutine_of(wrapper);
+        if !coroutine.is_null() {
+            let visited = visit(coroutine, arg);
+            if visited != 0 {
+                return visited;
+            }
+        }
+        visit(ffi::Py_TYPE(wrapper).cast(), arg)
+    }
+}
+
+/// `tp_clear`: lets go of the coroutine, which breaks the cycle.
+///
+/// # Safety
+/// Called by CPython only, as the wrapper's `tp_clear`.
+unsafe extern "C" fn clear(wrapper: *mut ffi::PyObject) -> c_int {
+    // SAFETY: `wrapper` is live; the pointer is nulled before the reference is released, so
+    // code that the release runs never sees a dangling coroutine.
+    unsafe {
+        let slot = &mut (*wrapper.cast::<Wrapper>()).coroutine;
+        let coroutine = mem::replace(slot, ptr::null_mut());
+        if !coroutine.is_null() {
+            ffi::Py_DECREF(coroutine);
+        }
+    }
+    0
+}
+
 /// Frees the wrapper, then lets go of the coroutine and of the type.
 ///
 /// # Safety
 /// Called by CPython only, as the wrapper's `tp_dealloc`, when its last reference goes.
 unsafe extern "C" fn dealloc(wrapper: *mut ffi::PyObject) {
-    // SAFETY: `wrapper` is a wrapper nobody refers to any more; its type is a heap type, which
-    // its instances hold a reference to, and whose `tp_free` frees memory from
-    // `PyType_GenericAlloc`. The coroutine's reference was the wrapper's own.
+    // SAFETY: `wrapper` is a wrapper nobody refers to any more, untracked before it is freed;
+    // its type is a heap type, which its instances hold a reference to, and whose `tp_free`
+    // (the collector's, for a type with `Py_TPFLAGS_HAVE_GC`) frees memory from
+    // `PyType_GenericAlloc`. The coroutine's reference was the wrapper's own (null if cleared).
     unsafe {
+        ffi::PyObject_GC_UnTrack(wrapper.cast());
         let coroutine = coroutine_of(wrapper);
         let wrapper_type = ffi::Py_TYPE(wrapper);
         let free: ffi::freefunc =
             mem::transmute(ffi::PyType_GetSlot(wrapper_type, ffi::Py_tp_free));
         free(wrapper.cast());
         ffi::Py_DECREF(wrapper_type.cast());
-        ffi::Py_DECREF(coroutine);
+        if !coroutine.is_null() {
+            ffi::Py_DECREF(coroutine);
+        }
     }
 }

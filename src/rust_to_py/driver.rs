@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::{Backend, Parker};
 use crate::delegation::{self, Delegate, Input, Request, Step};
@@ -79,6 +80,8 @@ pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
     /// A Python awaitable the future awaits, run inside this coroutine's task.
     delegate: Option<Delegate>,
     cancellation: Option<Arc<Cancellation>>,
+    /// The never-run generator whose frame is `cr_frame`, made when first asked for.
+    frame_owner: Option<Py<PyAny>>,
     /// Empty once the coroutine has finished (returned, raised, was closed or cancelled).
     future: FutureCell<F>,
 }
@@ -107,6 +110,7 @@ impl<F: PyPoll> Driver<F> {
             parker: None,
             delegate: None,
             cancellation,
+            frame_owner: None,
             future: FutureCell::new(future),
         }
     }
@@ -344,6 +348,68 @@ impl Driver {
         Ok(self.parker(py)?.park(py, &*waiter)?.unbind())
     }
 
+    /// Whether the future has finished (returned, raised, was closed or cancelled).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.future.is_empty()
+    }
+
+    /// Whether the coroutine was started and has not finished: it waits on its loop.
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.started && !self.is_finished()
+    }
+
+    /// What the coroutine awaits now, as `cr_await` shows it: the awaitable it delegates to,
+    /// else what its task is parked on.
+    pub(crate) fn awaiting(&self) -> Option<&Py<PyAny>> {
+        match (&self.delegate, &self.parker) {
+            (Some(delegate), _) => Some(delegate.awaiting()),
+            (None, Some(parker)) => parker.awaiting(),
+            (None, None) => None,
+        }
+    }
+
+    /// The frame owner, made by `make` on first use; `None` once finished (a finished
+    /// coroutine has no frame).
+    pub(crate) fn frame_owner(
+        &mut self,
+        make: impl FnOnce() -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Option<&Py<PyAny>>> {
+        if self.is_finished() {
+            return Ok(None);
+        }
+        if self.frame_owner.is_none() {
+            self.frame_owner = Some(make()?);
+        }
+        Ok(self.frame_owner.as_ref())
+    }
+
+    /// Reports to the garbage collector the Python objects that this coroutine alone holds for
+    /// its current suspension: the future its asyncio task waits for (which holds the task
+    /// through its done-callback, and the task holds the coroutine), a delegated awaitable's
+    /// iterator, and the wake-up's future once no waker of the Rust future is alive (see
+    /// [`Waiter::unshared_wakeup`]). A forgotten task parked on a Rust coroutine is then a
+    /// cycle the collector can see, as a native one is.
+    ///
+    /// What the Rust future itself holds stays invisible: an argument it captured, or a waker
+    /// it keeps in its own state, is a reference the collector counts as external.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(parker) = &self.parker {
+            parker.traverse(visit)?;
+        }
+        if let Some(delegate) = &self.delegate {
+            delegate.traverse(visit)?;
+        }
+        visit.call(&self.frame_owner)?;
+        if let Some(waiter) = &self.waiter {
+            // The driver's reference is the waiter's only one when no waker is alive (a trio
+            // parker's abort function holds a second, but trio's wake-ups report nothing).
+            waiter
+                .unshared_wakeup(1, |wakeup| wakeup.traverse(visit))
+                .unwrap_or(Ok(()))?;
+        }
+        Ok(())
+    }
+
     /// Drops the future and everything tied to the current suspension.
     pub(crate) fn finish(&mut self, py: Python<'_>) {
         if let Some(waiter) = &self.waiter {
@@ -355,6 +421,7 @@ impl Driver {
         if let Some(delegate) = self.delegate.take() {
             delegate.close(py);
         }
+        self.frame_owner = None;
         self.future.clear();
     }
 }

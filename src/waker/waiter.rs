@@ -113,6 +113,30 @@ impl<W: Deliver> Waiter<W> {
     pub(crate) fn close(&self) {
         drop(self.replace(State::Closed));
     }
+
+    /// The wake-up of the current suspension, for the garbage collector, when nothing but
+    /// `owners` references to this waiter exist: no waker of the future is alive anywhere, so
+    /// nothing can ever deliver it and the Python objects it holds belong to the awaitable alone.
+    /// A waker alive anywhere (a timer, a channel, another thread) is a root the collector
+    /// cannot see, as a native task's future is reachable from whatever will resolve it.
+    ///
+    /// The count cannot rise meanwhile: a waker is only made by a poll, or cloned from another
+    /// one, and the caller holds the awaitable's lock (which every poll takes). Never blocks:
+    /// `None` when another thread is changing the state.
+    pub(crate) fn unshared_wakeup<R>(
+        self: &Arc<Self>,
+        owners: usize,
+        visit: impl FnOnce(&W) -> R,
+    ) -> Option<R> {
+        if Arc::strong_count(self) != owners {
+            return None;
+        }
+        let state = self.state.try_lock().ok()?;
+        match &*state {
+            State::Parked(wakeup) => Some(visit(wakeup)),
+            _ => None,
+        }
+    }
 }
 
 impl Suspend for Waiter {

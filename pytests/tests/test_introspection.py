@@ -1,0 +1,135 @@
+"""What Python's debugging tools see of a Rust coroutine (src/native.rs): `cr_frame`, `cr_code`,
+`cr_await`, `cr_running`, `cr_suspended`, and through them `inspect.getcoroutinestate`,
+`Task.get_stack()`/`print_stack()`, 3.14's `asyncio.capture_call_graph()` and trio's
+`Task.iter_await_frames()`; names and reprs of generators."""
+
+import asyncio
+import contextlib
+import inspect
+import io
+import sys
+
+import anyio
+import pytest
+import trio
+import trio.testing
+
+import pyo3_async_pytests as m
+from helpers import until
+
+NATIVE_RS = "native.rs"
+
+
+def is_delegate_to(frame):
+    code = frame.f_code
+    return code.co_name == "delegate_to" and code.co_filename.endswith(NATIVE_RS)
+
+
+async def leaf(event):
+    await event.wait()
+
+
+@contextlib.asynccontextmanager
+async def parked(loop_name):
+    """A task running `delegate_to(leaf(event))`, waiting in `leaf`: (task, coroutine, event).
+    Started by the loop's own API, so that the task runs the Rust coroutine itself."""
+    event = anyio.Event()
+    if loop_name == "trio":
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(m.delegate_to, leaf(event))
+            await trio.testing.wait_all_tasks_blocked()
+            (task,) = nursery.child_tasks
+            yield task, task.coro, event
+            event.set()
+    else:
+        task = asyncio.ensure_future(m.delegate_to(leaf(event)))
+        await until(lambda: task._fut_waiter is not None)
+        yield task, task.get_coro(), event
+        event.set()
+        await task
+
+
+@pytest.mark.anyio
+async def test_a_suspended_rust_coroutine_shows_its_function_and_what_it_awaits(loop_name):
+    async with parked(loop_name) as (task, coroutine, event):
+        # The task runs the Rust coroutine itself: on trio too (no wrapper: it has a frame).
+        assert type(coroutine).__name__ == "Coroutine"
+        assert is_delegate_to(coroutine.cr_frame)
+        assert coroutine.cr_frame is coroutine.cr_frame, "one frame per coroutine"
+        assert coroutine.cr_code is coroutine.cr_frame.f_code
+        assert coroutine.cr_frame.f_lineno == coroutine.cr_code.co_firstlineno > 1
+        # It delegates to `leaf(event)`: the very coroutine, whose frame continues the chain.
+        assert coroutine.cr_await.cr_code is leaf.__code__
+        assert (coroutine.cr_running, coroutine.cr_suspended) == (False, True)
+        assert coroutine.cr_origin is None
+        assert inspect.getcoroutinestate(coroutine) == inspect.CORO_SUSPENDED
+    assert coroutine.cr_frame is None, "a finished coroutine has no frame, as a native one"
+    assert coroutine.cr_await is None
+    assert coroutine.cr_code.co_name == "delegate_to"
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
+
+
+def test_an_unstarted_coroutine_has_a_frame_already():
+    # trio's `start_soon` requires it of anything with a `cr_frame` attribute.
+    coroutine = m.echo(1)
+    assert coroutine.cr_frame.f_code.co_name == "echo"
+    assert (coroutine.cr_running, coroutine.cr_suspended, coroutine.cr_await) == (False, False, None)
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED
+    coroutine.close()
+    assert coroutine.cr_frame is None
+
+
+@pytest.mark.anyio
+async def test_cr_running_is_true_inside_its_own_poll():
+    seen = []
+    coroutine = m.call_during_poll(lambda: seen.append((coroutine.cr_running, coroutine.cr_frame)))
+    await coroutine
+    (running, frame), (running_again, _) = seen
+    assert running and running_again
+    assert frame.f_code.co_name == "call_during_poll"
+
+
+@pytest.mark.anyio
+async def test_task_get_stack_and_print_stack_name_the_rust_function(loop_name):
+    if loop_name == "trio":
+        pytest.skip("get_stack and print_stack are asyncio's")
+    async with parked(loop_name) as (task, coroutine, event):
+        (frame,) = task.get_stack()
+        assert is_delegate_to(frame)
+        printed = io.StringIO()
+        task.print_stack(file=printed)
+        assert NATIVE_RS in printed.getvalue() and "in delegate_to" in printed.getvalue()
+        # The task's repr names where the Rust function is, as it does for `async def`.
+        assert "coro=<delegate_to() running at " in repr(task)
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="asyncio's call graphs are 3.14's")
+async def test_asyncio_call_graph_continues_through_the_rust_coroutine(loop_name):
+    if loop_name == "trio":
+        pytest.skip("capture_call_graph is asyncio's")
+    async with parked(loop_name) as (task, coroutine, event):
+        graph = asyncio.capture_call_graph(task)
+        names = [entry.frame.f_code.co_name for entry in graph.call_stack]
+        # Innermost first: the Python coroutine the Rust one awaits, then the Rust function.
+        assert names[:2] == ["leaf", "delegate_to"], names
+        printed = asyncio.format_call_graph(task)
+        assert "delegate_to" in printed and NATIVE_RS in printed
+
+
+@pytest.mark.anyio
+async def test_trio_await_frames_continue_through_the_rust_coroutine(loop_name):
+    if loop_name != "trio":
+        pytest.skip("iter_await_frames is trio's")
+    async with parked(loop_name) as (task, coroutine, event):
+        frames = [frame for frame, _ in task.iter_await_frames()]
+        assert is_delegate_to(frames[0])
+        assert frames[1].f_code is leaf.__code__
+
+
+def test_a_macro_generator_has_its_functions_names():
+    generator = m.macro_count(1)
+    assert (generator.__name__, generator.__qualname__) == ("macro_count", "macro_count")
+    assert repr(generator) == "<pyo3_async async_generator macro_count>"
+    plain = m.count(1)
+    assert plain.__qualname__ == "AsyncGenerator"
