@@ -3,12 +3,17 @@
 `make bench` builds the contenders (release) and runs this. One process per loop and
 scenario; inside it, every contender is warmed up, then measured in interleaved rounds, and
 the median is kept. Prints a markdown table, writes BENCHMARKS.md and benchmarks.png.
+
+`BENCH_SCENARIOS` and `BENCH_CONTENDERS` (comma lists of the table's names) make a partial run:
+only those rows and columns are measured, only those contenders' modules need to be built, and
+the table is printed without touching BENCHMARKS.md and benchmarks.png, which describe full runs.
 """
 
 import argparse
 import asyncio
 import datetime
 import gc
+import importlib
 import json
 import os
 import platform
@@ -30,9 +35,17 @@ BASELINE_REVISION = os.environ.get("BENCH_BASELINE")
 BASELINE = f"pyo3-async @{BASELINE_REVISION}" if BASELINE_REVISION else None
 if BASELINE:
     CONTENDERS.insert(1, BASELINE)
-# Our builds: the current one, the baseline if there is one, the abi3 one.
-OWN = [name for name in (OURS, BASELINE, ABI3) if name]
 PEERS = ["PyO3 native", "pyo3-async-runtimes", "pyo3-async 0.3.2"]
+# Each contender's module, in the order they are imported.
+MODULES = {
+    ABI3: "bench_abi3",
+    OURS: "bench_ours",
+    "PyO3 native": "bench_pyo3",
+    "pyo3-async-runtimes": "bench_runtimes",
+    "pyo3-async 0.3.2": "bench_seed",
+}
+if BASELINE:
+    MODULES[BASELINE] = "bench_baseline"
 SCENARIOS = {
     "S1": "await a ready Rust future (ns/await)",
     "S1 fixed": "S1, the backend fixed instead of detected (ns/await)",
@@ -53,6 +66,29 @@ SCENARIOS = {
     "M1 own": "RSS per pending exported future without a task: the awaitable, its state and what the framework keeps of its suspension (asyncio: the future; trio: the abort function) (bytes)",
     "M2": "RSS growth over 1M S1 awaits (KiB)",
 }
+
+
+def partial(variable, names):
+    """The names listed in `variable` (a comma list), checked against `names`; None if unset."""
+    listed = [name.strip() for name in os.environ.get(variable, "").split(",") if name.strip()]
+    unknown = [name for name in listed if name not in names]
+    if unknown:
+        # A misspelt name would otherwise drop its row or column without a word.
+        sys.exit(f"{variable}: unknown {', '.join(map(repr, unknown))}; known: {', '.join(names)}")
+    return listed or None
+
+
+# A partial run (`BENCH_SCENARIOS=S1,S4,M1`, `BENCH_CONTENDERS=pyo3-async,Python`): the rest
+# is neither measured nor imported, so that comparing two of our builds needs no peer built.
+ONLY_SCENARIOS = partial("BENCH_SCENARIOS", list(SCENARIOS))
+ONLY_CONTENDERS = partial("BENCH_CONTENDERS", CONTENDERS)
+PARTIAL = bool(ONLY_SCENARIOS or ONLY_CONTENDERS)
+if ONLY_SCENARIOS:
+    SCENARIOS = {name: text for name, text in SCENARIOS.items() if name in ONLY_SCENARIOS}
+if ONLY_CONTENDERS:
+    CONTENDERS = [name for name in CONTENDERS if name in ONLY_CONTENDERS]
+# Our builds: the current one, the baseline if there is one, the abi3 one.
+OWN = [name for name in (OURS, BASELINE, ABI3) if name in CONTENDERS]
 # BENCH_QUICK=1: a fast pass to check that everything runs; numbers are then meaningless.
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 WARM_UP_SECONDS = 0.2 if QUICK else 3.0
@@ -61,24 +97,13 @@ MEASURE_SECONDS = 0.02 if QUICK else 0.15
 
 
 def modules():
-    import bench_abi3
-    import bench_ours
-    import bench_pyo3
-    import bench_runtimes
-    import bench_seed
-
-    found = {
-        OURS: bench_ours,
-        ABI3: bench_abi3,
-        "PyO3 native": bench_pyo3,
-        "pyo3-async-runtimes": bench_runtimes,
-        "pyo3-async 0.3.2": bench_seed,
+    # Only the contenders measured: a partial run may not have built the others.
+    imported = {
+        name: importlib.import_module(module) for name, module in MODULES.items() if name in CONTENDERS
     }
-    if BASELINE:
-        import bench_baseline
-
-        found[BASELINE] = bench_baseline
-    return found
+    # The order the ops of a scenario are interleaved in.
+    order = [OURS, ABI3, *PEERS, BASELINE]
+    return {name: imported[name] for name in order if name in imported}
 
 
 class Renamed:
@@ -287,7 +312,7 @@ def ops_s5(loop_name, mods):
         return await loop.run_in_executor(None, calls)
 
     ops = {name: rust(mods[name]) for name in OWN}
-    if loop_name != "trio":
+    if loop_name != "trio" and "pyo3-async-runtimes" in mods:
         ops["pyo3-async-runtimes"] = rust(mods["pyo3-async-runtimes"])
     ops["Python"] = python
     return ops
@@ -319,7 +344,7 @@ def ops_s6(loop_name, mods):
         return op
 
     ops = {name: rust(mods[name]) for name in OWN}
-    if loop_name != "trio":
+    if loop_name != "trio" and "pyo3-async-runtimes" in mods:
         ops["pyo3-async-runtimes"] = rust(mods["pyo3-async-runtimes"])
     return ops
 
@@ -345,7 +370,8 @@ FIXED_N = {"S3": 10_000, "S3 fixed": 10_000, "S4": 1_000_000, "S4 fixed": 1_000_
 
 async def timed(loop_name, scenario):
     mods = modules()
-    ops = OPS[scenario](loop_name, mods)
+    # The pure-Python floor is added by the scenarios; a partial run may leave it out.
+    ops = {name: op for name, op in OPS[scenario](loop_name, mods).items() if name in CONTENDERS}
     if os.environ.get("BENCH_ONLY"):  # one contender, to investigate it alone
         ops = {name: op for name, op in ops.items() if name == os.environ["BENCH_ONLY"]}
     counts = {}
@@ -565,6 +591,9 @@ def collect():
     results = {}  # (scenario, loop) -> {contender: value}
     for loop_name in LOOPS:
         for scenario in OPS:
+            # S3's process measures "S3 threads" too.
+            if scenario not in SCENARIOS and not (scenario == "S3" and "S3 threads" in SCENARIOS):
+                continue
             print(f"  {loop_name} {scenario}...", file=sys.stderr, flush=True)
             measured = spawn(loop_name, scenario, "")
             if measured is None:
@@ -577,6 +606,8 @@ def collect():
             else:
                 results[(scenario, loop_name)] = measured
         for scenario in ("C1", "M1", "M1 own", "M2"):
+            if scenario not in SCENARIOS:
+                continue
             row = {}
             for contender in CONTENDERS:
                 if contender not in ("Python", *OWN, "pyo3-async 0.3.2") and loop_name == "trio":
@@ -684,6 +715,14 @@ def main():
     results = collect()
     markdown = table(results)
     print(markdown)
+    if PARTIAL:
+        # The files describe full runs: a partial one only reports here.
+        for what, runs in (("did not report in time", TIMEOUTS), ("crashed at exit", EXIT_CRASHES)):
+            if runs:
+                print(f"\nWorker processes that {what}: " + "; ".join(runs) + ".", file=sys.stderr)
+        elapsed = time.monotonic() - started
+        print(f"\npartial run in {elapsed:.0f} s; BENCHMARKS.md and benchmarks.png untouched", file=sys.stderr)
+        return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, {platform.system()} {platform.release()}"
     with open(os.path.join(root, "BENCHMARKS.md"), "w") as out:

@@ -132,6 +132,15 @@ __all__ = [
     "sync_wait_forever",
     "loop_thread_block_on",
     "call_during_poll",
+    "futures_dropped",
+    "pyo3_async_stats",
+    "parks_forever",
+    "awaits_its_own_future",
+    "keeps_its_own_waker",
+    "delegate_to",
+    "span_during_poll",
+    "spans_in_generator",
+    "echo",
 ]
 
 _T = TypeVar("_T")
@@ -191,10 +200,38 @@ class Coroutine(abc.Coroutine[Any, Any, Any]):
     def close(self) -> None:
         """Drops the future: its cleanup runs now, synchronously."""
 
+    @property
+    def cr_running(self) -> bool:
+        """Whether a `send`, `throw` or `close` of the coroutine runs right now."""
+
+    @property
+    def cr_suspended(self) -> bool:
+        """Whether the coroutine was started and waits on its loop (3.11's `inspect` reads it)."""
+
+    @property
+    def cr_await(self) -> Any | None:
+        """What the coroutine awaits: the awaitable it delegates to, or its parked future."""
+
+    @property
+    def cr_frame(self) -> types.FrameType | None:
+        """A frame standing for the Rust function; `None` once finished."""
+
+    @property
+    def cr_code(self) -> types.CodeType:
+        """The code object of `cr_frame`: named after the Rust function, in its file."""
+
+    @property
+    def cr_origin(self) -> None:
+        """Where the coroutine was created: never recorded for Rust coroutines."""
+
 @final
 class AsyncGenerator(abc.AsyncGenerator[Any, None]):
     """A Rust stream as a Python async generator."""
 
+    @property
+    def __qualname__(self) -> str: ...  # type: ignore[override]
+    @property
+    def __name__(self) -> str: ...  # type: ignore[override]
     def __aiter__(self) -> Self: ...
     def __anext__(self) -> Coroutine:
         """A coroutine that polls the stream for one item."""
@@ -533,14 +570,15 @@ class Shapes:
         """The object owned by the coroutine (`Py<Self>`), instead of borrowed as `&self`."""
 
 # ---- marked.rs ----
+# Marked functions are coroutine functions for `inspect` on every Python: `async def` here.
 
-def marked_add(a: int, b: int = 2) -> abc.Coroutine[Any, Any, int]:
+async def marked_add(a: int, b: int = 2) -> int:
     """`a + b`, after a suspension; marked as a coroutine function."""
 
 def unmarked_add(a: int, b: int = 2) -> abc.Coroutine[Any, Any, int]:
     """`a + b`, after a suspension; not marked."""
 
-def endpoint(request: _Request) -> abc.Coroutine[Any, Any, Any]:
+async def endpoint(request: _Request) -> Any:
     """A Starlette endpoint in Rust: a `PlainTextResponse` naming the request's path."""
 
 def mark(owner: object, names: Sequence[str]) -> None:
@@ -555,18 +593,18 @@ def use_pyo3_panics(yes: bool) -> None:
 @final
 class Adder:
     def __new__(cls, base: int) -> Self: ...
-    def add(self, n: int) -> abc.Coroutine[Any, Any, int]:
+    async def add(self, n: int) -> int:
         """`base + n`, marked."""
 
     def add_unmarked(self, n: int) -> abc.Coroutine[Any, Any, int]:
         """The same, unmarked."""
 
     @staticmethod
-    def version() -> abc.Coroutine[Any, Any, str]:
+    async def version() -> str:
         """An async static method, marked."""
 
     @classmethod
-    def build(cls, base: int) -> abc.Coroutine[Any, Any, Self]:
+    async def build(cls, base: int) -> Self:
         """A class method returning a coroutine, marked: an `Adder` of the class it is
         called on."""
 
@@ -743,3 +781,34 @@ def loop_thread_block_on(awaitable: Awaitable[_T]) -> _T:
 
 def call_during_poll(callback: Callable[[], _T]) -> abc.Coroutine[Any, Any, tuple[_T, _T]]:
     """Calls `callback()` inside the first poll, then again after a suspension; both results."""
+
+# ---- native.rs ----
+
+def futures_dropped() -> int:
+    """How many futures of this module were dropped so far."""
+
+def pyo3_async_stats() -> dict[str, int]:
+    """What pyo3-async holds right now, as a dict (`pyo3_async::py_stats`)."""
+
+def parks_forever() -> abc.Coroutine[Any, Any, None]:
+    """Pending for ever, keeping no waker: once its task is forgotten, nothing can wake it."""
+
+def awaits_its_own_future() -> abc.Coroutine[Any, Any, None]:
+    """Pending for ever on a future of the running asyncio loop that only it holds."""
+
+def keeps_its_own_waker() -> abc.Coroutine[Any, Any, None]:
+    """Pending for ever with a waker it keeps in its own state: a root the collector cannot see."""
+
+def delegate_to(awaitable: Awaitable[_T]) -> abc.Coroutine[Any, Any, _T]:
+    """Awaits `awaitable` in its own task (delegation): what it awaits is `cr_await`."""
+
+def span_during_poll() -> abc.Coroutine[
+    Any, Any, tuple[tuple[str, dict[str, str]] | None, tuple[str, dict[str, str]] | None]
+]:
+    """The span its poll runs in, with its fields, before and after a suspension."""
+
+def spans_in_generator(n: int) -> abc.AsyncGenerator[tuple[str, dict[str, str]], None]:
+    """`n` items: the span each item's poll runs in (feature `tracing`)."""
+
+def echo(value: _T) -> abc.Coroutine[Any, Any, _T]:
+    """Returns its argument: the argument lives in the Rust future until the first poll."""

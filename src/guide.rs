@@ -10,6 +10,11 @@
 //! 6. [Context variables](contextvars): which `contextvars` context Rust-driven work sees.
 //! 7. [trio and anyio](trio_and_anyio): backend detection, anyio, trio system tasks.
 //! 8. [Migrating](migrating): from pyo3-async-runtimes and from PyO3's `experimental-async`.
+//! 9. [What Python's tools see](native): the collector, "never awaited", stacks and call
+//!    graphs, `inspect`.
+//! 10. [Async protocols](async_protocols): `async with`, `async for` and `await` on Rust
+//!     classes.
+//! 11. [Observability](observability): counts of what the bridge holds, `tracing` spans.
 
 #[doc = include_str!("../guide/getting-started.md")]
 pub mod getting_started {}
@@ -34,3 +39,12 @@ pub mod trio_and_anyio {}
 
 #[doc = include_str!("../guide/migrating.md")]
 pub mod migrating {}
+
+#[doc = include_str!("../guide/native.md")]
+pub mod native {}
+
+#[doc = include_str!("../guide/async-protocols.md")]
+pub mod async_protocols {}
+
+#[doc = include_str!("../guide/observability.md")]
+pub mod observability {}

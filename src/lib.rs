@@ -51,11 +51,13 @@
 //! | `macros` | yes | [`pyfunction`], [`pymethods`], [`macro@main`], [`macro@test`] |
 //! | `tokio` | no | the `tokio` module: futures polled in a tokio runtime's context, runtimes per call, a spawn that aborts on drop, the runtime's shutdown at exit |
 //! | `tokio-default` | no | every exported function, generator and entry point polled in the runtime's context; an application's choice, never a library's (Cargo unifies features across a build) |
+//! | `tracing` | no | a `tracing` span per exported coroutine and generator, entered around every poll ([guide](guide::observability)) |
 
-// The layers, bottom-up — sync, exit_guard, fork, thread_state, glue, home, task, backend,
-// waker, delegation, rust_to_py, py_to_rust, tokio, embed, guide — each importing only those
+// The layers, bottom-up — sync, census, exit_guard, fork, thread_state, glue, home, task,
+// backend, waker, delegation, rust_to_py, py_to_rust, stats, tokio, embed, guide — each importing only those
 // below it (`tools/layers.py` checks it in `make test`; ARCHITECTURE.md describes them).
 mod backend;
+mod census;
 mod delegation;
 mod embed;
 mod exit_guard;
@@ -64,6 +66,7 @@ mod glue;
 mod home;
 mod py_to_rust;
 mod rust_to_py;
+mod stats;
 mod sync;
 mod task;
 mod thread_state;
@@ -272,9 +275,10 @@ pub use embed::{block_on, run, run_until_complete, run_with, LoopKind, LoopOptio
 pub use exit_guard::attach_unless_exiting;
 pub use py_to_rust::{is_cancellation, EventLoop, PyAsyncIter, PyContext, PyFuture};
 pub use rust_to_py::{
-    mark_coroutine_functions, panic_style, set_panic_style, AllowThreads, AsyncGenerator,
-    CancelHandle, Coroutine, PanicError, PanicStyle,
+    add_types, mark_coroutine_functions, panic_style, set_panic_style, AllowThreads,
+    AsyncGenerator, CancelHandle, Coroutine, PanicError, PanicStyle,
 };
+pub use stats::{py_stats, stats, Stats};
 pub use thread_state::{keep_thread_state, release_thread_state};
 
 /// The README's examples, compiled as doctests.

@@ -14,6 +14,7 @@ import sys
 # The layers, bottom-up: each top-level module of `src/` may import only those before it.
 LAYERS = [
     "sync",
+    "census",
     "exit_guard",
     "fork",
     "thread_state",
@@ -25,6 +26,7 @@ LAYERS = [
     "delegation",
     "rust_to_py",
     "py_to_rust",
+    "stats",
     "tokio",
     "embed",
     "guide",

@@ -19,6 +19,7 @@ mod readme {
     include!(concat!(env!("OUT_DIR"), "/readme.rs"));
 }
 mod shutdown;
+mod spans;
 mod storm;
 mod wakers;
 mod with_tokio;
@@ -28,7 +29,7 @@ use std::sync::OnceLock;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
-use pyo3_async::{AsyncGenerator, Backend, Coroutine};
+use pyo3_async::{Backend, Coroutine};
 
 pub(crate) fn tokio() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -81,9 +82,7 @@ fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
     machinery::register(m)?;
     native::register(m)?;
     storm::register(m)?;
-    m.add_class::<Coroutine>()?;
-    m.add_class::<AsyncGenerator>()?;
-    m.add("PanicError", m.py().get_type::<pyo3_async::PanicError>())?;
+    pyo3_async::add_types(m)?;
     m.add_function(wrap_pyfunction!(use_pyo3_panics, m)?)?;
     core::register(m)?;
     shutdown::register(m)?;

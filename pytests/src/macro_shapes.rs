@@ -2,62 +2,13 @@
 //! belong to the body, results under other names, PyO3 under another path, modules without the
 //! implicit prelude, PyO3's declarative modules, owned `self`.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-
 use pyo3::exceptions::PyLookupError;
 use pyo3::prelude::*;
 
 use crate::coroutines::suspend_once;
+use crate::spans::current_span;
 
 // ---- Attributes that belong to the body: `tracing::instrument` ----
-
-/// A `tracing` subscriber that knows only which span each thread is in: enough to tell whether
-/// a body runs inside its `#[instrument]` span.
-struct CurrentSpans;
-
-static SPAN_NAMES: OnceLock<Mutex<HashMap<u64, &'static str>>> = OnceLock::new();
-
-thread_local! {
-    static ENTERED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
-}
-
-impl tracing::Subscriber for CurrentSpans {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut names) = SPAN_NAMES.get_or_init(Default::default).lock() {
-            names.insert(id, span.metadata().name());
-        }
-        tracing::span::Id::from_u64(id)
-    }
-
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, _: &tracing::Event<'_>) {}
-
-    fn enter(&self, span: &tracing::span::Id) {
-        ENTERED.with(|entered| entered.borrow_mut().push(span.into_u64()));
-    }
-
-    fn exit(&self, _: &tracing::span::Id) {
-        ENTERED.with(|entered| entered.borrow_mut().pop());
-    }
-}
-
-/// The name of the span this thread is in, if any.
-fn current_span() -> Option<&'static str> {
-    let id = ENTERED.with(|entered| entered.borrow().last().copied())?;
-    SPAN_NAMES.get()?.lock().ok()?.get(&id).copied()
-}
 
 /// Which span the body is in, before and after a suspension.
 #[pyo3_async::pyfunction]
@@ -66,12 +17,6 @@ async fn traced(value: i64) -> (Option<&'static str>, Option<&'static str>, i64)
     let before = current_span();
     suspend_once().await;
     (before, current_span(), value)
-}
-
-/// `current_span()` where the coroutine is created: outside any span.
-#[pyfunction]
-fn span_at_call() -> Option<&'static str> {
-    current_span()
 }
 
 /// Without a `name`, the span is named after the function, as on any `async fn`.
@@ -331,9 +276,9 @@ impl Shapes {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let _ = tracing::subscriber::set_global_default(CurrentSpans);
+    crate::spans::install();
     m.add_function(wrap_pyfunction!(traced, m)?)?;
-    m.add_function(wrap_pyfunction!(span_at_call, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::spans::span_at_call, m)?)?;
     m.add_function(wrap_pyfunction!(traced_plain, m)?)?;
     m.add_function(wrap_pyfunction!(make_job, m)?)?;
     m.add_class::<Job>()?;

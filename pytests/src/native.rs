@@ -62,6 +62,28 @@ async fn delegate_to(awaitable: Py<PyAny>) -> PyResult<Py<PyAny>> {
     future.await
 }
 
+/// The span its poll runs in, with its fields, before and after a suspension (feature
+/// `tracing`).
+#[pyo3_async::pyfunction]
+async fn span_during_poll() -> (Option<SpanFields>, Option<SpanFields>) {
+    let before = crate::spans::current_span_fields();
+    crate::coroutines::suspend_once().await;
+    (before, crate::spans::current_span_fields())
+}
+
+type SpanFields = (&'static str, std::collections::HashMap<String, String>);
+
+/// `n` items: the span each item's poll runs in (feature `tracing`).
+#[pyo3_async::pyfunction(generator)]
+async fn spans_in_generator(n: usize) -> impl futures::Stream<Item = PyResult<SpanFields>> + Send {
+    use futures::StreamExt;
+    futures::stream::iter(0..n).then(|_| async {
+        crate::coroutines::suspend_once().await;
+        crate::spans::current_span_fields()
+            .ok_or_else(|| pyo3::exceptions::PyAssertionError::new_err("no span"))
+    })
+}
+
 /// Returns its argument: the argument lives in the Rust future until the first poll.
 #[pyo3_async::pyfunction]
 async fn echo(value: Py<PyAny>) -> Py<PyAny> {
@@ -70,10 +92,14 @@ async fn echo(value: Py<PyAny>) -> Py<PyAny> {
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(futures_dropped, m)?)?;
+    // What a user adds in one line.
+    m.add_function(wrap_pyfunction!(pyo3_async::py_stats, m)?)?;
     m.add_function(wrap_pyfunction!(parks_forever, m)?)?;
     m.add_function(wrap_pyfunction!(awaits_its_own_future, m)?)?;
     m.add_function(wrap_pyfunction!(keeps_its_own_waker, m)?)?;
     m.add_function(wrap_pyfunction!(echo, m)?)?;
     m.add_function(wrap_pyfunction!(delegate_to, m)?)?;
+    m.add_function(wrap_pyfunction!(span_during_poll, m)?)?;
+    m.add_function(wrap_pyfunction!(spans_in_generator, m)?)?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 import asyncio
 import contextlib
+import importlib
 import inspect
 import io
 import sys
@@ -111,8 +112,9 @@ async def test_asyncio_call_graph_continues_through_the_rust_coroutine(loop_name
     async with parked(loop_name) as (task, coroutine, event):
         graph = asyncio.capture_call_graph(task)
         names = [entry.frame.f_code.co_name for entry in graph.call_stack]
-        # Innermost first: the Python coroutine the Rust one awaits, then the Rust function.
-        assert names[:2] == ["leaf", "delegate_to"], names
+        # Innermost first (anyio's and asyncio's `wait`), then the Python coroutine the Rust
+        # one awaits, then the Rust function, the task's own coroutine.
+        assert names[-2:] == ["leaf", "delegate_to"], names
         printed = asyncio.format_call_graph(task)
         assert "delegate_to" in printed and NATIVE_RS in printed
 
@@ -133,3 +135,12 @@ def test_a_macro_generator_has_its_functions_names():
     assert repr(generator) == "<pyo3_async async_generator macro_count>"
     plain = m.count(1)
     assert plain.__qualname__ == "AsyncGenerator"
+
+
+def test_the_bridge_types_live_in_the_module_that_added_them():
+    # `pyo3_async::add_types(m)`: an importable module, where the types are found again.
+    coroutine = m.echo(1)
+    for kind in (type(coroutine), type(m.count(1)), m.PanicError):
+        home = importlib.import_module(kind.__module__)
+        assert getattr(home, kind.__name__) is kind, kind
+    coroutine.close()

@@ -357,6 +357,12 @@ pub(crate) struct Parts<'py> {
     pub(crate) record: Option<Bound<'py, PyAny>>,
 }
 
+/// The homes alive now (one per loop or trio run that pyo3-async serves), and the jobs each
+/// has waiting for its loop's thread.
+pub(crate) fn census() -> Vec<usize> {
+    HOMES.live().iter().map(|home| home.queue.len()).collect()
+}
+
 /// The home of `event_loop` (an asyncio loop, or a trio token), and whether it was created
 /// now: a new home is not watched yet; `parts` makes what a new one needs.
 pub(crate) fn find_or_create<'py>(

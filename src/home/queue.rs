@@ -55,6 +55,11 @@ impl<J> Queue<J> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many jobs wait for the next drain.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
     pub(crate) fn push(&self, job: J) -> Pushed<J> {
         let mut state = self.lock();
         if state.route == Route::Dead {

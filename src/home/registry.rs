@@ -80,6 +80,11 @@ impl<T: Keyed> Registry<T> {
         Ok((entry, created))
     }
 
+    /// The entries alive now.
+    pub(crate) fn live(&self) -> Vec<Arc<T>> {
+        self.with_entries(|entries| entries.values().filter_map(Weak::upgrade).collect())
+    }
+
     /// Runs `f` on the entries, under the lock: `f` must not wait for the interpreter.
     fn with_entries<R>(&self, f: impl FnOnce(&mut HashMap<usize, Weak<T>>) -> R) -> R {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);

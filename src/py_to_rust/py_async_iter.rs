@@ -13,6 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::backend::Backend;
+use crate::census;
 use crate::glue;
 use crate::home::{Dependent, Home};
 use crate::py_to_rust::event_loop::EventLoop;
@@ -123,12 +124,7 @@ impl PyAsyncIter {
             Backend::Trio => Some(glue::trio_cancel_scope(py)?.call0()?),
             Backend::Asyncio => None,
         };
-        let pump = Py::new(
-            py,
-            Pump {
-                channel: Arc::clone(&channel),
-            },
-        )?;
+        let pump = Py::new(py, Pump::new(Arc::clone(&channel)))?;
         let pump = glue::pump_async_iter(py)?.call1((pump, iterable, scope))?;
         // The pump reports through the channel; its own outcome is of no interest.
         drop(event_loop.spawn(&pump)?.detach());
@@ -340,10 +336,24 @@ impl Dependent for Channel {
     }
 }
 
-/// The channel as the pump (`helpers.pump_async_iter`) sees it.
+/// The channel as the pump (`helpers.pump_async_iter`) sees it; it lives as long as the
+/// pump's Python task (counted in [`stats`](crate::stats())).
 #[pyclass(frozen)]
 struct Pump {
     channel: Arc<Channel>,
+}
+
+impl Pump {
+    fn new(channel: Arc<Channel>) -> Self {
+        census::ASYNC_ITER_PUMPS.add();
+        Pump { channel }
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        census::ASYNC_ITER_PUMPS.remove();
+    }
 }
 
 #[pymethods]

@@ -42,6 +42,9 @@ pub struct AsyncGenerator {
     backend: Option<Backend>,
     /// `__qualname__` and `__name__`, which the attribute macros set to the function's.
     label: Option<Label>,
+    /// The generator's span, made at its first step (feature `tracing`).
+    #[cfg(feature = "tracing")]
+    span: std::sync::OnceLock<tracing::Span>,
 }
 
 impl AsyncGenerator {
@@ -66,6 +69,8 @@ impl AsyncGenerator {
             }),
             backend: None,
             label: None,
+            #[cfg(feature = "tracing")]
+            span: std::sync::OnceLock::new(),
         }
     }
 
@@ -108,7 +113,15 @@ impl AsyncGenerator {
     }
 
     fn awaitable(&self, step: impl PyPoll + 'static) -> Coroutine {
-        Coroutine::from_pollable(step, None, self.backend).without_unawaited_warning()
+        let coroutine =
+            Coroutine::from_pollable(step, None, self.backend).without_unawaited_warning();
+        #[cfg(feature = "tracing")]
+        let coroutine = coroutine.in_span(self.span.get_or_init(|| {
+            let span = crate::rust_to_py::poll_span::async_generator(self.__qualname__());
+            Python::attach(|py| crate::rust_to_py::poll_span::record_task(py, &span));
+            span
+        }));
+        coroutine
     }
 }
 

@@ -12,6 +12,7 @@ use pyo3::{sync::PyOnceLock, types::PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
+use crate::census;
 use crate::glue;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
@@ -275,6 +276,10 @@ impl Coroutine {
         step: impl FnOnce(&mut Driver) -> PyResult<Resumed>,
     ) -> PyResult<Resumed> {
         let mut driver = self.driver()?;
+        #[cfg(feature = "tracing")]
+        let span = self.span(py, &mut driver);
+        #[cfg(feature = "tracing")]
+        let _entered = span.enter();
         let resumed = step(&mut driver);
         if driver.started {
             self.claimed.store(true, Ordering::Relaxed);
@@ -283,6 +288,7 @@ impl Coroutine {
             // Bound to a loop for the first time: the loop's death finishes the coroutine.
             home.depend(py, Arc::clone(&self.driver).dependent());
             driver.registered = true;
+            census::SUSPENDED_COROUTINES.add();
         }
         let rethrown = driver.take_rethrown();
         drop(driver);
@@ -290,6 +296,29 @@ impl Coroutine {
             Err(err) if !rethrown => Err(self.locate(py, err)),
             resumed => resumed,
         }
+    }
+
+    /// The span to enter around a resumption: made at the first one (inside the task that
+    /// runs the coroutine, whose loop and name it records), unless a generator gave its own.
+    #[cfg(feature = "tracing")]
+    fn span(&self, py: Python<'_>, driver: &mut Driver) -> tracing::Span {
+        let span = driver.span.get_or_insert_with(|| {
+            let span = crate::rust_to_py::poll_span::coroutine(self.__qualname__());
+            crate::rust_to_py::poll_span::record_task(py, &span);
+            span
+        });
+        span.clone()
+    }
+
+    /// A step of a generator runs in the generator's span.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn in_span(self, span: &tracing::Span) -> Self {
+        self.driver
+            .mutex()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .span = Some(span.clone());
+        self
     }
 
     /// The driver, unless a `send`/`throw`/`close` of this coroutine is already running (the

@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::{Backend, Parker};
+use crate::census;
 use crate::delegation::{self, Delegate, Input, Request, Step};
 use crate::glue;
 use crate::home::Dependent;
@@ -82,6 +83,9 @@ pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
     cancellation: Option<Arc<Cancellation>>,
     /// The never-run generator whose frame is `cr_frame`, made when first asked for.
     frame_owner: Option<Py<PyAny>>,
+    /// Entered around each resumption: the coroutine's own, or its generator's.
+    #[cfg(feature = "tracing")]
+    pub(crate) span: Option<tracing::Span>,
     /// Empty once the coroutine has finished (returned, raised, was closed or cancelled).
     future: FutureCell<F>,
 }
@@ -111,6 +115,8 @@ impl<F: PyPoll> Driver<F> {
             delegate: None,
             cancellation,
             frame_owner: None,
+            #[cfg(feature = "tracing")]
+            span: None,
             future: FutureCell::new(future),
         }
     }
@@ -412,6 +418,7 @@ impl Driver {
 
     /// Drops the future and everything tied to the current suspension.
     pub(crate) fn finish(&mut self, py: Python<'_>) {
+        self.count_finished();
         if let Some(waiter) = &self.waiter {
             waiter.close();
         }
@@ -438,8 +445,19 @@ impl<F: PyPoll + 'static> Dependent for Mutex<Driver<F>> {
     }
 }
 
+impl<F: ?Sized> Driver<F> {
+    /// A coroutine that was counted as suspended leaves the count when it finishes: the
+    /// first time its future goes (called before it goes).
+    fn count_finished(&self) {
+        if self.registered && !self.future.is_empty() {
+            census::SUSPENDED_COROUTINES.remove();
+        }
+    }
+}
+
 impl<F: ?Sized> Drop for Driver<F> {
     fn drop(&mut self) {
+        self.count_finished();
         if let Some(waiter) = &self.waiter {
             waiter.close();
         }

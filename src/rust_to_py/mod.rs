@@ -9,10 +9,13 @@ mod coroutine_function;
 mod coroutine_wrapper;
 mod driver;
 pub(crate) mod errors;
+mod exported_types;
 mod future_cell;
 mod label;
 pub(crate) mod macro_output;
 pub(crate) mod panic;
+#[cfg(feature = "tracing")]
+mod poll_span;
 mod pollable;
 mod send_slot;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
@@ -24,6 +27,7 @@ pub use async_generator::AsyncGenerator;
 pub use cancel_handle::CancelHandle;
 pub use coroutine::Coroutine;
 pub use coroutine_function::mark_coroutine_functions;
+pub use exported_types::add_types;
 pub use label::StaticLabel;
 pub use panic::{panic_style, set_panic_style, PanicError, PanicStyle};
 pub use thread_bound::ThreadBound;

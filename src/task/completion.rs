@@ -8,6 +8,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PySet;
 
+use crate::census;
 use crate::home::{Dependent, Home};
 
 /// What a [`PyFuture`](crate::PyFuture) resolves with.
@@ -50,6 +51,7 @@ impl Completion {
         sender: oneshot::Sender<Outcome>,
         then_wake: Option<Waker>,
     ) -> PyResult<Py<Completion>> {
+        census::PYTHON_TASKS.add();
         Py::new(
             py,
             Completion {
@@ -86,6 +88,7 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let Some(sender) = sender else { return };
+        census::PYTHON_TASKS.remove();
         // The receiver is gone when the Rust side stopped waiting: nothing to do. The waker
         // runs after the lock is released.
         if sender.send(outcome).is_ok() {
@@ -114,6 +117,7 @@ impl Drop for Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(sender) = unsent {
+            census::PYTHON_TASKS.remove();
             drop(sender);
             if let Some(waker) = &self.then_wake {
                 waker.wake_by_ref();
