@@ -8,7 +8,9 @@ import contextlib
 import importlib
 import inspect
 import io
+import subprocess
 import sys
+import textwrap
 
 import anyio
 import pytest
@@ -53,7 +55,11 @@ async def parked(loop_name):
 @pytest.mark.anyio
 async def test_a_suspended_rust_coroutine_shows_its_function_and_what_it_awaits(loop_name):
     async with parked(loop_name) as (task, coroutine, event):
-        # The task runs the Rust coroutine itself: on trio too (no wrapper: it has a frame).
+        if loop_name == "trio":
+            # trio wraps a coroutine without a frame at spawn time (see
+            # `test_trio_keeps_wrapping_rust_coroutines_so_ctrl_c_interrupts_python_code`).
+            assert coroutine.cr_code.co_name == "python_wrapper"
+            coroutine = coroutine.cr_await
         assert type(coroutine).__name__ == "Coroutine"
         assert is_delegate_to(coroutine.cr_frame)
         assert coroutine.cr_frame is coroutine.cr_frame, "one frame per coroutine"
@@ -70,14 +76,50 @@ async def test_a_suspended_rust_coroutine_shows_its_function_and_what_it_awaits(
     assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
 
 
-def test_an_unstarted_coroutine_has_a_frame_already():
-    # trio's `start_soon` requires it of anything with a `cr_frame` attribute.
-    coroutine = m.echo(1)
-    assert coroutine.cr_frame.f_code.co_name == "echo"
+def test_a_coroutine_has_a_frame_from_its_first_send_until_it_finishes():
+    coroutine = m.parks_forever()
+    assert coroutine.cr_frame is None, "not before the first send (trio must wrap it)"
+    assert coroutine.cr_code.co_name == "parks_forever"
     assert (coroutine.cr_running, coroutine.cr_suspended, coroutine.cr_await) == (False, False, None)
-    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED
+    # The documented gap: no frame yet reads as closed.
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
+    with pytest.raises(RuntimeError):
+        coroutine.send(None)  # suspends: outside any loop, it cannot
+    coroutine = m.echo(1)
     coroutine.close()
     assert coroutine.cr_frame is None
+
+
+def test_trio_keeps_wrapping_rust_coroutines_so_ctrl_c_interrupts_python_code():
+    # A Rust coroutine delegating to CPU-bound Python code, spawned straight into a nursery:
+    # SIGINT must interrupt the Python code at once (trio's wrapper frame is live and marks
+    # the task's code unprotected), not wait for a checkpoint that never comes.
+    script = textwrap.dedent(
+        '''
+        import os, signal, threading, time
+        import trio
+        import pyo3_async_pytests as m
+
+        started = threading.Event()
+
+        async def busy():
+            started.set()
+            while True:
+                pass
+
+        async def main():
+            threading.Thread(target=lambda: (started.wait(), os.kill(os.getpid(), signal.SIGINT))).start()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(m.delegate_to, busy())
+
+        try:
+            trio.run(main)
+        except BaseException as err:
+            print("interrupted" if "KeyboardInterrupt" in repr(err) else repr(err))
+        '''
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "interrupted", done.stderr
 
 
 @pytest.mark.anyio
@@ -125,8 +167,10 @@ async def test_trio_await_frames_continue_through_the_rust_coroutine(loop_name):
         pytest.skip("iter_await_frames is trio's")
     async with parked(loop_name) as (task, coroutine, event):
         frames = [frame for frame, _ in task.iter_await_frames()]
-        assert is_delegate_to(frames[0])
-        assert frames[1].f_code is leaf.__code__
+        # trio's wrapper, then the Rust function, then the Python code it awaits.
+        assert [frame.f_code.co_name for frame in frames[:1]] == ["python_wrapper"]
+        assert is_delegate_to(frames[1])
+        assert frames[2].f_code is leaf.__code__
 
 
 def test_a_macro_generator_has_its_functions_names():

@@ -97,6 +97,15 @@ async def test_forgotten_native_coroutines_awaiting_rust_ones_are_freed(loop_nam
 
 
 @pytest.mark.anyio
+async def test_collecting_a_future_whose_destructor_panics_contains_the_panic(loop_name):
+    # The collector closes the coroutine: the panic of the future's destructor stays in Rust
+    # (an abort would end the test process).
+    forgotten_tasks(loop_name)
+    ours = await start_forgotten(lambda: m.panics_on_drop(False))
+    assert freed(ours) == N
+
+
+@pytest.mark.anyio
 async def test_a_rust_future_that_keeps_its_own_waker_stays_alive(loop_name):
     # Documented limit (guide/native.md): a waker kept anywhere is a root the collector cannot
     # see, as a native task's future is alive while something can resolve it. Here the future

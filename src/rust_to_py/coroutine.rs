@@ -410,7 +410,8 @@ impl Coroutine {
     /// named after the function, in its Rust file, so that `Task.get_stack()`,
     /// `asyncio.capture_call_graph()` and trio's `Task.iter_await_frames()` name it. One per
     /// coroutine, made when first asked for; `None` once the coroutine has finished, as a
-    /// native coroutine's. (It never runs: `f_locals` is empty, `f_back` is `None`.)
+    /// native coroutine's, and until its first `send` (see `Driver::frame_owner`: trio must
+    /// keep wrapping it). It never runs: `f_locals` is empty, `f_back` is `None`.
     #[getter]
     fn cr_frame<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let (name, qualname, file, line) = self.frame_fields();

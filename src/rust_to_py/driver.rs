@@ -374,13 +374,19 @@ impl Driver {
         }
     }
 
-    /// The frame owner, made by `make` on first use; `None` once finished (a finished
-    /// coroutine has no frame).
+    /// The frame owner, made by `make` on first use; `None` before the coroutine starts and
+    /// once it has finished (a finished coroutine has no frame).
+    ///
+    /// Not before the start: trio runs a coroutine that has a frame as its task's own, and
+    /// trio's Ctrl-C rules look for the task's frame among the live frames. A Rust coroutine's
+    /// frame is never live, so Python code that its future runs would count as trio's runner
+    /// (protected), and a `KeyboardInterrupt` would wait for the next checkpoint. Without a
+    /// frame at spawn time, trio wraps the coroutine in an `async def` whose frame is live.
     pub(crate) fn frame_owner(
         &mut self,
         make: impl FnOnce() -> PyResult<Py<PyAny>>,
     ) -> PyResult<Option<&Py<PyAny>>> {
-        if self.is_finished() {
+        if !self.started || self.is_finished() {
             return Ok(None);
         }
         if self.frame_owner.is_none() {
