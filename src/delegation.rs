@@ -141,11 +141,14 @@ impl Delegate {
     /// `PyFuture`.
     pub(crate) fn start(py: Python<'_>, request: Request) -> Option<Delegate> {
         let awaitable = request.awaitable.into_bound(py);
-        let iterator = match native_coroutine(awaitable) {
-            Ok(coroutine) => Ok(coroutine),
-            Err(awaitable) => awaitable
-                .call_method0(intern!(py, "__await__"))
-                .and_then(await_iterator),
+        let iterator = match is_native_coroutine(&awaitable) {
+            Err(refused) => Err(refused),
+            Ok(native) => match native_coroutine(awaitable, native) {
+                Ok(coroutine) => Ok(coroutine),
+                Err(awaitable) => awaitable
+                    .call_method0(intern!(py, "__await__"))
+                    .and_then(await_iterator),
+            },
         };
         match iterator {
             Ok(iterator) => Some(Delegate {
@@ -202,28 +205,41 @@ impl Delegate {
     }
 }
 
+/// Whether `awaitable` is an `async def` coroutine; refused, as Python's `await` refuses it,
+/// when it is suspended in an await of its own: another task drives it, and driving it here
+/// too would hand both tasks its wake-ups (and cancel the other task with this one).
+fn is_native_coroutine(awaitable: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = awaitable.py();
+    let native = crate::glue::coroutine_type(py).is_ok_and(|t| awaitable.get_type().is(t));
+    if native && !awaitable.getattr(intern!(py, "cr_await"))?.is_none() {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "coroutine is being awaited already",
+        ));
+    }
+    Ok(native)
+}
+
 /// A native coroutine is driven as it is, as `await` drives it (its `__await__()` would be a
 /// `coroutine_wrapper`, which hides the coroutine from `cr_await`'s readers).
 #[cfg(not(PyPy))]
 fn native_coroutine(
     awaitable: Bound<'_, PyAny>,
+    native: bool,
 ) -> Result<Bound<'_, PyIterator>, Bound<'_, PyAny>> {
-    let py = awaitable.py();
-    match crate::glue::coroutine_type(py) {
-        Ok(coroutine_type) if awaitable.get_type().is(coroutine_type) => {
-            // SAFETY: only `PyIter_Send` (`send` below), `throw` and `close` are used on a
-            // delegate's iterator, and a coroutine has all three (`am_send` for the first),
-            // although it is no iterator (`tp_iternext`).
-            Ok(unsafe { awaitable.cast_into_unchecked::<PyIterator>() })
-        }
-        _ => Err(awaitable),
+    if !native {
+        return Err(awaitable);
     }
+    // SAFETY: only `PyIter_Send` (`send` below), `throw` and `close` are used on a delegate's
+    // iterator, and a coroutine has all three (`am_send` for the first), although it is no
+    // iterator (`tp_iternext`).
+    Ok(unsafe { awaitable.cast_into_unchecked::<PyIterator>() })
 }
 
 /// PyPy's sends go through `__next__`, which a coroutine lacks: its `__await__()` is used.
 #[cfg(PyPy)]
 fn native_coroutine(
     awaitable: Bound<'_, PyAny>,
+    _native: bool,
 ) -> Result<Bound<'_, PyIterator>, Bound<'_, PyAny>> {
     Err(awaitable)
 }

@@ -188,3 +188,50 @@ def test_the_bridge_types_live_in_the_module_that_added_them():
         home = importlib.import_module(kind.__module__)
         assert getattr(home, kind.__name__) is kind, kind
     coroutine.close()
+
+
+@pytest.mark.anyio
+async def test_a_cleared_frame_is_replaced_while_the_coroutine_runs(loop_name):
+    async with parked(loop_name) as (task, coroutine, event):
+        if loop_name == "trio":
+            coroutine = coroutine.cr_await
+        frame = coroutine.cr_frame
+        try:
+            frame.clear()
+        except RuntimeError:
+            pass  # a suspended frame refuses on some Pythons: nothing to replace then
+        assert is_delegate_to(coroutine.cr_frame)
+        assert inspect.getcoroutinestate(coroutine) == inspect.CORO_SUSPENDED
+        if loop_name != "trio":
+            assert "running at" in repr(task)
+
+
+@pytest.mark.anyio
+async def test_a_native_coroutine_awaited_by_another_task_is_refused(loop_name):
+    # As Python's own `await` refuses it: driving it from a second task would give both
+    # tasks its wake-ups, and cancelling the second would cancel the first.
+    event = anyio.Event()
+    shared = leaf(event)
+    results = []
+
+    async def first():
+        await shared
+        results.append("first done")
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(first)
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(RuntimeError, match="coroutine is being awaited already"):
+            await m.delegate_to(shared)
+        event.set()
+    assert results == ["first done"]
+
+
+@pytest.mark.anyio
+async def test_the_frame_is_a_coroutines_frame():
+    # 3.14's call graphs label a frame by what runs it: `async` for a coroutine.
+    seen = []
+    coroutine = m.call_during_poll(lambda: seen.append(coroutine.cr_frame))
+    await coroutine
+    assert len(seen) == 2
+    assert all(frame.f_code.co_flags & inspect.CO_COROUTINE for frame in seen)

@@ -67,6 +67,18 @@ def test_before_3_12_the_wrapper_is_a_native_coroutine_function():
     coroutine.close()
 
 
+@pytest.mark.anyio
+async def test_parameters_named_as_the_wrappers_own_names_are_passed_on():
+    class Owner:
+        @staticmethod
+        def call(_function, cls=2, *, _default0=3):
+            return m.echo((_function, cls, _default0))
+
+    m.mark(Owner, ["call"])
+    assert await Owner.call(1) == (1, 2, 3)
+    assert await Owner.call(4, cls=5, _default0=6) == (4, 5, 6)
+
+
 def test_missing_or_non_callable_names_are_refused():
     with pytest.raises(AttributeError, match="no function 'missing'"):
         m.mark(m, ["missing"])

@@ -87,6 +87,32 @@ async def test_async_iterator_pumps_are_counted_while_they_run(loop_name):
 
 
 @pytest.mark.anyio
+async def test_a_delegated_awaitable_ending_at_once_leaves_no_count(loop_name):
+    async def at_once():
+        return 1
+
+    before = stats()["suspended_coroutines"]
+    for _ in range(20):
+        assert await m.delegate_to(at_once()) == 1
+    assert stats()["suspended_coroutines"] == before
+
+
+@pytest.mark.anyio
+async def test_a_generators_span_names_the_task_pulling_each_item(loop_name):
+    generator = m.spans_in_generator(2)
+    pulled = []
+
+    async def pull():
+        pulled.append((task_name(loop_name), await generator.__anext__()))
+
+    for puller in ("first puller", "second puller"):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(pull, name=puller)
+    assert [fields["task"] for _, (_, fields) in pulled] == [name for name, _ in pulled]
+    assert pulled[0][0] != pulled[1][0]
+
+
+@pytest.mark.anyio
 async def test_a_quiet_loop_has_no_queued_jobs(loop_name):
     await anyio.lowlevel.checkpoint()
     assert stats()["queued_jobs"] == 0

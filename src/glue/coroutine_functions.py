@@ -78,35 +78,52 @@ def _coroutine_function(function, parameters_of=None):
 def _awaiting(function, parameters_of):
     """`async def` with `function`'s own parameters, awaiting `function`: a wrong call fails
     when it is made, as it does for a native coroutine function (and as the Rust function's
-    own binding would), not when the coroutine is first awaited."""
-    leading = [] if parameters_of is None else ["cls"]
+    own binding would), not when the coroutine is first awaited. With parameters Python
+    cannot declare (a Rust `r#in`) or read (no text signature), `*args, **kwargs`."""
     try:
         parameters = inspect.signature(
             function if parameters_of is None else parameters_of, follow_wrapped=False
         ).parameters.values()
-    except (TypeError, ValueError):
-        parameters = None
-    namespace = {"_function": function}
+        return _declared(function, parameters_of is not None, list(parameters))
+    except (TypeError, ValueError, SyntaxError):
+        return _declared(function, parameters_of is not None, None)
+
+
+def _declared(function, takes_class, parameters):
+    """The `async def` for `parameters` (`None`: any), after a first `cls` if `takes_class`."""
+    P = inspect.Parameter
+    names = {parameter.name for parameter in parameters or ()}
+
+    def unused(name):
+        # The body's own names must not be shadowed by a parameter (a Rust `_function`).
+        while name in names:
+            name = "_" + name
+        return name
+
+    callee = unused("_function")
+    leading = [unused("cls")] if takes_class else []
+    namespace = {callee: function}
     if parameters is None:
         declared, passed = leading + ["*args", "**kwargs"], leading + ["*args", "**kwargs"]
     else:
         declared, passed = list(leading), list(leading)
-        P = inspect.Parameter
         kinds = [parameter.kind for parameter in parameters]
         for index, parameter in enumerate(parameters):
             name = parameter.name
             if parameter.kind is P.KEYWORD_ONLY and P.VAR_POSITIONAL not in kinds and "*" not in declared:
                 declared.append("*")
             text = {P.VAR_POSITIONAL: f"*{name}", P.VAR_KEYWORD: f"**{name}"}.get(parameter.kind, name)
-            if parameter.default is not P.empty:
-                namespace[f"_default{index}"] = parameter.default
-                text += f"=_default{index}"
             declared.append(text)
+            if parameter.default is not P.empty:
+                # Evaluated where the function is defined, in `namespace`: no parameter can
+                # shadow it.
+                namespace[f"_default{index}"] = parameter.default
+                declared[-1] += f"=_default{index}"
             if parameter.kind is P.POSITIONAL_ONLY and (
                 index + 1 == len(kinds) or kinds[index + 1] is not P.POSITIONAL_ONLY
             ):
                 declared.append("/")
-            passed.append(f"{name}={name}" if parameter.kind is P.KEYWORD_ONLY else text.split("=")[0])
-    source = f"async def awaiting({', '.join(declared)}):\n    return await _function({', '.join(passed)})\n"
+            passed.append(f"{name}={name}" if parameter.kind is P.KEYWORD_ONLY else text)
+    source = f"async def awaiting({', '.join(declared)}):\n    return await {callee}({', '.join(passed)})\n"
     exec(source, namespace)
     return namespace["awaiting"]

@@ -13,9 +13,22 @@ def _reraise(exception):
     raise exception
 
 
-# A generator that never runs: its frame, suspended before its first instruction, reports
-# `co_firstlineno` as its line on every Python version.
-_owner_template = lambda: (yield)  # noqa: E731
+class _Suspended:
+    """An awaitable that suspends once, for ever: where a frame owner waits."""
+
+    __slots__ = ()
+
+    def __await__(self):
+        yield
+
+
+_SUSPENDED = _Suspended()
+
+
+# A coroutine on one line, so that its frame, suspended in the `await`, reports
+# `co_firstlineno` as its line; a coroutine (not a generator), so that 3.14's call graphs call
+# the frame `async`.
+async def _owner_template(): await _SUSPENDED  # noqa: E704
 
 
 def _renamed(code, name, qualname, filename, line):
@@ -44,14 +57,19 @@ def _owner_function(name, qualname, filename, line):
     function = _owners.get(key)
     if function is None:
         code = _renamed(_owner_template.__code__, name, qualname, filename, line)
-        function = _owners[key] = type(_owner_template)(code, {"__name__": "<rust>"})
+        function = _owners[key] = type(_owner_template)(
+            code, {"__name__": "<rust>", "_SUSPENDED": _SUSPENDED}
+        )
     return function
 
 
 def frame_owner(name, qualname, filename, line):
-    """A generator that never runs, whose frame (`gi_frame`) stands for a suspended Rust
-    function: `cr_frame` of a Rust coroutine."""
-    return _owner_function(name, qualname, filename, line)()
+    """A coroutine suspended for ever, whose frame (`cr_frame`) stands for a suspended Rust
+    function: `cr_frame` of a Rust coroutine. Started, so that dropping it is no "never
+    awaited" (closing it runs nothing)."""
+    owner = _owner_function(name, qualname, filename, line)()
+    owner.send(None)
+    return owner
 
 
 def frame_code(name, qualname, filename, line):

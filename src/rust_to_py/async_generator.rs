@@ -116,11 +116,15 @@ impl AsyncGenerator {
         let coroutine =
             Coroutine::from_pollable(step, None, self.backend).without_unawaited_warning();
         #[cfg(feature = "tracing")]
-        let coroutine = coroutine.in_span(self.span.get_or_init(|| {
-            let span = crate::rust_to_py::poll_span::async_generator(self.__qualname__());
-            Python::attach(|py| crate::rust_to_py::poll_span::record_task(py, &span));
+        let coroutine = coroutine.in_span({
+            let span = self
+                .span
+                .get_or_init(|| crate::rust_to_py::poll_span::async_generator(self.__qualname__()));
+            // The task pulling this item (an enabled span only): items may be pulled by
+            // different tasks.
+            Python::attach(|py| crate::rust_to_py::poll_span::record_task(py, span));
             span
-        }));
+        });
         coroutine
     }
 }

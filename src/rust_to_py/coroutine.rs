@@ -420,19 +420,28 @@ impl Coroutine {
                 .call1((name, qualname, file, line))?
                 .unbind())
         };
-        let owner = match self.driver.mutex().try_lock() {
-            Ok(mut driver) => driver.frame_owner(make)?.map(|owner| owner.clone_ref(py)),
-            Err(TryLockError::Poisoned(poisoned)) => poisoned
-                .into_inner()
-                .frame_owner(make)?
-                .map(|owner| owner.clone_ref(py)),
+        let frame_of = |owner: &Py<PyAny>| owner.bind(py).getattr(pyo3::intern!(py, "cr_frame"));
+        let mut driver = match self.driver.mutex().try_lock() {
+            Ok(driver) => driver,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             // Asked from inside its own `send` (Python code its future runs): a frame of the
             // same function, not kept.
-            Err(TryLockError::WouldBlock) => Some(make()?),
+            Err(TryLockError::WouldBlock) => return frame_of(&make()?).map(Some),
         };
-        owner
-            .map(|owner| owner.bind(py).getattr(pyo3::intern!(py, "gi_frame")))
-            .transpose()
+        let Some(owner) = driver.frame_owner(make)? else {
+            return Ok(None);
+        };
+        let frame = frame_of(owner)?;
+        if !frame.is_none() {
+            return Ok(Some(frame));
+        }
+        // Someone cleared the frame (`frame.clear()` closes its owner): the coroutine still
+        // runs, so it gets a new one rather than reading as finished.
+        driver.forget_frame_owner();
+        match driver.frame_owner(make)? {
+            Some(owner) => frame_of(owner).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The code object of `cr_frame`: named after the Rust function, in its file.

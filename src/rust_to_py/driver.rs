@@ -141,10 +141,12 @@ impl Driver {
         std::mem::take(&mut self.rethrown)
     }
 
-    /// The home to register with, once the coroutine is bound to a loop and not yet known.
+    /// The home to register with, once the coroutine is bound to a loop and not yet known;
+    /// none for a coroutine that finished in the step that bound it (a delegated awaitable
+    /// that ended at once): there is nothing left for the loop's death to end.
     pub(crate) fn home_to_register(&self) -> Option<&Arc<crate::home::Home>> {
         match (&self.parker, self.registered) {
-            (Some(parker), false) => Some(parker.home()),
+            (Some(parker), false) if !self.is_finished() => Some(parker.home()),
             _ => None,
         }
     }
@@ -393,6 +395,11 @@ impl Driver {
             self.frame_owner = Some(make()?);
         }
         Ok(self.frame_owner.as_ref())
+    }
+
+    /// Drops the frame owner: the next `frame_owner` makes a new one.
+    pub(crate) fn forget_frame_owner(&mut self) {
+        self.frame_owner = None;
     }
 
     /// Reports to the garbage collector the Python objects that this coroutine alone holds for

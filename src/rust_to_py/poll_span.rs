@@ -4,7 +4,8 @@
 //! resumption and entered around every `send`/`throw`/`close` of it, so that the Rust
 //! function's own spans and events nest under it, and a subscriber sees which Rust call a
 //! slow task is in. Fields: `function` (the label, `Client.fetch`), `loop` (`asyncio` or
-//! `trio`) and `task` (the asyncio or trio task's name). Without a subscriber interested in
+//! `trio`) and `task` (the asyncio or trio task's name; for a generator, the task that
+//! pulled its latest item). Without a subscriber interested in
 //! target `pyo3_async` at level `INFO`, a span is disabled and costs one check.
 
 use pyo3::intern;
