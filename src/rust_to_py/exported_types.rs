@@ -3,7 +3,9 @@
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-use crate::rust_to_py::{AsyncGenerator, Coroutine, PanicError};
+use crate::rust_to_py::async_generator::AsyncGenerator;
+use crate::rust_to_py::coroutine::Coroutine;
+use crate::rust_to_py::panic::PanicError;
 
 /// Adds [`Coroutine`], [`AsyncGenerator`] and [`PanicError`] to `module` and makes it their
 /// home: their `__module__` becomes the module's name, so reprs, `help()`, pickling errors and
