@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 import pyo3_async_pytests as m
-from helpers import until
+from helpers import ABI3, until
 
 NATIVE_RS = "native.rs"
 
@@ -60,7 +60,9 @@ async def test_a_suspended_rust_coroutine_shows_its_function_and_what_it_awaits(
             # `test_trio_keeps_wrapping_rust_coroutines_so_ctrl_c_interrupts_python_code`).
             assert coroutine.cr_code.co_name == "python_wrapper"
             coroutine = coroutine.cr_await
-        assert type(coroutine).__name__ == "Coroutine"
+        # What `await` got from it: under abi3 its `__await__` wrapper, which forwards every
+        # attribute to the coroutine.
+        assert type(coroutine).__name__ == ("coroutine_wrapper" if ABI3 and loop_name == "trio" else "Coroutine")
         assert is_delegate_to(coroutine.cr_frame)
         assert coroutine.cr_frame is coroutine.cr_frame, "one frame per coroutine"
         assert coroutine.cr_code is coroutine.cr_frame.f_code
