@@ -221,6 +221,10 @@ class Coroutine(abc.Coroutine[Any, Any, Any]):
         """The code object of `cr_frame`: named after the Rust function, in its file."""
 
     @property
+    def cr_state(self) -> str:
+        """`CORO_CREATED`, `CORO_RUNNING`, `CORO_SUSPENDED` or `CORO_CLOSED` (3.15's `inspect`)."""
+
+    @property
     def cr_origin(self) -> None:
         """Where the coroutine was created: never recorded for Rust coroutines."""
 

@@ -243,7 +243,7 @@ CTRL_C = """
         sent.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Timer(0.2, interrupt).start()
+    {start}
     try:
         {call}
     except KeyboardInterrupt:
@@ -252,7 +252,12 @@ CTRL_C = """
 
 
 def test_ctrl_c_interrupts_block_on_and_drops_the_future():
-    out = run_script(CTRL_C.format(call="t.sync_wait_forever(lambda m: print(m, flush=True))"))
+    out = run_script(
+        CTRL_C.format(
+            start="threading.Timer(0.2, interrupt).start()",
+            call="t.sync_wait_forever(lambda m: print(m, flush=True))",
+        )
+    )
     lines = out.splitlines()
     assert lines[0] == "future dropped"
     assert lines[1].startswith("interrupted")
@@ -262,12 +267,14 @@ def test_ctrl_c_interrupts_block_on_and_drops_the_future():
 
 
 def test_ctrl_c_interrupts_a_loop_threads_block_on_and_cancels_the_task():
+    # The task itself sends the signal once it runs: the main thread then waits in `block_on`
+    # (a timer could fire earlier, while a slow machine still imports asyncio).
     out = run_script(
         CTRL_C.format(
+            start="import asyncio",
             call="""
-        import asyncio
-
         async def forever():
+            interrupt()
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:

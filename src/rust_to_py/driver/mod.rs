@@ -12,13 +12,14 @@
 //! Only the loop's thread moves the machine (it runs under the coroutine's lock, taken by
 //! `send`/`throw`/`close`); wakers from other threads only touch the [`Waiter`].
 
+mod reading;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::{Backend, Parker};
 use crate::census;
@@ -354,79 +355,6 @@ impl Driver {
     fn park(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
         Ok(self.parker(py)?.park(py, &*waiter)?.unbind())
-    }
-
-    /// Whether the future has finished (returned, raised, was closed or cancelled).
-    pub(crate) fn is_finished(&self) -> bool {
-        self.future.is_empty()
-    }
-
-    /// Whether the coroutine was started and has not finished: it waits on its loop.
-    pub(crate) fn is_suspended(&self) -> bool {
-        self.started && !self.is_finished()
-    }
-
-    /// What the coroutine awaits now, as `cr_await` shows it: the awaitable it delegates to,
-    /// else what its task is parked on.
-    pub(crate) fn awaiting(&self) -> Option<&Py<PyAny>> {
-        match (&self.delegate, &self.parker) {
-            (Some(delegate), _) => Some(delegate.awaiting()),
-            (None, Some(parker)) => parker.awaiting(),
-            (None, None) => None,
-        }
-    }
-
-    /// The frame owner, made by `make` on first use; `None` before the coroutine starts and
-    /// once it has finished (a finished coroutine has no frame).
-    ///
-    /// Not before the start: trio runs a coroutine that has a frame as its task's own, and
-    /// trio's Ctrl-C rules look for the task's frame among the live frames. A Rust coroutine's
-    /// frame is never live, so Python code that its future runs would count as trio's runner
-    /// (protected), and a `KeyboardInterrupt` would wait for the next checkpoint. Without a
-    /// frame at spawn time, trio wraps the coroutine in an `async def` whose frame is live.
-    pub(crate) fn frame_owner(
-        &mut self,
-        make: impl FnOnce() -> PyResult<Py<PyAny>>,
-    ) -> PyResult<Option<&Py<PyAny>>> {
-        if !self.started || self.is_finished() {
-            return Ok(None);
-        }
-        if self.frame_owner.is_none() {
-            self.frame_owner = Some(make()?);
-        }
-        Ok(self.frame_owner.as_ref())
-    }
-
-    /// Drops the frame owner: the next `frame_owner` makes a new one.
-    pub(crate) fn forget_frame_owner(&mut self) {
-        self.frame_owner = None;
-    }
-
-    /// Reports to the garbage collector the Python objects that this coroutine alone holds for
-    /// its current suspension: the future its asyncio task waits for (which holds the task
-    /// through its done-callback, and the task holds the coroutine), a delegated awaitable's
-    /// iterator, and the wake-up's future once no waker of the Rust future is alive (see
-    /// [`Waiter::unshared_wakeup`]). A forgotten task parked on a Rust coroutine is then a
-    /// cycle the collector can see, as a native one is.
-    ///
-    /// What the Rust future itself holds stays invisible: an argument it captured, or a waker
-    /// it keeps in its own state, is a reference the collector counts as external.
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(parker) = &self.parker {
-            parker.traverse(visit)?;
-        }
-        if let Some(delegate) = &self.delegate {
-            delegate.traverse(visit)?;
-        }
-        visit.call(&self.frame_owner)?;
-        if let Some(waiter) = &self.waiter {
-            // The driver's reference is the waiter's only one when no waker is alive (a trio
-            // parker's abort function holds a second, but trio's wake-ups report nothing).
-            waiter
-                .unshared_wakeup(1, |wakeup| wakeup.traverse(visit))
-                .unwrap_or(Ok(()))?;
-        }
-        Ok(())
     }
 
     /// Drops the future and everything tied to the current suspension.

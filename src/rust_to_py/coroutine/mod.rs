@@ -1,19 +1,23 @@
 //! A Rust future exported as a Python coroutine object.
 
+mod introspection;
+mod resume;
+#[cfg(feature = "tracing")]
+mod span;
+mod unawaited;
+
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
 use pyo3::{sync::PyOnceLock, types::PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
-use crate::census;
-use crate::glue;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
 use crate::rust_to_py::coroutine_wrapper;
@@ -239,99 +243,6 @@ impl Coroutine {
         self.warns_unawaited = false;
         self
     }
-
-    /// What a frame standing for the Rust function says of it: its name, qualified name, file
-    /// and line (`<rust>`, line 1, when the source is not known).
-    fn frame_fields(&self) -> (&str, &str, &'static str, u32) {
-        let qualname = self.__qualname__();
-        let (file, line) = self
-            .label
-            .as_ref()
-            .and_then(Label::source)
-            .unwrap_or(("<rust>", 1));
-        (self.__name__(), qualname, file, line)
-    }
-
-    /// Gives an exception leaving a named coroutine a traceback entry for the Rust function.
-    #[cold]
-    fn locate(&self, py: Python<'_>, err: PyErr) -> PyErr {
-        if self.label.as_ref().and_then(Label::qualname).is_none() {
-            return err;
-        }
-        let (name, qualname, file, line) = self.frame_fields();
-        let located = glue::add_frame(py)
-            .and_then(|add_frame| add_frame.call1((err.value(py), name, qualname, file, line)));
-        match located {
-            Ok(exception) => PyErr::from_value(exception),
-            Err(_) => err,
-        }
-    }
-
-    /// Runs `step` on the driver; an exception of the Rust function leaving it gets the
-    /// function's frame (a cancellation passing through does not: it is not the function's,
-    /// and building frames for 100k cancelled coroutines is what made cancelling slow).
-    pub(crate) fn resume(
-        &self,
-        py: Python<'_>,
-        step: impl FnOnce(&mut Driver) -> PyResult<Resumed>,
-    ) -> PyResult<Resumed> {
-        let mut driver = self.driver()?;
-        #[cfg(feature = "tracing")]
-        let span = self.span(py, &mut driver);
-        #[cfg(feature = "tracing")]
-        let _entered = span.enter();
-        let resumed = step(&mut driver);
-        if driver.started {
-            self.claimed.store(true, Ordering::Relaxed);
-        }
-        if let Some(home) = driver.home_to_register() {
-            // Bound to a loop for the first time: the loop's death finishes the coroutine.
-            home.depend(py, Arc::clone(&self.driver).dependent());
-            driver.registered = true;
-            census::SUSPENDED_COROUTINES.add();
-        }
-        let rethrown = driver.take_rethrown();
-        drop(driver);
-        match resumed {
-            Err(err) if !rethrown => Err(self.locate(py, err)),
-            resumed => resumed,
-        }
-    }
-
-    /// The span to enter around a resumption: made at the first one (inside the task that
-    /// runs the coroutine, whose loop and name it records), unless a generator gave its own.
-    #[cfg(feature = "tracing")]
-    fn span(&self, py: Python<'_>, driver: &mut Driver) -> tracing::Span {
-        let span = driver.span.get_or_insert_with(|| {
-            let span = crate::rust_to_py::poll_span::coroutine(self.__qualname__());
-            crate::rust_to_py::poll_span::record_task(py, &span);
-            span
-        });
-        span.clone()
-    }
-
-    /// A step of a generator runs in the generator's span.
-    #[cfg(feature = "tracing")]
-    pub(crate) fn in_span(self, span: &tracing::Span) -> Self {
-        self.driver
-            .mutex()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .span = Some(span.clone());
-        self
-    }
-
-    /// The driver, unless a `send`/`throw`/`close` of this coroutine is already running (the
-    /// future re-entered its own coroutine, or another thread drives it meanwhile).
-    fn driver(&self) -> PyResult<MutexGuard<'_, Driver>> {
-        match self.driver.mutex().try_lock() {
-            Ok(driver) => Ok(driver),
-            Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => {
-                Err(PyValueError::new_err("coroutine already executing"))
-            }
-        }
-    }
 }
 
 #[pymethods]
@@ -376,79 +287,40 @@ impl Coroutine {
     /// Whether a `send`, `throw` or `close` of the coroutine runs right now.
     #[getter]
     fn cr_running(&self) -> bool {
-        matches!(
-            self.driver.mutex().try_lock(),
-            Err(TryLockError::WouldBlock)
-        )
+        self.is_running()
     }
 
     /// Whether the coroutine was started and waits on its loop (3.11's `inspect` reads it).
     #[getter]
     fn cr_suspended(&self) -> bool {
-        match self.driver.mutex().try_lock() {
-            Ok(driver) => driver.is_suspended(),
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().is_suspended(),
-            Err(TryLockError::WouldBlock) => false,
-        }
+        self.is_suspended()
     }
 
-    /// What the coroutine awaits: the Python awaitable its future delegates to (a native
-    /// coroutine, whose own `cr_await` continues the chain, or an `__await__` iterator), else
-    /// the asyncio future or trio coroutine its task is parked on; `None` when it runs, has
-    /// not started or has finished.
+    /// What the coroutine awaits (see `introspection`); `None` when it runs, has not started
+    /// or has finished.
     #[getter]
     fn cr_await(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let driver = match self.driver.mutex().try_lock() {
-            Ok(driver) => driver,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        driver.awaiting().map(|awaiting| awaiting.clone_ref(py))
+        self.awaiting(py)
     }
 
-    /// A frame that stands for the Rust function, suspended at its definition: its code is
-    /// named after the function, in its Rust file, so that `Task.get_stack()`,
-    /// `asyncio.capture_call_graph()` and trio's `Task.iter_await_frames()` name it. One per
-    /// coroutine, made when first asked for; `None` once the coroutine has finished, as a
-    /// native coroutine's, and until its first `send` (see `Driver::frame_owner`: trio must
-    /// keep wrapping it). It never runs: `f_locals` is empty, `f_back` is `None`.
+    /// A frame standing for the Rust function (see `introspection`): from the first `send`
+    /// until the coroutine finishes.
     #[getter]
     fn cr_frame<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let (name, qualname, file, line) = self.frame_fields();
-        let make = || {
-            Ok(glue::frame_owner(py)?
-                .call1((name, qualname, file, line))?
-                .unbind())
-        };
-        let frame_of = |owner: &Py<PyAny>| owner.bind(py).getattr(pyo3::intern!(py, "cr_frame"));
-        let mut driver = match self.driver.mutex().try_lock() {
-            Ok(driver) => driver,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            // Asked from inside its own `send` (Python code its future runs): a frame of the
-            // same function, not kept.
-            Err(TryLockError::WouldBlock) => return frame_of(&make()?).map(Some),
-        };
-        let Some(owner) = driver.frame_owner(make)? else {
-            return Ok(None);
-        };
-        let frame = frame_of(owner)?;
-        if !frame.is_none() {
-            return Ok(Some(frame));
-        }
-        // Someone cleared the frame (`frame.clear()` closes its owner): the coroutine still
-        // runs, so it gets a new one rather than reading as finished.
-        driver.forget_frame_owner();
-        match driver.frame_owner(make)? {
-            Some(owner) => frame_of(owner).map(Some),
-            None => Ok(None),
-        }
+        self.frame(py)
     }
 
     /// The code object of `cr_frame`: named after the Rust function, in its file.
     #[getter]
     fn cr_code<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (name, qualname, file, line) = self.frame_fields();
-        glue::frame_code(py)?.call1((name, qualname, file, line))
+        self.code(py)
+    }
+
+    /// `inspect.getcoroutinestate` reads this from 3.15 on: `CORO_CREATED`, `CORO_RUNNING`,
+    /// `CORO_SUSPENDED` or `CORO_CLOSED`.
+    #[getter]
+    fn cr_state(&self) -> &'static str {
+        self.state()
     }
 
     /// Where the coroutine was created: never recorded for Rust coroutines (CPython records
@@ -512,38 +384,6 @@ impl Coroutine {
         if let Ok(mut driver) = self.driver() {
             driver.finish(py);
         }
-    }
-}
-
-impl Drop for Coroutine {
-    /// CPython's `RuntimeWarning: coroutine '...' was never awaited`, for a coroutine that was
-    /// never awaited, started or closed. The warning points at the Python code running when
-    /// the coroutine is dropped: where a forgotten `await` drops it, the caller's line.
-    fn drop(&mut self) {
-        if !self.warns_unawaited || *self.claimed.get_mut() {
-            return;
-        }
-        // Only where Python is running (a coroutine built and dropped by Rust code before the
-        // interpreter exists, or while it exits, has nobody to tell).
-        crate::exit_guard::attach_unless_exiting(|py| warn_unawaited(py, self.__qualname__()));
-    }
-}
-
-/// Warns as CPython's `_PyErr_WarnUnawaitedCoroutine` does, from a destructor: the exception
-/// being raised meanwhile, if any, is kept; a warning turned into an error (`-W error`) is
-/// reported as unraisable, since a destructor has no caller to raise to.
-#[cold]
-fn warn_unawaited(py: Python<'_>, qualname: &str) {
-    let raised = PyErr::take(py);
-    let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
-    let message = std::ffi::CString::new(format!("coroutine '{qualname}' was never awaited"));
-    if let Ok(message) = message {
-        if let Err(err) = PyErr::warn(py, &category, &message, 1) {
-            err.write_unraisable(py, None);
-        }
-    }
-    if let Some(raised) = raised {
-        raised.restore(py);
     }
 }
 

@@ -1,0 +1,37 @@
+//! CPython's "coroutine ... was never awaited", for Rust coroutines.
+
+use pyo3::prelude::*;
+
+use crate::rust_to_py::coroutine::Coroutine;
+
+impl Drop for Coroutine {
+    /// CPython's `RuntimeWarning: coroutine '...' was never awaited`, for a coroutine that was
+    /// never awaited, started or closed. The warning points at the Python code running when
+    /// the coroutine is dropped: where a forgotten `await` drops it, the caller's line.
+    fn drop(&mut self) {
+        if !self.warns_unawaited || *self.claimed.get_mut() {
+            return;
+        }
+        // Only where Python is running (a coroutine built and dropped by Rust code before the
+        // interpreter exists, or while it exits, has nobody to tell).
+        crate::exit_guard::attach_unless_exiting(|py| warn_unawaited(py, self.__qualname__()));
+    }
+}
+
+/// Warns as CPython's `_PyErr_WarnUnawaitedCoroutine` does, from a destructor: the exception
+/// being raised meanwhile, if any, is kept; a warning turned into an error (`-W error`) is
+/// reported as unraisable, since a destructor has no caller to raise to.
+#[cold]
+fn warn_unawaited(py: Python<'_>, qualname: &str) {
+    let raised = PyErr::take(py);
+    let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+    let message = std::ffi::CString::new(format!("coroutine '{qualname}' was never awaited"));
+    if let Ok(message) = message {
+        if let Err(err) = PyErr::warn(py, &category, &message, 1) {
+            err.write_unraisable(py, None);
+        }
+    }
+    if let Some(raised) = raised {
+        raised.restore(py);
+    }
+}
