@@ -38,6 +38,17 @@ impl Label {
         }
     }
 
+    /// `__qualname__` of an object labelled `label`: its qualname, else `default` (the type's
+    /// name).
+    pub(crate) fn qualname_or<'a>(label: Option<&'a Label>, default: &'a str) -> &'a str {
+        label.and_then(Label::qualname).unwrap_or(default)
+    }
+
+    /// `__name__`: the qualname's part after its last dot.
+    pub(crate) fn name_of(qualname: &str) -> &str {
+        qualname.rsplit('.').next().unwrap_or(qualname)
+    }
+
     /// `label` with the given qualname, or source, replaced.
     pub(crate) fn with(
         label: Option<Label>,

@@ -268,16 +268,12 @@ impl Coroutine {
 
     #[getter]
     fn __qualname__(&self) -> &str {
-        self.label
-            .as_ref()
-            .and_then(Label::qualname)
-            .unwrap_or("Coroutine")
+        Label::qualname_or(self.label.as_ref(), "Coroutine")
     }
 
     #[getter]
     fn __name__(&self) -> &str {
-        let qualname = self.__qualname__();
-        qualname.rsplit('.').next().unwrap_or(qualname)
+        Label::name_of(self.__qualname__())
     }
 
     fn __repr__(&self) -> String {
