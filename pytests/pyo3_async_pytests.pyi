@@ -300,7 +300,9 @@ class Probe:
     @property
     def cleaned_up(self) -> bool: ...
 
-def pending_forever(probe: Probe) -> abc.Coroutine[Any, Any, NoReturn]:
+def pending_forever(
+    probe: Probe, backend: _Backend | None = None
+) -> abc.Coroutine[Any, Any, NoReturn]:
     """Never completes; the probe tells whether it was polled and dropped."""
 
 @overload

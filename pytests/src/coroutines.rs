@@ -188,9 +188,10 @@ impl Drop for DropGuard {
 
 /// Never completes; the probe tells whether it was polled and dropped.
 #[pyfunction]
-fn pending_forever(probe: Py<Probe>) -> Coroutine {
+#[pyo3(signature = (probe, backend = None))]
+fn pending_forever(probe: Py<Probe>, backend: Option<&str>) -> PyResult<Coroutine> {
     let guard = DropGuard(Arc::new(probe));
-    Coroutine::new(async move {
+    let forever = Coroutine::new(async move {
         let _guard = &guard;
         poll_fn(|_| {
             guard.0.get().polled.fetch_add(1, Ordering::SeqCst);
@@ -198,7 +199,8 @@ fn pending_forever(probe: Py<Probe>) -> Coroutine {
         })
         .await;
         PyResult::Ok(())
-    })
+    });
+    coroutine(forever, backend)
 }
 
 /// Waits for the cancellation, cleans up asynchronously (a round trip through a tokio worker),

@@ -93,7 +93,8 @@ async def test_coroutine_given_to_two_tasks(loop_name):
 
 
 async def test_awaiting_a_coroutine_another_task_awaits():
-    coroutine = m.sleep(0.01, "once")
+    trigger = m.Trigger()
+    coroutine = trigger.wait("once")  # pending until fired: no timer racing the second await
     results = []
     started = []
 
@@ -106,6 +107,7 @@ async def test_awaiting_a_coroutine_another_task_awaits():
         await until(lambda: started)
         with pytest.raises(RuntimeError, match="being awaited already"):
             await coroutine
+        trigger.fire()
     assert results == ["once"]
 
 
@@ -129,7 +131,7 @@ def test_driving_a_pending_coroutine_on_a_thread_without_a_loop():
 
 def test_driving_with_an_explicit_backend_and_no_loop():
     with pytest.raises(RuntimeError, match="no running event loop"):
-        m.sleep(0.01, backend="asyncio").send(None)
+        m.pending_forever(m.Probe(), backend="asyncio").send(None)
 
 
 @pytest.mark.parametrize(

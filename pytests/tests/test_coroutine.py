@@ -284,7 +284,9 @@ async def test_explicit_backend(loop_name):
 
 
 def test_no_event_loop_is_a_clear_error():
-    coroutine = m.sleep(0.001)
+    # Never ready: a short timer may have fired before the first send, which then completes
+    # without asking for a loop (a ready future needs none).
+    coroutine = m.pending_forever(m.Probe())
     with pytest.raises(Exception, match="unknown async library|no running event loop"):
         coroutine.send(None)
     with pytest.raises(RuntimeError, match="cannot reuse"):
