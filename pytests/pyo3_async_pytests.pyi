@@ -399,9 +399,11 @@ def await_in_sequence(awaitables: Sequence[Awaitable[int]]) -> abc.Coroutine[Any
     """Awaits several awaitables one after the other, summing their (integer) results."""
 
 def await_with_timeout(
-    awaitable: Awaitable[_T], seconds: float
+    awaitable: Awaitable[_T], seconds: float, started: Trigger | None = None
 ) -> abc.Coroutine[Any, Any, _T | Literal["timeout"]]:
-    """Awaits `awaitable` with a tokio timer racing it: returns `"timeout"` if the timer wins."""
+    """Awaits `awaitable` with a tokio timer racing it: returns `"timeout"` if the timer wins.
+    With `started`, the timer starts once that trigger fires (the awaitable fires it when it
+    runs): a timer that fired first would cancel an awaitable that never ran."""
 
 def await_outside_coroutine(awaitable: Awaitable[_T]) -> _T:
     """Awaits a Python awaitable without a coroutine around it: a clear error."""

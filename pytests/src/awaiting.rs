@@ -59,13 +59,25 @@ fn await_in_sequence(awaitables: Vec<Bound<'_, PyAny>>) -> PyResult<Coroutine> {
 }
 
 /// Awaits `awaitable` with a tokio timer racing it: returns `"timeout"` if the timer wins.
+/// With `started`, the timer starts once that trigger fires (the awaitable fires it when it
+/// runs): a timer that fired first would cancel an awaitable that never ran.
 #[pyfunction]
-fn await_with_timeout(awaitable: &Bound<'_, PyAny>, seconds: f64) -> PyResult<Coroutine> {
+#[pyo3(signature = (awaitable, seconds, started = None))]
+fn await_with_timeout(
+    awaitable: &Bound<'_, PyAny>,
+    seconds: f64,
+    started: Option<Py<Trigger>>,
+) -> PyResult<Coroutine> {
     let future = PyFuture::new(awaitable)?;
-    let timer = tokio().spawn(async move {
-        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    });
+    let timer = async move {
+        if let Some(started) = &started {
+            started.get().fired().await;
+        }
+        let sleep = async move { tokio::time::sleep(Duration::from_secs_f64(seconds)).await };
+        let _ = tokio().spawn(sleep).await;
+    };
     Ok(Coroutine::new(async move {
+        futures::pin_mut!(timer);
         futures::pin_mut!(future);
         match futures::future::select(future, timer).await {
             futures::future::Either::Left((result, _)) => result,

@@ -59,22 +59,29 @@ fn wake_under_foreign_lock(trigger: Py<Trigger>, seconds: f64) -> bool {
 #[pyfunction]
 fn race_with_earlier_timer(awaitable: &Bound<'_, PyAny>, seconds: f64) -> PyResult<Coroutine> {
     let python = PyFuture::new(awaitable)?;
-    let timer =
-        tokio().spawn(async move { tokio::time::sleep(Duration::from_secs_f64(seconds)).await });
     Ok(Coroutine::new(async move {
-        let mut timer = pin!(timer);
-        // Step one: the timer registers this step's waker, and the future yields.
+        // Started at the first poll, not at the call: a timer that fired before the
+        // coroutine ran would leave nothing to race.
+        let sleep = async move { tokio::time::sleep(Duration::from_secs_f64(seconds)).await };
+        let mut timer = pin!(tokio().spawn(sleep));
+        // Step one: the timer registers this step's waker, and the future yields. A timer
+        // that has fired already (a stalled machine) has won: polled again, its handle panics.
         let mut yielded = false;
-        poll_fn(|cx| {
-            let _ = timer.as_mut().poll(cx);
+        let fired_early = poll_fn(|cx| {
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
             if yielded {
-                return Poll::Ready(());
+                return Poll::Ready(false);
             }
             yielded = true;
             cx.waker().wake_by_ref();
             Poll::Pending
         })
         .await;
+        if fired_early {
+            return Ok("timer");
+        }
         // Step two: the timer, polled again, and the awaitable together.
         let python = pin!(python);
         match futures::future::select(timer, python).await {

@@ -50,9 +50,11 @@ def test_eager_tasks_run_rust_coroutines_delegation_and_spawn():
         ready = asyncio.create_task(m.ready(5))
         assert ready.done()
         assert await ready == 5
-        sleeping = asyncio.create_task(m.macro_sleep(0.001, "slept"))
-        assert not sleeping.done()
-        assert await sleeping == "slept"
+        trigger = m.Trigger()
+        waiting = asyncio.create_task(trigger.wait("fired"))
+        assert not waiting.done()
+        trigger.fire()
+        assert await waiting == "fired"
         delegated = asyncio.create_task(m.await_py(asyncio.sleep(0, "delegated")))
         assert await delegated == "delegated"
         # Tasks the bridge starts for Rust start eagerly too, on the loop's thread.

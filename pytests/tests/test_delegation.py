@@ -47,16 +47,18 @@ async def test_timer_racing_a_delegated_wait_is_not_held_up():
     """A tokio timer in a `select` with the awaitable: the awaitable runs as a task of its
     own, the timer wins, and dropping the losing branch cancels that task."""
     finished = anyio.Event()
+    started = m.Trigger()
     outcome = []
 
     async def forever():
+        started.fire()  # the timer starts now: it cannot cancel a task that never ran
         try:
             await anyio.sleep_forever()
         finally:
             outcome.append("cancelled")
             finished.set()
 
-    assert await m.await_with_timeout(forever(), 0.01) == "timeout"
+    assert await m.await_with_timeout(forever(), 0.01, started) == "timeout"
     with anyio.fail_after(10):
         await finished.wait()
     assert outcome == ["cancelled"]
