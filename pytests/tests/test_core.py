@@ -246,7 +246,9 @@ def assert_interrupted_then_woken(loop, trigger, interrupt):
         interrupted = interrupt()
         if interrupted is not None:
             await interrupted
-        await asyncio.sleep(3600)
+        # A future, not a coroutine: the interrupt may land between making the awaitable and
+        # awaiting it, and an unawaited coroutine would warn.
+        await asyncio.get_running_loop().create_future()
 
     try:
         with pytest.raises(KeyboardInterrupt):
