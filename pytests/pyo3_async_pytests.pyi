@@ -381,6 +381,10 @@ def fail_after(k: int, exception: BaseException) -> abc.AsyncGenerator[int, None
 def panic_after(k: int, message: str) -> abc.AsyncGenerator[int, None]:
     """Yields 0..k, then panics."""
 
+def calls_back(callback: Callable[[], object]) -> abc.AsyncGenerator[object, None]:
+    """Yields what `callback()` returns, called at each poll, until it returns `None`: a stream
+    whose poll runs Python code that can reach back into its own generator."""
+
 def endless(k: int, probe: Probe) -> abc.AsyncGenerator[int, None]:
     """Yields 0..k, then stays pending; the probe tells when the stream is dropped."""
 

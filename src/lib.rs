@@ -62,6 +62,7 @@ mod delegation;
 mod embed;
 mod exit_guard;
 mod fork;
+mod gil_cell;
 mod glue;
 mod home;
 mod py_to_rust;

@@ -14,6 +14,7 @@ import sys
 # The layers, bottom-up: each top-level module of `src/` may import only those before it.
 LAYERS = [
     "sync",
+    "gil_cell",
     "census",
     "exit_guard",
     "fork",

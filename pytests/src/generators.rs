@@ -83,7 +83,21 @@ fn endless(k: u64, probe: Py<Probe>) -> AsyncGenerator {
     AsyncGenerator::new(futures::stream::iter((0..k).map(PyResult::Ok)).chain(pending))
 }
 
+/// Yields what `callback()` returns, called at each poll, until it returns `None`: a stream
+/// whose poll runs Python code that can reach back into its own generator.
+#[pyfunction]
+fn calls_back(callback: Py<PyAny>) -> AsyncGenerator {
+    AsyncGenerator::new(futures::stream::poll_fn(move |_| {
+        Poll::Ready(Python::attach(|py| match callback.call0(py) {
+            Ok(item) if item.is_none(py) => None,
+            Ok(item) => Some(Ok(item)),
+            Err(err) => Some(Err(err)),
+        }))
+    }))
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(calls_back, m)?)?;
     m.add_function(wrap_pyfunction!(count, m)?)?;
     m.add_function(wrap_pyfunction!(count_from_tokio, m)?)?;
     m.add_function(wrap_pyfunction!(fail_after, m)?)?;

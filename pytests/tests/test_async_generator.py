@@ -147,6 +147,23 @@ async def test_concurrent_anext_is_an_error():
     assert probe.dropped
 
 
+async def test_a_stream_reaching_into_its_own_generator_is_told_it_is_running():
+    refused = []
+
+    def poll():
+        # Inside the stream's poll: the generator is running, whatever asks for it.
+        for step in (generator.__anext__(), generator.aclose()):
+            with pytest.raises(RuntimeError, match="already running") as raised:
+                step.send(None)
+            refused.append(raised.value)
+        return None if len(refused) > 2 else len(refused)
+
+    generator = m.calls_back(poll)
+    assert [i async for i in generator] == [2]
+    assert len(refused) == 4
+    assert [i async for i in generator] == []
+
+
 async def test_explicit_backend(loop_name):
     name = "trio" if loop_name == "trio" else "asyncio"
     assert [i async for i in m.count(3, backend=name)] == [0, 1, 2]

@@ -2,8 +2,6 @@
 
 use std::borrow::Cow;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -11,6 +9,8 @@ use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError};
 use pyo3::prelude::*;
 
 use crate::backend::Backend;
+use crate::exit_guard::attach_unless_exiting;
+use crate::gil_cell::{GilCell, GilGuard};
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::errors::{stream_item_error, thrown_exception};
 use crate::rust_to_py::label::{Label, StaticLabel};
@@ -38,7 +38,8 @@ use crate::rust_to_py::pollable::{IntoPyStream, PyPoll, PyPollNext};
 /// ```
 #[pyclass(module = "pyo3_async", frozen, weakref)]
 pub struct AsyncGenerator {
-    slot: Arc<StreamSlot>,
+    /// The stream; its steps reach it through the generator object, which they keep alive.
+    slot: StreamSlot,
     backend: Option<Backend>,
     /// `__qualname__` and `__name__`, which the attribute macros set to the function's.
     label: Option<Label>,
@@ -63,10 +64,10 @@ impl AsyncGenerator {
         T: for<'py> IntoPyObject<'py> + 'static,
     {
         AsyncGenerator {
-            slot: Arc::new(StreamSlot {
-                stream: Mutex::new(Some(Box::pin(IntoPyStream(stream)))),
-                running: AtomicBool::new(false),
-            }),
+            slot: StreamSlot(GilCell::new(SlotState {
+                stream: Some(Box::pin(IntoPyStream(stream))),
+                running: false,
+            })),
             backend: None,
             label: None,
             #[cfg(feature = "tracing")]
@@ -149,111 +150,110 @@ impl AsyncGenerator {
         format!("<pyo3_async async_generator {}>", self.__qualname__())
     }
 
-    fn __anext__(&self) -> Coroutine {
-        self.awaitable(NextItem {
-            slot: Arc::clone(&self.slot),
+    fn __anext__(slf: &Bound<'_, Self>) -> Coroutine {
+        slf.get().awaitable(NextItem {
+            generator: slf.clone().unbind(),
             claimed: false,
         })
     }
 
     /// `asend(None)` is `__anext__()`: a Rust stream has no use for other values.
-    fn asend(&self, value: &Bound<'_, PyAny>) -> PyResult<Coroutine> {
+    fn asend(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Coroutine> {
         if !value.is_none() {
             return Err(PyTypeError::new_err(
                 "a Rust stream cannot receive values: asend() accepts only None",
             ));
         }
-        Ok(self.__anext__())
+        Ok(Self::__anext__(slf))
     }
 
     /// Ends the stream and raises the exception: a Rust stream has nowhere to catch it.
     #[pyo3(signature = (typ, val = None, tb = None))]
     fn athrow(
-        &self,
+        slf: &Bound<'_, Self>,
         typ: &Bound<'_, PyAny>,
         val: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Coroutine> {
         let exception = thrown_exception(typ, val, tb)?;
-        Ok(self.awaitable(Close {
-            slot: Arc::clone(&self.slot),
+        Ok(slf.get().awaitable(Close {
+            generator: slf.clone().unbind(),
             method: "athrow",
             exception: Some(exception),
         }))
     }
 
     /// Ends the stream, dropping it when the returned awaitable runs.
-    fn aclose(&self) -> Coroutine {
-        self.awaitable(Close {
-            slot: Arc::clone(&self.slot),
+    fn aclose(slf: &Bound<'_, Self>) -> Coroutine {
+        slf.get().awaitable(Close {
+            generator: slf.clone().unbind(),
             method: "aclose",
             exception: None,
         })
     }
 }
 
-/// The stream, shared by the generator and its in-flight `__anext__` awaitables.
-struct StreamSlot {
+/// The stream and whether an `__anext__` runs, moved only by attached threads (the steps'
+/// polls, `aclose`), hence a [`GilCell`]: no atomic instruction per item.
+struct StreamSlot(GilCell<SlotState>);
+
+/// The stream as the generator holds it.
+type BoxedStream = Pin<Box<dyn PyPollNext>>;
+
+struct SlotState {
     /// `None` once the stream has ended.
-    stream: Mutex<Option<Pin<Box<dyn PyPollNext>>>>,
+    stream: Option<BoxedStream>,
     /// An `__anext__` awaitable has started and not finished: Python forbids a second one.
-    running: AtomicBool,
+    running: bool,
 }
 
 impl StreamSlot {
-    fn lock(&self) -> MutexGuard<'_, Option<Pin<Box<dyn PyPollNext>>>> {
-        // Poisoned by a panicking stream, which the awaitable then closes.
-        self.stream.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The state; `None` while it is borrowed further up this thread's stack (the stream's
+    /// own poll or destructor reaching back into its generator).
+    fn borrow(&self, py: Python<'_>) -> Option<GilGuard<'_, SlotState>> {
+        self.0.try_borrow_mut(py)
     }
 
-    fn poll_next(&self, py: Python<'_>, cx: &mut Context<'_>) -> Poll<PyResult<Py<PyAny>>> {
-        let mut stream = self.lock();
-        let Some(active) = stream.as_mut() else {
-            return Poll::Ready(Err(PyStopAsyncIteration::new_err(())));
+    /// Drops the stream (outside the borrow: its destructor may do anything).
+    fn close(&self, py: Python<'_>) {
+        let finished = self.borrow(py).and_then(|mut state| state.stream.take());
+        drop_contained(finished);
+    }
+}
+
+impl SlotState {
+    /// Polls for the next item; the stream's end (or error) ends it, and the ended stream is
+    /// handed back to be dropped outside the borrow.
+    fn poll_next(
+        &mut self,
+        py: Python<'_>,
+        cx: &mut Context<'_>,
+    ) -> (Poll<PyResult<Py<PyAny>>>, Option<BoxedStream>) {
+        let Some(active) = self.stream.as_mut() else {
+            return (Poll::Ready(Err(PyStopAsyncIteration::new_err(()))), None);
         };
         let ended = match active.as_mut().poll_next_py(py, cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(item))) => return Poll::Ready(Ok(item)),
+            Poll::Pending => return (Poll::Pending, None),
+            Poll::Ready(Some(Ok(item))) => return (Poll::Ready(Ok(item)), None),
             Poll::Ready(Some(Err(err))) => stream_item_error(py, err),
             Poll::Ready(None) => PyStopAsyncIteration::new_err(()),
         };
-        let finished = stream.take();
-        drop(stream);
-        drop_contained(finished);
-        Poll::Ready(Err(ended))
-    }
-
-    /// Drops the stream (outside the lock: its destructor may do anything).
-    fn close(&self) {
-        let finished = self.lock().take();
-        drop_contained(finished);
+        (Poll::Ready(Err(ended)), self.stream.take())
     }
 }
 
 impl Drop for StreamSlot {
-    /// The generator and its last awaitable are gone: the stream, if it never ended.
+    /// The generator is gone (its steps keep it alive): the stream, if it never ended.
     fn drop(&mut self) {
-        let stream = self
-            .stream
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop_contained(stream);
+        drop_contained(self.0.get_mut().stream.take());
     }
 }
 
 /// One `__anext__`: polls the stream for the next item.
 struct NextItem {
-    slot: Arc<StreamSlot>,
+    generator: Py<AsyncGenerator>,
     /// This awaitable holds the generator's `running` flag.
     claimed: bool,
-}
-
-impl NextItem {
-    fn release(&mut self) {
-        self.claimed = false;
-        self.slot.running.store(false, Ordering::Release);
-    }
 }
 
 impl PyPoll for NextItem {
@@ -263,34 +263,50 @@ impl PyPoll for NextItem {
         cx: &mut Context<'_>,
     ) -> Poll<PyResult<Py<PyAny>>> {
         let this = self.get_mut();
+        let slot = &this.generator.get().slot;
+        let Some(mut state) = slot.borrow(py) else {
+            return Poll::Ready(Err(already_running("anext")));
+        };
         if !this.claimed {
-            if this.slot.running.swap(true, Ordering::AcqRel) {
+            if state.running {
                 return Poll::Ready(Err(already_running("anext")));
             }
+            state.running = true;
             this.claimed = true;
         }
-        let polled = this.slot.poll_next(py, cx);
+        let (polled, ended) = state.poll_next(py, cx);
         if polled.is_ready() {
-            this.release();
+            state.running = false;
+            this.claimed = false;
         }
+        drop(state);
+        drop_contained(ended);
         polled
     }
 }
 
 impl Drop for NextItem {
     /// Dropped while the item was still pending: the `__anext__` was cancelled (or panicked),
-    /// which ends the generator, as it ends a native one.
+    /// which ends the generator, as it ends a native one. Steps end on attached threads (a
+    /// coroutine finishes or is collected there); at exit, a stream left is dropped with its
+    /// generator instead.
     fn drop(&mut self) {
         if self.claimed {
-            self.slot.close();
-            self.release();
+            let slot = &self.generator.get().slot;
+            attach_unless_exiting(|py| {
+                let ended = slot.borrow(py).and_then(|mut state| {
+                    state.running = false;
+                    state.stream.take()
+                });
+                drop_contained(ended);
+            });
         }
     }
 }
 
 /// `aclose()` or `athrow()`: ends the stream when awaited.
 struct Close {
-    slot: Arc<StreamSlot>,
+    generator: Py<AsyncGenerator>,
     method: &'static str,
     exception: Option<PyErr>,
 }
@@ -302,10 +318,12 @@ impl PyPoll for Close {
         _cx: &mut Context<'_>,
     ) -> Poll<PyResult<Py<PyAny>>> {
         let this = self.get_mut();
-        if this.slot.running.load(Ordering::Acquire) {
+        let slot = &this.generator.get().slot;
+        let running = slot.borrow(py).is_none_or(|state| state.running);
+        if running {
             return Poll::Ready(Err(already_running(this.method)));
         }
-        this.slot.close();
+        slot.close(py);
         Poll::Ready(match this.exception.take() {
             Some(exception) => Err(exception),
             None => Ok(py.None()),
@@ -315,7 +333,7 @@ impl PyPoll for Close {
 
 /// Drops a finished stream, once, keeping a panic of its destructor in Rust: as for a
 /// future's, it must not reach Python (`aclose()`, the generator's end, or its collection).
-fn drop_contained(stream: Option<Pin<Box<dyn PyPollNext>>>) {
+fn drop_contained(stream: Option<BoxedStream>) {
     if let Some(stream) = stream {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(stream)));
     }

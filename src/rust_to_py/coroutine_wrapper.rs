@@ -19,6 +19,7 @@
 use std::ffi::{c_int, c_uint, c_void};
 use std::mem;
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::exceptions::{PyAttributeError, PyStopIteration};
 use pyo3::ffi;
@@ -85,6 +86,9 @@ fn make_type<T: SendSlot>(py: Python<'_>) -> PyResult<Py<PyType>> {
     // array may go after the call) and keeps the static name.
     let wrapper_type =
         unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec)) }?;
+    // SAFETY: a live type object; every type has a `tp_free` (inherited from `object`).
+    let free = unsafe { ffi::PyType_GetSlot(wrapper_type.as_ptr().cast(), ffi::Py_tp_free) };
+    TP_FREE.store(free.cast(), Ordering::Relaxed);
     Ok(wrapper_type.cast_into::<PyType>()?.unbind())
 }
 
@@ -219,6 +223,9 @@ unsafe extern "C" fn clear(wrapper: *mut ffi::PyObject) -> c_int {
     0
 }
 
+/// The wrapper type's `tp_free`, read once when the type is made.
+static TP_FREE: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
+
 /// Frees the wrapper, then lets go of the coroutine and of the type.
 ///
 /// # Safety
@@ -232,8 +239,9 @@ unsafe extern "C" fn dealloc(wrapper: *mut ffi::PyObject) {
         ffi::PyObject_GC_UnTrack(wrapper.cast());
         let coroutine = coroutine_of(wrapper);
         let wrapper_type = ffi::Py_TYPE(wrapper);
-        let free: ffi::freefunc =
-            mem::transmute(ffi::PyType_GetSlot(wrapper_type, ffi::Py_tp_free));
+        // Set with the type, before any wrapper existed (the limited API hides `tp_free`
+        // behind `PyType_GetSlot`, a lookup per call otherwise).
+        let free: ffi::freefunc = mem::transmute(TP_FREE.load(Ordering::Relaxed));
         free(wrapper.cast());
         ffi::Py_DECREF(wrapper_type.cast());
         if !coroutine.is_null() {

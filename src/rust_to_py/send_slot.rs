@@ -8,6 +8,11 @@
 //! slot is filled in on the class once it exists; the Python methods stay for everyone else
 //! (trio calls `coro.send(...)`). The limited API cannot fill in a slot: there, `await` gets a
 //! wrapper with the slot instead (`coroutine_wrapper`), which calls the same [`am_send`].
+//!
+//! `am_await` is filled in beside it, for the same reason: `await coroutine` first calls it,
+//! and PyO3's trampoline around `__await__` (attach, catch a panic, detach) costs more than
+//! what the common case does, which is to mark the coroutine awaited and return it. Every
+//! other case (a second await, a finished coroutine) goes on to the `__await__` PyO3 made.
 
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use std::ptr;
@@ -28,6 +33,15 @@ pub(crate) trait SendSlot: PyClass {
     /// Resumes the awaitable with `value`, as its `send` method does.
     #[cfg_attr(not(all(Py_3_10, not(Py_GIL_DISABLED))), allow(dead_code))]
     fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed>;
+
+    /// `__await__`'s common case: marks the awaitable awaited and returns `true` if it had
+    /// never been awaited, started or closed; `false` (and nothing changed) otherwise.
+    /// Calls no Python code and drops no Python object.
+    #[cfg_attr(
+        not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))),
+        allow(dead_code)
+    )]
+    fn claim_for_await(slf: &Bound<'_, Self>) -> bool;
 }
 
 /// Fills in `T`'s `am_send` slot, once per process (`installed` is `T`'s flag); cheap to
@@ -53,10 +67,45 @@ fn install_slot<T: SendSlot>(py: Python<'_>) {
     // drops cached lookups of the type.
     unsafe {
         if let Some(slots) = (*class).tp_as_async.as_mut() {
+            if let Some(method) = slots.am_await {
+                if ptr::fn_addr_eq(method, am_await::<T> as ffi::unaryfunc) {
+                    return;
+                }
+                AWAIT_METHOD.store(method as *mut (), Ordering::Relaxed);
+                slots.am_await = Some(am_await::<T>);
+            }
             slots.am_send = Some(am_send::<T>);
             (*class).tp_flags |= am_send_flag(py);
             ffi::PyType_Modified(class);
         }
+    }
+}
+
+/// The `am_await` PyO3 made (its trampoline around `__await__`), set before [`am_await`] is
+/// installed in its place.
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+static AWAIT_METHOD: std::sync::atomic::AtomicPtr<()> =
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// `await coroutine`: returns the coroutine itself when [`SendSlot::claim_for_await`] takes
+/// it; otherwise `__await__` decides (and raises).
+#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+unsafe extern "C" fn am_await<T: SendSlot>(coroutine: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls the slot on an attached thread, with a live instance of the type
+    // the slot was installed on, `T`'s (or a subclass of it, which shares its layout). The
+    // token does not outlive this call, and no Python object is dropped under it: the
+    // reference made is handed back to CPython.
+    unsafe {
+        let py = Python::assume_attached();
+        let instance = Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked::<T>();
+        if T::claim_for_await(&instance) {
+            return instance.into_ptr();
+        }
+        drop(instance);
+        // The slot is installed only after `AWAIT_METHOD` was set, by this thread, under the
+        // GIL that CPython holds for this call too.
+        let method: ffi::unaryfunc = std::mem::transmute(AWAIT_METHOD.load(Ordering::Relaxed));
+        method(coroutine)
     }
 }
 

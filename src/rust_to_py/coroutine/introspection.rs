@@ -7,10 +7,10 @@
 //! be read. It exists from the coroutine's first `send` until it finishes (see
 //! `Driver::frame_owner` for why not before).
 
-use std::sync::{MutexGuard, TryLockError};
 
 use pyo3::prelude::*;
 
+use crate::gil_cell::GilGuard;
 use crate::glue;
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::driver::Driver;
@@ -45,29 +45,25 @@ impl Coroutine {
     }
 
     /// The driver, to read it; `None` while a `send`, `throw` or `close` of it runs.
-    fn driver_at_rest(&self) -> Option<MutexGuard<'_, Driver>> {
-        match self.driver.mutex().try_lock() {
-            Ok(driver) => Some(driver),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+    fn driver_at_rest(&self, py: Python<'_>) -> Option<GilGuard<'_, Driver>> {
+        self.driver.cell().try_borrow_mut(py)
     }
 
     /// `cr_running`: a `send`, `throw` or `close` of the coroutine runs right now.
-    pub(super) fn is_running(&self) -> bool {
-        self.driver_at_rest().is_none()
+    pub(super) fn is_running(&self, py: Python<'_>) -> bool {
+        self.driver_at_rest(py).is_none()
     }
 
     /// `cr_suspended`: started, not finished, not running.
-    pub(super) fn is_suspended(&self) -> bool {
-        self.driver_at_rest()
+    pub(super) fn is_suspended(&self, py: Python<'_>) -> bool {
+        self.driver_at_rest(py)
             .is_some_and(|driver| driver.is_suspended())
     }
 
     /// `cr_state` (3.15's `inspect` reads it): exact even before the start, where older
     /// Pythons, which read `cr_frame`, see a closed coroutine.
-    pub(super) fn state(&self) -> &'static str {
-        match self.driver_at_rest() {
+    pub(super) fn state(&self, py: Python<'_>) -> &'static str {
+        match self.driver_at_rest(py) {
             None => "CORO_RUNNING",
             Some(driver) if driver.is_finished() => "CORO_CLOSED",
             Some(driver) if driver.started => "CORO_SUSPENDED",
@@ -79,7 +75,7 @@ impl Coroutine {
     /// `cr_await` continues the chain, or an `__await__` iterator), else the asyncio future or
     /// trio coroutine its task is parked on.
     pub(super) fn awaiting(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let driver = self.driver_at_rest()?;
+        let driver = self.driver_at_rest(py)?;
         driver.awaiting().map(|awaiting| awaiting.clone_ref(py))
     }
 
@@ -93,7 +89,7 @@ impl Coroutine {
                 .unbind())
         };
         let frame_of = |owner: &Py<PyAny>| owner.bind(py).getattr(pyo3::intern!(py, "cr_frame"));
-        let Some(mut driver) = self.driver_at_rest() else {
+        let Some(mut driver) = self.driver_at_rest(py) else {
             // Asked from inside its own `send` (Python code its future runs): a frame of the
             // same function, not kept.
             return frame_of(&make()?).map(Some);

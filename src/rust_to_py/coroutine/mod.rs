@@ -9,7 +9,7 @@ mod unawaited;
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
@@ -18,6 +18,7 @@ use pyo3::{sync::PyOnceLock, types::PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
+use crate::gil_cell::GilCell;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
 use crate::rust_to_py::coroutine_wrapper;
@@ -78,6 +79,9 @@ pub struct Coroutine {
     /// driver's lock to tell which (an error either way). Keeps the lock off the common path;
     /// a race between threads that both pass it is still caught by the lock in `resume`.
     claimed: AtomicBool,
+    /// The backend fixed by [`with_backend`](Coroutine::with_backend), handed to the driver at
+    /// each resumption (the driver is not borrowed here: that takes a `Python` token).
+    backend: Option<Backend>,
     /// Whether dropping it unclaimed warns "coroutine ... was never awaited", as a native
     /// coroutine does; off for the steps of an async generator (CPython's `__anext__`
     /// awaitables do not warn either) and the crate's own helpers.
@@ -172,12 +176,8 @@ impl Coroutine {
     /// let coroutine = Coroutine::new(async { PyResult::Ok(()) }).with_backend(Backend::Asyncio);
     /// # drop(coroutine);
     /// ```
-    pub fn with_backend(self, backend: Backend) -> Self {
-        self.driver
-            .mutex()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .set_backend(backend);
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
         self
     }
 
@@ -227,12 +227,13 @@ impl Coroutine {
         cancellation: Option<Arc<Cancellation>>,
         backend: Option<Backend>,
     ) -> Self {
-        let driver: Arc<Mutex<Driver<P>>> =
-            Arc::new(Mutex::new(Driver::new(future, cancellation, backend)));
+        let driver: Arc<GilCell<Driver<P>>> =
+            Arc::new(GilCell::new(Driver::new(future, cancellation, backend)));
         Coroutine {
             label: None,
             driver,
             claimed: AtomicBool::new(false),
+            backend: None,
             warns_unawaited: true,
         }
     }
@@ -251,7 +252,7 @@ impl Coroutine {
         send_slot::install::<Coroutine>(slf.py(), &SEND_SLOT);
         let claimed = &slf.get().claimed;
         if claimed.load(Ordering::Relaxed) {
-            slf.get().driver()?.check_not_finished()?;
+            slf.get().driver(slf.py())?.check_not_finished()?;
             return Err(PyRuntimeError::new_err(
                 "coroutine is being awaited already",
             ));
@@ -282,14 +283,14 @@ impl Coroutine {
 
     /// Whether a `send`, `throw` or `close` of the coroutine runs right now.
     #[getter]
-    fn cr_running(&self) -> bool {
-        self.is_running()
+    fn cr_running(&self, py: Python<'_>) -> bool {
+        self.is_running(py)
     }
 
     /// Whether the coroutine was started and waits on its loop (3.11's `inspect` reads it).
     #[getter]
-    fn cr_suspended(&self) -> bool {
-        self.is_suspended()
+    fn cr_suspended(&self, py: Python<'_>) -> bool {
+        self.is_suspended(py)
     }
 
     /// What the coroutine awaits (see `introspection`); `None` when it runs, has not started
@@ -315,8 +316,8 @@ impl Coroutine {
     /// `inspect.getcoroutinestate` reads this from 3.15 on: `CORO_CREATED`, `CORO_RUNNING`,
     /// `CORO_SUSPENDED` or `CORO_CLOSED`.
     #[getter]
-    fn cr_state(&self) -> &'static str {
-        self.state()
+    fn cr_state(&self, py: Python<'_>) -> &'static str {
+        self.state(py)
     }
 
     /// Where the coroutine was created: never recorded for Rust coroutines (CPython records
@@ -358,7 +359,7 @@ impl Coroutine {
 
     /// Drops the future: its cleanup runs now, synchronously.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.driver()?.finish(py);
+        self.driver(py)?.finish(py);
         self.claimed.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -366,10 +367,10 @@ impl Coroutine {
     /// What the driver holds for its suspension (see `Driver::traverse`). A coroutine being
     /// resumed right now (its lock taken) reports nothing: it is running, so it is reachable.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        match self.driver.mutex().try_lock() {
-            Ok(driver) => driver.traverse(&visit),
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().traverse(&visit),
-            Err(TryLockError::WouldBlock) => Ok(()),
+        // SAFETY: the collector runs attached.
+        match unsafe { self.driver.cell().try_borrow_mut_attached() } {
+            Some(driver) => driver.traverse(&visit),
+            None => Ok(()),
         }
     }
 
@@ -377,7 +378,7 @@ impl Coroutine {
     /// finishes it (the future is dropped here, its destructor's panic contained), as CPython
     /// closes a collected native coroutine.
     fn __clear__(&self, py: Python<'_>) {
-        if let Ok(mut driver) = self.driver() {
+        if let Ok(mut driver) = self.driver(py) {
             driver.finish(py);
         }
     }
@@ -390,6 +391,17 @@ impl send_slot::SendSlot for Coroutine {
     fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
         let py = slf.py();
         slf.get().resume(py, |driver| driver.send(py, value))
+    }
+
+    /// As `__await__` marks it: a load and a store, no atomic read-modify-write (see
+    /// `claimed`).
+    fn claim_for_await(slf: &Bound<'_, Self>) -> bool {
+        let claimed = &slf.get().claimed;
+        if claimed.load(Ordering::Relaxed) {
+            return false;
+        }
+        claimed.store(true, Ordering::Relaxed);
+        true
     }
 }
 

@@ -3,12 +3,13 @@
 //! coroutines, the `tracing` span, the traceback entry of an error.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard, TryLockError};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::census;
+use crate::gil_cell::GilGuard;
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::driver::{Driver, Resumed};
 
@@ -21,7 +22,10 @@ impl Coroutine {
         py: Python<'_>,
         step: impl FnOnce(&mut Driver) -> PyResult<Resumed>,
     ) -> PyResult<Resumed> {
-        let mut driver = self.driver()?;
+        let mut driver = self.driver(py)?;
+        if let Some(backend) = self.backend {
+            driver.set_backend(backend);
+        }
         #[cfg(feature = "tracing")]
         let span = self.span(py, &mut driver);
         #[cfg(feature = "tracing")]
@@ -46,13 +50,10 @@ impl Coroutine {
 
     /// The driver, unless a `send`/`throw`/`close` of this coroutine is already running (the
     /// future re-entered its own coroutine, or another thread drives it meanwhile).
-    pub(super) fn driver(&self) -> PyResult<MutexGuard<'_, Driver>> {
-        match self.driver.mutex().try_lock() {
-            Ok(driver) => Ok(driver),
-            Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => {
-                Err(PyValueError::new_err("coroutine already executing"))
-            }
-        }
+    pub(super) fn driver(&self, py: Python<'_>) -> PyResult<GilGuard<'_, Driver>> {
+        self.driver
+            .cell()
+            .try_borrow_mut(py)
+            .ok_or_else(|| PyValueError::new_err("coroutine already executing"))
     }
 }

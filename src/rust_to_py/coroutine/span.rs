@@ -1,7 +1,7 @@
 //! The `tracing` span entered around a coroutine's resumptions (feature `tracing`; the spans
 //! themselves are `poll_span`'s).
 
-use std::sync::PoisonError;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 
@@ -21,12 +21,11 @@ impl Coroutine {
     }
 
     /// A step of a generator runs in the generator's span.
-    pub(crate) fn in_span(self, span: &tracing::Span) -> Self {
-        self.driver
-            .mutex()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .span = Some(span.clone());
+    pub(crate) fn in_span(mut self, span: &tracing::Span) -> Self {
+        // Owned, so never resumed: only a resumption shares the driver (with its loop's home).
+        if let Some(driver) = Arc::get_mut(&mut self.driver) {
+            driver.get_mut().span = Some(span.clone());
+        }
         self
     }
 }

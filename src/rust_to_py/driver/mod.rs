@@ -9,13 +9,14 @@
 //! | **delegating** | `delegate` (the awaitable's `__await__` iterator); `parker` (for the home) | a poll that filed one request and nothing else | the delegate finishing (poll again) or `throw`/`close` forwarded to it |
 //! | **finished** | `future` empty, the waiter closed, no delegate | the future's output, a panic, an exception ending it, `close`, the loop dying | never |
 //!
-//! Only the loop's thread moves the machine (it runs under the coroutine's lock, taken by
-//! `send`/`throw`/`close`); wakers from other threads only touch the [`Waiter`].
+//! Only the loop's thread moves the machine (it runs under the coroutine's borrow, a
+//! [`GilCell`]'s, taken by `send`/`throw`/`close`); wakers from other threads only touch the
+//! [`Waiter`].
 
 mod reading;
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -24,6 +25,7 @@ use pyo3::prelude::*;
 use crate::backend::{Backend, Parker};
 use crate::census;
 use crate::delegation::{self, Delegate, Input, Request, Step};
+use crate::gil_cell::GilCell;
 use crate::glue;
 use crate::home::Dependent;
 use crate::rust_to_py::cancel_handle::Cancellation;
@@ -42,21 +44,29 @@ pub(crate) enum Resumed {
     Return(Py<PyAny>),
 }
 
-/// A coroutine's driver as its coroutine and its loop's home share it: `Mutex<Driver<F>>` for
-/// the future's own type, behind this trait so that the home can hold it as a plain
+/// A coroutine's driver as its coroutine and its loop's home share it: `GilCell<Driver<F>>`
+/// for the future's own type, behind this trait so that the home can hold it as a plain
 /// `Weak<dyn Dependent>` (a `Weak` of the unsized driver cannot become one, and boxing it would
 /// cost every suspended coroutine an allocation).
 pub(crate) trait SharedDriver: Send + Sync {
     /// The driver, with the future unsized.
-    fn mutex(&self) -> &Mutex<Driver>;
+    fn cell(&self) -> &GilCell<Driver>;
+
+    /// The driver, to a sole owner.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    fn get_mut(&mut self) -> &mut Driver;
 
     /// How the home of the coroutine's loop holds it.
     fn dependent(self: Arc<Self>) -> Weak<dyn Dependent>;
 }
 
-impl<F: PyPoll + 'static> SharedDriver for Mutex<Driver<F>> {
-    fn mutex(&self) -> &Mutex<Driver> {
+impl<F: PyPoll + 'static> SharedDriver for GilCell<Driver<F>> {
+    fn cell(&self) -> &GilCell<Driver> {
         self
+    }
+
+    fn get_mut(&mut self) -> &mut Driver {
+        GilCell::get_mut(self)
     }
 
     fn dependent(self: Arc<Self>) -> Weak<dyn Dependent> {
@@ -64,7 +74,7 @@ impl<F: PyPoll + 'static> SharedDriver for Mutex<Driver<F>> {
     }
 }
 
-/// The coroutine's mutable state, behind the coroutine's lock, with the future at its end:
+/// The coroutine's mutable state, behind the coroutine's borrow, with the future at its end:
 /// created for the future's own type `F` and used through `dyn PyPoll`, so the state and the
 /// future take one allocation.
 pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
@@ -374,13 +384,13 @@ impl Driver {
     }
 }
 
-impl<F: PyPoll + 'static> Dependent for Mutex<Driver<F>> {
+impl<F: PyPoll + 'static> Dependent for GilCell<Driver<F>> {
     /// The loop the coroutine is bound to died: its task will never run again, so the
     /// coroutine finishes now (an asyncio task left pending by `loop.close()` would otherwise
     /// keep it forever: the cycle through Rust is invisible to Python's GC).
     fn loop_died(&self, py: Python<'_>) {
         // Locked: it is running right now, so its loop is not dead after all.
-        if let Ok(mut driver) = self.mutex().try_lock() {
+        if let Some(mut driver) = self.cell().try_borrow_mut(py) {
             driver.finish(py);
         }
     }
