@@ -89,20 +89,19 @@ abi3: $(VENV)/.installed
 matrix: $(VENV)/.installed
 	tools/matrix.sh $(PYTHONS)
 
-BENCH_CONTENDERS := benches/contenders/ours benches/contenders/pyo3 benches/contenders/runtimes benches/contenders/seed
-
 $(VENV)/.bench-installed: $(VENV)/.installed benches/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r benches/requirements.txt
 	touch $@
 
+# The CPythons `make bench` measures on: the main venv's, and Debian's 3.14 build
+# (tools/debian-python.sh 3.14 installs it), which changed asyncio's task internals and is what
+# new users run. A table per Python in BENCHMARKS.md, a panel each in benchmarks.png.
+BENCH_PYTHONS ?= $(VENV)/bin/python $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.14.*-debian/bin/python)))
+
 # `make bench BASELINE=<git revision>` also measures pyo3-async as it was at that revision.
 bench: $(VENV)/.bench-installed
-	for contender in $(BENCH_CONTENDERS); do \
-		(cd $$contender && maturin develop --quiet --release) || exit 1; \
-	done
-	tools/bench_variant.sh bench_abi3 . --features pyo3/abi3-py310
-	if [ -n "$(BASELINE)" ]; then tools/bench_variant.sh bench_baseline $(BASELINE); fi
-	BENCH_BASELINE=$(BASELINE) python benches/run.py
+	rm -rf target/bench-results
+	for python in $(BENCH_PYTHONS); do tools/bench.sh $$python $(BASELINE) || exit 1; done
 
 # The stress suite at full size (`make test` runs it reduced): test_stress.py (10k races per
 # loop, 10k-future storms, 1M cycles per bridge type, 1000 exiting processes, 100k tokio tasks

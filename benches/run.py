@@ -1,8 +1,11 @@
 """Benchmarks: pyo3-async against every peer, side by side, on asyncio, uvloop and trio.
 
-`make bench` builds the contenders (release) and runs this. One process per loop and
-scenario; inside it, every contender is warmed up, then measured in interleaved rounds, and
-the median is kept. Prints a markdown table, writes BENCHMARKS.md and benchmarks.png.
+`make bench` builds the contenders (release) and runs this, once per CPython it benchmarks
+(tools/bench.sh). One process per loop and scenario; inside it, every contender is warmed up,
+then measured in interleaved rounds, and the median is kept. Prints a markdown table, writes
+BENCHMARKS.md and benchmarks.png. With `BENCH_RESULTS=<folder>`, the run also keeps its
+results there (`<python>.json`), and the two files show every run kept in the folder, a
+section per Python.
 
 `BENCH_SCENARIOS` and `BENCH_CONTENDERS` (comma lists of the table's names) make a partial run:
 only those rows and columns are measured, only those contenders' modules need to be built, and
@@ -14,6 +17,7 @@ import asyncio
 import datetime
 import gc
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -46,6 +50,9 @@ MODULES = {
 }
 if BASELINE:
     MODULES[BASELINE] = "bench_baseline"
+# A peer that does not build for this Python (tools/bench.sh leaves it out) is not measured:
+# its cells say n/a.
+MISSING = [name for name, module in MODULES.items() if importlib.util.find_spec(module) is None]
 SCENARIOS = {
     "S1": "await a ready Rust future (ns/await)",
     "S1 fixed": "S1, the backend fixed instead of detected (ns/await)",
@@ -88,6 +95,9 @@ if ONLY_SCENARIOS:
 if ONLY_CONTENDERS:
     CONTENDERS = [name for name in CONTENDERS if name in ONLY_CONTENDERS]
 # Our builds: the current one, the baseline if there is one, the abi3 one.
+# The table's columns; the contenders measured are those built.
+COLUMNS = list(CONTENDERS)
+CONTENDERS = [name for name in CONTENDERS if name not in MISSING]
 OWN = [name for name in (OURS, BASELINE, ABI3) if name in CONTENDERS]
 # BENCH_QUICK=1: a fast pass to check that everything runs; numbers are then meaningless.
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -656,15 +666,15 @@ def fmt(value):
 def table(results):
     extra = [f"ours / @{BASELINE_REVISION}"] if BASELINE else []
     lines = [
-        "| scenario | loop | " + " | ".join(CONTENDERS + extra) + " | ours / Python | ours / best peer |",
-        "|---|---|" + "---|" * len(CONTENDERS + extra) + "---|---|",
+        "| scenario | loop | " + " | ".join(COLUMNS + extra) + " | ours / Python | ours / best peer |",
+        "|---|---|" + "---|" * len(COLUMNS + extra) + "---|---|",
     ]
     for scenario in SCENARIOS:
         for loop_name in LOOPS:
             row = results.get((scenario, loop_name))
             if row is None:
                 continue
-            cells = [fmt(row.get(name)) for name in CONTENDERS]
+            cells = [fmt(row.get(name)) for name in COLUMNS]
             if BASELINE:
                 b = baseline_ratio(row)
                 cells.append(f"{b:.3f}" if b else "n/a")
@@ -676,30 +686,36 @@ def table(results):
     return "\n".join(lines)
 
 
-def plot(results, path):
+def plot(runs, path):
+    """One panel per Python: pyo3-async over the best peer, per scenario and loop."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels, values = [], []
-    for scenario in SCENARIOS:
-        for loop_name in LOOPS:
-            row = results.get((scenario, loop_name))
-            r = ratio(row) if row and scenario != "S3 threads" else None
-            if r:
-                labels.append(f"{scenario} {loop_name}")
-                values.append(r)
-    fig, ax = plt.subplots(figsize=(10, 5))
-    colors = ["tab:green" if v <= 1 else "tab:red" for v in values]
-    ax.bar(labels, values, color=colors)
-    ax.axhline(1, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if min(values) / 2 <= t <= max(values) * 2]
-    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
-    ax.set_ylabel("pyo3-async / best peer (lower is better)")
-    ax.set_title("pyo3-async against the best peer, per scenario and loop")
-    plt.xticks(rotation=60, ha="right")
+    fig, axes = plt.subplots(len(runs), 1, figsize=(10, 5 * len(runs)), squeeze=False)
+    for ax, run in zip(axes[:, 0], runs):
+        labels, values = [], []
+        for scenario in SCENARIOS:
+            for loop_name in LOOPS:
+                row = run["results"].get((scenario, loop_name))
+                r = ratio(row) if row and scenario != "S3 threads" else None
+                if r:
+                    labels.append(f"{scenario} {loop_name}")
+                    values.append(r)
+        if not values:
+            continue
+        colors = ["tab:green" if v <= 1 else "tab:red" for v in values]
+        ax.bar(labels, values, color=colors)
+        ax.axhline(1, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if min(values) / 2 <= t <= max(values) * 2]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_ylabel("pyo3-async / best peer (lower is better)")
+        ax.set_title(f"pyo3-async against the best peer, per scenario and loop: {run['python']}")
+        ax.tick_params(axis="x", labelrotation=60)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -724,11 +740,46 @@ def main():
         print(f"\npartial run in {elapsed:.0f} s; BENCHMARKS.md and benchmarks.png untouched", file=sys.stderr)
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, {platform.system()} {platform.release()}"
-    with open(os.path.join(root, "BENCHMARKS.md"), "w") as out:
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    run = {
+        "python": python,
+        "version": list(sys.version_info[:3]),
+        "date": str(datetime.date.today()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+        "seconds": round(time.monotonic() - started),
+        "results": results,
+        "missing": MISSING,
+        # What tools/bench.sh had to do to build a peer for this Python.
+        "notes": os.environ.get("BENCH_NOTES", "").strip(),
+        "timeouts": TIMEOUTS,
+        "crashes": EXIT_CRASHES,
+    }
+    runs = [run]
+    kept = os.environ.get("BENCH_RESULTS")
+    if kept:
+        folder = os.path.join(root, kept)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{platform.python_version()}.json"), "w") as out:
+            json.dump({**run, "results": [[s, l, row] for (s, l), row in results.items()]}, out)
+        runs = []
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name)) as kept_run:
+                loaded = json.load(kept_run)
+            loaded["results"] = {(s, l): row for s, l, row in loaded["results"]}
+            runs.append(loaded)
+        runs.sort(key=lambda r: r["version"])
+    write_report(runs, os.path.join(root, "BENCHMARKS.md"))
+    plot(runs, os.path.join(root, "benchmarks.png"))
+    print(f"\nwrote BENCHMARKS.md and benchmarks.png in {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
+def write_report(runs, path):
+    """BENCHMARKS.md: the scenarios, then a table per Python."""
+    with open(path, "w") as out:
         out.write("# Benchmarks\n\n")
-        out.write(f"Run by `make bench` on {datetime.date.today()} ({machine}), ")
-        out.write(f"{time.monotonic() - started:.0f} s. Medians of {ROUNDS} interleaved rounds after a ")
+        pythons = ", ".join(run["python"] for run in runs)
+        out.write(f"Run by `make bench` on {runs[-1]['date']} ({runs[-1]['machine']}), once per Python: ")
+        out.write(f"{pythons}. Medians of {ROUNDS} interleaved rounds after a ")
         out.write(f"{WARM_UP_SECONDS:.0f} s warm-up, one process per loop and scenario. Lower is better; ")
         out.write("the last two columns divide pyo3-async by the pure-Python floor and by the best other ")
         out.write("Rust bridge. `pyo3-async abi3` is the same code built with the limited API.")
@@ -737,16 +788,21 @@ def main():
         out.write("\n\n")
         for scenario, text in SCENARIOS.items():
             out.write(f"- **{scenario}**: {text}\n")
-        out.write("\n" + markdown + "\n\n![ratios](benchmarks.png)\n")
-        if TIMEOUTS:
-            out.write("\nWorker processes that did not report in time (their cells are n/a): ")
-            out.write("; ".join(TIMEOUTS) + ".\n")
-        if EXIT_CRASHES:
-            out.write("\nWorker processes that crashed at interpreter exit after reporting ")
-            out.write("(all contenders of a scenario share a process): ")
-            out.write("; ".join(EXIT_CRASHES) + ".\n")
-    plot(results, os.path.join(root, "benchmarks.png"))
-    print(f"\nwrote BENCHMARKS.md and benchmarks.png in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        for run in runs:
+            out.write(f"\n## {run['python']}\n\n{run['seconds']} s.")
+            if run["missing"]:
+                out.write(" Not built for this Python (n/a): " + ", ".join(run["missing"]) + ".")
+            if run.get("notes"):
+                out.write(" " + run["notes"])
+            out.write("\n\n" + table(run["results"]) + "\n")
+            if run["timeouts"]:
+                out.write("\nWorker processes that did not report in time (their cells are n/a): ")
+                out.write("; ".join(run["timeouts"]) + ".\n")
+            if run["crashes"]:
+                out.write("\nWorker processes that crashed at interpreter exit after reporting ")
+                out.write("(all contenders of a scenario share a process): ")
+                out.write("; ".join(run["crashes"]) + ".\n")
+        out.write("\n![ratios](benchmarks.png)\n")
 
 
 if __name__ == "__main__":

@@ -155,7 +155,10 @@ mod tests {
             let cell = GilCell::new(1);
             let mut first = cell.try_borrow_mut(py).expect("a free cell lends");
             *first += 1;
-            assert!(cell.try_borrow_mut(py).is_none(), "a second borrow is refused");
+            assert!(
+                cell.try_borrow_mut(py).is_none(),
+                "a second borrow is refused"
+            );
             drop(first);
             assert_eq!(*cell.try_borrow_mut(py).expect("free again"), 2);
         });

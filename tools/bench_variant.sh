@@ -13,7 +13,8 @@ shift 2
 root=$(git rev-parse --show-toplevel)
 tree=$root/target/bench-$module
 # The build outside the copy, so that a rerun only rebuilds what changed.
-export CARGO_TARGET_DIR=$root/target/bench-build/$module
+# `BENCH_BUILD_DIR` (relative to the root) gives each interpreter its own (tools/bench.sh).
+export CARGO_TARGET_DIR=$root/${BENCH_BUILD_DIR:-target/bench-build}/$module
 rm -rf "$tree"
 mkdir -p "$tree"
 # Extracted files get the time of extraction (`tar -m`): with the commit's time, a revision

@@ -7,7 +7,6 @@
 //! be read. It exists from the coroutine's first `send` until it finishes (see
 //! `Driver::frame_owner` for why not before).
 
-
 use pyo3::prelude::*;
 
 use crate::gil_cell::GilGuard;

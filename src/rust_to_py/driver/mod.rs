@@ -13,6 +13,7 @@
 //! [`GilCell`]'s, taken by `send`/`throw`/`close`); wakers from other threads only touch the
 //! [`Waiter`].
 
+mod rare;
 mod reading;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -35,6 +36,7 @@ use crate::rust_to_py::panic::panic_exception;
 use crate::rust_to_py::pollable::PyPoll;
 use crate::task::{Completion, Launch};
 use crate::waker::{PollWaker, Waiter};
+use rare::Rare;
 
 /// How a resumed coroutine leaves `send`/`throw` when it does not raise.
 pub(crate) enum Resumed {
@@ -89,11 +91,8 @@ pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
     waiter: Option<Arc<Waiter>>,
     /// Created at the first suspension or delegation, which binds the coroutine to its task.
     parker: Option<Parker>,
-    /// A Python awaitable the future awaits, run inside this coroutine's task.
-    delegate: Option<Delegate>,
-    cancellation: Option<Arc<Cancellation>>,
-    /// The never-run generator whose frame is `cr_frame`, made when first asked for.
-    frame_owner: Option<Py<PyAny>>,
+    /// The delegated awaitable, the cancel handle's side, the `cr_frame` owner.
+    rare: Rare,
     /// Entered around each resumption: the coroutine's own, or its generator's.
     #[cfg(feature = "tracing")]
     pub(crate) span: Option<tracing::Span>,
@@ -123,9 +122,7 @@ impl<F: PyPoll> Driver<F> {
             backend,
             waiter: None,
             parker: None,
-            delegate: None,
-            cancellation,
-            frame_owner: None,
+            rare: Rare::with_cancellation(cancellation),
             #[cfg(feature = "tracing")]
             span: None,
             future: FutureCell::new(future),
@@ -170,7 +167,7 @@ impl Driver {
             ));
         }
         self.started = true;
-        if self.delegate.is_some() {
+        if self.rare.has_delegate() {
             return self.run(py, Some(Input::Send(value.clone())));
         }
         if let Some(parker) = &mut self.parker {
@@ -187,10 +184,10 @@ impl Driver {
     pub(crate) fn throw(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Resumed> {
         self.check_not_finished()?;
         self.started = true;
-        if self.delegate.is_some() {
+        if self.rare.has_delegate() {
             // Raised at the delegated await, as Python's `await` does; the future sees the
             // outcome through its `PyFuture` (and its cancel handle, if it has one).
-            if let Some(cancellation) = &self.cancellation {
+            if let Some(cancellation) = self.rare.cancellation() {
                 cancellation.deliver(exception.clone_ref(py));
             }
             return self.run(py, Some(Input::Throw(exception)));
@@ -204,7 +201,7 @@ impl Driver {
     /// An exception reached the suspension point: it ends the coroutine, or, when the future
     /// handles cancellation itself, goes to its [`CancelHandle`](crate::CancelHandle).
     fn deliver(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Resumed> {
-        match &self.cancellation {
+        match self.rare.cancellation() {
             Some(cancellation) => {
                 let waiter = self.waiter.get_or_insert_with(Waiter::new);
                 waiter.set_cancel_delivered();
@@ -224,13 +221,13 @@ impl Driver {
     /// of ready awaitables in one go.
     fn run(&mut self, py: Python<'_>, mut input: Option<Input<'_>>) -> PyResult<Resumed> {
         loop {
-            if let Some(delegate) = self.delegate.take() {
+            if let Some(delegate) = self.rare.take_delegate() {
                 let input = input
                     .take()
                     .unwrap_or_else(|| Input::Send(py.None().into_bound(py)));
                 match delegate.step(py, input) {
                     Step::Yielded(delegate, yielded) => {
-                        self.delegate = Some(delegate);
+                        self.rare.set_delegate(Some(delegate));
                         return Ok(Resumed::Yield(yielded));
                     }
                     Step::Finished => {}
@@ -246,7 +243,7 @@ impl Driver {
                         self.finish(py);
                         return Err(err);
                     }
-                    self.delegate = Delegate::start(py, request);
+                    self.rare.set_delegate(Delegate::start(py, request));
                 }
                 Polled::Park => {
                     return self
@@ -376,10 +373,10 @@ impl Driver {
         if let Some(parker) = &mut self.parker {
             parker.abandon(py);
         }
-        if let Some(delegate) = self.delegate.take() {
+        if let Some(delegate) = self.rare.take_delegate() {
             delegate.close(py);
         }
-        self.frame_owner = None;
+        self.rare.set_frame_owner(None);
         self.future.clear();
     }
 }

@@ -20,7 +20,7 @@ impl Driver {
     /// What the coroutine awaits now, as `cr_await` shows it: the awaitable it delegates to,
     /// else what its task is parked on.
     pub(crate) fn awaiting(&self) -> Option<&Py<PyAny>> {
-        match (&self.delegate, &self.parker) {
+        match (self.rare.delegate(), &self.parker) {
             (Some(delegate), _) => Some(delegate.awaiting()),
             (None, Some(parker)) => parker.awaiting(),
             (None, None) => None,
@@ -42,15 +42,15 @@ impl Driver {
         if !self.started || self.is_finished() {
             return Ok(None);
         }
-        if self.frame_owner.is_none() {
-            self.frame_owner = Some(make()?);
+        if self.rare.frame_owner().is_none() {
+            self.rare.set_frame_owner(Some(make()?));
         }
-        Ok(self.frame_owner.as_ref())
+        Ok(self.rare.frame_owner())
     }
 
     /// Drops the frame owner: the next `frame_owner` makes a new one.
     pub(crate) fn forget_frame_owner(&mut self) {
-        self.frame_owner = None;
+        self.rare.set_frame_owner(None);
     }
 
     /// Reports to the garbage collector the Python objects that this coroutine alone holds for
@@ -66,10 +66,12 @@ impl Driver {
         if let Some(parker) = &self.parker {
             parker.traverse(visit)?;
         }
-        if let Some(delegate) = &self.delegate {
+        if let Some(delegate) = self.rare.delegate() {
             delegate.traverse(visit)?;
         }
-        visit.call(&self.frame_owner)?;
+        if let Some(owner) = self.rare.frame_owner() {
+            visit.call(owner)?;
+        }
         if let Some(waiter) = &self.waiter {
             // The driver's reference is the waiter's only one when no waker is alive (a trio
             // parker's abort function holds a second, but trio's wake-ups report nothing).
