@@ -34,8 +34,7 @@ def test_ready_future_never_touches_an_event_loop():
 
 
 def test_await_gets_an_iterator_over_the_coroutine():
-    # The coroutine itself, or (limited API) a wrapper with the same protocol, as an `async def`
-    # coroutine's `__await__` returns its `coroutine_wrapper`.
+    # The coroutine itself (under the limited API, moved into the subclass that has `am_send`).
     iterator = m.ready(41).__await__()
     with pytest.raises(StopIteration) as stop:
         next(iterator)

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use crate::backend::Backend;
 use crate::exit_guard::attach_unless_exiting;
 use crate::gil_cell::{GilCell, GilGuard};
+use crate::rust_to_py::anext_slot;
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::errors::{stream_item_error, thrown_exception};
 use crate::rust_to_py::label::{Label, StaticLabel};
@@ -113,6 +114,14 @@ impl AsyncGenerator {
         self
     }
 
+    /// `__anext__`'s awaitable: a step polling the stream for one item.
+    pub(crate) fn next_step(slf: &Bound<'_, Self>) -> Coroutine {
+        slf.get().awaitable(NextItem {
+            generator: slf.clone().unbind(),
+            claimed: false,
+        })
+    }
+
     fn awaitable(&self, step: impl PyPoll + 'static) -> Coroutine {
         let coroutine =
             Coroutine::from_pollable(step, None, self.backend).without_unawaited_warning();
@@ -151,10 +160,8 @@ impl AsyncGenerator {
     }
 
     fn __anext__(slf: &Bound<'_, Self>) -> Coroutine {
-        slf.get().awaitable(NextItem {
-            generator: slf.clone().unbind(),
-            claimed: false,
-        })
+        anext_slot::install(slf.py());
+        Self::next_step(slf)
     }
 
     /// `asend(None)` is `__anext__()`: a Rust stream has no use for other values.

@@ -1,12 +1,13 @@
 //! Rust → Python: Rust futures and streams as Python coroutines and async generators.
 
 mod allow_threads;
+mod anext_slot;
 mod async_generator;
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+mod awaited_class;
 mod cancel_handle;
 mod coroutine;
 mod coroutine_function;
-#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
-mod coroutine_wrapper;
 mod driver;
 pub(crate) mod errors;
 mod exported_types;

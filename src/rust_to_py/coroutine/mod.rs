@@ -19,9 +19,9 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
 use crate::gil_cell::GilCell;
-use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
-use crate::rust_to_py::coroutine_wrapper;
+use crate::rust_to_py::awaited_class;
+use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::driver::{Driver, Resumed, SharedDriver};
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
@@ -67,7 +67,16 @@ use crate::rust_to_py::thread_bound::ThreadBound;
 ///     })
 /// }
 /// ```
-#[pyclass(module = "pyo3_async", frozen, weakref)]
+// Under the limited API, `await` moves the coroutine into a subclass (`awaited_class`), which
+// the class must allow.
+#[cfg_attr(
+    not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))),
+    pyclass(module = "pyo3_async", frozen, weakref)
+)]
+#[cfg_attr(
+    all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)),
+    pyclass(module = "pyo3_async", frozen, weakref, subclass)
+)]
 pub struct Coroutine {
     /// `__qualname__` (and, after its last dot, `__name__`), for reprs and tracebacks, and
     /// where the Rust function is, for the traceback entry of an exception it raises.
@@ -222,6 +231,7 @@ impl Coroutine {
     }
 
     /// The one constructor: the driver and the future share one allocation.
+    #[inline]
     pub(crate) fn from_pollable<P: PyPoll + 'static>(
         future: P,
         cancellation: Option<Arc<Cancellation>>,
@@ -260,8 +270,8 @@ impl Coroutine {
         claimed.store(true, Ordering::Relaxed);
         #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
         {
-            static WRAPPER_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-            coroutine_wrapper::wrap(slf, &WRAPPER_TYPE)
+            static AWAITED_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+            awaited_class::enter(slf, &AWAITED_CLASS)
         }
         #[cfg(not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))))]
         Ok(slf.into_any())

@@ -26,12 +26,14 @@ struct Parts {
 }
 
 impl Rare {
+    #[inline]
     pub(super) fn with_cancellation(cancellation: Option<Arc<Cancellation>>) -> Self {
-        let mut rare = Rare::default();
-        if cancellation.is_some() {
-            rare.parts().cancellation = cancellation;
-        }
-        rare
+        Rare(cancellation.map(|cancellation| {
+            Box::new(Parts {
+                cancellation: Some(cancellation),
+                ..Parts::default()
+            })
+        }))
     }
 
     /// The parts, boxed now if they were not.
