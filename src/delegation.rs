@@ -219,8 +219,8 @@ fn is_native_coroutine(awaitable: &Bound<'_, PyAny>) -> PyResult<bool> {
     Ok(native)
 }
 
-/// A native coroutine is driven as it is, as `await` drives it (its `__await__()` would be a
-/// `coroutine_wrapper`, which hides the coroutine from `cr_await`'s readers).
+/// A native coroutine is driven as it is, as `await` drives it (its `__await__()` would be
+/// CPython's `coroutine_wrapper`, which hides the coroutine from `cr_await`'s readers).
 #[cfg(not(PyPy))]
 fn native_coroutine(
     awaitable: Bound<'_, PyAny>,

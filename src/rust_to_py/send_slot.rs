@@ -6,8 +6,8 @@
 //! exception (an exception object, its argument tuple, the error indicator round trip) is most
 //! of the cost of awaiting a ready Rust future. PyO3 has no way to declare `am_send`, so the
 //! slot is filled in on the class once it exists; the Python methods stay for everyone else
-//! (trio calls `coro.send(...)`). The limited API cannot fill in a slot: there, `await` gets a
-//! wrapper with the slot instead (`coroutine_wrapper`), which calls the same [`am_send`].
+//! (trio calls `coro.send(...)`). The limited API cannot fill in a slot: there, `await` moves
+//! the coroutine into a subclass made with the slot (`awaited_class`), the same [`am_send`].
 //!
 //! `am_await` is filled in beside it, for the same reason: `await coroutine` first calls it,
 //! and PyO3's trampoline around `__await__` (attach, catch a panic, detach) costs more than
@@ -128,8 +128,9 @@ pub(crate) fn am_send_flag(py: Python<'_>) -> std::ffi::c_ulong {
 /// `PYGEN_RETURN` with the result, or `PYGEN_ERROR` with the exception set.
 ///
 /// # Safety
-/// Called by CPython only, as `T`'s `am_send` or its wrapper's: attached thread, `coroutine`
-/// a live `T`, `value` a borrowed reference (or null), `result` writable.
+/// Called by CPython only, as the `am_send` of `T`'s class or of its awaited subclass:
+/// attached thread, `coroutine` a live `T`, `value` a borrowed reference (or null), `result`
+/// writable.
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 pub(crate) unsafe extern "C" fn am_send<T: SendSlot>(
     coroutine: *mut ffi::PyObject,
@@ -137,9 +138,10 @@ pub(crate) unsafe extern "C" fn am_send<T: SendSlot>(
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
     let send = |py: Python<'_>| {
-        // SAFETY: the slot is installed on `T`'s type only (it cannot be subclassed), and a
-        // wrapper made for `T` holds a `T`, so `coroutine` is a live `T`; `value` is a
-        // borrowed reference or, from a caller outside the rules, null (read as `None`).
+        // SAFETY: the slot is installed on `T`'s class (which Python code cannot subclass
+        // with the full API, nor instantiate under abi3) or on its awaited subclass, whose
+        // instances are `T`s: `coroutine` is a live `T`. `value` is a borrowed reference or,
+        // from a caller outside the rules, null (read as `None`).
         let coroutine: Bound<'_, T> =
             unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
         let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {

@@ -1,6 +1,6 @@
-//! The one way into Rust from a type slot that CPython calls directly (`am_send`, the abi3
-//! wrapper's `tp_iternext` and `tp_getattro`): no PyO3 trampoline stands between CPython and
-//! these functions, so this module does its two jobs.
+//! The one way into Rust from a type slot that CPython calls directly (`am_send`): no PyO3
+//! trampoline stands between CPython and it, so this module does its two jobs. (`am_await` and
+//! `am_anext` take their fast paths without it: they call no Python code and drop nothing.)
 //!
 //! - **Attach without checks.** CPython calls a slot on an attached thread, even while the
 //!   interpreter finalises (it closes the coroutines still alive then). `Python::attach`
