@@ -251,8 +251,8 @@ async def pump_async_iter(channel, iterable, scope):
         return
     try:
         with scope:
+            room = channel.reserve()
             while True:
-                room = channel.reserve()
                 if room is None:
                     room = await channel.space()
                 if not room:
@@ -262,7 +262,8 @@ async def pump_async_iter(channel, iterable, scope):
                 except StopAsyncIteration:
                     channel.finish(None)
                     return
-                channel.push(item)
+                # Buffers the item and reserves room for the next, in one call.
+                room = channel.push(item)
     except BaseException as exc:
         if not channel.closed():
             # The iterator failed, or the task was cancelled from elsewhere: the consumer

@@ -231,7 +231,10 @@ impl Channel {
     /// Room for one more item: the pump may start a step (`Some(true)`); the consumer is gone
     /// (`Some(false)`); the buffer is full (`None`).
     fn reserve(&self) -> Option<bool> {
-        let mut buffer = self.lock();
+        self.reserve_in(&mut self.lock())
+    }
+
+    fn reserve_in(&self, buffer: &mut Buffer) -> Option<bool> {
         if buffer.closed {
             return Some(false);
         }
@@ -259,34 +262,43 @@ impl Channel {
         }
     }
 
-    /// Buffers an item. Waking a consumer thread costs a system call and two context
-    /// switches, so items that an iterator produces without suspending are announced
-    /// together: when the buffer is full, or, through the loop's home, as soon as the pump lets
-    /// the loop run (the iterator suspended).
-    fn push(self: &Arc<Self>, item: Outcome) {
-        let announce_now = {
+    /// Buffers an item, then reserves room for the next as [`reserve`](Self::reserve) does,
+    /// under the same lock: one call and one lock per item for the pump.
+    ///
+    /// Waking a consumer thread costs a system call and two context switches, so items that an
+    /// iterator produces without suspending are announced together: when the buffer is full,
+    /// or, through the loop's home, as soon as the pump lets the loop run (the iterator
+    /// suspended).
+    fn push(self: &Arc<Self>, item: Outcome) -> Option<bool> {
+        let (announce, room) = {
             let mut buffer = self.lock();
             buffer.pulling = false;
             buffer.items.push_back(item);
-            if buffer.items.len() >= self.capacity {
+            let announce = if buffer.items.len() >= self.capacity {
                 buffer.unannounced = false;
-                true
+                Some(true)
             } else if buffer.unannounced {
-                return;
+                None
             } else {
                 buffer.unannounced = true;
-                false
-            }
+                Some(false)
+            };
+            (announce, self.reserve_in(&mut buffer))
         };
-        if announce_now {
-            self.items.notify(1);
-        } else {
-            let channel = Arc::clone(self);
-            self.home.run(Box::new(move |_| {
-                channel.announce();
-                Ok(())
-            }));
+        match announce {
+            Some(true) => {
+                self.items.notify(1);
+            }
+            Some(false) => {
+                let channel = Arc::clone(self);
+                self.home.run(Box::new(move |_| {
+                    channel.announce();
+                    Ok(())
+                }));
+            }
+            None => {}
         }
+        room
     }
 
     /// Notifies the consumer of items pushed without notice.
@@ -377,8 +389,9 @@ impl Pump {
             .with_backend(backend)
     }
 
-    fn push(&self, item: Py<PyAny>) {
-        self.channel.push(Ok(item));
+    /// Buffers an item; then what `reserve` answers for the next.
+    fn push(&self, item: Py<PyAny>) -> Option<bool> {
+        self.channel.push(Ok(item))
     }
 
     /// The iterator ended: exhausted (`None`) or with an exception.
