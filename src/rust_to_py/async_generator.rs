@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -11,7 +12,7 @@ use pyo3::prelude::*;
 use crate::backend::Backend;
 use crate::exit_guard::attach_unless_exiting;
 use crate::gil_cell::{GilCell, GilGuard};
-use crate::rust_to_py::anext_slot;
+use crate::rust_to_py::anext_slot::{self, AnextSlot};
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::errors::{stream_item_error, thrown_exception};
 use crate::rust_to_py::label::{Label, StaticLabel};
@@ -37,7 +38,15 @@ use crate::rust_to_py::pollable::{IntoPyStream, PyPoll, PyPollNext};
 ///     AsyncGenerator::new(futures::stream::iter((0..until).map(PyResult::Ok)))
 /// }
 /// ```
-#[pyclass(module = "pyo3_async", frozen, weakref)]
+// Under the limited API, `__aiter__` moves the generator into a subclass (`slot_class`).
+#[cfg_attr(
+    not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))),
+    pyclass(module = "pyo3_async", frozen, weakref)
+)]
+#[cfg_attr(
+    all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)),
+    pyclass(module = "pyo3_async", frozen, weakref, subclass)
+)]
 pub struct AsyncGenerator {
     /// The stream; its steps reach it through the generator object, which they keep alive.
     slot: StreamSlot,
@@ -115,7 +124,7 @@ impl AsyncGenerator {
     }
 
     /// `__anext__`'s awaitable: a step polling the stream for one item.
-    pub(crate) fn next_step(slf: &Bound<'_, Self>) -> Coroutine {
+    fn step(slf: &Bound<'_, Self>) -> Coroutine {
         slf.get().awaitable(NextItem {
             generator: slf.clone().unbind(),
             claimed: false,
@@ -141,8 +150,10 @@ impl AsyncGenerator {
 
 #[pymethods]
 impl AsyncGenerator {
-    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
+    /// Itself; under the limited API, moved into the class that has `am_anext` first.
+    fn __aiter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        Self::enter_iterated_class(&slf)?;
+        Ok(slf)
     }
 
     #[getter]
@@ -160,8 +171,9 @@ impl AsyncGenerator {
     }
 
     fn __anext__(slf: &Bound<'_, Self>) -> Coroutine {
-        anext_slot::install(slf.py());
-        Self::next_step(slf)
+        static SLOT_INSTALLED: AtomicBool = AtomicBool::new(false);
+        anext_slot::install::<AsyncGenerator>(slf.py(), &SLOT_INSTALLED);
+        Self::step(slf)
     }
 
     /// `asend(None)` is `__anext__()`: a Rust stream has no use for other values.
@@ -171,7 +183,7 @@ impl AsyncGenerator {
                 "a Rust stream cannot receive values: asend() accepts only None",
             ));
         }
-        Ok(Self::__anext__(slf))
+        Ok(Self::step(slf))
     }
 
     /// Ends the stream and raises the exception: a Rust stream has nowhere to catch it.
@@ -197,6 +209,42 @@ impl AsyncGenerator {
             method: "aclose",
             exception: None,
         })
+    }
+}
+
+impl AnextSlot for AsyncGenerator {
+    /// The step, made in the class its `await` takes (under the limited API): `await` then
+    /// finds the fast slots at once.
+    fn next_step(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let step = Bound::new(slf.py(), Self::step(slf))?;
+        Coroutine::enter_awaited_class(&step)?;
+        Ok(step.into_any().unbind())
+    }
+}
+
+impl AsyncGenerator {
+    /// Under the limited API, moves the generator into the class that has `am_anext`.
+    #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+    fn enter_iterated_class(slf: &Bound<'_, Self>) -> PyResult<()> {
+        use crate::rust_to_py::slot_class;
+        use pyo3::{sync::PyOnceLock, types::PyType};
+
+        static ITERATED_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        let py = slf.py();
+        let class = ITERATED_CLASS.get_or_try_init(py, || {
+            let slots = anext_slot::iterated_slots::<AsyncGenerator>();
+            let base = py.get_type::<AsyncGenerator>();
+            slot_class::subclass(&base, c"pyo3_async.AsyncGenerator", &slots, 0)
+        })?;
+        // SAFETY: the class was made from `AsyncGenerator`'s, and `slf` is one.
+        unsafe { slot_class::move_into(slf.as_any(), class) };
+        Ok(())
+    }
+
+    /// With the full API, the class itself has the slot.
+    #[cfg(not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))))]
+    fn enter_iterated_class(_slf: &Bound<'_, Self>) -> PyResult<()> {
+        Ok(())
     }
 }
 

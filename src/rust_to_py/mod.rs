@@ -3,8 +3,6 @@
 mod allow_threads;
 mod anext_slot;
 mod async_generator;
-#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
-mod awaited_class;
 mod cancel_handle;
 mod coroutine;
 mod coroutine_function;
@@ -19,6 +17,8 @@ pub(crate) mod panic;
 mod poll_span;
 mod pollable;
 mod send_slot;
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+mod slot_class;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 mod slot_entry;
 mod thread_bound;

@@ -37,10 +37,7 @@ pub(crate) trait SendSlot: PyClass {
     /// `__await__`'s common case: marks the awaitable awaited and returns `true` if it had
     /// never been awaited, started or closed; `false` (and nothing changed) otherwise.
     /// Calls no Python code and drops no Python object.
-    #[cfg_attr(
-        not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(all(Py_3_10, not(Py_GIL_DISABLED))), allow(dead_code))]
     fn claim_for_await(slf: &Bound<'_, Self>) -> bool;
 }
 
@@ -82,14 +79,29 @@ fn install_slot<T: SendSlot>(py: Python<'_>) {
 }
 
 /// The `am_await` PyO3 made (its trampoline around `__await__`), set before [`am_await`] is
-/// installed in its place.
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+/// installed in its place (or in the abi3 awaited class).
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 static AWAIT_METHOD: std::sync::atomic::AtomicPtr<()> =
     std::sync::atomic::AtomicPtr::new(ptr::null_mut());
 
+/// The slots of `T`'s awaited class under the limited API (see `slot_class`): `am_send`, and
+/// `am_await` in front of the `__await__` PyO3 made for `base`.
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+pub(crate) fn awaited_slots<T: SendSlot>(
+    base: &Bound<'_, pyo3::types::PyType>,
+) -> [(std::ffi::c_int, *mut std::ffi::c_void); 2] {
+    // SAFETY: a live class, which has `__await__` (PyO3's trampoline in `am_await`).
+    let method = unsafe { ffi::PyType_GetSlot(base.as_type_ptr(), ffi::Py_am_await) };
+    AWAIT_METHOD.store(method.cast(), Ordering::Relaxed);
+    [
+        (ffi::Py_am_send, am_send::<T> as *mut std::ffi::c_void),
+        (ffi::Py_am_await, am_await::<T> as *mut std::ffi::c_void),
+    ]
+}
+
 /// `await coroutine`: returns the coroutine itself when [`SendSlot::claim_for_await`] takes
 /// it; otherwise `__await__` decides (and raises).
-#[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 unsafe extern "C" fn am_await<T: SendSlot>(coroutine: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls the slot on an attached thread, with a live instance of the type
     // the slot was installed on, `T`'s (or a subclass of it, which shares its layout). The

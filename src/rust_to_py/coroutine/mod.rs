@@ -2,6 +2,7 @@
 
 mod introspection;
 mod resume;
+mod slots;
 #[cfg(feature = "tracing")]
 mod span;
 mod unawaited;
@@ -13,20 +14,15 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
-#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
-use pyo3::{sync::PyOnceLock, types::PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
 use crate::gil_cell::GilCell;
-#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
-use crate::rust_to_py::awaited_class;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::driver::{Driver, Resumed, SharedDriver};
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
-use crate::rust_to_py::send_slot;
 use crate::rust_to_py::thread_bound::ThreadBound;
 
 /// A Rust future as a Python coroutine object, driven by the Python event loop.
@@ -259,7 +255,7 @@ impl Coroutine {
 #[pymethods]
 impl Coroutine {
     fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
-        send_slot::install::<Coroutine>(slf.py(), &SEND_SLOT);
+        Self::install_slots(slf.py());
         let claimed = &slf.get().claimed;
         if claimed.load(Ordering::Relaxed) {
             slf.get().driver(slf.py())?.check_not_finished()?;
@@ -268,12 +264,7 @@ impl Coroutine {
             ));
         }
         claimed.store(true, Ordering::Relaxed);
-        #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
-        {
-            static AWAITED_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-            awaited_class::enter(slf, &AWAITED_CLASS)
-        }
-        #[cfg(not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))))]
+        Self::enter_awaited_class(&slf)?;
         Ok(slf.into_any())
     }
 
@@ -348,7 +339,7 @@ impl Coroutine {
     /// Python's own `await` and asyncio's tasks skip this method: they resume the coroutine
     /// through its `am_send` slot, which returns the result without raising `StopIteration`.
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        send_slot::install::<Coroutine>(py, &SEND_SLOT);
+        Self::install_slots(py);
         self.resume(py, |driver| driver.send(py, value))?
             .into_next()
     }
@@ -391,27 +382,6 @@ impl Coroutine {
         if let Ok(mut driver) = self.driver(py) {
             driver.finish(py);
         }
-    }
-}
-
-/// Whether `Coroutine`'s `am_send` slot is filled in.
-static SEND_SLOT: AtomicBool = AtomicBool::new(false);
-
-impl send_slot::SendSlot for Coroutine {
-    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
-        let py = slf.py();
-        slf.get().resume(py, |driver| driver.send(py, value))
-    }
-
-    /// As `__await__` marks it: a load and a store, no atomic read-modify-write (see
-    /// `claimed`).
-    fn claim_for_await(slf: &Bound<'_, Self>) -> bool {
-        let claimed = &slf.get().claimed;
-        if claimed.load(Ordering::Relaxed) {
-            return false;
-        }
-        claimed.store(true, Ordering::Relaxed);
-        true
     }
 }
 

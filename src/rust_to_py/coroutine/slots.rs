@@ -1,0 +1,69 @@
+//! The type slots of `Coroutine` that PyO3 cannot declare (`send_slot`), and under the limited
+//! API the awaited class that carries them (`slot_class`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::prelude::*;
+
+use crate::rust_to_py::coroutine::Coroutine;
+use crate::rust_to_py::driver::Resumed;
+use crate::rust_to_py::send_slot::{self, SendSlot};
+
+/// Whether `Coroutine`'s `am_send` and `am_await` slots are filled in (full API).
+static SLOTS_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+impl Coroutine {
+    /// Fills in the slots, once per process; cheap to call on every await.
+    pub(super) fn install_slots(py: Python<'_>) {
+        send_slot::install::<Coroutine>(py, &SLOTS_INSTALLED);
+    }
+
+    /// Under the limited API, moves the coroutine into the class that has the slots.
+    #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+    pub(crate) fn enter_awaited_class(slf: &Bound<'_, Self>) -> PyResult<()> {
+        use pyo3::sync::PyOnceLock;
+        use pyo3::types::PyType;
+
+        use crate::rust_to_py::slot_class;
+
+        static AWAITED_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        let py = slf.py();
+        let class = AWAITED_CLASS.get_or_try_init(py, || {
+            let base = py.get_type::<Coroutine>();
+            let slots = send_slot::awaited_slots::<Coroutine>(&base);
+            slot_class::subclass(
+                &base,
+                c"pyo3_async.Coroutine",
+                &slots,
+                send_slot::am_send_flag(py),
+            )
+        })?;
+        // SAFETY: the class was made from `Coroutine`'s, and `slf` is a `Coroutine`.
+        unsafe { slot_class::move_into(slf.as_any(), class) };
+        Ok(())
+    }
+
+    /// With the full API, the class itself has the slots.
+    #[cfg(not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))))]
+    pub(crate) fn enter_awaited_class(_slf: &Bound<'_, Self>) -> PyResult<()> {
+        Ok(())
+    }
+}
+
+impl SendSlot for Coroutine {
+    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
+        let py = slf.py();
+        slf.get().resume(py, |driver| driver.send(py, value))
+    }
+
+    /// As `__await__` marks it: a load and a store, no atomic read-modify-write (see
+    /// `claimed`).
+    fn claim_for_await(slf: &Bound<'_, Self>) -> bool {
+        let claimed = &slf.get().claimed;
+        if claimed.load(Ordering::Relaxed) {
+            return false;
+        }
+        claimed.store(true, Ordering::Relaxed);
+        true
+    }
+}
