@@ -31,6 +31,7 @@ __all__ = [
     "fail_after",
     "panic_after",
     "endless",
+    "calls_back",
     "both",
     "await_py",
     "await_all",
