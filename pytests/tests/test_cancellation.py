@@ -38,7 +38,7 @@ async def test_thrown_exception_is_reraised_itself(loop_name):
     probe = m.Probe()
     awaiting = m.pending_forever(probe).__await__()
     future = awaiting.send(None)
-    assert isinstance(future, asyncio.Future) and future._asyncio_future_blocking
+    assert asyncio.isfuture(future) and future._asyncio_future_blocking
     cancelled = asyncio.CancelledError("by hand")
     with pytest.raises(asyncio.CancelledError) as raised:
         awaiting.throw(cancelled)

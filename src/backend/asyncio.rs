@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::wakeup_future::WakeupFuture;
 use crate::glue;
 use crate::home::{self, Home};
 use crate::task::{Canceller, Completion, Launch, TaskSlot};
@@ -125,7 +126,7 @@ pub(crate) struct Parker {
     /// The task's loop.
     home: Arc<Home>,
     /// The future the task waits for, while it is suspended on one.
-    waiting_on: Option<Py<PyAny>>,
+    waiting_on: Option<Py<WakeupFuture>>,
 }
 
 impl Parker {
@@ -150,7 +151,7 @@ impl Parker {
     /// waiting forever.
     pub(crate) fn check_resumption(&mut self, py: Python<'_>) -> PyResult<()> {
         match self.waiting_on.take() {
-            Some(future) if !is_done(future.bind(py))? => {
+            Some(future) if !future.get().is_done(py)? => {
                 self.waiting_on = Some(future);
                 Err(PyRuntimeError::new_err(
                     "coroutine resumed while it waits for its wake-up: is it driven by two tasks?",
@@ -167,7 +168,7 @@ impl Parker {
 
     /// The future the task waits for, while it is suspended on one.
     pub(crate) fn awaiting(&self) -> Option<&Py<PyAny>> {
-        self.waiting_on.as_ref()
+        self.waiting_on.as_ref().map(Py::as_any)
     }
 
     /// The future the task waits for: the task holds it too, and it holds the task (its
@@ -176,9 +177,9 @@ impl Parker {
         visit.call(&self.waiting_on)
     }
 
-    /// Yields a fresh future of the loop. The Task checks the `_asyncio_future_blocking` flag,
-    /// adds its wake-up as a done-callback and resumes us once the future has a result. A real
-    /// `asyncio.Future` is required: anyio inspects `task._fut_waiter` to deliver cancellation.
+    /// Yields a fresh [`WakeupFuture`] of the loop: the task checks its
+    /// `_asyncio_future_blocking` flag, adds its wake-up as a done-callback and resumes us
+    /// once the wake-up resolves it.
     ///
     /// `register` hands the wake-up to the waker state, false when woken meanwhile.
     pub(crate) fn park<'py>(
@@ -188,25 +189,18 @@ impl Parker {
         register: impl FnOnce(Wakeup) -> bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         // Woken while it was polled: a bare `yield` makes the Task resume us on the loop's next
-        // pass, as `asyncio.sleep(0)` does. (A done future would too, but anyio holds back
-        // cancelling a task whose waiter is done, so a future that keeps waking itself could
-        // never be cancelled.)
+        // pass, as `asyncio.sleep(0)` does.
         if woken {
             return Ok(py.None().into_bound(py));
         }
-        let future = self
-            .home
-            .event_loop()
-            .bind(py)
-            .call_method0(intern!(py, "create_future"))?;
-        future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
+        let future = WakeupFuture::new(py, Arc::clone(&self.home))?;
         let wakeup = Wakeup {
-            home: Arc::clone(&self.home),
-            future: future.clone().unbind(),
+            future: future.clone_ref(py),
         };
         if register(wakeup) {
-            self.waiting_on = Some(future.clone().unbind());
-            Ok(future)
+            let yielded = future.clone_ref(py).into_bound(py).into_any();
+            self.waiting_on = Some(future);
+            Ok(yielded)
         } else {
             // Woken just now: as above.
             Ok(py.None().into_bound(py))
@@ -214,14 +208,14 @@ impl Parker {
     }
 }
 
+/// Resolves the [`WakeupFuture`] a parked task waits on.
 pub(crate) struct Wakeup {
-    home: Arc<Home>,
-    future: Py<PyAny>,
+    future: Py<WakeupFuture>,
 }
 
 impl Wakeup {
     pub(crate) fn home(&self) -> &Arc<Home> {
-        &self.home
+        self.future.get().home()
     }
 
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -229,33 +223,14 @@ impl Wakeup {
     }
 
     /// Resolves the future the task waits for. A `KeyboardInterrupt` raised by Python code
-    /// that `set_result` runs (a pure-Python loop's `call_soon`) does not stop the wake-up:
-    /// the future is resolved anyway, then the interrupt propagates.
+    /// that scheduling the task runs (a pure-Python loop's `call_soon`) does not stop the
+    /// wake-up: the task is scheduled anyway, then the interrupt propagates.
     pub(crate) fn deliver_here(self, py: Python<'_>) -> PyResult<()> {
-        let future = self.future.bind(py);
-        match set_result_unless_done(future) {
+        match WakeupFuture::resolve(self.future.bind(py)) {
             Ok(()) => Ok(()),
-            // Cancelled meanwhile, or the loop closed: nobody waits for this wake-up any more.
+            // The loop closed: nobody waits for this wake-up any more.
             Err(err) if err.is_instance_of::<PyException>(py) => Ok(()),
-            Err(err) => {
-                let _ = set_result_unless_done(future);
-                Err(err)
-            }
+            Err(err) => Err(err),
         }
     }
-}
-
-fn is_done(future: &Bound<'_, PyAny>) -> PyResult<bool> {
-    future
-        .call_method0(intern!(future.py(), "done"))?
-        .is_truthy()
-}
-
-/// Resolves `future` with `None` unless it is already done (cancelled by its task).
-fn set_result_unless_done(future: &Bound<'_, PyAny>) -> PyResult<()> {
-    let py = future.py();
-    if !is_done(future)? {
-        future.call_method1(intern!(py, "set_result"), (py.None(),))?;
-    }
-    Ok(())
 }

@@ -13,6 +13,7 @@ mod abort;
 pub(crate) mod asyncio;
 mod launch;
 pub(crate) mod trio;
+mod wakeup_future;
 
 pub(crate) use abort::Abort;
 
