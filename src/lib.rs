@@ -65,6 +65,7 @@ mod fork;
 mod gil_cell;
 mod glue;
 mod home;
+mod install_once;
 mod py_to_rust;
 mod rust_to_py;
 mod stats;

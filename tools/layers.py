@@ -15,6 +15,7 @@ import sys
 LAYERS = [
     "sync",
     "gil_cell",
+    "install_once",
     "census",
     "exit_guard",
     "fork",

@@ -1,6 +1,7 @@
 //! Python → Rust: Python awaitables, futures and async iterators as Rust futures and streams,
 //! and the loops that run them.
 
+mod async_iter_channel;
 mod context;
 mod event_loop;
 mod py_async_iter;

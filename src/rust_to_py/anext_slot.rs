@@ -9,8 +9,6 @@
 //! `__aiter__` moves the generator into a subclass that has it (`slot_class`). The method
 //! stays for explicit calls.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use pyo3::prelude::*;
 use pyo3::PyClass;
 
@@ -21,18 +19,8 @@ pub(crate) trait AnextSlot: PyClass {
     fn next_step(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>>;
 }
 
-/// Fills in `T`'s slot (full API), once per process (`installed` is `T`'s flag); cheap to
-/// call on every `__anext__`.
-pub(crate) fn install<T: AnextSlot>(py: Python<'_>, installed: &AtomicBool) {
-    if installed.load(Ordering::Relaxed) {
-        return;
-    }
-    install_slot::<T>(py);
-    installed.store(true, Ordering::Relaxed);
-}
-
 #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
-fn install_slot<T: AnextSlot>(py: Python<'_>) {
+pub(crate) fn install_slot<T: AnextSlot>(py: Python<'_>) {
     let class = py.get_type::<T>();
     let class = class.as_type_ptr();
     // SAFETY: as in `send_slot::install_slot`: the live heap type PyO3 made, whose embedded
@@ -48,7 +36,7 @@ fn install_slot<T: AnextSlot>(py: Python<'_>) {
 }
 
 #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))))]
-fn install_slot<T: AnextSlot>(_py: Python<'_>) {}
+pub(crate) fn install_slot<T: AnextSlot>(_py: Python<'_>) {}
 
 /// The slots of `T`'s iterated class under the limited API (see `slot_class`).
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]

@@ -2,21 +2,21 @@
 
 use std::borrow::Cow;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 
 use crate::backend::Backend;
 use crate::exit_guard::attach_unless_exiting;
-use crate::gil_cell::{GilCell, GilGuard};
+use crate::install_once::InstallOnce;
 use crate::rust_to_py::anext_slot::{self, AnextSlot};
 use crate::rust_to_py::coroutine::Coroutine;
-use crate::rust_to_py::errors::{stream_item_error, thrown_exception};
+use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
-use crate::rust_to_py::pollable::{IntoPyStream, PyPoll, PyPollNext};
+use crate::rust_to_py::pollable::{IntoPyStream, PyPoll};
+use crate::rust_to_py::stream_slot::{drop_contained, StreamSlot};
 
 /// A Rust stream as a Python async generator: `async for`, `anext()`, `asend(None)`, `athrow`,
 /// `aclose` and `contextlib.aclosing` work as with a native one.
@@ -74,10 +74,7 @@ impl AsyncGenerator {
         T: for<'py> IntoPyObject<'py> + 'static,
     {
         AsyncGenerator {
-            slot: StreamSlot(GilCell::new(SlotState {
-                stream: Some(Box::pin(IntoPyStream(stream))),
-                running: false,
-            })),
+            slot: StreamSlot::new(Box::pin(IntoPyStream(stream))),
             backend: None,
             label: None,
             #[cfg(feature = "tracing")]
@@ -171,8 +168,8 @@ impl AsyncGenerator {
     }
 
     fn __anext__(slf: &Bound<'_, Self>) -> Coroutine {
-        static SLOT_INSTALLED: AtomicBool = AtomicBool::new(false);
-        anext_slot::install::<AsyncGenerator>(slf.py(), &SLOT_INSTALLED);
+        static SLOT: InstallOnce = InstallOnce::new();
+        SLOT.run(|| anext_slot::install_slot::<AsyncGenerator>(slf.py()));
         Self::step(slf)
     }
 
@@ -245,62 +242,6 @@ impl AsyncGenerator {
     #[cfg(not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))))]
     fn enter_iterated_class(_slf: &Bound<'_, Self>) -> PyResult<()> {
         Ok(())
-    }
-}
-
-/// The stream and whether an `__anext__` runs, moved only by attached threads (the steps'
-/// polls, `aclose`), hence a [`GilCell`]: no atomic instruction per item.
-struct StreamSlot(GilCell<SlotState>);
-
-/// The stream as the generator holds it.
-type BoxedStream = Pin<Box<dyn PyPollNext>>;
-
-struct SlotState {
-    /// `None` once the stream has ended.
-    stream: Option<BoxedStream>,
-    /// An `__anext__` awaitable has started and not finished: Python forbids a second one.
-    running: bool,
-}
-
-impl StreamSlot {
-    /// The state; `None` while it is borrowed further up this thread's stack (the stream's
-    /// own poll or destructor reaching back into its generator).
-    fn borrow(&self, py: Python<'_>) -> Option<GilGuard<'_, SlotState>> {
-        self.0.try_borrow_mut(py)
-    }
-
-    /// Drops the stream (outside the borrow: its destructor may do anything).
-    fn close(&self, py: Python<'_>) {
-        let finished = self.borrow(py).and_then(|mut state| state.stream.take());
-        drop_contained(finished);
-    }
-}
-
-impl SlotState {
-    /// Polls for the next item; the stream's end (or error) ends it, and the ended stream is
-    /// handed back to be dropped outside the borrow.
-    fn poll_next(
-        &mut self,
-        py: Python<'_>,
-        cx: &mut Context<'_>,
-    ) -> (Poll<PyResult<Py<PyAny>>>, Option<BoxedStream>) {
-        let Some(active) = self.stream.as_mut() else {
-            return (Poll::Ready(Err(PyStopAsyncIteration::new_err(()))), None);
-        };
-        let ended = match active.as_mut().poll_next_py(py, cx) {
-            Poll::Pending => return (Poll::Pending, None),
-            Poll::Ready(Some(Ok(item))) => return (Poll::Ready(Ok(item)), None),
-            Poll::Ready(Some(Err(err))) => stream_item_error(py, err),
-            Poll::Ready(None) => PyStopAsyncIteration::new_err(()),
-        };
-        (Poll::Ready(Err(ended)), self.stream.take())
-    }
-}
-
-impl Drop for StreamSlot {
-    /// The generator is gone (its steps keep it alive): the stream, if it never ended.
-    fn drop(&mut self) {
-        drop_contained(self.0.get_mut().stream.take());
     }
 }
 
@@ -383,14 +324,6 @@ impl PyPoll for Close {
             Some(exception) => Err(exception),
             None => Ok(py.None()),
         })
-    }
-}
-
-/// Drops a finished stream, once, keeping a panic of its destructor in Rust: as for a
-/// future's, it must not reach Python (`aclose()`, the generator's end, or its collection).
-fn drop_contained(stream: Option<BoxedStream>) {
-    if let Some(stream) = stream {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(stream)));
     }
 }
 

@@ -21,6 +21,7 @@ mod send_slot;
 mod slot_class;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 mod slot_entry;
+mod stream_slot;
 mod thread_bound;
 
 pub use allow_threads::AllowThreads;

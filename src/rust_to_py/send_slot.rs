@@ -16,7 +16,7 @@
 
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use pyo3::ffi;
@@ -41,20 +41,10 @@ pub(crate) trait SendSlot: PyClass {
     fn claim_for_await(slf: &Bound<'_, Self>) -> bool;
 }
 
-/// Fills in `T`'s `am_send` slot, once per process (`installed` is `T`'s flag); cheap to
-/// call on every await.
-pub(crate) fn install<T: SendSlot>(py: Python<'_>, installed: &AtomicBool) {
-    if installed.load(Ordering::Relaxed) {
-        return;
-    }
-    install_slot::<T>(py);
-    installed.store(true, Ordering::Relaxed);
-}
-
 // The slot exists since Python 3.10; the limited API cannot reach type slots, and a
 // free-threaded interpreter could read the slot while it is written.
 #[cfg(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED)))]
-fn install_slot<T: SendSlot>(py: Python<'_>) {
+pub(crate) fn install_slot<T: SendSlot>(py: Python<'_>) {
     let class = py.get_type::<T>();
     let class = class.as_type_ptr();
     // SAFETY: `class` is the live, fully initialised heap type of `Coroutine` (PyO3 created
@@ -122,7 +112,7 @@ unsafe extern "C" fn am_await<T: SendSlot>(coroutine: *mut ffi::PyObject) -> *mu
 }
 
 #[cfg(not(all(Py_3_10, not(Py_LIMITED_API), not(Py_GIL_DISABLED))))]
-fn install_slot<T: SendSlot>(_py: Python<'_>) {}
+pub(crate) fn install_slot<T: SendSlot>(_py: Python<'_>) {}
 
 /// The type flag a type with `am_send` needs on the running Python: 3.10 only consults the
 /// slot on types that say they have it (`Py_TPFLAGS_HAVE_AM_SEND`); later versions always do.

@@ -7,6 +7,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PySet;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::census;
 use crate::home::{Dependent, Home};
@@ -128,6 +129,12 @@ impl Drop for Inner {
 
 #[pymethods]
 impl Completion {
+    /// The set of tracked tasks holds the task, which holds this callback: when the loop's
+    /// shutdown record is dropped with tasks pending, that cycle is the collector's to break.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(self.tracked_in.get())
+    }
+
     fn __call__(&self, future: &Bound<'_, PyAny>) {
         self.complete(outcome_of(future));
         if let Some(set) = self.tracked_in.get() {

@@ -1,21 +1,22 @@
 //! The type slots of `Coroutine` that PyO3 cannot declare (`send_slot`), and under the limited
 //! API the awaited class that carries them (`slot_class`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use pyo3::prelude::*;
 
+use crate::install_once::InstallOnce;
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::driver::Resumed;
 use crate::rust_to_py::send_slot::{self, SendSlot};
 
-/// Whether `Coroutine`'s `am_send` and `am_await` slots are filled in (full API).
-static SLOTS_INSTALLED: AtomicBool = AtomicBool::new(false);
+/// `Coroutine`'s `am_send` and `am_await` slots, filled in once (full API).
+static SLOTS: InstallOnce = InstallOnce::new();
 
 impl Coroutine {
     /// Fills in the slots, once per process; cheap to call on every await.
     pub(super) fn install_slots(py: Python<'_>) {
-        send_slot::install::<Coroutine>(py, &SLOTS_INSTALLED);
+        SLOTS.run(|| send_slot::install_slot::<Coroutine>(py));
     }
 
     /// Under the limited API, moves the coroutine into the class that has the slots.

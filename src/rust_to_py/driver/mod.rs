@@ -15,10 +15,11 @@
 
 mod rare;
 mod reading;
+mod schedule;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
@@ -27,14 +28,12 @@ use crate::backend::{Backend, Parker};
 use crate::census;
 use crate::delegation::{self, Delegate, Input, Request, Step};
 use crate::gil_cell::GilCell;
-use crate::glue;
 use crate::home::Dependent;
 use crate::rust_to_py::cancel_handle::Cancellation;
 use crate::rust_to_py::errors::{already_awaited, coroutine_error};
 use crate::rust_to_py::future_cell::FutureCell;
 use crate::rust_to_py::panic::panic_exception;
 use crate::rust_to_py::pollable::PyPoll;
-use crate::task::{Completion, Launch};
 use crate::waker::{PollWaker, Waiter};
 use rare::Rare;
 
@@ -295,56 +294,9 @@ impl Driver {
         polled
     }
 
-    /// Starts awaitables that cannot be delegated as tasks of this coroutine's loop, in a copy
-    /// of the task's context; each wakes the coroutine when it ends.
-    fn schedule(&mut self, py: Python<'_>, requests: Vec<Request>) {
-        let finished = self.future.is_empty();
-        let waker = self.waiter.get_or_insert_with(Waiter::new).clone();
-        let waker = Waker::from(waker);
-        let target = if finished {
-            // The future finished (a `select` picked another branch): nobody waits for these.
-            Err(PyRuntimeError::new_err("the coroutine finished"))
-        } else {
-            self.parker(py)
-                .map(|parker| (parker.backend(), Arc::clone(parker.home())))
-        };
-        for request in requests {
-            let awaitable = request.awaitable.bind(py);
-            let then_wake = (!request.foreign).then(|| waker.clone());
-            let launch = match &target {
-                Ok((backend, home)) => {
-                    Completion::new(py, request.sender, then_wake).and_then(|completion| {
-                        Ok((
-                            *backend,
-                            Launch {
-                                home: Arc::clone(home),
-                                awaitable: awaitable.clone(),
-                                context: glue::copy_context(py)?.call0()?,
-                                completion: completion.into_bound(py),
-                                slot: request.slot,
-                            },
-                        ))
-                    })
-                }
-                Err(err) => {
-                    let _ = request.sender.send(Err(err.clone_ref(py)));
-                    Err(err.clone_ref(py))
-                }
-            };
-            // This coroutine's poll: a step of a task of the loop. A launch that fails has
-            // closed the awaitable and resolved the `PyFuture` with the error.
-            match launch {
-                Ok((backend, launch)) => drop(launch.start(backend)),
-                Err(_) => {
-                    let _ = glue::close_unstarted(py).and_then(|close| close.call1((awaitable,)));
-                }
-            }
-        }
-    }
-
     /// The parker, created at the first suspension or delegation: detects the backend unless
     /// it was given.
-    fn parker(&mut self, py: Python<'_>) -> PyResult<&mut Parker> {
+    pub(super) fn parker(&mut self, py: Python<'_>) -> PyResult<&mut Parker> {
         if self.parker.is_none() {
             let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
             let (backend, running) = match self.backend {
