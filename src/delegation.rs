@@ -35,9 +35,9 @@ use pyo3::prelude::*;
 #[cfg(not(PyPy))]
 use pyo3::types::iterator::PySendResult;
 use pyo3::types::PyIterator;
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::task::{Outcome, TaskSlot};
+use crate::visit::Visit;
 use crate::waker::PollWaker;
 
 /// A Python awaitable that a `PyFuture` asks the polling coroutine to run.
@@ -190,8 +190,8 @@ impl Delegate {
 
     /// The awaitable's iterator, for the garbage collector: a native `await` holds it the same
     /// way (a coroutine's frame holds what it awaits).
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(self.iterator.as_any())
+    pub(crate) fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
+        visit.visit(self.iterator.as_any())
     }
 
     /// What the coroutine awaits, as a native coroutine's `cr_await` shows it.

@@ -74,6 +74,7 @@ mod task;
 mod thread_state;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+mod visit;
 // The guide: documentation only, one page per module.
 #[cfg(any(doc, doctest))]
 pub mod guide;

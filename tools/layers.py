@@ -16,6 +16,7 @@ LAYERS = [
     "sync",
     "gil_cell",
     "install_once",
+    "visit",
     "census",
     "exit_guard",
     "fork",

@@ -7,12 +7,12 @@ use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
-use pyo3::{PyTraverseError, PyVisit};
 
 use super::wakeup_future::WakeupFuture;
 use crate::glue;
 use crate::home::{self, Home};
 use crate::task::{Canceller, Completion, Launch, TaskSlot};
+use crate::visit::Visit;
 
 /// The home of an asyncio loop; a new one watches its signal with `add_reader`, from the
 /// loop's thread (through `call_soon_threadsafe` when called elsewhere).
@@ -173,8 +173,11 @@ impl Parker {
 
     /// The future the task waits for: the task holds it too, and it holds the task (its
     /// done-callback), so a forgotten task is a cycle through this parker.
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.waiting_on)
+    pub(crate) fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
+        match &self.waiting_on {
+            Some(future) => visit.visit(future),
+            None => Ok(()),
+        }
     }
 
     /// Yields a fresh [`WakeupFuture`] of the loop: the task checks its
@@ -218,8 +221,8 @@ impl Wakeup {
         self.future.get().home()
     }
 
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.future)
+    pub(crate) fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
+        visit.visit(&self.future)
     }
 
     /// Resolves the future the task waits for. A `KeyboardInterrupt` raised by Python code

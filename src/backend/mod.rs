@@ -20,11 +20,11 @@ pub(crate) use abort::Abort;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::exit_guard::thread_is_attached;
 use crate::glue;
 use crate::home::{reraise, Home};
+use crate::visit::Visit;
 
 /// The Python async framework that drives an exported awaitable.
 ///
@@ -264,7 +264,7 @@ impl Parker {
     /// asyncio: the future the task waits for. trio: the trio coroutine a suspension passed
     /// through; the trio task itself is not reported, since trio's runner holds every task
     /// until it ends (a trio task is never garbage while it is parked).
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(crate) fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
         match self {
             Parker::Asyncio(parker) => parker.traverse(visit),
             Parker::Trio(parker) => parker.traverse(visit),
@@ -289,7 +289,7 @@ pub(crate) enum Wakeup {
 impl Wakeup {
     /// Reports the wake-up's Python objects, for a waiter that no waker can reach any more:
     /// asyncio's future (a trio wake-up holds the task, which trio's runner holds anyway).
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(crate) fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
         match self {
             Wakeup::Asyncio(wakeup) => wakeup.traverse(visit),
             Wakeup::Trio(_) => Ok(()),

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::abort::Abort;
 use crate::glue;
 use crate::home::{self, Home};
 use crate::task::{Canceller, Launch};
+use crate::visit::Visit;
 
 /// The home of a trio run (by its token); a new one watches its signal from a system task.
 pub(crate) fn home(token: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
@@ -186,9 +186,9 @@ impl Parker {
         }
     }
 
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(crate) fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
         match &self.suspension {
-            Some(Suspension::Coroutine(suspension)) => visit.call(suspension),
+            Some(Suspension::Coroutine(suspension)) => visit.visit(suspension),
             _ => Ok(()),
         }
     }

@@ -37,6 +37,7 @@ use crate::glue;
 use crate::home::Home;
 #[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy)))]
 use crate::install_once::InstallOnce;
+use crate::visit::{Traverse, Visit};
 
 /// The future an asyncio task waits on while an exported awaitable is parked (see the
 /// [module](self)).
@@ -74,7 +75,7 @@ impl WakeupFuture {
     /// A pending future of `home`'s loop, marked blocking, as a task expects what it is yielded.
     pub(crate) fn new(py: Python<'_>, home: Arc<Home>) -> PyResult<Py<Self>> {
         #[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy)))]
-        TRAVERSE_SLOT.run(|| install_traverse(py));
+        TRAVERSE_SLOT.run(|| crate::visit::install_tp_traverse::<WakeupFuture>(py));
         Py::new(
             py,
             WakeupFuture {
@@ -101,34 +102,6 @@ impl WakeupFuture {
     /// Whether the future is resolved or cancelled.
     pub(crate) fn is_done(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(!matches!(*self.borrow(py)?, State::Pending { .. }))
-    }
-
-    /// Calls `visit` with each Python object the future holds, for the collector; nothing
-    /// while the state is borrowed (then it holds nothing that another reference does not).
-    ///
-    /// # Safety
-    /// The calling thread is attached (the collector is).
-    unsafe fn for_each_object<E>(
-        &self,
-        mut visit: impl FnMut(&Py<PyAny>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        // SAFETY: attached, by the caller's guarantee.
-        let Some(state) = (unsafe { self.state.try_borrow_mut_attached() }) else {
-            return Ok(());
-        };
-        match &*state {
-            State::Pending { first, more, .. } => {
-                for callback in first.iter().chain(more.iter().flat_map(|more| more.iter())) {
-                    visit(&callback.function)?;
-                    visit(&callback.context)?;
-                }
-                Ok(())
-            }
-            State::Cancelled {
-                message: Some(message),
-            } => visit(message),
-            State::Cancelled { message: None } | State::Resolved => Ok(()),
-        }
     }
 
     fn borrow(&self, py: Python<'_>) -> PyResult<GilGuard<'_, State>> {
@@ -246,6 +219,35 @@ fn context_or_current(py: Python<'_>, context: Option<Py<PyAny>>) -> PyResult<Py
     match context {
         Some(context) if !context.is_none(py) => Ok(context),
         _ => Ok(glue::copy_context(py)?.call0()?.unbind()),
+    }
+}
+
+/// The class's `tp_traverse`, filled in before its first instance (full API).
+#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy)))]
+static TRAVERSE_SLOT: InstallOnce = InstallOnce::new();
+
+impl Traverse for WakeupFuture {
+    /// The callbacks hold the task (its wake-up is a bound method), which holds this future;
+    /// nothing while the state is borrowed (then it holds nothing that another reference does
+    /// not).
+    fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
+        // SAFETY: the collector runs attached.
+        let Some(state) = (unsafe { self.state.try_borrow_mut_attached() }) else {
+            return Ok(());
+        };
+        match &*state {
+            State::Pending { first, more, .. } => {
+                for callback in first.iter().chain(more.iter().flat_map(|more| more.iter())) {
+                    visit.visit(&callback.function)?;
+                    visit.visit(&callback.context)?;
+                }
+                Ok(())
+            }
+            State::Cancelled {
+                message: Some(message),
+            } => visit.visit(message),
+            State::Cancelled { message: None } | State::Resolved => Ok(()),
+        }
     }
 }
 
@@ -373,12 +375,9 @@ impl WakeupFuture {
         })
     }
 
-    /// The callbacks hold the task (its wake-up is a bound method), which holds this future.
-    /// (With the full API, the class's slot is [`traverse`] instead: same objects, no PyO3
-    /// trampoline.)
+    /// See [`Traverse`]; with the full API, the class's slot calls it directly.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // SAFETY: the collector runs attached.
-        unsafe { self.for_each_object(|object| visit.call(object)) }
+        Traverse::traverse(self, &visit)
     }
 
     /// A forgotten task and its future: the callbacks go (the future stays pending).
@@ -393,60 +392,4 @@ impl WakeupFuture {
             });
         drop(dropped);
     }
-}
-
-/// The class's `tp_traverse`, filled in once (full API).
-#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy)))]
-static TRAVERSE_SLOT: InstallOnce = InstallOnce::new();
-
-/// Puts [`traverse`] in the class's `tp_traverse`, before its first instance exists.
-///
-/// Why: a parked task's future is traversed at every collection of its generation, and
-/// PyO3's trampoline around `__traverse__` (a thread-local guard, a walk of the base classes to
-/// find which one visits the type) costs several times what the visit itself does: with
-/// 100,000 parked tasks, most of what the collector spends on this class.
-#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy)))]
-fn install_traverse(py: Python<'_>) {
-    let class = py.get_type::<WakeupFuture>();
-    let class = class.as_type_ptr();
-    // SAFETY: the live, initialised heap type PyO3 made for this class, with no instance yet
-    // (this runs before the first one is made) and no subclass (the class allows none); the
-    // GIL keeps other threads out while the slot is written.
-    unsafe {
-        (*class).tp_traverse = Some(traverse);
-        pyo3::ffi::PyType_Modified(class);
-    }
-}
-
-/// `tp_traverse`: the class (instances of a heap type hold it), then what
-/// [`for_each_object`](WakeupFuture::for_each_object) reports. Calls no Python code, attaches
-/// nothing, changes no reference count.
-///
-/// # Safety
-/// Called by the collector, on an attached thread, with a live instance of the class.
-#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy)))]
-unsafe extern "C" fn traverse(
-    object: *mut pyo3::ffi::PyObject,
-    visit: pyo3::ffi::visitproc,
-    arg: *mut std::ffi::c_void,
-) -> std::ffi::c_int {
-    let visit_one = |object: *mut pyo3::ffi::PyObject| {
-        // SAFETY: `visit` and `arg` come from the collector, `object` is alive.
-        match unsafe { visit(object, arg) } {
-            0 => Ok(()),
-            stop => Err(stop),
-        }
-    };
-    // SAFETY: a live instance (the caller's guarantee), which holds its class; attached, so
-    // the token is sound for the borrow, which touches no reference count.
-    let visited = unsafe {
-        visit_one(pyo3::ffi::Py_TYPE(object).cast()).and_then(|()| {
-            let py = Python::assume_attached();
-            let future = pyo3::Borrowed::from_ptr(py, object).cast_unchecked::<WakeupFuture>();
-            future
-                .get()
-                .for_each_object(|held| visit_one(held.as_ptr()))
-        })
-    };
-    visited.err().unwrap_or(0)
 }

@@ -16,6 +16,7 @@
 
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use std::ptr;
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use std::sync::atomic::Ordering;
 
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]

@@ -24,6 +24,7 @@ use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
 use crate::rust_to_py::thread_bound::ThreadBound;
+use crate::visit::{Traverse, Visit};
 
 /// A Rust future as a Python coroutine object, driven by the Python event loop.
 ///
@@ -365,14 +366,9 @@ impl Coroutine {
         Ok(())
     }
 
-    /// What the driver holds for its suspension (see `Driver::traverse`). A coroutine being
-    /// resumed right now (its lock taken) reports nothing: it is running, so it is reachable.
+    /// See [`Traverse`]; once the coroutine class has its slots, it calls that directly.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // SAFETY: the collector runs attached.
-        match unsafe { self.driver.cell().try_borrow_mut_attached() } {
-            Some(driver) => driver.traverse(&visit),
-            None => Ok(()),
-        }
+        Traverse::traverse(self, &visit)
     }
 
     /// The collector found the coroutine's task forgotten: the coroutine finishes as `close()`
@@ -381,6 +377,18 @@ impl Coroutine {
     fn __clear__(&self, py: Python<'_>) {
         if let Ok(mut driver) = self.driver(py) {
             driver.finish(py);
+        }
+    }
+}
+
+impl Traverse for Coroutine {
+    /// What the driver holds for its suspension (see `Driver::traverse`). A coroutine being
+    /// resumed right now (its lock taken) reports nothing: it is running, so it is reachable.
+    fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
+        // SAFETY: the collector runs attached.
+        match unsafe { self.driver.cell().try_borrow_mut_attached() } {
+            Some(driver) => driver.traverse(visit),
+            None => Ok(()),
         }
     }
 }

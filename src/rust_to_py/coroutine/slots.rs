@@ -10,13 +10,17 @@ use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::driver::Resumed;
 use crate::rust_to_py::send_slot::{self, SendSlot};
 
-/// `Coroutine`'s `am_send` and `am_await` slots, filled in once (full API).
+/// `Coroutine`'s `am_send`, `am_await` and `tp_traverse` slots, filled in once (full API).
 static SLOTS: InstallOnce = InstallOnce::new();
 
 impl Coroutine {
     /// Fills in the slots, once per process; cheap to call on every await.
     pub(super) fn install_slots(py: Python<'_>) {
-        SLOTS.run(|| send_slot::install_slot::<Coroutine>(py));
+        SLOTS.run(|| {
+            send_slot::install_slot::<Coroutine>(py);
+            #[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy)))]
+            crate::visit::install_tp_traverse::<Coroutine>(py);
+        });
     }
 
     /// Under the limited API, moves the coroutine into the class that has the slots.
@@ -31,7 +35,12 @@ impl Coroutine {
         let py = slf.py();
         let class = AWAITED_CLASS.get_or_try_init(py, || {
             let base = py.get_type::<Coroutine>();
+            let traverse = crate::visit::tp_traverse::<Coroutine>;
             let slots = send_slot::awaited_slots::<Coroutine>(&base);
+            let slots: Vec<_> = slots
+                .into_iter()
+                .chain([(pyo3::ffi::Py_tp_traverse, traverse as *mut std::ffi::c_void)])
+                .collect();
             slot_class::subclass(
                 &base,
                 c"pyo3_async.Coroutine",

@@ -2,9 +2,9 @@
 //! `cr_suspended`) and by the garbage collector (`tp_traverse`).
 
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::rust_to_py::driver::Driver;
+use crate::visit::Visit;
 
 impl Driver {
     /// Whether the future has finished (returned, raised, was closed or cancelled).
@@ -62,7 +62,7 @@ impl Driver {
     ///
     /// What the Rust future itself holds stays invisible: an argument it captured, or a waker
     /// it keeps in its own state, is a reference the collector counts as external.
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(crate) fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
         if let Some(parker) = &self.parker {
             parker.traverse(visit)?;
         }
@@ -70,7 +70,7 @@ impl Driver {
             delegate.traverse(visit)?;
         }
         if let Some(owner) = self.rare.frame_owner() {
-            visit.call(owner)?;
+            visit.visit(owner)?;
         }
         if let Some(waiter) = &self.waiter {
             // The driver's reference is the waiter's only one when no waker is alive (a trio
