@@ -112,23 +112,23 @@ impl WakeupFuture {
 
     /// Leaves **pending** for `done` and schedules the callbacks; false if already done.
     fn finish(slf: &Bound<'_, Self>, done: State) -> PyResult<bool> {
-        let callbacks = {
+        let (first, more) = {
             let mut state = slf.get().borrow(slf.py())?;
             let State::Pending { first, more, .. } = &mut *state else {
                 return Ok(false);
             };
-            let callbacks: Vec<Callback> = first
-                .take()
-                .into_iter()
-                .chain(more.take().into_iter().flat_map(|more| *more))
-                .collect();
+            let callbacks = (first.take(), more.take());
             *state = done;
             callbacks
         };
-        for callback in callbacks {
-            schedule(slf, callback)?;
+        // Every callback is scheduled, even after one failed to be: the first error is raised.
+        let mut outcome = Ok(true);
+        for callback in first.into_iter().chain(more.into_iter().flat_map(|more| *more)) {
+            if let Err(err) = schedule(slf, callback) {
+                outcome = outcome.and(Err(err));
+            }
         }
-        Ok(true)
+        outcome
     }
 
     /// What `result()` and `exception()` report of a cancelled future.

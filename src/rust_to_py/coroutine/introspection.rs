@@ -71,7 +71,7 @@ impl Coroutine {
     }
 
     /// `cr_await`: the Python awaitable its future delegates to (a native coroutine, whose own
-    /// `cr_await` continues the chain, or an `__await__` iterator), else the asyncio future or
+    /// `cr_await` continues the chain, or an `__await__` iterator), else the `WakeupFuture` or
     /// trio coroutine its task is parked on.
     pub(super) fn awaiting(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         let driver = self.driver_at_rest(py)?;

@@ -31,8 +31,9 @@ use crate::visit::{Traverse, Visit};
 /// It has `__await__`, `send`, `throw` and `close`, so it passes `asyncio.iscoroutine` and can
 /// be awaited, given to `asyncio.create_task`, `gather`, `run_coroutine_threadsafe`, or to
 /// trio and anyio. Each `send` polls the future on the loop thread; when the future is pending
-/// the task is suspended on the loop (an asyncio future, a trio `wait_task_rescheduled`) and
-/// the future's [`Waker`](std::task::Waker) — callable from any thread — resumes it. No Rust runtime is
+/// the task is suspended on the loop (on asyncio, on a `WakeupFuture`, an 80-byte object that
+/// speaks asyncio's future protocol; on trio, in `wait_task_rescheduled`) and the future's
+/// [`Waker`](std::task::Waker) — callable from any thread — resumes it. No Rust runtime is
 /// involved: the future may use one (tokio, smol) if it needs it.
 ///
 /// - A future that is ready at the first poll completes without touching the event loop.
