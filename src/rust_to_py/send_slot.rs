@@ -63,6 +63,7 @@ pub(crate) fn install_slot<T: SendSlot>(py: Python<'_>) {
                 slots.am_await = Some(am_await::<T>);
             }
             slots.am_send = Some(am_send::<T>);
+            (*class).tp_iternext = Some(iternext::<T>);
             (*class).tp_flags |= am_send_flag(py);
             ffi::PyType_Modified(class);
         }
@@ -75,18 +76,19 @@ pub(crate) fn install_slot<T: SendSlot>(py: Python<'_>) {
 static AWAIT_METHOD: std::sync::atomic::AtomicPtr<()> =
     std::sync::atomic::AtomicPtr::new(ptr::null_mut());
 
-/// The slots of `T`'s awaited class under the limited API (see `slot_class`): `am_send`, and
-/// `am_await` in front of the `__await__` PyO3 made for `base`.
+/// The slots of `T`'s awaited class under the limited API (see `slot_class`): `am_send`,
+/// `am_await` in front of the `__await__` PyO3 made for `base`, and `tp_iternext`.
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
 pub(crate) fn awaited_slots<T: SendSlot>(
     base: &Bound<'_, pyo3::types::PyType>,
-) -> [(std::ffi::c_int, *mut std::ffi::c_void); 2] {
+) -> [(std::ffi::c_int, *mut std::ffi::c_void); 3] {
     // SAFETY: a live class, which has `__await__` (PyO3's trampoline in `am_await`).
     let method = unsafe { ffi::PyType_GetSlot(base.as_type_ptr(), ffi::Py_am_await) };
     AWAIT_METHOD.store(method.cast(), Ordering::Relaxed);
     [
         (ffi::Py_am_send, am_send::<T> as *mut std::ffi::c_void),
         (ffi::Py_am_await, am_await::<T> as *mut std::ffi::c_void),
+        (ffi::Py_tp_iternext, iternext::<T> as *mut std::ffi::c_void),
     ]
 }
 
@@ -124,6 +126,41 @@ pub(crate) fn am_send_flag(py: Python<'_>) -> std::ffi::c_ulong {
         1 << 21
     } else {
         0
+    }
+}
+
+/// `next(coroutine)`, which is how `await` resumes it from Python 3.12 on: the `SEND`
+/// instruction calls `tp_iternext` to send `None` to anything but a native generator
+/// (3.11 called `PyIter_Send`, hence `am_send`). A result travels in `StopIteration`, made
+/// here directly (no argument tuple, no lazy error); a `None` result in no exception at all:
+/// `NULL` without one is an iterator's end, which `SEND` and `next()` read as `None`.
+///
+/// # Safety
+/// As for [`am_send`].
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
+    coroutine: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let mut result = ptr::null_mut();
+    // SAFETY: the caller's guarantees; `Py_None` is a valid borrowed value.
+    match unsafe { am_send::<T>(coroutine, ffi::Py_None(), &mut result) } {
+        ffi::PySendResult::PYGEN_NEXT => result,
+        ffi::PySendResult::PYGEN_ERROR => ptr::null_mut(),
+        // SAFETY: `result` is the owned result `am_send` returned.
+        ffi::PySendResult::PYGEN_RETURN => unsafe {
+            if result == ffi::Py_None() {
+                ffi::Py_DECREF(result);
+            } else {
+                // `StopIteration(result)`: one argument even for a tuple, as `return` makes it.
+                let stop = ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, result);
+                ffi::Py_DECREF(result);
+                if !stop.is_null() {
+                    ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
+                    ffi::Py_DECREF(stop);
+                }
+            }
+            ptr::null_mut()
+        },
     }
 }
 
