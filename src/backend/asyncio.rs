@@ -225,9 +225,8 @@ impl Wakeup {
         visit.visit(&self.future)
     }
 
-    /// Resolves the future the task waits for. A `KeyboardInterrupt` raised by Python code
-    /// that scheduling the task runs (a pure-Python loop's `call_soon`) does not stop the
-    /// wake-up: the task is scheduled anyway, then the interrupt propagates.
+    /// Resolves the future the task waits for. An interrupt raised inside the loop's
+    /// `call_soon` propagates (see `wakeup_future::schedule`).
     pub(crate) fn deliver_here(self, py: Python<'_>) -> PyResult<()> {
         match WakeupFuture::resolve(self.future.bind(py)) {
             Ok(()) => Ok(()),

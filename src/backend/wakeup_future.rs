@@ -9,14 +9,19 @@
 //!
 //! | state | what it holds | entered by | left by |
 //! |---|---|---|---|
-//! | **pending** | `blocking`, the done-callbacks (the task's wake-up, in practice the only one) | [`WakeupFuture::new`] | `resolve` (the wake-up) or `cancel` |
+//! | **pending** | the done-callbacks (the task's wake-up, in practice the only one) | [`WakeupFuture::new`] | `resolve` (the wake-up) or `cancel` |
 //! | **resolved** | nothing | [`WakeupFuture::resolve`] | never |
 //! | **cancelled** | the message of `cancel(msg)`, for the `CancelledError` of `result()` | `cancel` | never |
 //!
+//! Every state keeps `_asyncio_future_blocking` (true when yielded, until the task that takes
+//! the future clears it): a future that finishes between its yield and the task's look at it
+//! must still read as one to wait on.
+//!
 //! Invariants: callbacks are scheduled with the loop's `call_soon` once, when the future
 //! leaves **pending**, or at once when added to a finished future, as `asyncio.Future` does;
-//! no Python code runs while the state is borrowed (callbacks and messages are moved out,
-//! then called or dropped).
+//! no Python code runs while the state is borrowed, and no callback leaves the state except
+//! to be scheduled or dropped (`remove_done_callback` compares a snapshot, since `==` may run
+//! anything, this future's own methods included).
 //!
 //! anyio: its cancel scopes look at `task._fut_waiter` and hold back a cancellation only while
 //! that is a *done* `asyncio.Future`; this one never passes that test, so anyio cancels the
@@ -25,7 +30,7 @@
 use std::sync::Arc;
 
 use pyo3::exceptions::asyncio::{CancelledError, InvalidStateError};
-use pyo3::exceptions::{PyException, PyRuntimeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 #[cfg(not(any(Py_3_12, not(any(Py_LIMITED_API, PyPy)))))]
@@ -51,19 +56,42 @@ pub(crate) struct WakeupFuture {
 
 enum State {
     Pending {
-        /// `_asyncio_future_blocking`: true when yielded, set false by the task that takes it.
+        /// `_asyncio_future_blocking`, in every state.
         blocking: bool,
         first: Option<Callback>,
-        /// Callbacks past the first: only Python code that picks up `task._fut_waiter` adds
-        /// them, so they cost a word until then (a `Vec` would cost three).
-        #[allow(clippy::box_collection)]
-        more: Option<Box<Vec<Callback>>>,
+        more: MoreCallbacks,
     },
-    Resolved,
+    Resolved {
+        blocking: bool,
+    },
     Cancelled {
+        blocking: bool,
         message: Option<Py<PyAny>>,
     },
 }
+
+impl State {
+    fn blocking(&mut self) -> &mut bool {
+        match self {
+            State::Pending { blocking, .. }
+            | State::Resolved { blocking }
+            | State::Cancelled { blocking, .. } => blocking,
+        }
+    }
+}
+
+/// The callbacks of a pending future, in the order they were added.
+fn callbacks<'a>(
+    first: &'a Option<Callback>,
+    more: &'a MoreCallbacks,
+) -> impl Iterator<Item = &'a Callback> {
+    first.iter().chain(more.iter().flat_map(|more| more.iter()))
+}
+
+/// Callbacks past the first: only Python code that picks up `task._fut_waiter` adds them, so
+/// they cost a word until then (a `Vec` would cost three).
+#[allow(clippy::box_collection)]
+type MoreCallbacks = Option<Box<Vec<Callback>>>;
 
 /// A done-callback and the context it runs in.
 struct Callback {
@@ -96,7 +124,7 @@ impl WakeupFuture {
     /// Resolves the future (with `None`) unless it is already done, and schedules its
     /// callbacks on the loop. On the loop's thread.
     pub(crate) fn resolve(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::finish(slf, State::Resolved).map(drop)
+        Self::finish(slf, |blocking| State::Resolved { blocking }).map(drop)
     }
 
     /// Whether the future is resolved or cancelled.
@@ -111,19 +139,27 @@ impl WakeupFuture {
     }
 
     /// Leaves **pending** for `done` and schedules the callbacks; false if already done.
-    fn finish(slf: &Bound<'_, Self>, done: State) -> PyResult<bool> {
+    fn finish(slf: &Bound<'_, Self>, done: impl FnOnce(bool) -> State) -> PyResult<bool> {
         let (first, more) = {
             let mut state = slf.get().borrow(slf.py())?;
-            let State::Pending { first, more, .. } = &mut *state else {
+            let State::Pending {
+                blocking,
+                first,
+                more,
+            } = &mut *state
+            else {
                 return Ok(false);
             };
             let callbacks = (first.take(), more.take());
-            *state = done;
+            *state = done(*blocking);
             callbacks
         };
         // Every callback is scheduled, even after one failed to be: the first error is raised.
         let mut outcome = Ok(true);
-        for callback in first.into_iter().chain(more.into_iter().flat_map(|more| *more)) {
+        for callback in first
+            .into_iter()
+            .chain(more.into_iter().flat_map(|more| *more))
+        {
             if let Err(err) = schedule(slf, callback) {
                 outcome = outcome.and(Err(err));
             }
@@ -141,19 +177,13 @@ impl WakeupFuture {
 }
 
 /// `loop.call_soon(function, future, context=context)`, as `asyncio.Future` schedules its
-/// callbacks. A `KeyboardInterrupt` raised by a pure-Python loop's `call_soon` does not lose
-/// the callback: it is scheduled again, then the interrupt propagates.
+/// callbacks, and as it with no second try: a `KeyboardInterrupt` raised inside a pure-Python
+/// loop's `call_soon` may come before or after the callback was queued, and queueing it twice
+/// would step the task twice. (The home runs pending signal handlers before it delivers a
+/// wake-up, which leaves only a signal arriving during `call_soon` itself.)
 fn schedule(future: &Bound<'_, WakeupFuture>, callback: Callback) -> PyResult<()> {
-    let py = future.py();
-    let event_loop = future.get().home.event_loop().bind(py);
-    let call = || call_soon(event_loop, &callback, future.as_any());
-    match call() {
-        Err(err) if !err.is_instance_of::<PyException>(py) => {
-            let _ = call();
-            Err(err)
-        }
-        outcome => outcome,
-    }
+    let event_loop = future.get().home.event_loop().bind(future.py());
+    call_soon(event_loop, &callback, future.as_any())
 }
 
 /// `event_loop.call_soon(callback.function, argument, context=callback.context)`, by
@@ -237,7 +267,7 @@ impl Traverse for WakeupFuture {
         };
         match &*state {
             State::Pending { first, more, .. } => {
-                for callback in first.iter().chain(more.iter().flat_map(|more| more.iter())) {
+                for callback in callbacks(first, more) {
                     visit.visit(&callback.function)?;
                     visit.visit(&callback.context)?;
                 }
@@ -245,8 +275,9 @@ impl Traverse for WakeupFuture {
             }
             State::Cancelled {
                 message: Some(message),
+                ..
             } => visit.visit(message),
-            State::Cancelled { message: None } | State::Resolved => Ok(()),
+            State::Cancelled { message: None, .. } | State::Resolved { .. } => Ok(()),
         }
     }
 }
@@ -255,18 +286,13 @@ impl Traverse for WakeupFuture {
 impl WakeupFuture {
     #[getter(_asyncio_future_blocking)]
     fn blocking(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(matches!(
-            *self.borrow(py)?,
-            State::Pending { blocking: true, .. }
-        ))
+        Ok(*self.borrow(py)?.blocking())
     }
 
-    /// Set false by the task that takes the future. A finished future never blocks.
+    /// Set false by the task that takes the future.
     #[setter(_asyncio_future_blocking)]
     fn set_blocking(&self, py: Python<'_>, value: bool) -> PyResult<()> {
-        if let State::Pending { blocking, .. } = &mut *self.borrow(py)? {
-            *blocking = value;
-        }
+        *self.borrow(py)?.blocking() = value;
         Ok(())
     }
 
@@ -285,8 +311,8 @@ impl WakeupFuture {
     /// `None` once resolved; `CancelledError` once cancelled; `InvalidStateError` before.
     fn result(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         match &*self.borrow(py)? {
-            State::Resolved => Ok(None),
-            State::Cancelled { message } => Err(Self::cancelled_error(py, message.as_ref())),
+            State::Resolved { .. } => Ok(None),
+            State::Cancelled { message, .. } => Err(Self::cancelled_error(py, message.as_ref())),
             State::Pending { .. } => Err(InvalidStateError::new_err("Result is not ready.")),
         }
     }
@@ -300,7 +326,7 @@ impl WakeupFuture {
     #[pyo3(signature = (msg = None))]
     fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
         let message = msg.filter(|msg| !msg.is_none(slf.py()));
-        Self::finish(slf, State::Cancelled { message })
+        Self::finish(slf, |blocking| State::Cancelled { blocking, message })
     }
 
     #[pyo3(signature = (function, *, context = None))]
@@ -335,42 +361,75 @@ impl WakeupFuture {
     }
 
     /// Removes every callback equal to `function`; returns how many.
+    ///
+    /// `==` may run any Python code, this future's methods included, so it compares a
+    /// snapshot of the callbacks' functions, with the state released; the matches are then
+    /// removed from the state as it is by then (by identity). A failed comparison removes
+    /// nothing; a future finished meanwhile has scheduled its callbacks and removes none.
     fn remove_done_callback(&self, py: Python<'_>, function: Bound<'_, PyAny>) -> PyResult<usize> {
-        let kept: Vec<Callback> = {
+        let snapshot: Vec<Py<PyAny>> = match &*self.borrow(py)? {
+            State::Pending { first, more, .. } => callbacks(first, more)
+                .map(|callback| callback.function.clone_ref(py))
+                .collect(),
+            _ => return Ok(0),
+        };
+        let mut matched = Vec::new();
+        for candidate in &snapshot {
+            if candidate.bind(py).eq(&function)? {
+                matched.push(candidate.as_ptr());
+            }
+        }
+        if matched.is_empty() {
+            return Ok(0);
+        }
+        // The snapshot keeps the matched functions alive: their addresses name them.
+        let is_matched = |callback: &Callback| matched.contains(&callback.function.as_ptr());
+        let removed: Vec<Callback> = {
             let mut state = self.borrow(py)?;
             let State::Pending { first, more, .. } = &mut *state else {
                 return Ok(0);
             };
-            first
+            let mut kept = Vec::new();
+            let mut removed = Vec::new();
+            for callback in first
                 .take()
                 .into_iter()
                 .chain(more.take().into_iter().flat_map(|more| *more))
-                .collect()
-        };
-        // Compared with the state released: `==` may run Python code.
-        let mut removed = 0;
-        let mut remaining = Vec::with_capacity(kept.len());
-        for callback in kept {
-            if callback.function.bind(py).eq(&function)? {
-                removed += 1;
-            } else {
-                remaining.push(callback);
+            {
+                if is_matched(&callback) {
+                    removed.push(callback);
+                } else {
+                    kept.push(callback);
+                }
             }
-        }
-        let mut state = self.borrow(py)?;
-        if let State::Pending { first, more, .. } = &mut *state {
-            let mut remaining = remaining.into_iter();
-            *first = remaining.next();
-            let rest: Vec<Callback> = remaining.collect();
+            let mut kept = kept.into_iter();
+            *first = kept.next();
+            let rest: Vec<Callback> = kept.collect();
             *more = (!rest.is_empty()).then(|| Box::new(rest));
-        }
-        Ok(removed)
+            removed
+        };
+        // Dropped with the state released: a callback's finaliser may run anything.
+        Ok(removed.len())
+    }
+
+    /// The `CancelledError` that `result()` raises once cancelled (asyncio's helpers, such as
+    /// `gather`, ask a cancelled future for it).
+    fn _make_cancelled_error(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let message = match &*self.borrow(py)? {
+            State::Cancelled { message, .. } => {
+                message.as_ref().map(|message| message.clone_ref(py))
+            }
+            _ => None,
+        };
+        Ok(Self::cancelled_error(py, message.as_ref())
+            .into_value(py)
+            .into_any())
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<&'static str> {
         Ok(match &*self.borrow(py)? {
             State::Pending { .. } => "<WakeupFuture pending>",
-            State::Resolved => "<WakeupFuture finished result=None>",
+            State::Resolved { .. } => "<WakeupFuture finished result=None>",
             State::Cancelled { .. } => "<WakeupFuture cancelled>",
         })
     }
@@ -387,8 +446,8 @@ impl WakeupFuture {
             .try_borrow_mut(py)
             .map(|mut state| match &mut *state {
                 State::Pending { first, more, .. } => (first.take(), more.take(), None),
-                State::Cancelled { message } => (None, None, message.take()),
-                State::Resolved => (None, None, None),
+                State::Cancelled { message, .. } => (None, None, message.take()),
+                State::Resolved { .. } => (None, None, None),
             });
         drop(dropped);
     }
