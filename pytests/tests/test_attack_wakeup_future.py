@@ -1335,13 +1335,21 @@ def interrupted_wake_up(kind, when):
         loop.close()
 
 
-def test_an_interrupt_before_the_wake_ups_call_soon_does_as_a_loop_future_does():
-    """Both lose this one wake-up: asyncio's Future drops its callbacks when `call_soon`
-    raises, and the Rust one does not try again (the interrupt might have come after the
-    callback was queued: see the next test)."""
-    assert interrupted_wake_up("native", "before") == interrupted_wake_up("rust", "before")
+def test_an_interrupt_before_the_wake_ups_call_soon_never_steps_the_task_twice():
+    """A loop future loses this one wake-up (asyncio's Future drops its callbacks when
+    `call_soon` raises), and so does the Rust one where it resolves the future at once (full
+    API): it does not try again, since the interrupt might have come after the callback was
+    queued (the next test). Under the limited API the wake-up goes through the loop's home,
+    whose queue keeps it: the task resumes. Either way, never an error."""
+    native = interrupted_wake_up("native", "before")
+    assert native == (("pending",), ["None"], 1)
+    assert interrupted_wake_up("rust", "before") in (native, (("value", "both"), [], 1))
 
 
+# Under the limited API the wake-up is delivered by the home's drain, a callback of the loop:
+# the interrupt then leaves the loop itself (as a Ctrl-C in any callback does), which this
+# harness, one private loop run piecewise by `run_until_complete`, does not survive.
+@pytest.mark.skipif(ABI3, reason="the interrupt leaves the loop, not the task's fire()")
 def test_an_interrupt_after_the_wake_ups_call_soon_schedules_the_task_once():
     assert interrupted_wake_up("native", "after") == (("value", "both"), [], 1)
     assert interrupted_wake_up("rust", "after") == (("value", "both"), [], 1)

@@ -152,7 +152,7 @@ pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
                 ffi::Py_DECREF(result);
             } else {
                 // `StopIteration(result)`: one argument even for a tuple, as `return` makes it.
-                let stop = ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, result);
+                let stop = new_stop_iteration(result);
                 ffi::Py_DECREF(result);
                 if !stop.is_null() {
                     ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
@@ -161,6 +161,29 @@ pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
             }
             ptr::null_mut()
         },
+    }
+}
+
+/// `StopIteration(result)`, a new reference (null with an exception set if that failed).
+///
+/// # Safety
+/// Attached; `result` is a live object.
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+unsafe fn new_stop_iteration(result: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: the caller's guarantees; the argument tuple is released after the call.
+    unsafe {
+        #[cfg(not(Py_LIMITED_API))]
+        return ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, result);
+        #[cfg(Py_LIMITED_API)]
+        {
+            let arguments = ffi::PyTuple_Pack(1, result);
+            if arguments.is_null() {
+                return ptr::null_mut();
+            }
+            let stop = ffi::PyObject_Call(ffi::PyExc_StopIteration, arguments, ptr::null_mut());
+            ffi::Py_DECREF(arguments);
+            stop
+        }
     }
 }
 

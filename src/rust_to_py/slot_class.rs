@@ -33,9 +33,21 @@ pub(crate) fn subclass(
     // SAFETY: a live class; every class has a `tp_dealloc`, PyO3's here, which frees instances
     // of subclasses as well (it reads the class off the instance and releases that one).
     let dealloc = unsafe { ffi::PyType_GetSlot(base.as_type_ptr(), ffi::Py_tp_dealloc) };
+    // A class given a traversal of its own inherits neither the collector's flag nor the
+    // base's clearing (CPython copies them only to a class that defines neither): both said.
+    let mut flags = flags;
+    let mut inherited = vec![(ffi::Py_tp_dealloc, dealloc)];
+    if slots.iter().any(|&(slot, _)| slot == ffi::Py_tp_traverse) {
+        flags |= ffi::Py_TPFLAGS_HAVE_GC as c_ulong;
+        // SAFETY: a live class.
+        let clear = unsafe { ffi::PyType_GetSlot(base.as_type_ptr(), ffi::Py_tp_clear) };
+        if !clear.is_null() {
+            inherited.push((ffi::Py_tp_clear, clear));
+        }
+    }
     let mut spec_slots: Vec<ffi::PyType_Slot> = slots
         .iter()
-        .chain(&[(ffi::Py_tp_dealloc, dealloc)])
+        .chain(&inherited)
         .map(|&(slot, pfunc)| ffi::PyType_Slot { slot, pfunc })
         .chain([ffi::PyType_Slot::default()])
         .collect();
