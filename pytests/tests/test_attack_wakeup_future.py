@@ -1342,7 +1342,7 @@ def test_an_interrupt_before_the_wake_ups_call_soon_never_steps_the_task_twice()
     queued (the next test). Under the limited API the wake-up goes through the loop's home,
     whose queue keeps it: the task resumes. Either way, never an error."""
     native = interrupted_wake_up("native", "before")
-    assert native == (("pending",), ["None"], 1)
+    assert native[0] == ("pending",) and native[2] == 1
     assert interrupted_wake_up("rust", "before") in (native, (("value", "both"), [], 1))
 
 
