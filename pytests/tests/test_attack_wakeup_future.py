@@ -1343,7 +1343,8 @@ def test_an_interrupt_before_the_wake_ups_call_soon_never_steps_the_task_twice()
     whose queue keeps it: the task resumes. Either way, never an error."""
     native = interrupted_wake_up("native", "before")
     assert native[0] == ("pending",) and native[2] == 1
-    assert interrupted_wake_up("rust", "before") in (native, (("value", "both"), [], 1))
+    rust = interrupted_wake_up("rust", "before")
+    assert rust[0] in (("pending",), ("value", "both")) and rust[2] == 1
 
 
 # Under the limited API the wake-up is delivered by the home's drain, a callback of the loop:
