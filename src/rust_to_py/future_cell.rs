@@ -1,23 +1,31 @@
-//! The future of a coroutine, stored in place and dropped when the coroutine finishes.
+//! The future of a coroutine, stored in place and dropped when the coroutine finishes, and
+//! the driver's flags beside it.
 
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 
+use crate::backend::Backend;
 use crate::rust_to_py::pollable::PyPoll;
 
 /// A future kept inside the coroutine's own allocation (the driver is created for the
 /// future's type and used unsized), so it never moves, and dropped exactly once: when the
 /// coroutine finishes, or with the coroutine.
+///
+/// The driver's flags ride in the cell's first byte: the future is the driver's last field,
+/// placed at its own alignment, so a byte here is often free where a flag among the driver's
+/// pointer-sized fields would cost a word.
 pub(crate) struct FutureCell<F: ?Sized> {
-    empty: bool,
+    pub(crate) flags: DriverFlags,
     future: ManuallyDrop<F>,
 }
 
 impl<F> FutureCell<F> {
-    pub(crate) fn new(future: F) -> Self {
+    pub(crate) fn new(future: F, backend: Option<Backend>) -> Self {
+        let mut flags = DriverFlags(0);
+        flags.set_backend(backend);
         FutureCell {
-            empty: false,
+            flags,
             future: ManuallyDrop::new(future),
         }
     }
@@ -25,14 +33,15 @@ impl<F> FutureCell<F> {
 
 impl<F: ?Sized> FutureCell<F> {
     pub(crate) fn is_empty(&self) -> bool {
-        self.empty
+        self.flags.has(DriverFlags::EMPTY)
     }
 
     /// Drops the future (once), catching a panic of its destructor: it must not unwind into
     /// Python's deallocator, and the coroutine is finished either way.
     pub(crate) fn clear(&mut self) {
-        if !std::mem::replace(&mut self.empty, true) {
-            // SAFETY: `empty` was false, so the future is initialised, and it is now marked
+        if !self.is_empty() {
+            self.flags.set(DriverFlags::EMPTY, true);
+            // SAFETY: `EMPTY` was clear, so the future is initialised, and it is now marked
             // dropped before dropping starts: it is never touched again, even if its
             // destructor panics.
             let drop_future = || unsafe { ManuallyDrop::drop(&mut self.future) };
@@ -44,10 +53,10 @@ impl<F: ?Sized> FutureCell<F> {
 impl FutureCell<dyn PyPoll> {
     /// The future, unless the coroutine finished.
     pub(crate) fn pinned(&mut self) -> Option<Pin<&mut dyn PyPoll>> {
-        if self.empty {
+        if self.is_empty() {
             return None;
         }
-        // SAFETY: the future is initialised (`empty` is false) and never moves: this unsized
+        // SAFETY: the future is initialised (`EMPTY` is clear) and never moves: this unsized
         // cell cannot be moved out from behind a reference, it only exists inside the
         // coroutine's `Arc`, and the future is dropped in place (`clear`), never taken out.
         Some(unsafe { Pin::new_unchecked(&mut *self.future) })
@@ -57,5 +66,47 @@ impl FutureCell<dyn PyPoll> {
 impl<F: ?Sized> Drop for FutureCell<F> {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// The driver's flags, one byte: whether the future is gone (the cell's own), whether the
+/// coroutine started, whether the home of its loop knows it, whether the last step's
+/// exception was the one thrown in, and the backend fixed for it (if any).
+#[derive(Clone, Copy)]
+pub(crate) struct DriverFlags(u8);
+
+impl DriverFlags {
+    const EMPTY: u8 = 1;
+    pub(crate) const STARTED: u8 = 1 << 1;
+    pub(crate) const REGISTERED: u8 = 1 << 2;
+    pub(crate) const RETHROWN: u8 = 1 << 3;
+    const ASYNCIO: u8 = 1 << 4;
+    const TRIO: u8 = 1 << 5;
+
+    pub(crate) fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    pub(crate) fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+
+    pub(crate) fn backend(self) -> Option<Backend> {
+        if self.has(Self::ASYNCIO) {
+            Some(Backend::Asyncio)
+        } else if self.has(Self::TRIO) {
+            Some(Backend::Trio)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn set_backend(&mut self, backend: Option<Backend>) {
+        self.set(Self::ASYNCIO, backend == Some(Backend::Asyncio));
+        self.set(Self::TRIO, backend == Some(Backend::Trio));
     }
 }

@@ -65,7 +65,7 @@ impl Coroutine {
         match self.driver_at_rest(py) {
             None => "CORO_RUNNING",
             Some(driver) if driver.is_finished() => "CORO_CLOSED",
-            Some(driver) if driver.started => "CORO_SUSPENDED",
+            Some(driver) if driver.started() => "CORO_SUSPENDED",
             Some(_) => "CORO_CREATED",
         }
     }

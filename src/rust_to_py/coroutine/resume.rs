@@ -31,13 +31,13 @@ impl Coroutine {
         #[cfg(feature = "tracing")]
         let _entered = span.enter();
         let resumed = step(&mut driver);
-        if driver.started {
+        if driver.started() {
             self.claimed.store(true, Ordering::Relaxed);
         }
         if let Some(home) = driver.home_to_register() {
             // Bound to a loop for the first time: the loop's death finishes the coroutine.
             home.depend(py, Arc::clone(&self.driver).dependent());
-            driver.registered = true;
+            driver.set_registered();
             census::SUSPENDED_COROUTINES.add();
         }
         let rethrown = driver.take_rethrown();

@@ -31,7 +31,7 @@ use crate::gil_cell::GilCell;
 use crate::home::Dependent;
 use crate::rust_to_py::cancel_handle::Cancellation;
 use crate::rust_to_py::errors::{already_awaited, coroutine_error};
-use crate::rust_to_py::future_cell::FutureCell;
+use crate::rust_to_py::future_cell::{DriverFlags, FutureCell};
 use crate::rust_to_py::panic::panic_exception;
 use crate::rust_to_py::pollable::PyPoll;
 use crate::waker::{PollWaker, Waiter};
@@ -79,13 +79,6 @@ impl<F: PyPoll + 'static> SharedDriver for GilCell<Driver<F>> {
 /// created for the future's own type `F` and used through `dyn PyPoll`, so the state and the
 /// future take one allocation.
 pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
-    pub(crate) started: bool,
-    /// Whether the home of the loop it is bound to knows this coroutine.
-    pub(crate) registered: bool,
-    /// The exception leaving the last step is the one thrown in (a cancellation), not an
-    /// error of the Rust function.
-    rethrown: bool,
-    backend: Option<Backend>,
     /// Created when a poll keeps or wakes its waker; lives as long as the coroutine.
     waiter: Option<Arc<Waiter>>,
     /// Created at the first suspension or delegation, which binds the coroutine to its task.
@@ -96,6 +89,9 @@ pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
     #[cfg(feature = "tracing")]
     pub(crate) span: Option<tracing::Span>,
     /// Empty once the coroutine has finished (returned, raised, was closed or cancelled).
+    /// Its flags are the driver's: started; registered (the home of the loop it is bound to
+    /// knows it); rethrown (the exception leaving the last step is the one thrown in, a
+    /// cancellation, not an error of the Rust function); the backend fixed for it.
     future: FutureCell<F>,
 }
 
@@ -115,23 +111,37 @@ impl<F: PyPoll> Driver<F> {
         backend: Option<Backend>,
     ) -> Self {
         Driver {
-            started: false,
-            registered: false,
-            rethrown: false,
-            backend,
             waiter: None,
             parker: None,
             rare: Rare::with_cancellation(cancellation),
             #[cfg(feature = "tracing")]
             span: None,
-            future: FutureCell::new(future),
+            future: FutureCell::new(future, backend),
         }
     }
 }
 
 impl<F: ?Sized> Driver<F> {
     pub(crate) fn set_backend(&mut self, backend: Backend) {
-        self.backend = Some(backend);
+        self.future.flags.set_backend(Some(backend));
+    }
+
+    /// Whether the coroutine was started (sent a value or thrown into).
+    pub(crate) fn started(&self) -> bool {
+        self.future.flags.has(DriverFlags::STARTED)
+    }
+
+    /// Records that the home of the coroutine's loop knows it.
+    pub(crate) fn set_registered(&mut self) {
+        self.future.flags.set(DriverFlags::REGISTERED, true);
+    }
+
+    fn registered(&self) -> bool {
+        self.future.flags.has(DriverFlags::REGISTERED)
+    }
+
+    fn set_started(&mut self) {
+        self.future.flags.set(DriverFlags::STARTED, true);
     }
 }
 
@@ -145,14 +155,16 @@ impl Driver {
 
     /// Whether the last step's exception was the one thrown in; resets the flag.
     pub(crate) fn take_rethrown(&mut self) -> bool {
-        std::mem::take(&mut self.rethrown)
+        let rethrown = self.future.flags.has(DriverFlags::RETHROWN);
+        self.future.flags.set(DriverFlags::RETHROWN, false);
+        rethrown
     }
 
     /// The home to register with, once the coroutine is bound to a loop and not yet known;
     /// none for a coroutine that finished in the step that bound it (a delegated awaitable
     /// that ended at once): there is nothing left for the loop's death to end.
     pub(crate) fn home_to_register(&self) -> Option<&Arc<crate::home::Home>> {
-        match (&self.parker, self.registered) {
+        match (&self.parker, self.registered()) {
             (Some(parker), false) if !self.is_finished() => Some(parker.home()),
             _ => None,
         }
@@ -160,12 +172,12 @@ impl Driver {
 
     pub(crate) fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
         self.check_not_finished()?;
-        if !self.started && !value.is_none() {
+        if !self.started() && !value.is_none() {
             return Err(PyTypeError::new_err(
                 "can't send non-None value to a just-started coroutine",
             ));
         }
-        self.started = true;
+        self.set_started();
         if self.rare.has_delegate() {
             return self.run(py, Some(Input::Send(value.clone())));
         }
@@ -182,7 +194,7 @@ impl Driver {
 
     pub(crate) fn throw(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Resumed> {
         self.check_not_finished()?;
-        self.started = true;
+        self.set_started();
         if self.rare.has_delegate() {
             // Raised at the delegated await, as Python's `await` does; the future sees the
             // outcome through its `PyFuture` (and its cancel handle, if it has one).
@@ -209,7 +221,7 @@ impl Driver {
             }
             None => {
                 self.finish(py);
-                self.rethrown = true;
+                self.future.flags.set(DriverFlags::RETHROWN, true);
                 Err(exception)
             }
         }
@@ -299,7 +311,7 @@ impl Driver {
     pub(super) fn parker(&mut self, py: Python<'_>) -> PyResult<&mut Parker> {
         if self.parker.is_none() {
             let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
-            let (backend, running) = match self.backend {
+            let (backend, running) = match self.future.flags.backend() {
                 Some(backend) => (backend, None),
                 None => Backend::detect(py)?,
             };
@@ -349,7 +361,7 @@ impl<F: ?Sized> Driver<F> {
     /// A coroutine that was counted as suspended leaves the count when it finishes: the
     /// first time its future goes (called before it goes).
     fn count_finished(&self) {
-        if self.registered && !self.future.is_empty() {
+        if self.registered() && !self.future.is_empty() {
             census::SUSPENDED_COROUTINES.remove();
         }
     }

@@ -14,7 +14,7 @@ impl Driver {
 
     /// Whether the coroutine was started and has not finished: it waits on its loop.
     pub(crate) fn is_suspended(&self) -> bool {
-        self.started && !self.is_finished()
+        self.started() && !self.is_finished()
     }
 
     /// What the coroutine awaits now, as `cr_await` shows it: the awaitable it delegates to,
@@ -39,7 +39,7 @@ impl Driver {
         &mut self,
         make: impl FnOnce() -> PyResult<Py<PyAny>>,
     ) -> PyResult<Option<&Py<PyAny>>> {
-        if !self.started || self.is_finished() {
+        if !self.started() || self.is_finished() {
             return Ok(None);
         }
         if self.rare.frame_owner().is_none() {
