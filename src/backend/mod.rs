@@ -11,6 +11,7 @@
 
 mod abort;
 pub(crate) mod asyncio;
+mod call_soon;
 mod launch;
 pub(crate) mod trio;
 mod wakeup_future;

@@ -31,12 +31,10 @@ use std::sync::Arc;
 
 use pyo3::exceptions::asyncio::{CancelledError, InvalidStateError};
 use pyo3::exceptions::PyRuntimeError;
-use pyo3::intern;
 use pyo3::prelude::*;
-#[cfg(not(any(Py_3_12, not(any(Py_LIMITED_API, PyPy)))))]
-use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::call_soon::call_soon;
 use crate::gil_cell::{GilCell, GilGuard};
 use crate::glue;
 use crate::home::Home;
@@ -183,65 +181,12 @@ impl WakeupFuture {
 /// wake-up, which leaves only a signal arriving during `call_soon` itself.)
 fn schedule(future: &Bound<'_, WakeupFuture>, callback: Callback) -> PyResult<()> {
     let event_loop = future.get().home.event_loop().bind(future.py());
-    call_soon(event_loop, &callback, future.as_any())
-}
-
-/// `event_loop.call_soon(callback.function, argument, context=callback.context)`, by
-/// vectorcall: no argument tuple, no keyword dict.
-#[cfg(any(Py_3_12, not(any(Py_LIMITED_API, PyPy))))]
-fn call_soon(
-    event_loop: &Bound<'_, PyAny>,
-    callback: &Callback,
-    argument: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    use pyo3::ffi;
-    use pyo3::sync::PyOnceLock;
-    use pyo3::types::PyTuple;
-
-    static KEYWORDS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-    let py = event_loop.py();
-    let keywords = KEYWORDS.get_or_try_init(py, || {
-        PyResult::Ok(PyTuple::new(py, [intern!(py, "context")])?.unbind())
-    })?;
-    let arguments = [
-        event_loop.as_ptr(),
-        callback.function.as_ptr(),
-        argument.as_ptr(),
-        callback.context.as_ptr(),
-    ];
-    // SAFETY: attached (`py`); `arguments` holds borrowed references that outlive the call:
-    // the receiver and 2 positional arguments (the count, 3, includes the receiver), then
-    // one keyword value per name in `keywords`, a tuple of strings.
-    let result = unsafe {
-        ffi::PyObject_VectorcallMethod(
-            intern!(py, "call_soon").as_ptr(),
-            arguments.as_ptr(),
-            3,
-            keywords.as_ptr(),
-        )
-    };
-    // SAFETY: a new reference, or null with an exception set.
-    unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(drop)
-}
-
-/// `event_loop.call_soon(callback.function, argument, context=callback.context)`: the
-/// limited API before 3.12 has no vectorcall.
-#[cfg(not(any(Py_3_12, not(any(Py_LIMITED_API, PyPy)))))]
-fn call_soon(
-    event_loop: &Bound<'_, PyAny>,
-    callback: &Callback,
-    argument: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let py = event_loop.py();
-    let keywords = PyDict::new(py);
-    keywords.set_item(intern!(py, "context"), &callback.context)?;
-    event_loop
-        .call_method(
-            intern!(py, "call_soon"),
-            (&callback.function, argument),
-            Some(&keywords),
-        )
-        .map(drop)
+    call_soon(
+        event_loop,
+        &callback.function,
+        future.as_any(),
+        &callback.context,
+    )
 }
 
 /// A context for a callback added without one: a copy of the current context, as asyncio's.
