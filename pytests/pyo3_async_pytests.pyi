@@ -181,6 +181,9 @@ class Coroutine(abc.Coroutine[Any, Any, Any]):
     def __await__(self) -> Generator[Any, None, Any]:
         """The coroutine itself (it has `__next__`, `send` and `throw`)."""
 
+    def __iter__(self) -> Coroutine:
+        """The coroutine itself, its own `__await__` iterator (`yield from` takes it)."""
+
     def __next__(self) -> Any:
         """`send(None)`."""
 

@@ -5,6 +5,7 @@ home) instead of raising: an exception there would be lost (asyncio) or crash th
 """
 
 import asyncio
+import contextvars
 import sys
 import weakref
 
@@ -189,7 +190,10 @@ def watch_asyncio(loop, fd, drain, shutdown):
     except Exception as exc:
         sys.unraisablehook(_Unraisable(exc, "pyo3_async: watching the loop's shutdown"))
     try:
-        loop.add_reader(fd, drain)
+        # In an empty context: the reader's handle keeps a copy of the context it was made in
+        # for the loop's lifetime, and this runs inside whichever task first suspended a Rust
+        # coroutine on the loop (or a thread's `call_soon_threadsafe`).
+        contextvars.Context().run(loop.add_reader, fd, drain)
     except BaseException:  # no `add_reader` (Proactor, custom loops), or closed meanwhile
         drain.unwatchable()
 

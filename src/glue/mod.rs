@@ -66,6 +66,10 @@ imported!(
     concurrent_future = "concurrent.futures"."Future"
 );
 imported!(
+    /// `sys.exc_info`: the exception being handled, as `raise` chains it.
+    exc_info = "sys"."exc_info"
+);
+imported!(
     /// `contextvars.copy_context`.
     copy_context = "contextvars"."copy_context"
 );

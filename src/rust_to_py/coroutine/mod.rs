@@ -330,6 +330,12 @@ impl Coroutine {
         None
     }
 
+    /// The coroutine is its own `__await__` iterator, so it is iterable too: `yield from
+    /// coroutine.__await__()`, the idiom of `__await__` wrappers, calls `iter()` on it.
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let none = py.None().into_bound(py);
         self.resume(py, |driver| driver.send(py, &none))?

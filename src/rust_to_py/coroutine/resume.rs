@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::census;
@@ -43,7 +44,7 @@ impl Coroutine {
         let rethrown = driver.take_rethrown();
         drop(driver);
         match resumed {
-            Err(err) if !rethrown => Err(self.locate(py, err)),
+            Err(err) if !rethrown => Err(chain_to_handled(py, self.locate(py, err))),
             resumed => resumed,
         }
     }
@@ -56,4 +57,37 @@ impl Coroutine {
             .try_borrow_mut(py)
             .ok_or_else(|| PyValueError::new_err("coroutine already executing"))
     }
+}
+
+/// As `raise` inside an `except` block chains it: the exception being handled where the
+/// coroutine was resumed becomes `err`'s `__context__` (an error the Rust function made
+/// itself is chained by CPython as it is raised; one it returns already made, such as an
+/// exception caught from Python code, is not). A chain that would lead back to `err` is cut
+/// where it does, as CPython cuts it.
+fn chain_to_handled(py: Python<'_>, err: PyErr) -> PyErr {
+    let handled = crate::glue::exc_info(py)
+        .and_then(|exc_info| exc_info.call0())
+        .and_then(|info| info.get_item(1));
+    let Ok(handled) = handled else {
+        return err;
+    };
+    let value = err.value(py);
+    if handled.is_none() || handled.is(value) {
+        return err;
+    }
+    let context = intern!(py, "__context__");
+    let mut link = handled.clone();
+    // Bounded: a chain that loops without `err` in it is Python code's doing, not ours.
+    for _ in 0..1000 {
+        match link.getattr(context) {
+            Ok(next) if next.is(value) => {
+                let _ = link.setattr(context, py.None());
+                break;
+            }
+            Ok(next) if !next.is_none() => link = next,
+            _ => break,
+        }
+    }
+    let _ = value.setattr(context, handled);
+    err
 }
