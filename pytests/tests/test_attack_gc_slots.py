@@ -45,6 +45,12 @@ def reported_and_held(holder):
     target = holder[0]
     reported = 0
     for other in gc.get_objects():
+        # Modules are skipped (their `__dict__` is scanned as a dict of its own): CPython
+        # 3.12's `_asyncio` reports its free list of future iterators, dead objects that
+        # `gc.get_referents` would resurrect, corrupting the list (a pure-Python program
+        # does it too).
+        if isinstance(other, types.ModuleType):
+            continue
         for referent in gc.get_referents(other):
             if referent is target:
                 reported += 1
@@ -267,6 +273,7 @@ async def test_weakref_callbacks_of_collected_coroutines_run_once(loop_name):
     assert all(probe.dropped for probe in probes)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is 3.11's")
 @pytest.mark.anyio
 async def test_a_task_resurrected_by_a_finaliser_in_its_cycle_still_completes(loop_name):
     # A forgotten task whose context holds an object whose `__del__` saves the task: the
@@ -294,7 +301,10 @@ async def test_a_task_resurrected_by_a_finaliser_in_its_cycle_still_completes(lo
     dropped = m.futures_dropped()
     ref = forget_and_resurrect(m.awaits_its_own_future)
     await until(lambda: ref()._fut_waiter is not None)
-    assert freed([ref]) == 1  # weak references to cyclic garbage are cleared first
+    gc.collect()
+    # The finaliser ran (the cycle was garbage) and saved the task; whether the weak reference
+    # was cleared first depends on the Python (up to 3.14 it was, from 3.15 it is not).
+    assert len(saved) == 1
     task = saved.pop()
     assert not task.done() and task.get_coro().cr_suspended
     assert m.futures_dropped() == dropped  # not closed by the collector
@@ -306,7 +316,8 @@ async def test_a_task_resurrected_by_a_finaliser_in_its_cycle_still_completes(lo
     # the task can be cancelled.
     ref = forget_and_resurrect(m.parks_forever)
     await until(lambda: ref()._fut_waiter is not None)
-    assert freed([ref]) == 1
+    gc.collect()
+    assert len(saved) == 1
     task = saved.pop()
     assert any(getattr(r, "__self__", None) is task for r in gc.get_referents(task._fut_waiter))
     assert m.futures_dropped() == dropped + 1

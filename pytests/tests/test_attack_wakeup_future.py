@@ -78,6 +78,12 @@ async def parked(kind, value="woken", backend=None):
     return task, trigger, task._fut_waiter
 
 
+def cancelled_with(message):
+    """What `outcome` gives for a task cancelled with `message`: 3.10's tasks drop the message
+    (for native coroutines as for Rust ones)."""
+    return ("cancelled", (message,) if sys.version_info >= (3, 11) else ())
+
+
 async def outcome(awaitable):
     """What awaiting `awaitable` gives, as a comparable value."""
     try:
@@ -212,7 +218,7 @@ async def test_a_cancel_from_another_thread_racing_a_wake_up_from_another_thread
             if sys.version_info >= (3, 11):
                 assert task.cancelling() == 0
         else:
-            assert result == ("cancelled", ("raced",))
+            assert result == cancelled_with("raced")
             if sys.version_info >= (3, 11):
                 assert task.cancelling() == 1
 
@@ -282,8 +288,8 @@ async def test_a_future_cancelled_before_the_task_sees_it_cancels_the_task(loop_
         task = asyncio.get_running_loop().create_task(between.drive())
         return await outcome(task)
 
-    assert await scenario("native") == ("cancelled", ("early",))
-    assert await scenario("rust") == ("cancelled", ("early",))
+    assert await scenario("native") == cancelled_with("early")
+    assert await scenario("rust") == cancelled_with("early")
 
 
 @pytest.mark.anyio
@@ -446,8 +452,8 @@ async def native_fail(error):
 @py311
 @pytest.mark.anyio
 async def test_a_task_group_cancels_parked_rust_coroutines_when_one_fails(loop_name):
-    """As for native children (3.11's TaskGroup leaves its host's `cancelling()` at 1 here,
-    for native children too; 3.12 fixed it)."""
+    """As for native children (older TaskGroups, 3.11's and 3.12.1's among them, leave their
+    host's `cancelling()` at 1 here, for native children too)."""
     asyncio_only(loop_name)
 
     async def scenario(children):
@@ -468,7 +474,6 @@ async def test_a_task_group_cancels_parked_rust_coroutines_when_one_fails(loop_n
     native = await scenario([native_pending(), native_cleanup(), native_fail(ValueError())])
     assert rust == native
     assert rust[0] == [ValueError]
-    assert sys.version_info < (3, 12) or rust[1] == 0
     assert all(probe.dropped for probe in probes) and probes[1].cleaned_up
 
 
@@ -509,6 +514,8 @@ if sys.version_info >= (3, 12):
 @pytest.mark.parametrize("factory", list(FACTORIES))
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
 def test_task_factories_drive_a_rust_coroutine_as_a_native_one(loop_name, factory):
+    if loop_name == "uvloop" and "eager" in factory and sys.version_info < (3, 14):
+        pytest.skip("uvloop's create_task takes no eager_start before 3.14 (native tasks neither)")
     """Wake-up, cancel while parked (with a message), cancel after the wake-up, and the
     context of the task: the same outcomes as a native coroutine's. The backend is named:
     3.14's pure-Python Task is invisible to `asyncio.current_task()` (C), so sniffio cannot
@@ -554,6 +561,8 @@ def test_task_factories_drive_a_rust_coroutine_as_a_native_one(loop_name, factor
 @pytest.mark.anyio
 async def test_an_eager_task_parks_at_once_on_a_pending_wakeup_future(loop_name):
     asyncio_only(loop_name)
+    if loop_name == "uvloop" and sys.version_info < (3, 14):
+        pytest.skip("uvloop's create_task takes no eager_start before 3.14 (native tasks neither)")
     loop = asyncio.get_running_loop()
     trigger = m.Trigger()
 
@@ -908,7 +917,7 @@ def test_a_wake_up_during_remove_done_callback_still_resumes_the_task(loop_name,
 
     expected = (
         ("removed", 0),
-        ("value", "woken") if how == "fire" else ("cancelled", ("during eq",)),
+        ("value", "woken") if how == "fire" else cancelled_with("during eq"),
     )
     assert remove_during_which(loop_name, "native", make_action) == expected
     assert remove_during_which(loop_name, "rust", make_action) == expected
@@ -961,7 +970,8 @@ def test_gather_over_the_waiter_of_a_cancelled_task(loop_name):
         await until(gathering.done)
         return await outcome(gathering), await outcome(task)
 
-    expected = (("cancelled", ("stop",)), ("cancelled", ("stop",)))
+    # gather's own cancellation carries the message on every Python; the task's, from 3.11.
+    expected = (("cancelled", ("stop",)), cancelled_with("stop"))
     assert run_on_private_loop(loop_name, lambda: main("native"))[0] == expected
     assert run_on_private_loop(loop_name, lambda: main("rust"))[0] == expected
 
@@ -1107,7 +1117,10 @@ def test_a_forgotten_task_parked_in_rust_is_collected(loop_name, holder):
     def scenario(kind):
         loop = LOOP_FACTORIES[loop_name]()
         errors = []
-        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        # The messages only: from 3.15 the collector runs finalisers before it clears weak
+        # references, so a handler keeping the context (which holds the task) would resurrect
+        # the task `Task.__del__` reports.
+        loop.set_exception_handler(lambda _loop, context: errors.append(context.get("message")))
         probe = m.Probe()
 
         async def start():
@@ -1384,5 +1397,5 @@ def test_wake_ups_and_cancels_in_debug_mode_raise_no_thread_errors(loop_name):
         return outcomes
 
     outcomes, errors = run_on_private_loop(loop_name, main, passes=10**6)
-    assert outcomes == [("value", "woken")] * 2 + [("cancelled", ("debug",))] * 2
+    assert outcomes == [("value", "woken")] * 2 + [cancelled_with("debug")] * 2
     assert [e for e in errors if "exception" in e] == []
