@@ -118,9 +118,11 @@ pub(crate) fn awaitable(
     };
     let label = static_label(qualname, span);
     Ok(quote_spanned! {span=>
-        #coroutine
-            .__with_label(#label)
-            #backend
+        ::pyo3_async::__private::NewCoroutine(
+            #coroutine
+                .__with_label(#label)
+                #backend
+        )
     })
 }
 

@@ -140,7 +140,9 @@ def test_a_fresh_coroutine_reports_its_class_and_is_tracked():
     try:
         assert gc.is_tracked(c)
         assert gc.get_referents(c) == [type(c)]
-        assert type(c) is m.Coroutine
+        # Under abi3 an exported function's coroutine is made in its awaited class.
+        assert (type(c) is m.Coroutine) == (not ABI3)
+        assert type(c).__mro__[ABI3] is m.Coroutine
     finally:
         c.close()
     assert gc.is_tracked(c)
@@ -509,16 +511,20 @@ def test_the_slot_switch_with_coroutines_parked_before_it():
         asyncio.run(main())
         """
     )
-    before, after = ("(None,)", "()") if not ABI3 else ("(None,)", "(None,)")
+    # With the full API the first await installs `tp_iternext` (a `None` result raises no
+    # `StopIteration`); under abi3 the coroutines of exported functions are made in the
+    # awaited class, which has it from the start.
+    before, after = ("(None,)", "()") if not ABI3 else ("()", "()")
     assert out.split() == [before, after, "3", "50", "50"], out
 
 
 @pytest.mark.anyio
 async def test_no_coroutine_or_class_reference_leaks_through_the_awaited_class(loop_name):
-    # Under abi3 `await` moves the coroutine into the slot subclass: it must stay tracked,
-    # report that class, be collected with its cycles, and give the class reference back.
+    # Under abi3 the coroutine lives in the slot subclass (an exported function makes it
+    # there; `await` moves any other): it must stay tracked, report that class, be collected
+    # with its cycles, and give the class reference back.
     c = m.echo(1)
-    assert type(c) is m.Coroutine
+    assert (type(c) is m.Coroutine) == (not ABI3)
     iterator = c.__await__()
     awaited_class = type(c)
     assert iterator is c

@@ -22,6 +22,8 @@ use std::sync::atomic::Ordering;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use pyo3::ffi;
 use pyo3::prelude::*;
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+use pyo3::types::PyNone;
 
 use pyo3::PyClass;
 
@@ -132,7 +134,7 @@ pub(crate) fn am_send_flag(py: Python<'_>) -> std::ffi::c_ulong {
 /// `next(coroutine)`, which is how `await` resumes it from Python 3.12 on: the `SEND`
 /// instruction calls `tp_iternext` to send `None` to anything but a native generator
 /// (3.11 called `PyIter_Send`, hence `am_send`). A result travels in `StopIteration`, made
-/// here directly (no argument tuple, no lazy error); a `None` result in no exception at all:
+/// at once (no lazy error); a `None` result in no exception at all:
 /// `NULL` without one is an iterator's end, which `SEND` and `next()` read as `None`.
 ///
 /// # Safety
@@ -149,16 +151,22 @@ pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
         // SAFETY: `result` is the owned result `am_send` returned.
         ffi::PySendResult::PYGEN_RETURN => unsafe {
             if result == ffi::Py_None() {
-                ffi::Py_DECREF(result);
+                // Nothing raised: the end of an iterator, read as `None`.
+            } else if ffi::PyTuple_Check(result) == 0 && ffi::PyExceptionInstance_Check(result) == 0
+            {
+                // CPython makes `StopIteration(result)` itself, as cheaply as it can (no
+                // argument tuple, which the limited API's calls would need).
+                ffi::PyErr_SetObject(ffi::PyExc_StopIteration, result);
             } else {
-                // `StopIteration(result)`: one argument even for a tuple, as `return` makes it.
+                // A tuple would be taken for the arguments and an exception raised as itself:
+                // `StopIteration(result)` is made here, one argument, as `return` makes it.
                 let stop = new_stop_iteration(result);
-                ffi::Py_DECREF(result);
                 if !stop.is_null() {
                     ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
                     ffi::Py_DECREF(stop);
                 }
             }
+            ffi::Py_DECREF(result);
             ptr::null_mut()
         },
     }
@@ -201,16 +209,16 @@ pub(crate) unsafe extern "C" fn am_send<T: SendSlot>(
     result: *mut *mut ffi::PyObject,
 ) -> ffi::PySendResult {
     let send = |py: Python<'_>| {
+        // Borrowed, not counted: CPython holds both references for the call (counting them
+        // is a function call each under the limited API).
         // SAFETY: the slot is installed on `T`'s class (which Python code cannot subclass
         // with the full API, nor instantiate under abi3) or on its awaited subclass, whose
         // instances are `T`s: `coroutine` is a live `T`. `value` is a borrowed reference or,
         // from a caller outside the rules, null (read as `None`).
-        let coroutine: Bound<'_, T> =
-            unsafe { Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked() };
-        let value = match unsafe { Bound::from_borrowed_ptr_or_opt(py, value) } {
-            Some(value) => value,
-            None => py.None().into_bound(py),
-        };
+        let coroutine = unsafe { Borrowed::from_ptr(py, coroutine).cast_unchecked::<T>() };
+        let value = unsafe { Borrowed::from_ptr_or_opt(py, value) }
+            // SAFETY: an upcast: `None` is an object.
+            .unwrap_or_else(|| unsafe { PyNone::get(py).cast_unchecked::<PyAny>() });
         Ok(match T::send_value(&coroutine, &value)? {
             Resumed::Yield(yielded) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
             Resumed::Return(output) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
