@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import anyio
@@ -52,3 +55,18 @@ def load_streaming_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_script(script, timeout=60, forbidden=("panic", "fatal python error", "Traceback")):
+    """Runs `script` (dedented) in a fresh interpreter: it must exit with 0 and write none of
+    `forbidden` to stderr (case-insensitive). Returns what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    for word in forbidden:
+        assert word.lower() not in done.stderr.lower(), done.stderr
+    return done.stdout

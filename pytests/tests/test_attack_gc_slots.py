@@ -10,9 +10,7 @@ cycles a native coroutine would let it collect, and an `await` must hand back ev
 import asyncio
 import contextvars
 import gc
-import subprocess
 import sys
-import textwrap
 import threading
 import types
 import warnings
@@ -23,7 +21,7 @@ import pytest
 import trio
 
 import pyo3_async_pytests as m
-from helpers import ABI3, until
+from helpers import ABI3, run_script, until
 
 ASYNCIO_ONLY = "trio's runner holds every task until it ends: a trio task is never forgotten"
 
@@ -107,19 +105,6 @@ async def park_once_in_default_context():
 
 def coroutines_alive():
     return sum(isinstance(o, m.Coroutine) for o in gc.get_objects())
-
-
-def run_script(script, timeout=60):
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert "panick" not in done.stderr.lower(), done.stderr
-    assert "fatal" not in done.stderr.lower(), done.stderr
-    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
-    return done.stdout
 
 
 def switched():

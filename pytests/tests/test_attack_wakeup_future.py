@@ -630,18 +630,29 @@ def host_cancelling(loop_name):
     return asyncio.current_task().cancelling()
 
 
-@pytest.mark.anyio
-async def test_a_host_task_parked_in_rust_is_cancelled_by_a_scope_from_another_task(loop_name):
-    probe = m.Probe()
+async def cancelled_when_blocked(loop_name, body, first=lambda: None):
+    """Awaits `body()` in a cancel scope that another task of the group cancels once every
+    task is blocked, right after calling `first()`; the host's cancellation count is back at 0
+    as soon as the scope is left. Returns the scope and what `body()` returned, if it did."""
+    result = None
     async with anyio.create_task_group() as group:
         with anyio.CancelScope() as scope:
 
             async def cancel_when_blocked():
                 await anyio.wait_all_tasks_blocked()
+                first()
                 scope.cancel()
 
             group.start_soon(cancel_when_blocked)
-            await m.pending_forever(probe)
+            result = await body()
+        assert host_cancelling(loop_name) == 0
+    return scope, result
+
+
+@pytest.mark.anyio
+async def test_a_host_task_parked_in_rust_is_cancelled_by_a_scope_from_another_task(loop_name):
+    probe = m.Probe()
+    scope, _ = await cancelled_when_blocked(loop_name, lambda: m.pending_forever(probe))
     assert scope.cancelled_caught and probe.dropped
     assert host_cancelling(loop_name) == 0
 
@@ -669,17 +680,9 @@ async def test_a_wake_up_and_a_scope_cancel_in_the_same_step(loop_name, kind):
     if kind == "native":
         asyncio_only(loop_name)
     trigger = make(kind)
-    async with anyio.create_task_group() as group:
-        with anyio.CancelScope() as scope:
-
-            async def fire_and_cancel():
-                await anyio.wait_all_tasks_blocked()
-                trigger.fire()
-                scope.cancel()
-
-            group.start_soon(fire_and_cancel)
-            result = await trigger.wait("woken")
-        assert host_cancelling(loop_name) == 0
+    scope, result = await cancelled_when_blocked(
+        loop_name, lambda: trigger.wait("woken"), first=trigger.fire
+    )
     if kind == "native":
         assert result == "woken" and not scope.cancelled_caught
     elif loop_name != "trio":

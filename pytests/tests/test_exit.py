@@ -2,25 +2,15 @@
 the full and the abi3 build (whose `await` goes through a wrapper type with slots of its own),
 and the process exits cleanly, never aborting. Each case runs in a subprocess."""
 
-import subprocess
-import sys
-import textwrap
 
 import pytest
+
+from helpers import run_script
 
 LOOPS = {
     "asyncio": "import asyncio; new_loop = asyncio.new_event_loop",
     "uvloop": "import uvloop; new_loop = uvloop.new_event_loop",
 }
-
-
-def run_script(script):
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=60
-    )
-    assert "panic" not in done.stderr.lower(), done.stderr
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.mark.parametrize("loop_name", list(LOOPS))

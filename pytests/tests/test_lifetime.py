@@ -3,9 +3,7 @@ under their awaiter, `init`'s errors, the owned runtime's shutdown at exit, and 
 children. Exit and fork run in subprocesses, bounded in time."""
 
 import asyncio
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -13,24 +11,13 @@ import pytest
 
 import pyo3_async_pytests as m
 
+from helpers import run_script
+
 RUNS = {
     "asyncio": "import asyncio; run = lambda main: asyncio.run(main())",
     "uvloop": "import uvloop; run = lambda main: uvloop.run(main())",
     "trio": "import trio; run = lambda main: trio.run(main)",
 }
-
-
-def run_script(script, timeout=60):
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert "panic" not in done.stderr.lower(), done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.mark.anyio
