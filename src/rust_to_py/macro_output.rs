@@ -112,6 +112,9 @@ impl<'py> IntoPyObject<'py> for NewCoroutine {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, Coroutine>> {
+        // The slots are in place before the first `await` too: a task given the coroutine
+        // directly (`asyncio.ensure_future`) resumes it through `am_send` from its first step.
+        Coroutine::install_slots(py);
         let coroutine = Bound::new(py, self.0)?;
         Coroutine::enter_awaited_class(&coroutine)?;
         Ok(coroutine)

@@ -87,6 +87,7 @@ pub(crate) fn awaited_slots<T: SendSlot>(
     // SAFETY: a live class, which has `__await__` (PyO3's trampoline in `am_await`).
     let method = unsafe { ffi::PyType_GetSlot(base.as_type_ptr(), ffi::Py_am_await) };
     AWAIT_METHOD.store(method.cast(), Ordering::Relaxed);
+    RETURN_CHAINS.store(base.py().version_info() < (3, 14), Ordering::Relaxed);
     [
         (ffi::Py_am_send, am_send::<T> as *mut std::ffi::c_void),
         (ffi::Py_am_await, am_await::<T> as *mut std::ffi::c_void),
@@ -150,27 +151,66 @@ pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
         ffi::PySendResult::PYGEN_ERROR => ptr::null_mut(),
         // SAFETY: `result` is the owned result `am_send` returned.
         ffi::PySendResult::PYGEN_RETURN => unsafe {
-            if result == ffi::Py_None() {
-                // Nothing raised: the end of an iterator, read as `None`.
-            } else if ffi::PyTuple_Check(result) == 0 && ffi::PyExceptionInstance_Check(result) == 0
-            {
-                // CPython makes `StopIteration(result)` itself, as cheaply as it can (no
-                // argument tuple, which the limited API's calls would need).
-                ffi::PyErr_SetObject(ffi::PyExc_StopIteration, result);
-            } else {
-                // A tuple would be taken for the arguments and an exception raised as itself:
-                // `StopIteration(result)` is made here, one argument, as `return` makes it.
-                let stop = new_stop_iteration(result);
-                if !stop.is_null() {
-                    ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
-                    ffi::Py_DECREF(stop);
-                }
+            // `None` raises nothing: the end of an iterator, read as `None`.
+            if result != ffi::Py_None() {
+                raise_stop_iteration(result);
             }
             ffi::Py_DECREF(result);
             ptr::null_mut()
         },
     }
 }
+
+/// Raises `StopIteration(result)` as a native coroutine's `return` does on the running
+/// Python: up to 3.13 chained to the exception being handled (`__context__`), from 3.14 not.
+///
+/// # Safety
+/// Attached; `result` is a live object (borrowed).
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+unsafe fn raise_stop_iteration(result: *mut ffi::PyObject) {
+    // SAFETY: the caller's guarantees; raising takes the references it is given.
+    unsafe {
+        if !return_chains() {
+            let stop = new_stop_iteration(result);
+            if !stop.is_null() {
+                #[cfg(Py_3_12)]
+                ffi::PyErr_SetRaisedException(stop);
+                // A build for older Pythons (the limited API's) runs here on 3.14 too.
+                #[cfg(not(Py_3_12))]
+                {
+                    ffi::Py_INCREF(ffi::PyExc_StopIteration);
+                    ffi::PyErr_Restore(ffi::PyExc_StopIteration, stop, ptr::null_mut());
+                }
+            }
+        } else if ffi::PyTuple_Check(result) == 0 && ffi::PyExceptionInstance_Check(result) == 0 {
+            // CPython makes `StopIteration(result)` itself, as cheaply as it can (no argument
+            // tuple, which the limited API's calls would need).
+            ffi::PyErr_SetObject(ffi::PyExc_StopIteration, result);
+        } else {
+            // A tuple would be taken for the arguments and an exception raised as itself:
+            // `StopIteration(result)` is made here, one argument, as `return` makes it.
+            let stop = new_stop_iteration(result);
+            if !stop.is_null() {
+                ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
+                ffi::Py_DECREF(stop);
+            }
+        }
+    }
+}
+
+/// Whether a coroutine's `StopIteration` is chained to the exception being handled: up to
+/// Python 3.13. Known when the build is for one version; under the limited API, read from the
+/// running Python when the slots are made (`awaited_slots`), before any can run.
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+fn return_chains() -> bool {
+    #[cfg(not(Py_LIMITED_API))]
+    return cfg!(not(Py_3_14));
+    #[cfg(Py_LIMITED_API)]
+    return RETURN_CHAINS.load(Ordering::Relaxed);
+}
+
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+static RETURN_CHAINS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// `StopIteration(result)`, a new reference (null with an exception set if that failed).
 ///

@@ -86,10 +86,13 @@ pub struct Coroutine {
     /// driver's lock to tell which (an error either way). Keeps the lock off the common path;
     /// a race between threads that both pass it is still caught by the lock in `resume`.
     claimed: AtomicBool,
+    /// Set once the coroutine was started or closed (not merely awaited: `__await__()` alone
+    /// leaves a native coroutine unstarted, and dropping it then still warns).
+    ran: AtomicBool,
     /// The backend fixed by [`with_backend`](Coroutine::with_backend), handed to the driver at
     /// each resumption (the driver is not borrowed here: that takes a `Python` token).
     backend: Option<Backend>,
-    /// Whether dropping it unclaimed warns "coroutine ... was never awaited", as a native
+    /// Whether dropping it before it ran warns "coroutine ... was never awaited", as a native
     /// coroutine does; off for the steps of an async generator (CPython's `__anext__`
     /// awaitables do not warn either) and the crate's own helpers.
     warns_unawaited: bool,
@@ -241,6 +244,7 @@ impl Coroutine {
             label: None,
             driver,
             claimed: AtomicBool::new(false),
+            ran: AtomicBool::new(false),
             backend: None,
             warns_unawaited: true,
         }
@@ -339,7 +343,7 @@ impl Coroutine {
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let none = py.None().into_bound(py);
         self.resume(py, |driver| driver.send(py, &none))?
-            .into_next()
+            .into_next(py)
     }
 
     /// Resumes the coroutine; the event loop sends `None` (asyncio) or an outcome (trio).
@@ -349,7 +353,7 @@ impl Coroutine {
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::install_slots(py);
         self.resume(py, |driver| driver.send(py, value))?
-            .into_next()
+            .into_next(py)
     }
 
     /// Raises an exception at the suspension point: the cancellation path of asyncio.
@@ -363,13 +367,14 @@ impl Coroutine {
     ) -> PyResult<Py<PyAny>> {
         let exception = thrown_exception(typ, val, tb)?;
         self.resume(py, |driver| driver.throw(py, exception))?
-            .into_next()
+            .into_next(py)
     }
 
     /// Drops the future: its cleanup runs now, synchronously.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.driver(py)?.finish(py);
         self.claimed.store(true, Ordering::Relaxed);
+        self.ran.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -402,9 +407,11 @@ impl Traverse for Coroutine {
 
 impl Resumed {
     /// As a generator's `send` reports it: the result travels in `StopIteration`.
-    fn into_next(self) -> PyResult<Py<PyAny>> {
+    fn into_next(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match self {
             Resumed::Yield(yielded) => Ok(yielded),
+            // `None` as `return` gives it: `StopIteration()`, no arguments.
+            Resumed::Return(output) if output.is_none(py) => Err(PyStopIteration::new_err(())),
             Resumed::Return(output) => Err(PyStopIteration::new_err((output,))),
         }
     }

@@ -34,6 +34,7 @@ impl Coroutine {
         let resumed = step(&mut driver);
         if driver.started() {
             self.claimed.store(true, Ordering::Relaxed);
+            self.ran.store(true, Ordering::Relaxed);
         }
         if let Some(home) = driver.home_to_register() {
             // Bound to a loop for the first time: the loop's death finishes the coroutine.

@@ -15,7 +15,7 @@ static SLOTS: InstallOnce = InstallOnce::new();
 
 impl Coroutine {
     /// Fills in the slots, once per process; cheap to call on every await.
-    pub(super) fn install_slots(py: Python<'_>) {
+    pub(crate) fn install_slots(py: Python<'_>) {
         SLOTS.run(|| {
             send_slot::install_slot::<Coroutine>(py);
             #[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED, PyPy)))]

@@ -6,10 +6,10 @@ use crate::rust_to_py::coroutine::Coroutine;
 
 impl Drop for Coroutine {
     /// CPython's `RuntimeWarning: coroutine '...' was never awaited`, for a coroutine that was
-    /// never awaited, started or closed. The warning points at the Python code running when
+    /// never started or closed (awaited or not). The warning points at the Python code running when
     /// the coroutine is dropped: where a forgotten `await` drops it, the caller's line.
     fn drop(&mut self) {
-        if !self.warns_unawaited || *self.claimed.get_mut() {
+        if !self.warns_unawaited || *self.ran.get_mut() {
             return;
         }
         // Only where Python is running (a coroutine built and dropped by Rust code before the
