@@ -92,6 +92,7 @@ __all__ = [
     "race_with_earlier_timer",
     "raise_stop_iteration",
     "stream_raising_stop",
+    "stream_calls_on_drop",
     "stream_panics_on_drop",
     "spawn_with_context",
     "guarded_attach_works",
@@ -668,6 +669,11 @@ def raise_stop_iteration(value: object) -> abc.Coroutine[Any, Any, NoReturn]:
 def stream_raising_stop(sync: bool) -> abc.AsyncGenerator[int, None]:
     """A stream whose second item is a `StopAsyncIteration` error (or `StopIteration`)."""
 
+def stream_calls_on_drop(
+    items: int, ends: bool, on_drop: Callable[[], object]
+) -> abc.AsyncGenerator[int, None]:
+    """A stream of `items` items whose destructor calls `on_drop()` (never ending unless
+    `ends`)."""
 def stream_panics_on_drop(items: int, ends: bool) -> abc.AsyncGenerator[int, None]:
     """A stream of `items` items whose destructor panics (and which never ends unless `ends`)."""
 

@@ -134,6 +134,35 @@ fn stream_panics_on_drop(items: u32, ends: bool) -> AsyncGenerator {
     }
 }
 
+/// Calls `callback()` when dropped (the interpreter attached, as a stream is dropped).
+struct CallsOnDrop(Py<PyAny>);
+
+impl Drop for CallsOnDrop {
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            if let Err(err) = self.0.call0(py) {
+                err.write_unraisable(py, None);
+            }
+        });
+    }
+}
+
+/// A stream of `items` items (never ending unless `ends`) whose destructor calls `on_drop()`:
+/// Python code that may reach back into the generator the stream is in.
+#[pyfunction]
+fn stream_calls_on_drop(items: u32, ends: bool, on_drop: Py<PyAny>) -> AsyncGenerator {
+    let guard = CallsOnDrop(on_drop);
+    let stream = futures::stream::iter(0..items).map(move |item| {
+        let _ = &guard;
+        PyResult::Ok(item)
+    });
+    if ends {
+        AsyncGenerator::new(stream.boxed())
+    } else {
+        AsyncGenerator::new(stream.chain(futures::stream::pending()).boxed())
+    }
+}
+
 /// From a tokio thread, runs `coroutine_function()` through `spawn_with`, on a handle that
 /// carries this task's context when `capture` is true; returns the awaitable's result.
 #[pyfunction]
@@ -161,6 +190,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(raise_stop_iteration, m)?)?;
     m.add_function(wrap_pyfunction!(stream_raising_stop, m)?)?;
     m.add_function(wrap_pyfunction!(stream_panics_on_drop, m)?)?;
+    m.add_function(wrap_pyfunction!(stream_calls_on_drop, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_with_context, m)?)?;
     m.add_function(wrap_pyfunction!(guarded_attach_works, m)?)?;
     Ok(())

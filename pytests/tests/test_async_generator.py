@@ -167,3 +167,76 @@ async def test_a_stream_reaching_into_its_own_generator_is_told_it_is_running():
 async def test_explicit_backend(loop_name):
     name = "trio" if loop_name == "trio" else "asyncio"
     assert [i async for i in m.count(3, backend=name)] == [0, 1, 2]
+
+
+def reach_back(generator):
+    """What Python code in a stream's destructor sees of the generator the stream was in."""
+    seen = [("repr", repr(generator).startswith("<pyo3_async async_generator"))]
+    step = generator.__anext__()
+    try:
+        step.send(None)
+        seen.append(("__anext__", "yielded"))
+    except BaseException as exc:  # noqa: BLE001 - the outcome is what is checked
+        seen.append(("__anext__", type(exc).__name__))
+    closing = generator.aclose()
+    try:
+        closing.send(None)
+        seen.append(("aclose", "yielded"))
+    except BaseException as exc:  # noqa: BLE001
+        seen.append(("aclose", type(exc).__name__))
+    return seen
+
+
+@pytest.mark.parametrize("how", ["ends", "aclose", "break then aclose"])
+async def test_a_stream_destructor_that_reaches_back_into_its_generator(how):
+    # The stream is out of the generator when it is dropped: Python code in its destructor
+    # finds an ended generator (no second step, no error about one running), on every loop.
+    seen = []
+    holder = []
+
+    def on_drop():
+        seen.extend(reach_back(holder[0]))
+
+    generator = m.stream_calls_on_drop(3, how == "ends", on_drop)
+    holder.append(generator)
+    if how == "ends":
+        assert [item async for item in generator] == [0, 1, 2]
+    elif how == "aclose":
+        assert await generator.__anext__() == 0
+        await generator.aclose()
+    else:
+        async for item in generator:
+            if item == 1:
+                break
+        assert seen == []
+        await generator.aclose()
+    assert seen == [
+        ("repr", True),
+        ("__anext__", "StopAsyncIteration"),
+        ("aclose", "StopIteration"),
+    ]
+    # The generator is ended for everyone after it, too.
+    with pytest.raises(StopAsyncIteration):
+        await generator.__anext__()
+
+
+async def test_a_stream_destructor_run_by_the_collector_finds_its_generator_gone():
+    import sys
+    import weakref
+
+    seen = []
+    unraisable = []
+
+    def on_drop():
+        seen.append(reference())
+
+    generator = m.stream_calls_on_drop(3, False, on_drop)
+    reference = weakref.ref(generator)
+    assert await generator.__anext__() == 0
+    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        del generator
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert seen == [None] and unraisable == []
