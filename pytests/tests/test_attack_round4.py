@@ -69,10 +69,14 @@ def results():
         ("StopIteration-instance", StopIteration(7)),
         ("StopIteration-subclass-instance", StopSub(8)),
         ("StopIteration-of-tuple", StopIteration((1, 2))),
-        ("exception-group", ExceptionGroup("g", [ValueError(1)])),
         ("type", int),
         ("big", Big()),
-    ]
+    ] + (
+        # 3.11's.
+        [("exception-group", ExceptionGroup("g", [ValueError(1)]))]  # noqa: F821
+        if sys.version_info >= (3, 11)
+        else []
+    )
 
 
 RESULTS = results()

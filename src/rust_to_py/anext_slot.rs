@@ -53,13 +53,14 @@ unsafe extern "C" fn am_anext<T: AnextSlot>(
     generator: *mut pyo3::ffi::PyObject,
 ) -> *mut pyo3::ffi::PyObject {
     // SAFETY: CPython calls the slot on an attached thread with a live `T` (the slot is on
-    // `T`'s class or on its iterated subclass). The token does not outlive the call. The step,
-    // handed to CPython, drops nothing; only a failed allocation drops it here, and then the
-    // one Python reference it held (its generator's) is released at the thread's next attach,
-    // PyO3 not knowing of this one.
+    // `T`'s class or on its iterated subclass), which it holds for the call: borrowed, not
+    // counted. The token does not outlive the call. The step, handed to CPython, drops
+    // nothing; only a failed allocation drops it here, and then the one Python reference it
+    // held (its generator's) is released at the thread's next attach, PyO3 not knowing of
+    // this one.
     unsafe {
         let py = Python::assume_attached();
-        let generator = Bound::from_borrowed_ptr(py, generator).cast_into_unchecked::<T>();
+        let generator = Borrowed::from_ptr(py, generator).cast_unchecked::<T>();
         let made =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::next_step(&generator)));
         match made {
