@@ -122,7 +122,12 @@ impl Drop for PanicsOnDrop {
 /// A stream of `items` items whose destructor panics (and which never ends unless `ends`).
 #[pyfunction]
 fn stream_panics_on_drop(items: u32, ends: bool) -> AsyncGenerator {
-    let guard = PanicsOnDrop;
+    guarded_stream(items, ends, PanicsOnDrop)
+}
+
+/// A stream of `items` items (never ending unless `ends`) that owns `guard`: its destructor
+/// runs where the stream is dropped.
+fn guarded_stream(items: u32, ends: bool, guard: impl Send + 'static) -> AsyncGenerator {
     let stream = futures::stream::iter(0..items).map(move |item| {
         let _ = &guard;
         PyResult::Ok(item)
@@ -151,16 +156,7 @@ impl Drop for CallsOnDrop {
 /// Python code that may reach back into the generator the stream is in.
 #[pyfunction]
 fn stream_calls_on_drop(items: u32, ends: bool, on_drop: Py<PyAny>) -> AsyncGenerator {
-    let guard = CallsOnDrop(on_drop);
-    let stream = futures::stream::iter(0..items).map(move |item| {
-        let _ = &guard;
-        PyResult::Ok(item)
-    });
-    if ends {
-        AsyncGenerator::new(stream.boxed())
-    } else {
-        AsyncGenerator::new(stream.chain(futures::stream::pending()).boxed())
-    }
+    guarded_stream(items, ends, CallsOnDrop(on_drop))
 }
 
 /// From a tokio thread, runs `coroutine_function()` through `spawn_with`, on a handle that

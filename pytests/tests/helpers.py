@@ -1,8 +1,11 @@
+import asyncio
+import gc
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import weakref
 
 import anyio
 import anyio.lowlevel
@@ -70,3 +73,33 @@ def run_script(script, timeout=60, forbidden=("panic", "fatal python error", "Tr
     for word in forbidden:
         assert word.lower() not in done.stderr.lower(), done.stderr
     return done.stdout
+
+
+ASYNCIO_ONLY = "trio's runner holds every task until it ends: a trio task is never forgotten"
+
+
+def forgotten_tasks(loop_name):
+    """For a test that forgets tasks on purpose: asyncio only, and the loop's report of each
+    ("Task was destroyed but it is pending!", native and Rust coroutines alike) silenced."""
+    if loop_name == "trio":
+        pytest.skip(ASYNCIO_ONLY)
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+
+
+async def start_forgotten(make, count):
+    """`count` tasks, each running `make()`, parked after their first step, with no reference
+    left but their own cycles; weak references to the tasks."""
+    tasks = [asyncio.ensure_future(make()) for _ in range(count)]
+    refs = [weakref.ref(task) for task in tasks]
+    # The tasks take their first steps in order, on the loop's next pass: once the last one
+    # waits on a future, every one does.
+    last = tasks[-1]
+    await until(lambda: last._fut_waiter is not None)
+    del tasks, last
+    return refs
+
+
+def freed(refs):
+    """How many of the weakly referenced objects a full collection has freed."""
+    gc.collect()
+    return sum(ref() is None for ref in refs)

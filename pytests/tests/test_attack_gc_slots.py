@@ -21,9 +21,8 @@ import pytest
 import trio
 
 import pyo3_async_pytests as m
-from helpers import ABI3, run_script, until
+from helpers import ABI3, forgotten_tasks, freed, run_script, start_forgotten, until
 
-ASYNCIO_ONLY = "trio's runner holds every task until it ends: a trio task is never forgotten"
 
 # Results that a careless slot could turn into None, drop, or unwrap.
 RESULTS = [None, 0, False, (), (None,), (1, 2), [], "", 0.0, StopIteration, StopIteration(7)]
@@ -71,28 +70,6 @@ _OWN_REFS = _own_refs()
 def assert_not_over_reported(holder):
     reported, held = reported_and_held(holder)
     assert reported <= held, f"{holder[0]!r}: reported {reported} times, {held} references"
-
-
-def freed(refs):
-    gc.collect()
-    return sum(ref() is None for ref in refs)
-
-
-def forgotten(loop_name):
-    if loop_name == "trio":
-        pytest.skip(ASYNCIO_ONLY)
-    asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
-
-
-async def park(make, count):
-    """`count` tasks running `make()`, each parked after its first step; weak references to
-    the tasks (the caller keeps nothing else)."""
-    tasks = [asyncio.ensure_future(make()) for _ in range(count)]
-    refs = [weakref.ref(task) for task in tasks]
-    last = tasks[-1]
-    await until(lambda: last._fut_waiter is not None)
-    del tasks, last
-    return refs
 
 
 async def park_once_in_default_context():
@@ -178,7 +155,7 @@ async def test_a_parked_coroutine_reports_its_class_and_its_future(loop_name):
 
 @pytest.mark.anyio
 async def test_nothing_is_reported_more_often_than_it_is_held(loop_name):
-    forgotten(loop_name)
+    forgotten_tasks(loop_name)
     loop = asyncio.get_running_loop()
 
     async def inner():
@@ -206,7 +183,7 @@ async def test_nothing_is_reported_more_often_than_it_is_held(loop_name):
 @pytest.mark.anyio
 async def test_a_coroutine_delegating_to_a_python_coroutine_that_holds_it_is_collected(loop_name):
     # Rust coroutine -> delegated native coroutine -> its frame -> the box -> the Rust coroutine.
-    forgotten(loop_name)
+    forgotten_tasks(loop_name)
     loop = asyncio.get_running_loop()
     count = 200
 
@@ -234,15 +211,15 @@ async def test_a_coroutine_delegating_to_a_python_coroutine_that_holds_it_is_col
         return box["outer"]
 
     alive = coroutines_alive()
-    ours = await park(make_ours, count)
-    native = await park(make_native, count)
+    ours = await start_forgotten(make_ours, count)
+    native = await start_forgotten(make_native, count)
     assert (freed(ours), freed(native)) == (count, count)
     assert coroutines_alive() <= alive
 
 
 @pytest.mark.anyio
 async def test_weakref_callbacks_of_collected_coroutines_run_once(loop_name):
-    forgotten(loop_name)
+    forgotten_tasks(loop_name)
     count = 100
     called = []
     probes = [m.Probe() for _ in range(count)]
@@ -253,7 +230,7 @@ async def test_weakref_callbacks_of_collected_coroutines_run_once(loop_name):
         coroutine_refs.append(weakref.ref(coroutine, called.append))
         return coroutine
 
-    task_refs = await park(make, count)
+    task_refs = await start_forgotten(make, count)
     assert freed(task_refs) == count
     assert len(called) == count
     assert all(ref() is None for ref in coroutine_refs)
@@ -266,7 +243,7 @@ async def test_a_task_resurrected_by_a_finaliser_in_its_cycle_still_completes(lo
     # A forgotten task whose context holds an object whose `__del__` saves the task: the
     # collector finalises, finds the cycle resurrected and must clear nothing of it (the Rust
     # coroutine's driver, the future it awaits). Resolving that future then completes the task.
-    forgotten(loop_name)
+    forgotten_tasks(loop_name)
     await park_once_in_default_context()
     loop = asyncio.get_running_loop()
     saved = []
@@ -323,7 +300,7 @@ async def test_a_collection_inside_a_rust_poll_frees_forgotten_cycles(loop_name)
     count = 100
     if loop_name != "trio":
         asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
-        refs = await park(m.parks_forever, count)
+        refs = await start_forgotten(m.parks_forever, count)
     else:
         refs = []
 
@@ -435,7 +412,7 @@ async def test_collector_churn_with_threshold_one(loop_name):
             asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
             refs = []
             for _ in range(10):
-                refs += await park(m.parks_forever, 1_000)
+                refs += await start_forgotten(m.parks_forever, 1_000)
             assert freed(refs) == len(refs)
     finally:
         gc.set_threshold(*thresholds)
@@ -540,8 +517,8 @@ async def test_no_coroutine_or_class_reference_leaks_through_the_awaited_class(l
             await anyio.lowlevel.checkpoint()
             trigger.fire()
     else:
-        forgotten(loop_name)
-        refs = await park(m.parks_forever, 100)
+        forgotten_tasks(loop_name)
+        refs = await start_forgotten(m.parks_forever, 100)
         assert freed(refs) == 100
         trigger.fire()
     gc.collect()

@@ -142,6 +142,16 @@ def same_stop(ours, theirs, value):
 # ---- tp_iternext: the StopIteration a result travels in ----
 
 
+def ends_as_native(drive, make, value, through_await=False):
+    """`drive` run to its end over `make(value)` (or its `__await__()`) ends with the same
+    `StopIteration` as over a native coroutine returning `value`."""
+    install_slots()
+    theirs = stop_of(lambda: drive(native(value).__await__()))
+    c = make(value)
+    ours = stop_of(lambda: drive(c.__await__() if through_await else c))
+    same_stop(ours, theirs, value)
+
+
 @pytest.mark.parametrize(
     "value, make",
     [
@@ -151,23 +161,15 @@ def same_stop(ours, theirs, value):
     ],
 )
 def test_next_ends_with_the_stop_iteration_a_native_coroutine_raises(make, value):
-    install_slots()
-    theirs = stop_of(lambda: drive_with_next(native(value).__await__()))
-    c = make(value)
     # `next` on the coroutine is its `tp_iternext` (the slot of the awaited class, or under
     # abi3 PyO3's `__next__` for a plain coroutine never awaited).
-    ours = stop_of(lambda: drive_with_next(c))
-    same_stop(ours, theirs, value)
+    ends_as_native(drive_with_next, make, value)
 
 
 @pytest.mark.parametrize("value", RESULT_VALUES, ids=RESULT_IDS)
 @pytest.mark.parametrize("make", makers())
 def test_next_of_the_await_iterator_ends_as_native(make, value):
-    install_slots()
-    theirs = stop_of(lambda: drive_with_next(native(value).__await__()))
-    c = make(value)
-    ours = stop_of(lambda: drive_with_next(c.__await__()))
-    same_stop(ours, theirs, value)
+    ends_as_native(drive_with_next, make, value, through_await=True)
 
 
 @pytest.mark.parametrize(
@@ -176,11 +178,7 @@ def test_next_of_the_await_iterator_ends_as_native(make, value):
 )
 @pytest.mark.parametrize("make", makers())
 def test_send_none_ends_with_the_stop_iteration_a_native_coroutine_raises(make, value):
-    install_slots()
-    theirs = stop_of(lambda: drive_with_send(native(value).__await__()))
-    c = make(value)
-    ours = stop_of(lambda: drive_with_send(c))
-    same_stop(ours, theirs, value)
+    ends_as_native(drive_with_send, make, value)
 
 
 @pytest.mark.parametrize(
@@ -192,11 +190,7 @@ def test_send_none_ends_with_the_stop_iteration_a_native_coroutine_raises(make, 
     ],
 )
 def test_dunder_next_ends_as_a_native_await_iterator(make, value):
-    install_slots()
-    theirs = stop_of(lambda: drive_with_dunder_next(native(value).__await__()))
-    c = make(value)
-    ours = stop_of(lambda: drive_with_dunder_next(c))
-    same_stop(ours, theirs, value)
+    ends_as_native(drive_with_dunder_next, make, value)
 
 
 @pytest.mark.parametrize("value", RESULT_VALUES, ids=RESULT_IDS)

@@ -13,29 +13,15 @@ import weakref
 import pytest
 
 import pyo3_async_pytests as m
-from helpers import sized, until
+import helpers
+from helpers import forgotten_tasks, freed, sized
 
 N = sized(1_000, 10_000)
 
-ASYNCIO_ONLY = "trio's runner holds every task until it ends: a trio task is never forgotten"
 
 
 async def start_forgotten(make, count=N):
-    """`count` tasks, each running `make()`, parked after their first step, with no reference
-    left but their own cycles; weak references to the tasks."""
-    tasks = [asyncio.ensure_future(make()) for _ in range(count)]
-    refs = [weakref.ref(task) for task in tasks]
-    # The tasks take their first steps in order, on the loop's next pass: once the last one
-    # waits on a future, every one does.
-    last = tasks[-1]
-    await until(lambda: last._fut_waiter is not None)
-    del tasks, last
-    return refs
-
-
-def freed(refs):
-    gc.collect()
-    return sum(ref() is None for ref in refs)
+    return await helpers.start_forgotten(make, count)
 
 
 async def cancel_remaining(refs):
@@ -43,14 +29,6 @@ async def cancel_remaining(refs):
     for task in alive:
         task.cancel()
     await asyncio.gather(*alive, return_exceptions=True)
-
-
-def forgotten_tasks(loop_name):
-    if loop_name == "trio":
-        pytest.skip(ASYNCIO_ONLY)
-    # "Task was destroyed but it is pending!" is the loop's report of each forgotten task, for
-    # native and Rust coroutines alike; not this test's subject.
-    asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
 
 
 async def native_parked():

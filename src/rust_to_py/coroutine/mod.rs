@@ -12,14 +12,14 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
 use crate::gil_cell::GilCell;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
-use crate::rust_to_py::driver::{Driver, Resumed, SharedDriver};
+use crate::rust_to_py::driver::{Driver, SharedDriver};
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
@@ -401,18 +401,6 @@ impl Traverse for Coroutine {
         match unsafe { self.driver.cell().try_borrow_mut_attached() } {
             Some(driver) => driver.traverse(visit),
             None => Ok(()),
-        }
-    }
-}
-
-impl Resumed {
-    /// As a generator's `send` reports it: the result travels in `StopIteration`.
-    fn into_next(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match self {
-            Resumed::Yield(yielded) => Ok(yielded),
-            // `None` as `return` gives it: `StopIteration()`, no arguments.
-            Resumed::Return(output) if output.is_none(py) => Err(PyStopIteration::new_err(())),
-            Resumed::Return(output) => Err(PyStopIteration::new_err((output,))),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! One step of a coroutine (`send`, `throw`, `close` through the driver): what happens around
 //! it, once the driver has moved: registration with the loop's home, the count of suspended
-//! coroutines, the `tracing` span, the traceback entry of an error.
+//! coroutines, the `tracing` span, the traceback entry of an error; and how the step's outcome
+//! reaches a caller of `send` or `__next__`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyStopIteration, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 
@@ -91,4 +92,16 @@ fn chain_to_handled(py: Python<'_>, err: PyErr) -> PyErr {
     }
     let _ = value.setattr(context, handled);
     err
+}
+
+impl Resumed {
+    /// As a generator's `send` reports it: the result travels in `StopIteration`.
+    pub(super) fn into_next(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self {
+            Resumed::Yield(yielded) => Ok(yielded),
+            // `None` as `return` gives it: `StopIteration()`, no arguments.
+            Resumed::Return(output) if output.is_none(py) => Err(PyStopIteration::new_err(())),
+            Resumed::Return(output) => Err(PyStopIteration::new_err((output,))),
+        }
+    }
 }
