@@ -1,8 +1,11 @@
 //! What trio's `abort_fn` asks of an awaitable's waker state.
 
+use pyo3::Python;
+
 /// Whether a suspension may be abandoned when a cancellation reaches it: only when no
 /// wake-up was committed and the future does not handle cancellation itself. Implemented by
-/// the [`Waiter`](crate::waker::Waiter), a layer above.
+/// the awaitable's shared allocation (its [`Waiter`](crate::waker::Waiter) and its driver), a
+/// layer above.
 pub(crate) trait Abort: Send + Sync {
-    fn abort(&self) -> bool;
+    fn abort(&self, py: Python<'_>) -> bool;
 }

@@ -18,7 +18,7 @@ mod wakeup_future;
 
 pub(crate) use abort::Abort;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use pyo3::prelude::*;
 
@@ -161,7 +161,7 @@ impl Backend {
 
 /// What a parker needs of the awaitable's waker state (the [`Waiter`](crate::waker::Waiter),
 /// a layer above): the waker decides, the backend only asks.
-pub(crate) trait Suspend: Abort {
+pub(crate) trait Suspend {
     /// Whether the future was woken during the poll that just returned `Pending`.
     fn woken_during_poll(&self) -> bool;
     /// Hands over the wake-up of a new suspension; gives it back if the future was woken
@@ -184,7 +184,7 @@ impl Parker {
         py: Python<'_>,
         backend: Backend,
         running: Option<Bound<'_, PyAny>>,
-        waiter: Arc<dyn Abort>,
+        waiter: Weak<dyn Abort>,
     ) -> PyResult<Self> {
         Ok(match backend {
             Backend::Asyncio => Parker::Asyncio(asyncio::Parker::new(py, running)?),

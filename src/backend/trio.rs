@@ -1,7 +1,7 @@
 //! trio: a task suspends through `trio.lowlevel.wait_task_rescheduled` and resumes when
 //! `reschedule` is called for it, exactly once per suspension.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
@@ -77,7 +77,7 @@ enum Suspension {
 }
 
 impl Parker {
-    pub(crate) fn new(py: Python<'_>, waiter: Arc<dyn Abort>) -> PyResult<Self> {
+    pub(crate) fn new(py: Python<'_>, waiter: Weak<dyn Abort>) -> PyResult<Self> {
         let task = glue::trio_current_task(py)?.call0()?;
         let token = glue::trio_current_token(py)?.call0()?;
         let task = TrioTask {
@@ -222,7 +222,10 @@ pub(crate) struct TrioTask {
     task: Py<PyAny>,
     /// The run's token is the home's loop.
     home: Arc<Home>,
-    waiter: Arc<dyn Abort>,
+    /// The awaitable's waker state, weakly: trio holds this object (as the task's abort
+    /// function) while the awaitable's driver holds it too, and a strong reference back would
+    /// make a cycle through Rust. A dropped awaitable has no suspension left to abort.
+    waiter: Weak<dyn Abort>,
 }
 
 #[pymethods]
@@ -235,7 +238,11 @@ impl TrioTask {
         // `SUCCEEDED` is only allowed when no reschedule can follow; once a wake-up is on its
         // way (or the future handles cancellation itself) the task waits for that wake-up, and
         // trio calls us again at its next suspension.
-        let verdict = if self.waiter.abort() {
+        let aborted = self
+            .waiter
+            .upgrade()
+            .is_some_and(|waiter| waiter.abort(py));
+        let verdict = if aborted {
             intern!(py, "SUCCEEDED")
         } else {
             intern!(py, "FAILED")

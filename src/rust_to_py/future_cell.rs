@@ -71,7 +71,10 @@ impl<F: ?Sized> Drop for FutureCell<F> {
 
 /// The driver's flags, one byte: whether the future is gone (the cell's own), whether the
 /// coroutine started, whether the home of its loop knows it, whether the last step's
-/// exception was the one thrown in, and the backend fixed for it (if any).
+/// exception was the one thrown in, the backend fixed for it (if any), and whether the future
+/// was told about a cancellation (it handles cancellation itself, through its
+/// [`CancelHandle`](crate::CancelHandle): later cancellations must not abort the wait, the
+/// future decides when it ends).
 #[derive(Clone, Copy)]
 pub(crate) struct DriverFlags(u8);
 
@@ -82,6 +85,7 @@ impl DriverFlags {
     pub(crate) const RETHROWN: u8 = 1 << 3;
     const ASYNCIO: u8 = 1 << 4;
     const TRIO: u8 = 1 << 5;
+    pub(crate) const CANCEL_DELIVERED: u8 = 1 << 6;
 
     pub(crate) fn has(self, flag: u8) -> bool {
         self.0 & flag != 0

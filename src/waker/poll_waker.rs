@@ -7,81 +7,63 @@
 //! the poll we know, without looking at reference counts that other threads change at any
 //! moment, whether anything besides the delegated awaitable may wake the future.
 //!
-//! A clone is an ordinary waker of the awaitable's [`Waiter`], created on first need: a future
-//! that is ready at once (the common case) costs no allocation.
+//! A clone is an ordinary waker of the awaitable: a new reference to the allocation its
+//! [`Waiter`] lives in, made by the awaitable's `new_waker`. A future that is ready at once (the
+//! common case) makes none.
 
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{RawWaker, RawWakerVTable, Wake, Waker};
+use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::waiter::Waiter;
 
+/// Makes an owned waker of the awaitable being polled.
+pub(crate) type NewWaker<'a> = &'a (dyn Fn() -> Waker + Sync);
+
 /// The state behind one poll's waker.
-pub(crate) struct PollWaker {
-    waiter: OnceLock<Arc<Waiter>>,
+pub(crate) struct PollWaker<'a> {
+    waiter: &'a Waiter,
+    new_waker: NewWaker<'a>,
     /// The waker was cloned during the poll (something may wake the future later).
     kept: AtomicBool,
-    /// The waker was woken during the poll.
-    woken: AtomicBool,
 }
 
 /// What a poll did with its waker.
 pub(crate) struct PollReport {
-    /// The awaitable's waiter: the one it had, or one created because the future kept or
-    /// woke the waker. A wake during the poll is recorded in it (`woken_during_poll`).
-    pub(crate) waiter: Option<Arc<Waiter>>,
     /// The future kept a clone of this poll's waker.
     pub(crate) kept: bool,
     /// The future woke this poll's waker (directly or through a clone) during the poll.
     pub(crate) woken: bool,
 }
 
-impl PollWaker {
-    /// Polls with a fresh waker. `waiter` is the awaitable's, if it has one already (it is
-    /// then put in its polling state first).
+impl PollWaker<'_> {
+    /// Polls with a fresh waker; `waiter` (the awaitable's) is put in its polling state first,
+    /// and records a wake that arrives during the poll.
     pub(crate) fn run<R>(
-        waiter: Option<&Arc<Waiter>>,
+        waiter: &Waiter,
+        new_waker: NewWaker<'_>,
         poll: impl FnOnce(&Waker) -> R,
     ) -> (R, PollReport) {
+        waiter.begin_poll();
         let this = PollWaker {
-            waiter: match waiter {
-                Some(waiter) => {
-                    waiter.begin_poll();
-                    OnceLock::from(Arc::clone(waiter))
-                }
-                None => OnceLock::new(),
-            },
+            waiter,
+            new_waker,
             kept: AtomicBool::new(false),
-            woken: AtomicBool::new(false),
         };
         // SAFETY: the vtable's functions receive a pointer to `this`, which outlives the
         // waker: the waker is only lent to `poll` (`ManuallyDrop`, never dropped, and its drop
         // function does nothing anyway), and every waker that can outlive the poll is a clone,
-        // which is an independent waker of an `Arc<Waiter>`. `PollWaker` is `Sync`, so wakes
+        // which is an independent waker made by `new_waker`. `PollWaker` is `Sync`, so wakes
         // from other threads holding the borrowed waker during the poll are sound.
         let waker = ManuallyDrop::new(unsafe {
             Waker::from_raw(RawWaker::new((&this as *const PollWaker).cast(), &VTABLE))
         });
         let output = poll(&waker);
-        let kept = this.kept.load(Ordering::Acquire);
-        let mut waiter = this.waiter.into_inner();
-        if this.woken.load(Ordering::Acquire) {
-            // Possibly woken before any waiter existed: the waiter, created now if need be and
-            // still in its polling state, records the wake.
-            waiter.get_or_insert_with(Waiter::new).wake_by_ref();
-        }
-        let woken = waiter
-            .as_ref()
-            .is_some_and(|waiter| waiter.woken_during_poll());
-        (
-            output,
-            PollReport {
-                waiter,
-                kept,
-                woken,
-            },
-        )
+        let report = PollReport {
+            kept: this.kept.load(Ordering::Acquire),
+            woken: waiter.woken_during_poll(),
+        };
+        (output, report)
     }
 
     /// Whether `waker` is the one lent by the poll whose identity is `lent`.
@@ -93,16 +75,15 @@ impl PollWaker {
 static VTABLE: RawWakerVTable =
     RawWakerVTable::new(clone_waker, wake_borrowed, wake_borrowed, drop_borrowed);
 
-/// A clone is a real waker of the waiter (created now, or by an earlier clone), and counts.
+/// A clone is a real waker of the awaitable, and counts.
 ///
 /// # Safety
 /// `data` is the `PollWaker` of `PollWaker::run`, alive while its borrowed waker is.
 unsafe fn clone_waker(data: *const ()) -> RawWaker {
     // SAFETY: `data` points to the `PollWaker` of a poll in progress (see `PollWaker::run`).
-    let this = unsafe { &*data.cast::<PollWaker>() };
+    let this = unsafe { &*data.cast::<PollWaker<'_>>() };
     this.kept.store(true, Ordering::Release);
-    let waiter = this.waiter.get_or_init(Waiter::new);
-    let waker = ManuallyDrop::new(Waker::from(Arc::clone(waiter)));
+    let waker = ManuallyDrop::new((this.new_waker)());
     // The new waker's reference moves into the returned raw waker (hence `ManuallyDrop`).
     RawWaker::new(waker.data(), waker.vtable())
 }
@@ -113,11 +94,8 @@ unsafe fn clone_waker(data: *const ()) -> RawWaker {
 /// As for `clone_waker`.
 unsafe fn wake_borrowed(data: *const ()) {
     // SAFETY: as in `clone_waker`.
-    let this = unsafe { &*data.cast::<PollWaker>() };
-    this.woken.store(true, Ordering::Release);
-    if let Some(waiter) = this.waiter.get() {
-        waiter.wake_by_ref();
-    }
+    let this = unsafe { &*data.cast::<PollWaker<'_>>() };
+    this.waiter.wake();
 }
 
 /// The borrowed waker owns nothing.
@@ -128,31 +106,40 @@ unsafe fn drop_borrowed(_data: *const ()) {}
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
+    /// A waiter in an allocation of its own, and how its wakers are made.
+    fn waiter() -> (Arc<Waiter>, impl Fn() -> Waker + Sync) {
+        let waiter = Arc::new(Waiter::new());
+        let owner = Arc::clone(&waiter);
+        (waiter, move || Waker::from(Arc::clone(&owner)))
+    }
+
     #[test]
-    fn a_waker_neither_kept_nor_woken_costs_no_waiter() {
-        let ((), report) = PollWaker::run(None, |_| ());
-        assert!(report.waiter.is_none());
+    fn a_waker_neither_kept_nor_woken_makes_no_waker() {
+        let (waiter, new_waker) = waiter();
+        let ((), report) = PollWaker::run(&waiter, &new_waker, |_| ());
         assert!(!report.kept && !report.woken);
+        assert_eq!(Arc::strong_count(&waiter), 2, "no waker was made");
     }
 
     #[test]
     fn waking_the_borrowed_waker_is_remembered() {
-        let ((), report) = PollWaker::run(None, |waker| waker.wake_by_ref());
-        let waiter = report
-            .waiter
-            .expect("a parked task must be able to see the wake");
+        let (waiter, new_waker) = waiter();
+        let ((), report) = PollWaker::run(&waiter, &new_waker, |waker| waker.wake_by_ref());
         assert!(report.woken && !report.kept);
         assert!(waiter.woken_during_poll());
-        assert_eq!(Arc::strong_count(&waiter), 1);
+        assert_eq!(Arc::strong_count(&waiter), 2, "no waker was made");
     }
 
     #[test]
     fn a_kept_clone_counts_and_wakes_the_waiter() {
-        let (kept, report) = PollWaker::run(None, |waker| waker.clone());
-        let waiter = report.waiter.expect("a clone creates the waiter");
+        let (waiter, new_waker) = waiter();
+        let (kept, report) = PollWaker::run(&waiter, &new_waker, |waker| waker.clone());
         assert!(report.kept && !report.woken);
+        assert_eq!(Arc::strong_count(&waiter), 3, "the clone owns a reference");
         kept.wake_by_ref();
         assert!(
             waiter.woken_during_poll(),
@@ -162,20 +149,30 @@ mod tests {
 
     #[test]
     fn every_poll_lends_a_waker_no_kept_one_will_wake() {
-        let waiter = Waiter::<crate::backend::Wakeup>::new();
-        let (first, _) = PollWaker::run(Some(&waiter), |waker| waker.clone());
-        let ((), report) = PollWaker::run(Some(&waiter), |waker| {
+        let (waiter, new_waker) = waiter();
+        let (first, _) = PollWaker::run(&waiter, &new_waker, |waker| waker.clone());
+        let ((), report) = PollWaker::run(&waiter, &new_waker, |waker| {
             // A future that keeps the waker of an earlier poll must replace it: it can tell.
             assert!(!first.will_wake(waker));
         });
         assert!(!report.kept, "nothing was cloned in the second poll");
-        let ((), report) = PollWaker::run(Some(&waiter), |waker| drop(waker.clone()));
+        let ((), report) = PollWaker::run(&waiter, &new_waker, |waker| drop(waker.clone()));
         assert!(report.kept, "a clone counts even if dropped at once");
     }
 
     #[test]
+    fn a_wake_before_this_poll_is_forgotten() {
+        let (waiter, new_waker) = waiter();
+        let (kept, _) = PollWaker::run(&waiter, &new_waker, |waker| waker.clone());
+        kept.wake_by_ref();
+        let ((), report) = PollWaker::run(&waiter, &new_waker, |_| ());
+        assert!(!report.woken, "the earlier wake was this poll's reason to run");
+    }
+
+    #[test]
     fn the_lent_waker_is_recognised_by_identity() {
-        let ((), _) = PollWaker::run(None, |waker| {
+        let (waiter, new_waker) = waiter();
+        let ((), _) = PollWaker::run(&waiter, &new_waker, |waker| {
             assert!(PollWaker::is(waker, waker.data()));
             let clone = waker.clone();
             assert!(!PollWaker::is(&clone, waker.data()));
@@ -184,7 +181,8 @@ mod tests {
 
     #[test]
     fn wakes_from_other_threads_during_the_poll_count() {
-        let ((), report) = PollWaker::run(None, |waker| {
+        let (waiter, new_waker) = waiter();
+        let ((), report) = PollWaker::run(&waiter, &new_waker, |waker| {
             std::thread::scope(|scope| {
                 scope.spawn(|| waker.wake_by_ref());
                 scope.spawn(|| {

@@ -1,11 +1,14 @@
 //! The waker of an exported awaitable: remembers whether the task is being polled or parked
 //! on its event loop, and turns `wake` into exactly one wake-up per suspension.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
+#[cfg(test)]
+use std::sync::Arc;
+#[cfg(test)]
 use std::task::Wake;
 
-use crate::backend::{Abort, Suspend, Wakeup};
-use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
+use crate::backend::{Suspend, Wakeup};
+use crate::sync::{Mutex, MutexGuard};
 
 /// What gets a parked task running again: a backend's [`Wakeup`] (or, in the model checks, a
 /// counter).
@@ -21,15 +24,15 @@ impl Deliver for Wakeup {
 }
 
 /// Shared between an awaitable (on the loop thread) and every clone of its waker (anywhere).
+/// It lives in the awaitable's own allocation, beside its driver: a waker is a reference to
+/// that allocation, so parking costs no allocation of its own (24 bytes here; an `Arc` of its
+/// own took a 64-byte block per pending awaitable).
 ///
 /// Critical sections never call into Python and never drop Python objects: a waker may run on
 /// any thread, including the loop thread while it holds the interpreter, so the lock is only
 /// ever held for a state change. The wake-up itself is delivered after unlocking.
 pub(crate) struct Waiter<W = Wakeup> {
     state: Mutex<State<W>>,
-    /// Set once the future has been told about a cancellation (it handles cancellation
-    /// itself): later cancellations must not abort the wait, the future decides when it ends.
-    cancel_delivered: AtomicBool,
 }
 
 enum State<W> {
@@ -47,11 +50,10 @@ enum State<W> {
 }
 
 impl<W: Deliver> Waiter<W> {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Waiter {
+    pub(crate) fn new() -> Self {
+        Waiter {
             state: Mutex::new(State::Polling { woken: false }),
-            cancel_delivered: AtomicBool::new(false),
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<W>> {
@@ -88,12 +90,9 @@ impl<W: Deliver> Waiter<W> {
         matches!(*self.lock(), State::Polling { woken: true })
     }
 
-    /// trio's abort: true when the suspension may be abandoned (no wake-up was committed and
-    /// the future does not handle cancellation itself).
+    /// trio's abort: true when the suspension may be abandoned (no wake-up was committed). The
+    /// caller has checked that the future does not handle cancellation itself.
     pub(crate) fn abort(&self) -> bool {
-        if self.cancel_delivered.load(Ordering::Acquire) {
-            return false;
-        }
         let mut state = self.lock();
         if !matches!(*state, State::Parked(_)) {
             return false;
@@ -104,63 +103,30 @@ impl<W: Deliver> Waiter<W> {
         true
     }
 
-    /// Records that the future now knows about a cancellation and finishes on its own terms.
-    pub(crate) fn set_cancel_delivered(&self) {
-        self.cancel_delivered.store(true, Ordering::Release);
-    }
-
     /// The awaitable finished: later wakes do nothing.
     pub(crate) fn close(&self) {
         drop(self.replace(State::Closed));
     }
 
-    /// The wake-up of the current suspension, for the garbage collector, when nothing but
-    /// `owners` references to this waiter exist: no waker of the future is alive anywhere, so
-    /// nothing can ever deliver it and the Python objects it holds belong to the awaitable alone.
-    /// A waker alive anywhere (a timer, a channel, another thread) is a root the collector
-    /// cannot see, as a native task's future is reachable from whatever will resolve it.
+    /// The wake-up of the current suspension, for the garbage collector. The caller has
+    /// checked that no waker of the future is alive anywhere (its allocation has no other
+    /// owner), so nothing can ever deliver it and the Python objects it holds belong to the
+    /// awaitable alone. A waker alive anywhere (a timer, a channel, another thread) is a root
+    /// the collector cannot see, as a native task's future is reachable from whatever will
+    /// resolve it.
     ///
-    /// The count cannot rise meanwhile: a waker is only made by a poll, or cloned from another
-    /// one, and the caller holds the awaitable's lock (which every poll takes). Never blocks:
-    /// `None` when another thread is changing the state.
-    pub(crate) fn unshared_wakeup<R>(
-        self: &Arc<Self>,
-        owners: usize,
-        visit: impl FnOnce(&W) -> R,
-    ) -> Option<R> {
-        if Arc::strong_count(self) != owners {
-            return None;
-        }
+    /// Never blocks: `None` when another thread is changing the state.
+    pub(crate) fn parked_wakeup<R>(&self, visit: impl FnOnce(&W) -> R) -> Option<R> {
         let state = self.state.try_lock().ok()?;
         match &*state {
             State::Parked(wakeup) => Some(visit(wakeup)),
             _ => None,
         }
     }
-}
 
-impl Suspend for Waiter {
-    fn woken_during_poll(&self) -> bool {
-        Waiter::woken_during_poll(self)
-    }
-
-    fn park(&self, wakeup: Wakeup) -> Result<(), Wakeup> {
-        Waiter::park(self, wakeup)
-    }
-}
-
-impl Abort for Waiter {
-    fn abort(&self) -> bool {
-        Waiter::abort(self)
-    }
-}
-
-impl<W: Deliver> Wake for Waiter<W> {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
+    /// A wake, from any thread: delivers the wake-up of the current suspension (once), or
+    /// records it for the poll in progress.
+    pub(crate) fn wake(&self) {
         let wakeup = {
             let mut state = self.lock();
             match std::mem::replace(&mut *state, State::Woken) {
@@ -179,6 +145,28 @@ impl<W: Deliver> Wake for Waiter<W> {
     }
 }
 
+impl Suspend for Waiter {
+    fn woken_during_poll(&self) -> bool {
+        Waiter::woken_during_poll(self)
+    }
+
+    fn park(&self, wakeup: Wakeup) -> Result<(), Wakeup> {
+        Waiter::park(self, wakeup)
+    }
+}
+
+/// A waiter of its own, for the tests: the driver's wakers wake the allocation it lives in.
+#[cfg(test)]
+impl<W: Deliver> Wake for Waiter<W> {
+    fn wake(self: Arc<Self>) {
+        Waiter::wake(&self);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        Waiter::wake(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::task::Waker;
@@ -187,7 +175,7 @@ mod tests {
 
     #[test]
     fn wakes_during_a_poll_are_remembered_until_the_next_poll() {
-        let waiter = Waiter::<Wakeup>::new();
+        let waiter = Arc::new(Waiter::<Wakeup>::new());
         let waker = Waker::from(Arc::clone(&waiter));
         assert!(!waiter.woken_during_poll());
         waker.wake_by_ref();
@@ -199,7 +187,7 @@ mod tests {
 
     #[test]
     fn nothing_to_abort_unless_parked() {
-        let waiter = Waiter::<Wakeup>::new();
+        let waiter = Arc::new(Waiter::<Wakeup>::new());
         assert!(!waiter.abort(), "polling: no suspension to abort");
         waiter.close();
         assert!(!waiter.abort(), "closed: no suspension to abort");
@@ -207,7 +195,7 @@ mod tests {
 
     #[test]
     fn wakes_after_close_are_ignored_from_any_thread() {
-        let waiter = Waiter::<Wakeup>::new();
+        let waiter = Arc::new(Waiter::<Wakeup>::new());
         let waker = Waker::from(Arc::clone(&waiter));
         waiter.close();
         std::thread::scope(|scope| {
@@ -230,7 +218,6 @@ mod tests {
 #[cfg(all(test, pyo3_async_loom))]
 mod loom_tests {
     use std::sync::Arc;
-    use std::task::Wake;
 
     use loom::sync::atomic::{AtomicUsize, Ordering};
     use loom::thread;
@@ -257,12 +244,12 @@ mod loom_tests {
     #[test]
     fn loom_a_wake_racing_the_poll_is_delivered_once() {
         loom::model(|| {
-            let waiter = Waiter::<Counted>::new();
+            let waiter = Arc::new(Waiter::<Counted>::new());
             let delivered = Arc::new(AtomicUsize::new(0));
             waiter.begin_poll();
             let waker = {
                 let waiter = Arc::clone(&waiter);
-                thread::spawn(move || waiter.wake_by_ref())
+                thread::spawn(move || waiter.wake())
             };
             park(&waiter, &delivered);
             waker.join().unwrap();
@@ -273,13 +260,13 @@ mod loom_tests {
     #[test]
     fn loom_two_wakers_deliver_one_wake_up() {
         loom::model(|| {
-            let waiter = Waiter::<Counted>::new();
+            let waiter = Arc::new(Waiter::<Counted>::new());
             let delivered = Arc::new(AtomicUsize::new(0));
             waiter.begin_poll();
             let wakers: Vec<_> = (0..2)
                 .map(|_| {
                     let waiter = Arc::clone(&waiter);
-                    thread::spawn(move || waiter.wake_by_ref())
+                    thread::spawn(move || waiter.wake())
                 })
                 .collect();
             park(&waiter, &delivered);
@@ -293,13 +280,13 @@ mod loom_tests {
     #[test]
     fn loom_an_abort_racing_a_wake_wins_or_loses_whole() {
         loom::model(|| {
-            let waiter = Waiter::<Counted>::new();
+            let waiter = Arc::new(Waiter::<Counted>::new());
             let delivered = Arc::new(AtomicUsize::new(0));
             waiter.begin_poll();
             park(&waiter, &delivered);
             let waker = {
                 let waiter = Arc::clone(&waiter);
-                thread::spawn(move || waiter.wake_by_ref())
+                thread::spawn(move || waiter.wake())
             };
             let aborted = waiter.abort();
             waker.join().unwrap();
@@ -310,19 +297,19 @@ mod loom_tests {
     #[test]
     fn loom_wakes_after_close_are_ignored() {
         loom::model(|| {
-            let waiter = Waiter::<Counted>::new();
+            let waiter = Arc::new(Waiter::<Counted>::new());
             let delivered = Arc::new(AtomicUsize::new(0));
             waiter.begin_poll();
             park(&waiter, &delivered);
             let waker = {
                 let waiter = Arc::clone(&waiter);
-                thread::spawn(move || waiter.wake_by_ref())
+                thread::spawn(move || waiter.wake())
             };
             // The wake-up resumes the task, whose next poll finishes the awaitable.
             waker.join().unwrap();
             waiter.begin_poll();
             waiter.close();
-            waiter.wake_by_ref();
+            waiter.wake();
             assert_eq!(delivered.load(Ordering::SeqCst), 1);
         });
     }

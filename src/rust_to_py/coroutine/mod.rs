@@ -17,9 +17,8 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
-use crate::gil_cell::GilCell;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
-use crate::rust_to_py::driver::{Driver, SharedDriver};
+use crate::rust_to_py::driver::{Driver, Owner, Shared};
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
@@ -81,7 +80,7 @@ pub struct Coroutine {
     label: Option<Label>,
     /// Shared (weakly) with the home of the loop it is bound to, which finishes it if that
     /// loop dies. The future lives in the same allocation.
-    driver: Arc<dyn SharedDriver>,
+    driver: Owner,
     /// Set once the coroutine was awaited, started or closed: `__await__` then takes the
     /// driver's lock to tell which (an error either way). Keeps the lock off the common path;
     /// a race between threads that both pass it is still caught by the lock in `resume`.
@@ -238,8 +237,8 @@ impl Coroutine {
         cancellation: Option<Arc<Cancellation>>,
         backend: Option<Backend>,
     ) -> Self {
-        let driver: Arc<GilCell<Driver<P>>> =
-            Arc::new(GilCell::new(Driver::new(future, cancellation, backend)));
+        let driver: Arc<Shared<P>> =
+            Arc::new(Shared::new(Driver::new(future, cancellation, backend)));
         Coroutine {
             label: None,
             driver,
@@ -342,7 +341,7 @@ impl Coroutine {
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let none = py.None().into_bound(py);
-        self.resume(py, |driver| driver.send(py, &none))?
+        self.resume(py, |driver, owner| driver.send(py, owner, &none))?
             .into_next(py)
     }
 
@@ -352,7 +351,7 @@ impl Coroutine {
     /// through its `am_send` slot, which returns the result without raising `StopIteration`.
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::install_slots(py);
-        self.resume(py, |driver| driver.send(py, value))?
+        self.resume(py, |driver, owner| driver.send(py, owner, value))?
             .into_next(py)
     }
 
@@ -366,13 +365,13 @@ impl Coroutine {
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let exception = thrown_exception(typ, val, tb)?;
-        self.resume(py, |driver| driver.throw(py, exception))?
+        self.resume(py, |driver, owner| driver.throw(py, owner, exception))?
             .into_next(py)
     }
 
     /// Drops the future: its cleanup runs now, synchronously.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.driver(py)?.finish(py);
+        self.driver(py)?.finish(py, self.driver.waiter());
         self.claimed.store(true, Ordering::Relaxed);
         self.ran.store(true, Ordering::Relaxed);
         Ok(())
@@ -388,7 +387,7 @@ impl Coroutine {
     /// closes a collected native coroutine.
     fn __clear__(&self, py: Python<'_>) {
         if let Ok(mut driver) = self.driver(py) {
-            driver.finish(py);
+            driver.finish(py, self.driver.waiter());
         }
     }
 }
@@ -398,8 +397,11 @@ impl Traverse for Coroutine {
     /// resumed right now (its lock taken) reports nothing: it is running, so it is reachable.
     fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
         // SAFETY: the collector runs attached.
+        // The coroutine's is the only reference when no waker is alive (the home and trio
+        // hold it weakly).
+        let unshared = (Arc::strong_count(&self.driver) == 1).then(|| self.driver.waiter());
         match unsafe { self.driver.cell().try_borrow_mut_attached() } {
-            Some(driver) => driver.traverse(visit),
+            Some(driver) => driver.traverse(visit, unshared),
             None => Ok(()),
         }
     }

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use crate::census;
 use crate::gil_cell::GilGuard;
 use crate::rust_to_py::coroutine::Coroutine;
-use crate::rust_to_py::driver::{Driver, Resumed};
+use crate::rust_to_py::driver::{Driver, Owner, Resumed};
 
 impl Coroutine {
     /// Runs `step` on the driver; an exception of the Rust function leaving it gets the
@@ -22,7 +22,7 @@ impl Coroutine {
     pub(crate) fn resume(
         &self,
         py: Python<'_>,
-        step: impl FnOnce(&mut Driver) -> PyResult<Resumed>,
+        step: impl FnOnce(&mut Driver, &Owner) -> PyResult<Resumed>,
     ) -> PyResult<Resumed> {
         let mut driver = self.driver(py)?;
         if let Some(backend) = self.backend {
@@ -32,7 +32,7 @@ impl Coroutine {
         let span = self.span(py, &mut driver);
         #[cfg(feature = "tracing")]
         let _entered = span.enter();
-        let resumed = step(&mut driver);
+        let resumed = step(&mut driver, &self.driver);
         if driver.started() {
             self.claimed.store(true, Ordering::Relaxed);
             self.ran.store(true, Ordering::Relaxed);

@@ -63,7 +63,7 @@ impl Coroutine {
 impl SendSlot for Coroutine {
     fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
         let py = slf.py();
-        slf.get().resume(py, |driver| driver.send(py, value))
+        slf.get().resume(py, |driver, owner| driver.send(py, owner, value))
     }
 
     /// As `__await__` marks it: a load and a store, no atomic read-modify-write (see

@@ -1,5 +1,7 @@
 //! CPython's "coroutine ... was never awaited", for Rust coroutines.
 
+use std::sync::Arc;
+
 use pyo3::prelude::*;
 
 use crate::rust_to_py::coroutine::Coroutine;
@@ -8,7 +10,18 @@ impl Drop for Coroutine {
     /// CPython's `RuntimeWarning: coroutine '...' was never awaited`, for a coroutine that was
     /// never started or closed (awaited or not). The warning points at the Python code running when
     /// the coroutine is dropped: where a forgotten `await` drops it, the caller's line.
+    ///
+    /// A coroutine that ran and whose future still has a waker somewhere (a timer, a channel)
+    /// finishes here, attached, rather than when that waker goes (see `Shared`).
     fn drop(&mut self) {
+        if Arc::get_mut(&mut self.driver).is_none() {
+            let driver = &self.driver;
+            crate::exit_guard::attach_unless_exiting(|py| {
+                if let Some(mut cell) = driver.cell().try_borrow_mut(py) {
+                    cell.release(py, driver.waiter());
+                }
+            });
+        }
         if !self.warns_unawaited || *self.ran.get_mut() {
             return;
         }

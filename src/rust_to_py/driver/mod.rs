@@ -4,21 +4,23 @@
 //! | state | fields that hold | entered by | left by |
 //! |---|---|---|---|
 //! | **new** | `future`; nothing else | `Coroutine::new` | the first `send(None)` |
-//! | **polling** | `started`; `waiter` once a poll kept or woke its waker | `send`, a wake-up's resumption, a delegate finishing | the poll's outcome |
+//! | **polling** | `started`; the waiter records wakes | `send`, a wake-up's resumption, a delegate finishing | the poll's outcome |
 //! | **parked** | `parker` (bound to the task and loop at the first suspension, which also registers the coroutine with its loop's home); the waiter holds the wake-up | a poll returning `Pending` by the delegation rule's "schedule" side | the loop resuming the task (`send`) or throwing in (`throw`) |
 //! | **delegating** | `delegate` (the awaitable's `__await__` iterator); `parker` (for the home) | a poll that filed one request and nothing else | the delegate finishing (poll again) or `throw`/`close` forwarded to it |
 //! | **finished** | `future` empty, the waiter closed, no delegate | the future's output, a panic, an exception ending it, `close`, the loop dying | never |
 //!
 //! Only the loop's thread moves the machine (it runs under the coroutine's borrow, a
 //! [`GilCell`]'s, taken by `send`/`throw`/`close`); wakers from other threads only touch the
-//! [`Waiter`].
+//! [`Waiter`]. Both live in one allocation ([`Shared`]); the steps that may make a waker or
+//! park get the coroutine's reference to it (its [`Owner`]).
 
 mod rare;
 mod reading;
 mod schedule;
+mod shared;
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -27,8 +29,8 @@ use pyo3::prelude::*;
 use crate::backend::{Backend, Parker};
 use crate::census;
 use crate::delegation::{self, Delegate, Input, Request, Step};
+#[cfg(doc)]
 use crate::gil_cell::GilCell;
-use crate::home::Dependent;
 use crate::rust_to_py::cancel_handle::Cancellation;
 use crate::rust_to_py::errors::{already_awaited, coroutine_error};
 use crate::rust_to_py::future_cell::{DriverFlags, FutureCell};
@@ -36,6 +38,7 @@ use crate::rust_to_py::panic::panic_exception;
 use crate::rust_to_py::pollable::PyPoll;
 use crate::waker::{PollWaker, Waiter};
 use rare::Rare;
+pub(crate) use shared::{Owner, Shared};
 
 /// How a resumed coroutine leaves `send`/`throw` when it does not raise.
 pub(crate) enum Resumed {
@@ -45,42 +48,10 @@ pub(crate) enum Resumed {
     Return(Py<PyAny>),
 }
 
-/// A coroutine's driver as its coroutine and its loop's home share it: `GilCell<Driver<F>>`
-/// for the future's own type, behind this trait so that the home can hold it as a plain
-/// `Weak<dyn Dependent>` (a `Weak` of the unsized driver cannot become one, and boxing it would
-/// cost every suspended coroutine an allocation).
-pub(crate) trait SharedDriver: Send + Sync {
-    /// The driver, with the future unsized.
-    fn cell(&self) -> &GilCell<Driver>;
-
-    /// The driver, to a sole owner.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-    fn get_mut(&mut self) -> &mut Driver;
-
-    /// How the home of the coroutine's loop holds it.
-    fn dependent(self: Arc<Self>) -> Weak<dyn Dependent>;
-}
-
-impl<F: PyPoll + 'static> SharedDriver for GilCell<Driver<F>> {
-    fn cell(&self) -> &GilCell<Driver> {
-        self
-    }
-
-    fn get_mut(&mut self) -> &mut Driver {
-        GilCell::get_mut(self)
-    }
-
-    fn dependent(self: Arc<Self>) -> Weak<dyn Dependent> {
-        Arc::<Self>::downgrade(&self)
-    }
-}
-
 /// The coroutine's mutable state, behind the coroutine's borrow, with the future at its end:
 /// created for the future's own type `F` and used through `dyn PyPoll`, so the state and the
-/// future take one allocation.
+/// future take one allocation (with the waiter: [`Shared`]).
 pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
-    /// Created when a poll keeps or wakes its waker; lives as long as the coroutine.
-    waiter: Option<Arc<Waiter>>,
     /// Created at the first suspension or delegation, which binds the coroutine to its task.
     parker: Option<Parker>,
     /// The delegated awaitable, the cancel handle's side, the `cr_frame` owner.
@@ -111,7 +82,6 @@ impl<F: PyPoll> Driver<F> {
         backend: Option<Backend>,
     ) -> Self {
         Driver {
-            waiter: None,
             parker: None,
             rare: Rare::with_cancellation(cancellation),
             #[cfg(feature = "tracing")]
@@ -170,7 +140,12 @@ impl Driver {
         }
     }
 
-    pub(crate) fn send(&mut self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
+    pub(crate) fn send(
+        &mut self,
+        py: Python<'_>,
+        owner: &Owner,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<Resumed> {
         self.check_not_finished()?;
         if !self.started() && !value.is_none() {
             return Err(PyTypeError::new_err(
@@ -179,20 +154,25 @@ impl Driver {
         }
         self.set_started();
         if self.rare.has_delegate() {
-            return self.run(py, Some(Input::Send(value.clone())));
+            return self.run(py, owner, Some(Input::Send(value.clone())));
         }
         if let Some(parker) = &mut self.parker {
             parker.check_resumption(py)?;
             match parker.resume(py, value) {
                 Ok(None) => {}
                 Ok(Some(suspended_again)) => return Ok(Resumed::Yield(suspended_again.unbind())),
-                Err(exception) => return self.deliver(py, exception),
+                Err(exception) => return self.deliver(py, owner, exception),
             }
         }
-        self.run(py, None)
+        self.run(py, owner, None)
     }
 
-    pub(crate) fn throw(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Resumed> {
+    pub(crate) fn throw(
+        &mut self,
+        py: Python<'_>,
+        owner: &Owner,
+        exception: PyErr,
+    ) -> PyResult<Resumed> {
         self.check_not_finished()?;
         self.set_started();
         if self.rare.has_delegate() {
@@ -201,26 +181,25 @@ impl Driver {
             if let Some(cancellation) = self.rare.cancellation() {
                 cancellation.deliver(exception.clone_ref(py));
             }
-            return self.run(py, Some(Input::Throw(exception)));
+            return self.run(py, owner, Some(Input::Throw(exception)));
         }
         if let Some(parker) = &mut self.parker {
             parker.abandon(py);
         }
-        self.deliver(py, exception)
+        self.deliver(py, owner, exception)
     }
 
     /// An exception reached the suspension point: it ends the coroutine, or, when the future
     /// handles cancellation itself, goes to its [`CancelHandle`](crate::CancelHandle).
-    fn deliver(&mut self, py: Python<'_>, exception: PyErr) -> PyResult<Resumed> {
+    fn deliver(&mut self, py: Python<'_>, owner: &Owner, exception: PyErr) -> PyResult<Resumed> {
         match self.rare.cancellation() {
             Some(cancellation) => {
-                let waiter = self.waiter.get_or_insert_with(Waiter::new);
-                waiter.set_cancel_delivered();
+                self.future.flags.set(DriverFlags::CANCEL_DELIVERED, true);
                 cancellation.deliver(exception);
-                self.run(py, None)
+                self.run(py, owner, None)
             }
             None => {
-                self.finish(py);
+                self.finish(py, owner.waiter());
                 self.future.flags.set(DriverFlags::RETHROWN, true);
                 Err(exception)
             }
@@ -230,7 +209,12 @@ impl Driver {
     /// Drives the delegate (starting with `input`) and the future in turn until the task must
     /// suspend or the coroutine finishes. A loop, not recursion: a future may await any number
     /// of ready awaitables in one go.
-    fn run(&mut self, py: Python<'_>, mut input: Option<Input<'_>>) -> PyResult<Resumed> {
+    fn run(
+        &mut self,
+        py: Python<'_>,
+        owner: &Owner,
+        mut input: Option<Input<'_>>,
+    ) -> PyResult<Resumed> {
         loop {
             if let Some(delegate) = self.rare.take_delegate() {
                 let input = input
@@ -244,41 +228,40 @@ impl Driver {
                     Step::Finished => {}
                 }
             }
-            match self.poll(py) {
+            match self.poll(py, owner) {
                 Polled::Ready(Ok(output)) => return Ok(Resumed::Return(output)),
                 Polled::Ready(Err(err)) => return Err(coroutine_error(py, err)),
                 Polled::Delegate(request) => {
                     // Bound to its task and loop from now on: the loop's death ends it.
-                    if let Err(err) = self.parker(py) {
+                    if let Err(err) = self.parker(py, owner) {
                         let _ = request.sender.send(Err(err.clone_ref(py)));
-                        self.finish(py);
+                        self.finish(py, owner.waiter());
                         return Err(err);
                     }
                     self.rare.set_delegate(Delegate::start(py, request));
                 }
                 Polled::Park => {
                     return self
-                        .park(py)
+                        .park(py, owner)
                         .map(Resumed::Yield)
-                        .inspect_err(|_| self.finish(py));
+                        .inspect_err(|_| self.finish(py, owner.waiter()));
                 }
             }
         }
     }
 
-    fn poll(&mut self, py: Python<'_>) -> Polled {
+    fn poll(&mut self, py: Python<'_>, owner: &Owner) -> Polled {
         let Some(mut future) = self.future.pinned() else {
             return Polled::Ready(Err(already_awaited()));
         };
-        let ((polled, mut requests), report) = PollWaker::run(self.waiter.as_ref(), |waker| {
-            delegation::collect(waker.data(), || {
-                let mut cx = Context::from_waker(waker);
-                panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll_py(py, &mut cx)))
-            })
-        });
-        if self.waiter.is_none() {
-            self.waiter = report.waiter;
-        }
+        let new_waker = || Arc::clone(owner).into_waker();
+        let ((polled, mut requests), report) =
+            PollWaker::run(owner.waiter(), &new_waker, |waker| {
+                delegation::collect(waker.data(), || {
+                    let mut cx = Context::from_waker(waker);
+                    panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll_py(py, &mut cx)))
+                })
+            });
         // The delegation rule (see `crate::delegation`).
         let delegate = matches!(polled, Ok(Poll::Pending))
             && requests.len() == 1
@@ -292,25 +275,25 @@ impl Driver {
             },
             Ok(Poll::Pending) => Polled::Park,
             Ok(Poll::Ready(output)) => {
-                self.finish(py);
+                self.finish(py, owner.waiter());
                 Polled::Ready(output)
             }
             Err(payload) => {
-                self.finish(py);
+                self.finish(py, owner.waiter());
                 Polled::Ready(Err(panic_exception(payload)))
             }
         };
         if !requests.is_empty() {
-            self.schedule(py, requests);
+            self.schedule(py, owner, requests);
         }
         polled
     }
 
     /// The parker, created at the first suspension or delegation: detects the backend unless
     /// it was given.
-    pub(super) fn parker(&mut self, py: Python<'_>) -> PyResult<&mut Parker> {
+    pub(super) fn parker(&mut self, py: Python<'_>, owner: &Owner) -> PyResult<&mut Parker> {
         if self.parker.is_none() {
-            let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
+            let waiter = Arc::clone(owner).abort_handle();
             let (backend, running) = match self.future.flags.backend() {
                 Some(backend) => (backend, None),
                 None => Backend::detect(py)?,
@@ -323,17 +306,15 @@ impl Driver {
         }
     }
 
-    fn park(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let waiter = Arc::clone(self.waiter.get_or_insert_with(Waiter::new));
-        Ok(self.parker(py)?.park(py, &*waiter)?.unbind())
+    fn park(&mut self, py: Python<'_>, owner: &Owner) -> PyResult<Py<PyAny>> {
+        Ok(self.parker(py, owner)?.park(py, owner.waiter())?.unbind())
     }
 
-    /// Drops the future and everything tied to the current suspension.
-    pub(crate) fn finish(&mut self, py: Python<'_>) {
+    /// Drops the future and everything tied to the current suspension; `waiter` is the
+    /// coroutine's, closed so that a later wake does nothing.
+    pub(crate) fn finish(&mut self, py: Python<'_>, waiter: &Waiter) {
         self.count_finished();
-        if let Some(waiter) = &self.waiter {
-            waiter.close();
-        }
+        waiter.close();
         if let Some(parker) = &mut self.parker {
             parker.abandon(py);
         }
@@ -342,18 +323,6 @@ impl Driver {
         }
         self.rare.set_frame_owner(None);
         self.future.clear();
-    }
-}
-
-impl<F: PyPoll + 'static> Dependent for GilCell<Driver<F>> {
-    /// The loop the coroutine is bound to died: its task will never run again, so the
-    /// coroutine finishes now (an asyncio task left pending by `loop.close()` would otherwise
-    /// keep it forever: the cycle through Rust is invisible to Python's GC).
-    fn loop_died(&self, py: Python<'_>) {
-        // Locked: it is running right now, so its loop is not dead after all.
-        if let Some(mut driver) = self.cell().try_borrow_mut(py) {
-            driver.finish(py);
-        }
     }
 }
 
@@ -367,11 +336,19 @@ impl<F: ?Sized> Driver<F> {
     }
 }
 
+impl Driver {
+    /// The coroutine object is going while a waker may keep this driver's allocation alive:
+    /// the coroutine finishes, and everything that holds Python objects goes now, attached
+    /// (see [`Shared`]).
+    pub(crate) fn release(&mut self, py: Python<'_>, waiter: &Waiter) {
+        self.finish(py, waiter);
+        self.parker = None;
+        self.rare = Rare::default();
+    }
+}
+
 impl<F: ?Sized> Drop for Driver<F> {
     fn drop(&mut self) {
         self.count_finished();
-        if let Some(waiter) = &self.waiter {
-            waiter.close();
-        }
     }
 }

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 use crate::rust_to_py::driver::Driver;
 use crate::visit::Visit;
+use crate::waker::Waiter;
 
 impl Driver {
     /// Whether the future has finished (returned, raised, was closed or cancelled).
@@ -56,13 +57,18 @@ impl Driver {
     /// Reports to the garbage collector the Python objects that this coroutine alone holds for
     /// its current suspension: the future its asyncio task waits for (which holds the task
     /// through its done-callback, and the task holds the coroutine), a delegated awaitable's
-    /// iterator, and the wake-up's future once no waker of the Rust future is alive (see
-    /// [`Waiter::unshared_wakeup`]). A forgotten task parked on a Rust coroutine is then a
-    /// cycle the collector can see, as a native one is.
+    /// iterator, and the wake-up's future when `unshared` is the coroutine's waiter, which no
+    /// waker of the Rust future can reach any more (see [`Waiter::parked_wakeup`]). A
+    /// forgotten task parked on a Rust coroutine is then a cycle the collector can see, as a
+    /// native one is.
     ///
     /// What the Rust future itself holds stays invisible: an argument it captured, or a waker
     /// it keeps in its own state, is a reference the collector counts as external.
-    pub(crate) fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
+    pub(crate) fn traverse<V: Visit>(
+        &self,
+        visit: &V,
+        unshared: Option<&Waiter>,
+    ) -> Result<(), V::Error> {
         if let Some(parker) = &self.parker {
             parker.traverse(visit)?;
         }
@@ -72,11 +78,9 @@ impl Driver {
         if let Some(owner) = self.rare.frame_owner() {
             visit.visit(owner)?;
         }
-        if let Some(waiter) = &self.waiter {
-            // The driver's reference is the waiter's only one when no waker is alive (a trio
-            // parker's abort function holds a second, but trio's wake-ups report nothing).
+        if let Some(waiter) = unshared {
             waiter
-                .unshared_wakeup(1, |wakeup| wakeup.traverse(visit))
+                .parked_wakeup(|wakeup| wakeup.traverse(visit))
                 .unwrap_or(Ok(()))?;
         }
         Ok(())

@@ -3,29 +3,26 @@
 //! wakes the coroutine when it ends.
 
 use std::sync::Arc;
-use std::task::Waker;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::delegation::Request;
 use crate::glue;
-use crate::rust_to_py::driver::Driver;
+use crate::rust_to_py::driver::{Driver, Owner};
 use crate::task::{Completion, Launch};
-use crate::waker::Waiter;
 
 impl Driver {
     /// Starts awaitables that cannot be delegated as tasks of this coroutine's loop, in a copy
     /// of the task's context; each wakes the coroutine when it ends.
-    pub(super) fn schedule(&mut self, py: Python<'_>, requests: Vec<Request>) {
+    pub(super) fn schedule(&mut self, py: Python<'_>, owner: &Owner, requests: Vec<Request>) {
         let finished = self.future.is_empty();
-        let waker = self.waiter.get_or_insert_with(Waiter::new).clone();
-        let waker = Waker::from(waker);
+        let waker = Arc::clone(owner).into_waker();
         let target = if finished {
             // The future finished (a `select` picked another branch): nobody waits for these.
             Err(PyRuntimeError::new_err("the coroutine finished"))
         } else {
-            self.parker(py)
+            self.parker(py, owner)
                 .map(|parker| (parker.backend(), Arc::clone(parker.home())))
         };
         for request in requests {
