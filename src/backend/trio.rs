@@ -238,10 +238,7 @@ impl TrioTask {
         // `SUCCEEDED` is only allowed when no reschedule can follow; once a wake-up is on its
         // way (or the future handles cancellation itself) the task waits for that wake-up, and
         // trio calls us again at its next suspension.
-        let aborted = self
-            .waiter
-            .upgrade()
-            .is_some_and(|waiter| waiter.abort(py));
+        let aborted = self.waiter.upgrade().is_some_and(|waiter| waiter.abort(py));
         let verdict = if aborted {
             intern!(py, "SUCCEEDED")
         } else {

@@ -101,7 +101,7 @@ impl AsyncGenerator {
     /// The attribute macros' `with_qualname`, from a static of the function.
     #[doc(hidden)]
     pub fn __with_label(mut self, label: &'static StaticLabel) -> Self {
-        self.label = Some(Label::Static(label));
+        self.label = Some(Label::from_static(label));
         self
     }
 

@@ -69,29 +69,40 @@ impl<F: ?Sized> Drop for FutureCell<F> {
     }
 }
 
-/// The driver's flags, one byte: whether the future is gone (the cell's own), whether the
+/// The driver's flags, two bytes: whether the future is gone (the cell's own), whether the
 /// coroutine started, whether the home of its loop knows it, whether the last step's
-/// exception was the one thrown in, the backend fixed for it (if any), and whether the future
+/// exception was the one thrown in, the backend fixed for it (if any), whether the future
 /// was told about a cancellation (it handles cancellation itself, through its
 /// [`CancelHandle`](crate::CancelHandle): later cancellations must not abort the wait, the
-/// future decides when it ends).
+/// future decides when it ends), and the coroutine object's own: awaited, closed, and quiet.
+///
+/// The coroutine object keeps no flags of its own: its fields then fit a smaller size class,
+/// and every reader of these runs attached, where taking the driver's borrow is a flag check.
 #[derive(Clone, Copy)]
-pub(crate) struct DriverFlags(u8);
+pub(crate) struct DriverFlags(u16);
 
 impl DriverFlags {
-    const EMPTY: u8 = 1;
-    pub(crate) const STARTED: u8 = 1 << 1;
-    pub(crate) const REGISTERED: u8 = 1 << 2;
-    pub(crate) const RETHROWN: u8 = 1 << 3;
-    const ASYNCIO: u8 = 1 << 4;
-    const TRIO: u8 = 1 << 5;
-    pub(crate) const CANCEL_DELIVERED: u8 = 1 << 6;
+    const EMPTY: u16 = 1;
+    pub(crate) const STARTED: u16 = 1 << 1;
+    pub(crate) const REGISTERED: u16 = 1 << 2;
+    pub(crate) const RETHROWN: u16 = 1 << 3;
+    const ASYNCIO: u16 = 1 << 4;
+    const TRIO: u16 = 1 << 5;
+    pub(crate) const CANCEL_DELIVERED: u16 = 1 << 6;
+    /// `__await__` was called (or the coroutine started or was closed): a second await is
+    /// refused.
+    pub(crate) const CLAIMED: u16 = 1 << 7;
+    /// `close()` was called: like a start, it spares the "never awaited" warning.
+    pub(crate) const CLOSED: u16 = 1 << 8;
+    /// Dropped unstarted, it does not warn "never awaited" (an async generator's step, the
+    /// crate's own helpers).
+    pub(crate) const QUIET: u16 = 1 << 9;
 
-    pub(crate) fn has(self, flag: u8) -> bool {
+    pub(crate) fn has(self, flag: u16) -> bool {
         self.0 & flag != 0
     }
 
-    pub(crate) fn set(&mut self, flag: u8, on: bool) {
+    pub(crate) fn set(&mut self, flag: u16, on: bool) {
         if on {
             self.0 |= flag;
         } else {

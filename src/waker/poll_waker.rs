@@ -166,7 +166,10 @@ mod tests {
         let (kept, _) = PollWaker::run(&waiter, &new_waker, |waker| waker.clone());
         kept.wake_by_ref();
         let ((), report) = PollWaker::run(&waiter, &new_waker, |_| ());
-        assert!(!report.woken, "the earlier wake was this poll's reason to run");
+        assert!(
+            !report.woken,
+            "the earlier wake was this poll's reason to run"
+        );
     }
 
     #[test]

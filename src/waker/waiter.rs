@@ -1,9 +1,9 @@
 //! The waker of an exported awaitable: remembers whether the task is being polled or parked
 //! on its event loop, and turns `wake` into exactly one wake-up per suspension.
 
-use std::sync::PoisonError;
 #[cfg(test)]
 use std::sync::Arc;
+use std::sync::PoisonError;
 #[cfg(test)]
 use std::task::Wake;
 

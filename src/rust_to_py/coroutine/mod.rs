@@ -9,7 +9,7 @@ mod unawaited;
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -20,6 +20,7 @@ use crate::backend::Backend;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::driver::{Driver, Owner, Shared};
 use crate::rust_to_py::errors::thrown_exception;
+use crate::rust_to_py::future_cell::DriverFlags;
 use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
 use crate::rust_to_py::thread_bound::ThreadBound;
@@ -79,22 +80,9 @@ pub struct Coroutine {
     /// where the Rust function is, for the traceback entry of an exception it raises.
     label: Option<Label>,
     /// Shared (weakly) with the home of the loop it is bound to, which finishes it if that
-    /// loop dies. The future lives in the same allocation.
+    /// loop dies. The future lives in the same allocation, and so do the coroutine's flags
+    /// (awaited, closed, quiet: see `DriverFlags`) and its backend, if fixed.
     driver: Owner,
-    /// Set once the coroutine was awaited, started or closed: `__await__` then takes the
-    /// driver's lock to tell which (an error either way). Keeps the lock off the common path;
-    /// a race between threads that both pass it is still caught by the lock in `resume`.
-    claimed: AtomicBool,
-    /// Set once the coroutine was started or closed (not merely awaited: `__await__()` alone
-    /// leaves a native coroutine unstarted, and dropping it then still warns).
-    ran: AtomicBool,
-    /// The backend fixed by [`with_backend`](Coroutine::with_backend), handed to the driver at
-    /// each resumption (the driver is not borrowed here: that takes a `Python` token).
-    backend: Option<Backend>,
-    /// Whether dropping it before it ran warns "coroutine ... was never awaited", as a native
-    /// coroutine does; off for the steps of an async generator (CPython's `__anext__`
-    /// awaitables do not warn either) and the crate's own helpers.
-    warns_unawaited: bool,
 }
 
 impl Coroutine {
@@ -186,7 +174,7 @@ impl Coroutine {
     /// # drop(coroutine);
     /// ```
     pub fn with_backend(mut self, backend: Backend) -> Self {
-        self.backend = Some(backend);
+        self.configure(|driver| driver.set_backend(backend));
         self
     }
 
@@ -226,7 +214,7 @@ impl Coroutine {
     /// The attribute macros' `with_qualname` and `with_source`, from a static of the function.
     #[doc(hidden)]
     pub fn __with_label(mut self, label: &'static StaticLabel) -> Self {
-        self.label = Some(Label::Static(label));
+        self.label = Some(Label::from_static(label));
         self
     }
 
@@ -242,17 +230,28 @@ impl Coroutine {
         Coroutine {
             label: None,
             driver,
-            claimed: AtomicBool::new(false),
-            ran: AtomicBool::new(false),
-            backend: None,
-            warns_unawaited: true,
+        }
+    }
+
+    /// Changes the driver of a coroutine being built (owned by Rust code, so the driver's
+    /// only owner: no borrow, no `Python` token).
+    fn configure(&mut self, change: impl FnOnce(&mut Driver)) {
+        match Arc::get_mut(&mut self.driver) {
+            Some(shared) => change(shared.get_mut()),
+            // Unreachable: only a poll shares the driver, and only Python polls a coroutine,
+            // which it holds by reference.
+            None => Python::attach(|py| {
+                if let Some(mut driver) = self.driver.cell().try_borrow_mut(py) {
+                    change(&mut driver);
+                }
+            }),
         }
     }
 
     /// A coroutine that is dropped unawaited in silence: an internal step that Python code
     /// may legitimately never await.
     pub(crate) fn without_unawaited_warning(mut self) -> Self {
-        self.warns_unawaited = false;
+        self.configure(|driver| driver.flags().set(DriverFlags::QUIET, true));
         self
     }
 }
@@ -261,14 +260,14 @@ impl Coroutine {
 impl Coroutine {
     fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
         Self::install_slots(slf.py());
-        let claimed = &slf.get().claimed;
-        if claimed.load(Ordering::Relaxed) {
-            slf.get().driver(slf.py())?.check_not_finished()?;
+        let mut driver = slf.get().driver(slf.py())?;
+        if !driver.claim() {
+            driver.check_not_finished()?;
             return Err(PyRuntimeError::new_err(
                 "coroutine is being awaited already",
             ));
         }
-        claimed.store(true, Ordering::Relaxed);
+        drop(driver);
         Self::enter_awaited_class(&slf)?;
         Ok(slf.into_any())
     }
@@ -371,9 +370,9 @@ impl Coroutine {
 
     /// Drops the future: its cleanup runs now, synchronously.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.driver(py)?.finish(py, self.driver.waiter());
-        self.claimed.store(true, Ordering::Relaxed);
-        self.ran.store(true, Ordering::Relaxed);
+        let mut driver = self.driver(py)?;
+        driver.finish(py, self.driver.waiter());
+        driver.flags().set(DriverFlags::CLOSED, true);
         Ok(())
     }
 

@@ -3,7 +3,6 @@
 //! coroutines, the `tracing` span, the traceback entry of an error; and how the step's outcome
 //! reaches a caller of `send` or `__next__`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyStopIteration, PyValueError};
@@ -25,18 +24,11 @@ impl Coroutine {
         step: impl FnOnce(&mut Driver, &Owner) -> PyResult<Resumed>,
     ) -> PyResult<Resumed> {
         let mut driver = self.driver(py)?;
-        if let Some(backend) = self.backend {
-            driver.set_backend(backend);
-        }
         #[cfg(feature = "tracing")]
         let span = self.span(py, &mut driver);
         #[cfg(feature = "tracing")]
         let _entered = span.enter();
         let resumed = step(&mut driver, &self.driver);
-        if driver.started() {
-            self.claimed.store(true, Ordering::Relaxed);
-            self.ran.store(true, Ordering::Relaxed);
-        }
         if let Some(home) = driver.home_to_register() {
             // Bound to a loop for the first time: the loop's death finishes the coroutine.
             home.depend(py, Arc::clone(&self.driver).dependent());

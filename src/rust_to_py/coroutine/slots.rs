@@ -1,8 +1,6 @@
 //! The type slots of `Coroutine` that PyO3 cannot declare (`send_slot`), and under the limited
 //! API the awaited class that carries them (`slot_class`).
 
-use std::sync::atomic::Ordering;
-
 use pyo3::prelude::*;
 
 use crate::install_once::InstallOnce;
@@ -63,17 +61,15 @@ impl Coroutine {
 impl SendSlot for Coroutine {
     fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
         let py = slf.py();
-        slf.get().resume(py, |driver, owner| driver.send(py, owner, value))
+        slf.get()
+            .resume(py, |driver, owner| driver.send(py, owner, value))
     }
 
-    /// As `__await__` marks it: a load and a store, no atomic read-modify-write (see
-    /// `claimed`).
+    /// As `__await__` marks it, under the driver's borrow (a coroutine running now is
+    /// claimed already).
     fn claim_for_await(slf: &Bound<'_, Self>) -> bool {
-        let claimed = &slf.get().claimed;
-        if claimed.load(Ordering::Relaxed) {
-            return false;
-        }
-        claimed.store(true, Ordering::Relaxed);
-        true
+        slf.get()
+            .driver(slf.py())
+            .is_ok_and(|mut driver| driver.claim())
     }
 }

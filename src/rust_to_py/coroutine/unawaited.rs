@@ -14,15 +14,17 @@ impl Drop for Coroutine {
     /// A coroutine that ran and whose future still has a waker somewhere (a timer, a channel)
     /// finishes here, attached, rather than when that waker goes (see `Shared`).
     fn drop(&mut self) {
-        if Arc::get_mut(&mut self.driver).is_none() {
+        let Some(shared) = Arc::get_mut(&mut self.driver) else {
+            // Shared: a poll made a waker, so the coroutine started (it does not warn).
             let driver = &self.driver;
             crate::exit_guard::attach_unless_exiting(|py| {
                 if let Some(mut cell) = driver.cell().try_borrow_mut(py) {
                     cell.release(py, driver.waiter());
                 }
             });
-        }
-        if !self.warns_unawaited || *self.ran.get_mut() {
+            return;
+        };
+        if !shared.get_mut().warns_unawaited() {
             return;
         }
         // Only where Python is running (a coroutine built and dropped by Rust code before the

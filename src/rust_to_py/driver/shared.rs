@@ -60,7 +60,6 @@ pub(crate) trait SharedDriver: Send + Sync {
     fn waiter(&self) -> &Waiter;
 
     /// The driver, to a sole owner.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     fn get_mut(&mut self) -> &mut Driver;
 
     /// How the home of the coroutine's loop holds it.
