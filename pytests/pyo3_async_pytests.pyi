@@ -343,8 +343,9 @@ class WakerStash:
     """Keeps the waker of a pending future, to wake it later from anywhere."""
 
     def __new__(cls) -> Self: ...
-    def wait(self, times: int) -> abc.Coroutine[Any, Any, None]:
-        """Pending until woken through the stash `times` times."""
+    def wait(self, times: int, probe: Probe | None = None) -> abc.Coroutine[Any, Any, None]:
+        """Pending until woken through the stash `times` times; `probe`, if given, sees the
+        future dropped (the stash keeps the waker after that)."""
 
     @property
     def has_waker(self) -> bool: ...

@@ -2,7 +2,7 @@
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3_async::{AllowThreads, Coroutine};
 
 use crate::coroutine;
+use crate::coroutines::{DropGuard, Probe};
 
 /// A one-shot event fired from Python, on the loop thread or from another thread.
 #[pyclass(frozen)]
@@ -86,9 +87,13 @@ impl WakerStash {
         WakerStash::default()
     }
 
-    /// Pending until woken through the stash `times` times.
-    fn wait(slf: Py<Self>, times: usize) -> Coroutine {
+    /// Pending until woken through the stash `times` times; `probe`, if given, sees the
+    /// future dropped (the stash keeps the waker after that).
+    #[pyo3(signature = (times, probe = None))]
+    fn wait(slf: Py<Self>, times: usize, probe: Option<Py<Probe>>) -> Coroutine {
+        let guard = probe.map(|probe| DropGuard(Arc::new(probe)));
         Coroutine::new(async move {
+            let _guard = guard;
             poll_fn(|cx| {
                 let stash = slf.get();
                 *stash.waker.lock().expect("stash lock") = Some(cx.waker().clone());
