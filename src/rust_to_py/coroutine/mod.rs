@@ -18,7 +18,8 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::backend::Backend;
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
-use crate::rust_to_py::driver::{Driver, Owner, Shared};
+use crate::rust_to_py::driver::shared::Shared;
+use crate::rust_to_py::driver::{Driver, Owner};
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::future_cell::DriverFlags;
 use crate::rust_to_py::label::{Label, StaticLabel};

@@ -13,24 +13,26 @@
 //! [`GilCell`]'s, taken by `send`/`throw`/`close`); wakers from other threads only touch the
 //! [`Waiter`]. Both live in one allocation ([`Shared`]); the steps that may make a waker or
 //! park get the coroutine's reference to it (its [`Owner`]).
+//!
+//! [`Shared`]: shared::Shared
 
 mod rare;
 mod reading;
 mod schedule;
-mod shared;
+pub(crate) mod shared;
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 
-use crate::backend::{Backend, Parker};
+use crate::backend::{Abort, Backend, Parker};
 use crate::census;
 use crate::delegation::{self, Delegate, Input, Request, Step};
-#[cfg(doc)]
 use crate::gil_cell::GilCell;
+use crate::home::Dependent;
 use crate::rust_to_py::cancel_handle::Cancellation;
 use crate::rust_to_py::errors::{already_awaited, coroutine_error};
 use crate::rust_to_py::future_cell::{DriverFlags, FutureCell};
@@ -38,7 +40,6 @@ use crate::rust_to_py::panic::panic_exception;
 use crate::rust_to_py::pollable::PyPoll;
 use crate::waker::{PollWaker, Waiter};
 use rare::Rare;
-pub(crate) use shared::{Owner, Shared};
 
 /// How a resumed coroutine leaves `send`/`throw` when it does not raise.
 pub(crate) enum Resumed {
@@ -48,9 +49,37 @@ pub(crate) enum Resumed {
     Return(Py<PyAny>),
 }
 
+/// What the coroutine object holds: the allocation with the future's type erased, and the
+/// strong reference every new waker clones.
+pub(crate) type Owner = Arc<dyn SharedDriver>;
+
+/// The allocation as the coroutine and its driver use it, for any future type. A trait, not
+/// `Shared<dyn PyPoll>`, so that the home can hold it as a plain `Weak<dyn Dependent>` and
+/// trio as a `Weak<dyn Abort>` (a `Weak` of an unsized struct cannot become another trait
+/// object, and boxing it would cost every suspended coroutine an allocation).
+pub(crate) trait SharedDriver: Send + Sync {
+    /// The driver, with the future unsized.
+    fn cell(&self) -> &GilCell<Driver>;
+
+    /// The waker state, which wakers reach from any thread without the driver.
+    fn waiter(&self) -> &Waiter;
+
+    /// The driver, to a sole owner.
+    fn get_mut(&mut self) -> &mut Driver;
+
+    /// How the home of the coroutine's loop holds it.
+    fn dependent(self: Arc<Self>) -> Weak<dyn Dependent>;
+
+    /// How trio's abort function holds it.
+    fn abort_handle(self: Arc<Self>) -> Weak<dyn Abort>;
+
+    /// A waker of the future: this reference, moved into it.
+    fn into_waker(self: Arc<Self>) -> Waker;
+}
+
 /// The coroutine's mutable state, behind the coroutine's borrow, with the future at its end:
 /// created for the future's own type `F` and used through `dyn PyPoll`, so the state and the
-/// future take one allocation (with the waiter: [`Shared`]).
+/// future take one allocation (with the waiter: [`Shared`](shared::Shared)).
 pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
     /// Created at the first suspension or delegation, which binds the coroutine to its task.
     parker: Option<Parker>,
@@ -363,7 +392,7 @@ impl<F: ?Sized> Driver<F> {
 impl Driver {
     /// The coroutine object is going while a waker may keep this driver's allocation alive:
     /// the coroutine finishes, and everything that holds Python objects goes now, attached
-    /// (see [`Shared`]).
+    /// (see [`Shared`](shared::Shared)).
     pub(crate) fn release(&mut self, py: Python<'_>, waiter: &Waiter) {
         self.finish(py, waiter);
         self.parker = None;

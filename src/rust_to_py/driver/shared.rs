@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use crate::backend::Abort;
 use crate::gil_cell::GilCell;
 use crate::home::Dependent;
-use crate::rust_to_py::driver::Driver;
+use crate::rust_to_py::driver::{Driver, SharedDriver};
 use crate::rust_to_py::future_cell::DriverFlags;
 use crate::rust_to_py::pollable::PyPoll;
 use crate::waker::Waiter;
@@ -42,34 +42,6 @@ impl<F: PyPoll + 'static> Shared<F> {
             cell: GilCell::new(driver),
         }
     }
-}
-
-/// What the coroutine object holds: the allocation with the future's type erased, and the
-/// strong reference every new waker clones.
-pub(crate) type Owner = Arc<dyn SharedDriver>;
-
-/// The allocation as the coroutine and its driver use it, for any future type. A trait, not
-/// `Shared<dyn PyPoll>`, so that the home can hold it as a plain `Weak<dyn Dependent>` and
-/// trio as a `Weak<dyn Abort>` (a `Weak` of an unsized struct cannot become another trait
-/// object, and boxing it would cost every suspended coroutine an allocation).
-pub(crate) trait SharedDriver: Send + Sync {
-    /// The driver, with the future unsized.
-    fn cell(&self) -> &GilCell<Driver>;
-
-    /// The waker state, which wakers reach from any thread without the driver.
-    fn waiter(&self) -> &Waiter;
-
-    /// The driver, to a sole owner.
-    fn get_mut(&mut self) -> &mut Driver;
-
-    /// How the home of the coroutine's loop holds it.
-    fn dependent(self: Arc<Self>) -> Weak<dyn Dependent>;
-
-    /// How trio's abort function holds it.
-    fn abort_handle(self: Arc<Self>) -> Weak<dyn Abort>;
-
-    /// A waker of the future: this reference, moved into it.
-    fn into_waker(self: Arc<Self>) -> Waker;
 }
 
 impl<F: PyPoll + 'static> SharedDriver for Shared<F> {
