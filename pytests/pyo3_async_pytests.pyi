@@ -835,3 +835,28 @@ def spans_in_generator(n: int) -> abc.AsyncGenerator[tuple[str, dict[str, str]],
 
 def echo(value: _T) -> abc.Coroutine[Any, Any, _T]:
     """Returns its argument: the argument lives in the Rust future until the first poll."""
+
+# Round-5 attack helpers (pytests/src/attack5.rs).
+def relabelled(
+    steps: Sequence[tuple[str, str]], payload: _T, fail: bool = False
+) -> abc.Coroutine[Any, Any, _T]:
+    """Labelled by `steps` ("static", "qualname", "source"), in order; suspends once, then
+    returns `payload` or raises `KeyError(payload)`."""
+
+def relabelled_generator(n: int, qualname: str) -> abc.AsyncGenerator[int, None]:
+    """`0..n`, renamed with `with_qualname`."""
+
+class ForeignWaker:
+    """Keeps a waker that a foreign thread wakes in a loop and drops, without the GIL."""
+
+    def __new__(cls) -> Self: ...
+    def wait(self, payload: object) -> abc.Coroutine[Any, Any, None]:
+        """Pending for ever; `payload` lives in the future."""
+    def start(self) -> None:
+        """A thread takes the waker and wakes it in a loop until `stop`."""
+    def stop(self) -> int:
+        """Stops the thread, which drops the waker; how many wakes it made."""
+    def drop_on_thread(self) -> bool:
+        """Drops the kept waker on a new thread; whether there was one."""
+    @property
+    def has_waker(self) -> bool: ...

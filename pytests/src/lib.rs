@@ -1,6 +1,7 @@
 //! Test extension module for the pytest suite: small Rust futures and streams that exercise
 //! each path of the bridge. Every function returns a `Coroutine` or an `AsyncGenerator`.
 
+mod attack5;
 mod awaiting;
 mod core;
 mod coroutines;
@@ -70,6 +71,7 @@ fn use_pyo3_panics(yes: bool) {
 
 #[pymodule]
 fn pyo3_async_pytests(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    attack5::register(m)?;
     coroutines::register(m)?;
     wakers::register(m)?;
     generators::register(m)?;

@@ -129,8 +129,7 @@ impl AsyncGenerator {
     }
 
     fn awaitable(&self, step: impl PyPoll + 'static) -> Coroutine {
-        let coroutine =
-            Coroutine::from_pollable(step, None, self.backend).without_unawaited_warning();
+        let coroutine = Coroutine::quiet_step(step, self.backend);
         #[cfg(feature = "tracing")]
         let coroutine = coroutine.in_span({
             let span = self

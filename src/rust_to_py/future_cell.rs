@@ -97,6 +97,9 @@ impl DriverFlags {
     /// Dropped unstarted, it does not warn "never awaited" (an async generator's step, the
     /// crate's own helpers).
     pub(crate) const QUIET: u16 = 1 << 9;
+    /// The waiter may have left its initial state: a waker was made, a wake arrived during a
+    /// poll, or the task parked (see `PollWaker::run`).
+    pub(crate) const WAITER_USED: u16 = 1 << 10;
 
     pub(crate) fn has(self, flag: u16) -> bool {
         self.0 & flag != 0

@@ -26,6 +26,8 @@ pub(crate) struct PollWaker<'a> {
     new_waker: NewWaker<'a>,
     /// The waker was cloned during the poll (something may wake the future later).
     kept: AtomicBool,
+    /// The borrowed waker was woken during the poll.
+    woken: AtomicBool,
 }
 
 /// What a poll did with its waker.
@@ -39,16 +41,26 @@ pub(crate) struct PollReport {
 impl PollWaker<'_> {
     /// Polls with a fresh waker; `waiter` (the awaitable's) is put in its polling state first,
     /// and records a wake that arrives during the poll.
+    ///
+    /// `used`: whether the waiter may have left its initial state (a waker was made, a wake
+    /// arrived, the task parked). A waiter never used is in its polling state already and no
+    /// waker of it exists, so a poll that makes none either (a future ready at once, the common
+    /// case) takes no lock: a wake can then only come through the borrowed waker, which says
+    /// so itself.
     pub(crate) fn run<R>(
         waiter: &Waiter,
+        used: bool,
         new_waker: NewWaker<'_>,
         poll: impl FnOnce(&Waker) -> R,
     ) -> (R, PollReport) {
-        waiter.begin_poll();
+        if used {
+            waiter.begin_poll();
+        }
         let this = PollWaker {
             waiter,
             new_waker,
             kept: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
         };
         // SAFETY: the vtable's functions receive a pointer to `this`, which outlives the
         // waker: the waker is only lent to `poll` (`ManuallyDrop`, never dropped, and its drop
@@ -59,11 +71,13 @@ impl PollWaker<'_> {
             Waker::from_raw(RawWaker::new((&this as *const PollWaker).cast(), &VTABLE))
         });
         let output = poll(&waker);
-        let report = PollReport {
-            kept: this.kept.load(Ordering::Acquire),
-            woken: waiter.woken_during_poll(),
+        let kept = this.kept.load(Ordering::Acquire);
+        let woken = if used || kept {
+            waiter.woken_during_poll()
+        } else {
+            this.woken.load(Ordering::Acquire)
         };
-        (output, report)
+        (output, PollReport { kept, woken })
     }
 
     /// Whether `waker` is the one lent by the poll whose identity is `lent`.
@@ -95,6 +109,7 @@ unsafe fn clone_waker(data: *const ()) -> RawWaker {
 unsafe fn wake_borrowed(data: *const ()) {
     // SAFETY: as in `clone_waker`.
     let this = unsafe { &*data.cast::<PollWaker<'_>>() };
+    this.woken.store(true, Ordering::Release);
     this.waiter.wake();
 }
 
@@ -120,7 +135,7 @@ mod tests {
     #[test]
     fn a_waker_neither_kept_nor_woken_makes_no_waker() {
         let (waiter, new_waker) = waiter();
-        let ((), report) = PollWaker::run(&waiter, &new_waker, |_| ());
+        let ((), report) = PollWaker::run(&waiter, true, &new_waker, |_| ());
         assert!(!report.kept && !report.woken);
         assert_eq!(Arc::strong_count(&waiter), 2, "no waker was made");
     }
@@ -128,7 +143,7 @@ mod tests {
     #[test]
     fn waking_the_borrowed_waker_is_remembered() {
         let (waiter, new_waker) = waiter();
-        let ((), report) = PollWaker::run(&waiter, &new_waker, |waker| waker.wake_by_ref());
+        let ((), report) = PollWaker::run(&waiter, true, &new_waker, |waker| waker.wake_by_ref());
         assert!(report.woken && !report.kept);
         assert!(waiter.woken_during_poll());
         assert_eq!(Arc::strong_count(&waiter), 2, "no waker was made");
@@ -137,7 +152,7 @@ mod tests {
     #[test]
     fn a_kept_clone_counts_and_wakes_the_waiter() {
         let (waiter, new_waker) = waiter();
-        let (kept, report) = PollWaker::run(&waiter, &new_waker, |waker| waker.clone());
+        let (kept, report) = PollWaker::run(&waiter, true, &new_waker, |waker| waker.clone());
         assert!(report.kept && !report.woken);
         assert_eq!(Arc::strong_count(&waiter), 3, "the clone owns a reference");
         kept.wake_by_ref();
@@ -150,22 +165,22 @@ mod tests {
     #[test]
     fn every_poll_lends_a_waker_no_kept_one_will_wake() {
         let (waiter, new_waker) = waiter();
-        let (first, _) = PollWaker::run(&waiter, &new_waker, |waker| waker.clone());
-        let ((), report) = PollWaker::run(&waiter, &new_waker, |waker| {
+        let (first, _) = PollWaker::run(&waiter, true, &new_waker, |waker| waker.clone());
+        let ((), report) = PollWaker::run(&waiter, true, &new_waker, |waker| {
             // A future that keeps the waker of an earlier poll must replace it: it can tell.
             assert!(!first.will_wake(waker));
         });
         assert!(!report.kept, "nothing was cloned in the second poll");
-        let ((), report) = PollWaker::run(&waiter, &new_waker, |waker| drop(waker.clone()));
+        let ((), report) = PollWaker::run(&waiter, true, &new_waker, |waker| drop(waker.clone()));
         assert!(report.kept, "a clone counts even if dropped at once");
     }
 
     #[test]
     fn a_wake_before_this_poll_is_forgotten() {
         let (waiter, new_waker) = waiter();
-        let (kept, _) = PollWaker::run(&waiter, &new_waker, |waker| waker.clone());
+        let (kept, _) = PollWaker::run(&waiter, true, &new_waker, |waker| waker.clone());
         kept.wake_by_ref();
-        let ((), report) = PollWaker::run(&waiter, &new_waker, |_| ());
+        let ((), report) = PollWaker::run(&waiter, true, &new_waker, |_| ());
         assert!(
             !report.woken,
             "the earlier wake was this poll's reason to run"
@@ -173,9 +188,28 @@ mod tests {
     }
 
     #[test]
+    fn an_unused_waiter_reports_a_wake_of_the_borrowed_waker() {
+        let (waiter, new_waker) = waiter();
+        let ((), report) = PollWaker::run(&waiter, false, &new_waker, |_| ());
+        assert!(!report.woken && !report.kept);
+        let ((), report) = PollWaker::run(&waiter, false, &new_waker, |waker| waker.wake_by_ref());
+        assert!(report.woken && !report.kept);
+        let (kept, report) = PollWaker::run(&waiter, false, &new_waker, |waker| {
+            let kept = waker.clone();
+            kept.wake_by_ref();
+            kept
+        });
+        assert!(
+            report.woken && report.kept,
+            "a clone's wake is read from the waiter"
+        );
+        drop(kept);
+    }
+
+    #[test]
     fn the_lent_waker_is_recognised_by_identity() {
         let (waiter, new_waker) = waiter();
-        let ((), _) = PollWaker::run(&waiter, &new_waker, |waker| {
+        let ((), _) = PollWaker::run(&waiter, true, &new_waker, |waker| {
             assert!(PollWaker::is(waker, waker.data()));
             let clone = waker.clone();
             assert!(!PollWaker::is(&clone, waker.data()));
@@ -185,7 +219,7 @@ mod tests {
     #[test]
     fn wakes_from_other_threads_during_the_poll_count() {
         let (waiter, new_waker) = waiter();
-        let ((), report) = PollWaker::run(&waiter, &new_waker, |waker| {
+        let ((), report) = PollWaker::run(&waiter, true, &new_waker, |waker| {
             std::thread::scope(|scope| {
                 scope.spawn(|| waker.wake_by_ref());
                 scope.spawn(|| {

@@ -226,8 +226,21 @@ impl Coroutine {
         cancellation: Option<Arc<Cancellation>>,
         backend: Option<Backend>,
     ) -> Self {
-        let driver: Arc<Shared<P>> =
-            Arc::new(Shared::new(Driver::new(future, cancellation, backend)));
+        Self::from_driver(Driver::new(future, cancellation, backend))
+    }
+
+    /// An async generator's step: quiet from the start (see `without_unawaited_warning`),
+    /// with no borrow of a driver already shared.
+    #[inline]
+    pub(crate) fn quiet_step<P: PyPoll + 'static>(step: P, backend: Option<Backend>) -> Self {
+        let mut driver = Driver::new(step, None, backend);
+        driver.flags().set(DriverFlags::QUIET, true);
+        Self::from_driver(driver)
+    }
+
+    #[inline]
+    fn from_driver<P: PyPoll + 'static>(driver: Driver<P>) -> Self {
+        let driver: Arc<Shared<P>> = Arc::new(Shared::new(driver));
         Coroutine {
             label: None,
             driver,

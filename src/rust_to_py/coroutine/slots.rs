@@ -68,8 +68,10 @@ impl SendSlot for Coroutine {
     /// As `__await__` marks it, under the driver's borrow (a coroutine running now is
     /// claimed already).
     fn claim_for_await(slf: &Bound<'_, Self>) -> bool {
-        slf.get()
-            .driver(slf.py())
-            .is_ok_and(|mut driver| driver.claim())
+        let coroutine = slf.get();
+        match coroutine.driver.cell().try_borrow_mut(slf.py()) {
+            Some(mut driver) => driver.claim(),
+            None => false,
+        }
     }
 }

@@ -304,17 +304,21 @@ impl Driver {
     }
 
     fn poll(&mut self, py: Python<'_>, owner: &Owner) -> Polled {
+        let used = self.future.flags.has(DriverFlags::WAITER_USED);
         let Some(mut future) = self.future.pinned() else {
             return Polled::Ready(Err(already_awaited()));
         };
         let new_waker = || Arc::clone(owner).into_waker();
         let ((polled, mut requests), report) =
-            PollWaker::run(owner.waiter(), &new_waker, |waker| {
+            PollWaker::run(owner.waiter(), used, &new_waker, |waker| {
                 delegation::collect(waker.data(), || {
                     let mut cx = Context::from_waker(waker);
                     panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll_py(py, &mut cx)))
                 })
             });
+        if report.kept || report.woken {
+            self.future.flags.set(DriverFlags::WAITER_USED, true);
+        }
         // The delegation rule (see `crate::delegation`).
         let delegate = matches!(polled, Ok(Poll::Pending))
             && requests.len() == 1
@@ -360,6 +364,7 @@ impl Driver {
     }
 
     fn park(&mut self, py: Python<'_>, owner: &Owner) -> PyResult<Py<PyAny>> {
+        self.future.flags.set(DriverFlags::WAITER_USED, true);
         Ok(self.parker(py, owner)?.park(py, owner.waiter())?.unbind())
     }
 
@@ -367,7 +372,10 @@ impl Driver {
     /// coroutine's, closed so that a later wake does nothing.
     pub(crate) fn finish(&mut self, py: Python<'_>, waiter: &Waiter) {
         self.count_finished();
-        waiter.close();
+        // A waiter never used has no waker that could wake it.
+        if self.future.flags.has(DriverFlags::WAITER_USED) {
+            waiter.close();
+        }
         if let Some(parker) = &mut self.parker {
             parker.abandon(py);
         }
