@@ -99,9 +99,8 @@ impl ForeignWaker {
                 count += 1;
                 wakes.fetch_add(1, Ordering::SeqCst);
             }
-            // A last clone, woken by value, and the waker itself: dropped here.
-            waker.clone().wake();
-            drop(waker);
+            // The waker itself, woken by value: dropped here, without the interpreter.
+            waker.wake();
             count
         });
         *self.thread.lock().expect("lock") = Some(thread);
