@@ -74,10 +74,8 @@ impl<F: ?Sized> Drop for FutureCell<F> {
 /// exception was the one thrown in, the backend fixed for it (if any), whether the future
 /// was told about a cancellation (it handles cancellation itself, through its
 /// [`CancelHandle`](crate::CancelHandle): later cancellations must not abort the wait, the
-/// future decides when it ends), and the coroutine object's own: awaited, closed, and quiet.
-///
-/// The coroutine object keeps no flags of its own: its fields then fit a smaller size class,
-/// and every reader of these runs attached, where taking the driver's borrow is a flag check.
+/// future decides when it ends), whether the waiter was used, and whether the coroutine is
+/// quiet when dropped unstarted (its other two flags ride in its label's word).
 #[derive(Clone, Copy)]
 pub(crate) struct DriverFlags(u16);
 
@@ -89,17 +87,12 @@ impl DriverFlags {
     const ASYNCIO: u16 = 1 << 4;
     const TRIO: u16 = 1 << 5;
     pub(crate) const CANCEL_DELIVERED: u16 = 1 << 6;
-    /// `__await__` was called (or the coroutine started or was closed): a second await is
-    /// refused.
-    pub(crate) const CLAIMED: u16 = 1 << 7;
-    /// `close()` was called: like a start, it spares the "never awaited" warning.
-    pub(crate) const CLOSED: u16 = 1 << 8;
     /// Dropped unstarted, it does not warn "never awaited" (an async generator's step, the
     /// crate's own helpers).
-    pub(crate) const QUIET: u16 = 1 << 9;
+    pub(crate) const QUIET: u16 = 1 << 7;
     /// The waiter may have left its initial state: a waker was made, a wake arrived during a
     /// poll, or the task parked (see `PollWaker::run`).
-    pub(crate) const WAITER_USED: u16 = 1 << 10;
+    pub(crate) const WAITER_USED: u16 = 1 << 8;
 
     pub(crate) fn has(self, flag: u16) -> bool {
         self.0 & flag != 0

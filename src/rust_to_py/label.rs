@@ -1,8 +1,11 @@
-//! A coroutine's name and source (for reprs and tracebacks), in one word of the coroutine.
+//! A coroutine's name and source (for reprs and tracebacks), in one word of the coroutine,
+//! which also carries the coroutine object's two flags ([`MarkedLabel`]).
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The name and source of an exported function, in a static that the attribute macros emit:
 /// every coroutine of the function points at it instead of carrying its own copy.
@@ -38,9 +41,11 @@ pub(crate) struct OwnedLabel {
 }
 
 const OWNED: usize = 1;
+/// The low bits no label address uses: the tag, and [`MarkedLabel`]'s flags.
+const LOW_BITS: usize = 0b111;
 
-// Both referents are at least 2-byte aligned, so the tag bit is never part of an address.
-const _: () = assert!(align_of::<StaticLabel>() > OWNED && align_of::<OwnedLabel>() > OWNED);
+// Both referents are 8-byte aligned, so the three low bits are never part of an address.
+const _: () = assert!(align_of::<StaticLabel>() > LOW_BITS && align_of::<OwnedLabel>() > LOW_BITS);
 
 // SAFETY: a `Label` is a `&'static StaticLabel` or a `Box<OwnedLabel>`, both `Send` and `Sync`
 // (their contents are plain strings and numbers); it never hands out the box mutably.
@@ -66,28 +71,30 @@ impl Label {
     }
 
     fn kind(&self) -> Kind<'_> {
-        let address = self.tagged.addr().get();
-        if address & OWNED == 0 {
-            // SAFETY: untagged, the pointer came from a `&'static StaticLabel`
-            // (`from_static`).
-            Kind::Static(unsafe { self.tagged.cast::<StaticLabel>().as_ref() })
-        } else {
-            let pointer = self.untagged();
-            // SAFETY: tagged, the pointer is the box of `from_owned`, owned by this label and
-            // freed only by its drop; the reference lives no longer than `&self`.
-            Kind::Owned(unsafe { pointer.as_ref() })
-        }
+        // SAFETY: the pointer is this label's own, alive while `&self` is.
+        unsafe { kind_of(self.tagged) }
+    }
+
+    /// The label as an integer (its address exposed, tag included), owning what it owned.
+    fn into_word(self) -> usize {
+        let label = ManuallyDrop::new(self);
+        label.tagged.as_ptr().expose_provenance()
+    }
+
+    /// The label a nonzero [`into_word`](Label::into_word) made.
+    ///
+    /// # Safety
+    /// `word` came from `into_word` and owns its label: no other label is made from it.
+    unsafe fn from_word(word: usize) -> Option<Label> {
+        NonNull::new(std::ptr::with_exposed_provenance_mut::<u8>(word)).map(|tagged| Label {
+            tagged,
+            _owns: PhantomData,
+        })
     }
 
     /// The boxed kind's pointer, tag cleared.
     fn untagged(&self) -> NonNull<OwnedLabel> {
-        self.tagged
-            .map_addr(|address| {
-                // Cleared, the tag leaves the box's own address, which is never zero (the
-                // fallback is unreachable).
-                std::num::NonZeroUsize::new(address.get() & !OWNED).unwrap_or(address)
-            })
-            .cast()
+        untagged(self.tagged)
     }
 
     /// The boxed kind, taken out of the label (a copy of a static one).
@@ -114,6 +121,7 @@ impl Label {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn source(&self) -> Option<(&'static str, u32)> {
         match self.kind() {
             Kind::Static(label) => Some((label.file, label.line)),
@@ -155,6 +163,137 @@ impl Label {
     }
 }
 
+/// The boxed kind's pointer in `tagged`, tag cleared.
+fn untagged(tagged: NonNull<u8>) -> NonNull<OwnedLabel> {
+    tagged
+        .map_addr(|address| {
+            // Cleared, the tag leaves the box's own address, which is never zero (the fallback
+            // is unreachable).
+            std::num::NonZeroUsize::new(address.get() & !OWNED).unwrap_or(address)
+        })
+        .cast()
+}
+
+/// What the label pointer `tagged` points to.
+///
+/// # Safety
+/// `tagged` is a [`Label`]'s pointer, and that label outlives `'a`.
+unsafe fn kind_of<'a>(tagged: NonNull<u8>) -> Kind<'a> {
+    if tagged.addr().get() & OWNED == 0 {
+        // SAFETY: untagged, the pointer came from a `&'static StaticLabel` (`from_static`).
+        Kind::Static(unsafe { tagged.cast::<StaticLabel>().as_ref() })
+    } else {
+        // SAFETY: tagged, the pointer is the box of `from_owned`, freed only when its label
+        // goes, which the caller promises is after `'a`.
+        Kind::Owned(unsafe { untagged(tagged).as_ref() })
+    }
+}
+
+/// A coroutine object's label and its two flags in one atomic word: the fields of a
+/// coroutine object then fit the 64-byte size class, and the flags are read and set without
+/// the driver (an `await` checks one; the destructor reads both).
+///
+/// | bits | meaning | changed |
+/// |---|---|---|
+/// | address and bit 0 | the [`Label`] (zero: none) | with `&mut` only, while Rust code builds the coroutine |
+/// | bit 1, `CLAIMED` | `__await__` was called, or the coroutine started | once, through `&self` |
+/// | bit 2, `RAN` | the coroutine started or was closed (spares the "never awaited" warning) | once, through `&self` |
+///
+/// A closed coroutine is not claimed: as with a native one, `__await__` still succeeds and
+/// its first step raises.
+///
+/// Invariant: the label bits never change while the object is shared, so a reference into
+/// the label lives as long as `&self`.
+pub(crate) struct MarkedLabel {
+    word: AtomicUsize,
+    /// Owns the label's box, if it has one.
+    _owns: PhantomData<Box<OwnedLabel>>,
+}
+
+const CLAIMED: usize = 0b010;
+const RAN: usize = 0b100;
+const FLAGS: usize = CLAIMED | RAN;
+
+impl MarkedLabel {
+    pub(crate) fn new() -> Self {
+        MarkedLabel {
+            word: AtomicUsize::new(0),
+            _owns: PhantomData,
+        }
+    }
+
+    /// Takes the label out, keeping the flags.
+    pub(crate) fn take(&mut self) -> Option<Label> {
+        let word = self.word.get_mut();
+        let label = *word & !FLAGS;
+        *word &= FLAGS;
+        // SAFETY: the label bits came from `into_word` (`set`), and are cleared here: the
+        // label made is their only owner.
+        unsafe { Label::from_word(label) }
+    }
+
+    /// Sets the label, dropping the one it had.
+    pub(crate) fn set(&mut self, label: Label) {
+        drop(self.take());
+        *self.word.get_mut() |= label.into_word();
+    }
+
+    /// The label's pointer, for as long as `&self` (see the invariant).
+    fn kind(&self) -> Option<Kind<'_>> {
+        let word = self.word.load(Ordering::Relaxed) & !FLAGS;
+        let tagged = NonNull::new(std::ptr::with_exposed_provenance_mut::<u8>(word))?;
+        // SAFETY: the label bits are a label's word (`set`), owned by this field and unchanged
+        // while `&self` lives (the invariant).
+        Some(unsafe { kind_of(tagged) })
+    }
+
+    pub(crate) fn qualname(&self) -> Option<&str> {
+        match self.kind()? {
+            Kind::Static(label) => Some(label.qualname),
+            Kind::Owned(label) => label.qualname.as_deref(),
+        }
+    }
+
+    pub(crate) fn source(&self) -> Option<(&'static str, u32)> {
+        match self.kind()? {
+            Kind::Static(label) => Some((label.file, label.line)),
+            Kind::Owned(label) => label.source,
+        }
+    }
+
+    /// Marks the coroutine awaited; false if it was awaited, or started, already. A load
+    /// first: the atomic read-modify-write happens once per coroutine.
+    pub(crate) fn claim(&self) -> bool {
+        if self.word.load(Ordering::Relaxed) & CLAIMED != 0 {
+            return false;
+        }
+        self.word.fetch_or(CLAIMED, Ordering::Relaxed) & CLAIMED == 0
+    }
+
+    /// Marks the coroutine started (claimed with it).
+    pub(crate) fn set_started(&self) {
+        if self.word.load(Ordering::Relaxed) & FLAGS != FLAGS {
+            self.word.fetch_or(FLAGS, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the coroutine closed.
+    pub(crate) fn set_closed(&self) {
+        self.word.fetch_or(RAN, Ordering::Relaxed);
+    }
+
+    /// Whether the coroutine started or was closed.
+    pub(crate) fn ran(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & RAN != 0
+    }
+}
+
+impl Drop for MarkedLabel {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
 impl Drop for Label {
     fn drop(&mut self) {
         if let Kind::Owned(_) = self.kind() {
@@ -177,6 +316,26 @@ mod tests {
     #[test]
     fn a_label_is_one_word_and_an_absent_one_costs_nothing_more() {
         assert_eq!(size_of::<Option<Label>>(), size_of::<usize>());
+    }
+
+    #[test]
+    fn a_marked_label_keeps_its_flags_through_every_label() {
+        let mut marked = MarkedLabel::new();
+        assert_eq!(size_of::<MarkedLabel>(), size_of::<usize>());
+        assert_eq!((marked.qualname(), marked.ran()), (None, false));
+        assert!(marked.claim());
+        assert!(!marked.claim(), "claimed once");
+        marked.set(Label::from_static(&LABEL));
+        assert_eq!(marked.qualname(), Some("Client.fetch"));
+        let renamed = Label::with(marked.take(), Some("Client.get".into()), None);
+        marked.set(renamed);
+        marked.set_started();
+        assert_eq!(marked.qualname(), Some("Client.get"));
+        assert_eq!(marked.source(), Some(("src/client.rs", 7)));
+        assert!(marked.ran() && !marked.claim());
+        marked.set(Label::with(None, Some(String::from("again").into()), None));
+        assert_eq!((marked.qualname(), marked.source()), (Some("again"), None));
+        assert!(marked.ran(), "flags survive a new label");
     }
 
     #[test]

@@ -13,25 +13,20 @@ use crate::gil_cell::GilGuard;
 use crate::glue;
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::driver::Driver;
-use crate::rust_to_py::label::Label;
 
 impl Coroutine {
     /// What a frame standing for the Rust function says of it: its name, qualified name, file
     /// and line (`<rust>`, line 1, when the source is not known).
     fn frame_fields(&self) -> (&str, &str, &'static str, u32) {
         let qualname = self.__qualname__();
-        let (file, line) = self
-            .label
-            .as_ref()
-            .and_then(Label::source)
-            .unwrap_or(("<rust>", 1));
+        let (file, line) = self.label.source().unwrap_or(("<rust>", 1));
         (self.__name__(), qualname, file, line)
     }
 
     /// Gives an exception leaving a named coroutine a traceback entry for the Rust function.
     #[cold]
     pub(super) fn locate(&self, py: Python<'_>, err: PyErr) -> PyErr {
-        if self.label.as_ref().and_then(Label::qualname).is_none() {
+        if self.label.qualname().is_none() {
             return err;
         }
         let (name, qualname, file, line) = self.frame_fields();

@@ -22,7 +22,7 @@ use crate::rust_to_py::driver::shared::Shared;
 use crate::rust_to_py::driver::{Driver, Owner};
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::future_cell::DriverFlags;
-use crate::rust_to_py::label::{Label, StaticLabel};
+use crate::rust_to_py::label::{Label, MarkedLabel, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyFuture, PyPoll};
 use crate::rust_to_py::thread_bound::ThreadBound;
 use crate::visit::{Traverse, Visit};
@@ -79,7 +79,8 @@ use crate::visit::{Traverse, Visit};
 pub struct Coroutine {
     /// `__qualname__` (and, after its last dot, `__name__`), for reprs and tracebacks, and
     /// where the Rust function is, for the traceback entry of an exception it raises.
-    label: Option<Label>,
+    /// Also carries the coroutine's own two flags, awaited and ran (see [`MarkedLabel`]).
+    label: MarkedLabel,
     /// Shared (weakly) with the home of the loop it is bound to, which finishes it if that
     /// loop dies. The future lives in the same allocation, and so do the coroutine's flags
     /// (awaited, closed, quiet: see `DriverFlags`) and its backend, if fixed.
@@ -190,7 +191,8 @@ impl Coroutine {
     /// # drop(coroutine);
     /// ```
     pub fn with_qualname(mut self, qualname: impl Into<Cow<'static, str>>) -> Self {
-        self.label = Some(Label::with(self.label.take(), Some(qualname.into()), None));
+        let label = Label::with(self.label.take(), Some(qualname.into()), None);
+        self.label.set(label);
         self
     }
 
@@ -208,14 +210,15 @@ impl Coroutine {
     /// # drop(coroutine);
     /// ```
     pub fn with_source(mut self, file: &'static str, line: u32) -> Self {
-        self.label = Some(Label::with(self.label.take(), None, Some((file, line))));
+        let label = Label::with(self.label.take(), None, Some((file, line)));
+        self.label.set(label);
         self
     }
 
     /// The attribute macros' `with_qualname` and `with_source`, from a static of the function.
     #[doc(hidden)]
     pub fn __with_label(mut self, label: &'static StaticLabel) -> Self {
-        self.label = Some(Label::from_static(label));
+        self.label.set(Label::from_static(label));
         self
     }
 
@@ -242,7 +245,7 @@ impl Coroutine {
     fn from_driver<P: PyPoll + 'static>(driver: Driver<P>) -> Self {
         let driver: Arc<Shared<P>> = Arc::new(Shared::new(driver));
         Coroutine {
-            label: None,
+            label: MarkedLabel::new(),
             driver,
         }
     }
@@ -274,21 +277,19 @@ impl Coroutine {
 impl Coroutine {
     fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
         Self::install_slots(slf.py());
-        let mut driver = slf.get().driver(slf.py())?;
-        if !driver.claim() {
-            driver.check_not_finished()?;
+        if !slf.get().label.claim() {
+            slf.get().driver(slf.py())?.check_not_finished()?;
             return Err(PyRuntimeError::new_err(
                 "coroutine is being awaited already",
             ));
         }
-        drop(driver);
         Self::enter_awaited_class(&slf)?;
         Ok(slf.into_any())
     }
 
     #[getter]
     fn __qualname__(&self) -> &str {
-        Label::qualname_or(self.label.as_ref(), "Coroutine")
+        self.label.qualname().unwrap_or("Coroutine")
     }
 
     #[getter]
@@ -384,9 +385,8 @@ impl Coroutine {
 
     /// Drops the future: its cleanup runs now, synchronously.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut driver = self.driver(py)?;
-        driver.finish(py, self.driver.waiter());
-        driver.flags().set(DriverFlags::CLOSED, true);
+        self.driver(py)?.finish(py, self.driver.waiter());
+        self.label.set_closed();
         Ok(())
     }
 

@@ -29,6 +29,9 @@ impl Coroutine {
         #[cfg(feature = "tracing")]
         let _entered = span.enter();
         let resumed = step(&mut driver, &self.driver);
+        if driver.started() {
+            self.label.set_started();
+        }
         if let Some(home) = driver.home_to_register() {
             // Bound to a loop for the first time: the loop's death finishes the coroutine.
             home.depend(py, Arc::clone(&self.driver).dependent());

@@ -65,13 +65,8 @@ impl SendSlot for Coroutine {
             .resume(py, |driver, owner| driver.send(py, owner, value))
     }
 
-    /// As `__await__` marks it, under the driver's borrow (a coroutine running now is
-    /// claimed already).
+    /// As `__await__` marks it (see `MarkedLabel::claim`).
     fn claim_for_await(slf: &Bound<'_, Self>) -> bool {
-        let coroutine = slf.get();
-        match coroutine.driver.cell().try_borrow_mut(slf.py()) {
-            Some(mut driver) => driver.claim(),
-            None => false,
-        }
+        slf.get().label.claim()
     }
 }

@@ -14,8 +14,9 @@ impl Drop for Coroutine {
     /// A coroutine that ran and whose future still has a waker somewhere (a timer, a channel)
     /// finishes here, attached, rather than when that waker goes (see `Shared`).
     fn drop(&mut self) {
-        let Some(shared) = Arc::get_mut(&mut self.driver) else {
-            // Shared: a poll made a waker, so the coroutine started (it does not warn).
+        if Arc::strong_count(&self.driver) > 1 {
+            // A waker lives on (only a poll makes one: the coroutine ran, it does not warn), or
+            // a weak owner is finishing it right now, attached.
             let driver = &self.driver;
             crate::exit_guard::attach_unless_exiting(|py| {
                 if let Some(mut cell) = driver.cell().try_borrow_mut(py) {
@@ -23,8 +24,14 @@ impl Drop for Coroutine {
                 }
             });
             return;
-        };
-        if !shared.get_mut().warns_unawaited() {
+        }
+        if self.label.ran() {
+            return;
+        }
+        // Never started: the driver's own flag says whether it stays quiet.
+        let quiet =
+            Arc::get_mut(&mut self.driver).is_none_or(|shared| !shared.get_mut().warns_unawaited());
+        if quiet {
             return;
         }
         // Only where Python is running (a coroutine built and dropped by Rust code before the

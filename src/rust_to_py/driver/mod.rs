@@ -125,28 +125,14 @@ impl<F: ?Sized> Driver<F> {
         self.future.flags.set_backend(Some(backend));
     }
 
-    /// The flags the coroutine object keeps here (`CLAIMED`, `CLOSED`, `QUIET`).
+    /// The flags, for the one the coroutine object keeps here (`QUIET`).
     pub(crate) fn flags(&mut self) -> &mut DriverFlags {
         &mut self.future.flags
     }
 
-    /// Whether dropping the coroutine now warns that it was never awaited: it never started,
-    /// was never closed, and is not quiet.
+    /// Whether dropping the coroutine unstarted warns that it was never awaited.
     pub(crate) fn warns_unawaited(&self) -> bool {
-        let flags = self.future.flags;
-        !flags.has(DriverFlags::STARTED)
-            && !flags.has(DriverFlags::CLOSED)
-            && !flags.has(DriverFlags::QUIET)
-    }
-
-    /// Marks the coroutine awaited, unless it was already awaited, started or closed.
-    pub(crate) fn claim(&mut self) -> bool {
-        let flags = &mut self.future.flags;
-        if flags.has(DriverFlags::CLAIMED) || flags.has(DriverFlags::STARTED) {
-            return false;
-        }
-        flags.set(DriverFlags::CLAIMED, true);
-        true
+        !self.future.flags.has(DriverFlags::QUIET)
     }
 
     /// Whether the coroutine was started (sent a value or thrown into).
