@@ -1,7 +1,7 @@
 //! Round-5 attack helpers (test_attack_round5.py): boxed labels built by hand, and a waker
 //! kept by a foreign thread that wakes it in a loop and drops it there, without the GIL.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
@@ -141,5 +141,203 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(relabelled, m)?)?;
     m.add_function(wrap_pyfunction!(relabelled_generator, m)?)?;
     m.add_class::<ForeignWaker>()?;
-    Ok(())
+    register_scripted(m)
+}
+
+// ---- Scripted wakers (round 5, CPython 3.14 attack): what a future does with the waker its
+// poll lends it ------------------------------------------------------------------------------
+
+/// One action on the lent waker `waker` of the current poll.
+fn act(action: &str, waker: &Waker, kept: &Mutex<Vec<Waker>>, late: &Mutex<Vec<JoinHandle<()>>>) {
+    match action {
+        "wake" => waker.wake_by_ref(),
+        "clone_wake" => waker.clone().wake(),
+        "clone_wake_ref" => {
+            let clone = waker.clone();
+            clone.wake_by_ref();
+        }
+        "clone_drop" => drop(waker.clone()),
+        "clone_clone_drop" => drop(waker.clone().clone()),
+        "keep" => kept.lock().expect("lock").push(waker.clone()),
+        "wake_kept" => {
+            for old in kept.lock().expect("lock").iter() {
+                old.wake_by_ref();
+            }
+        }
+        "wake_kept_by_value" => {
+            let old: Vec<Waker> = kept.lock().expect("lock").drain(..).collect();
+            for old in old {
+                old.wake();
+            }
+        }
+        "thread_wake" => std::thread::scope(|scope| {
+            scope.spawn(|| waker.wake_by_ref());
+        }),
+        "thread_clone_wake" => std::thread::scope(|scope| {
+            scope.spawn(|| waker.clone().wake());
+        }),
+        "thread_clone_drop" => std::thread::scope(|scope| {
+            scope.spawn(|| drop(waker.clone()));
+        }),
+        "threads_storm" => std::thread::scope(|scope| {
+            for i in 0..4 {
+                scope.spawn(move || {
+                    for _ in 0..200 {
+                        if i % 2 == 0 {
+                            waker.wake_by_ref();
+                        } else {
+                            waker.clone().wake();
+                        }
+                    }
+                });
+            }
+        }),
+        // A thread that wakes a clone at some moment, racing the end of the poll and the park.
+        "late_thread_wake" => {
+            let clone = waker.clone();
+            late.lock()
+                .expect("lock")
+                .push(std::thread::spawn(move || clone.wake()));
+        }
+        "late_thread_spin" => {
+            let clone = waker.clone();
+            late.lock().expect("lock").push(std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    clone.wake_by_ref();
+                }
+                clone.wake();
+            }));
+        }
+        "will_wake_kept" => {
+            // A waker kept from an earlier poll never claims to wake this poll's waker.
+            for old in kept.lock().expect("lock").iter() {
+                assert!(!old.will_wake(waker), "a kept waker will_wake the lent one");
+            }
+            assert!(waker.will_wake(waker));
+            let clone = waker.clone();
+            assert!(clone.will_wake(&clone));
+        }
+        other => panic!("unknown action {other}"),
+    }
+}
+
+/// A future scripted poll by poll: what it does with its waker, and how the poll ends.
+#[pyclass(frozen)]
+#[derive(Default)]
+struct Scripted {
+    kept: Arc<Mutex<Vec<Waker>>>,
+    late: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    polls: Arc<AtomicUsize>,
+}
+
+#[pymethods]
+impl Scripted {
+    #[new]
+    fn new() -> Self {
+        Scripted::default()
+    }
+
+    /// Poll `i` runs the actions of `script[i]` then ends as its outcome says: "pending",
+    /// "ready" (returns the number of polls), "panic" or "error" (ValueError). Past the end
+    /// of the script: ready. `payload` lives in the future.
+    #[pyo3(signature = (script, payload = None, backend = None))]
+    fn run(
+        &self,
+        script: Vec<(Vec<String>, String)>,
+        payload: Option<Py<PyAny>>,
+        backend: Option<&str>,
+    ) -> PyResult<Coroutine> {
+        let kept = Arc::clone(&self.kept);
+        let late = Arc::clone(&self.late);
+        let polls = Arc::clone(&self.polls);
+        let mut step = 0;
+        crate::coroutine(
+            Coroutine::new(async move {
+                let _payload = payload;
+                poll_fn(move |cx| {
+                    polls.fetch_add(1, Ordering::SeqCst);
+                    step += 1;
+                    let Some((actions, outcome)) = script.get(step - 1) else {
+                        return Poll::Ready(Ok(step));
+                    };
+                    for action in actions {
+                        act(action, cx.waker(), &kept, &late);
+                    }
+                    match outcome.as_str() {
+                        "pending" => Poll::Pending,
+                        "ready" => Poll::Ready(Ok(step)),
+                        "panic" => panic!("scripted panic"),
+                        _ => Poll::Ready(Err(pyo3::exceptions::PyValueError::new_err(step))),
+                    }
+                })
+                .await
+            }),
+            backend,
+        )
+    }
+
+    /// Polls `awaitable` (a Python awaitable, through `PyFuture`) after running `actions` on
+    /// the first poll's waker; returns the awaitable's result.
+    fn around_py(&self, awaitable: &Bound<'_, PyAny>, actions: Vec<String>) -> PyResult<Coroutine> {
+        let mut future = Box::pin(pyo3_async::PyFuture::new(awaitable)?);
+        let kept = Arc::clone(&self.kept);
+        let late = Arc::clone(&self.late);
+        let polls = Arc::clone(&self.polls);
+        let mut first = true;
+        Ok(Coroutine::new(async move {
+            poll_fn(move |cx| {
+                polls.fetch_add(1, Ordering::SeqCst);
+                if std::mem::take(&mut first) {
+                    for action in &actions {
+                        act(action, cx.waker(), &kept, &late);
+                    }
+                }
+                future.as_mut().poll(cx)
+            })
+            .await
+        }))
+    }
+
+    /// Wakes every kept waker by reference; how many.
+    fn wake_kept(&self) -> usize {
+        let kept = self.kept.lock().expect("lock");
+        for waker in kept.iter() {
+            waker.wake_by_ref();
+        }
+        kept.len()
+    }
+
+    /// Drops the kept wakers on another thread, without the GIL; how many.
+    fn drop_kept(&self, py: Python<'_>) -> usize {
+        let kept: Vec<Waker> = self.kept.lock().expect("lock").drain(..).collect();
+        let count = kept.len();
+        py.detach(|| std::thread::spawn(move || drop(kept)).join().expect("drop thread"));
+        count
+    }
+
+    /// Joins the late threads (their wakes are done).
+    fn join(&self, py: Python<'_>) -> usize {
+        let late: Vec<JoinHandle<()>> = self.late.lock().expect("lock").drain(..).collect();
+        let count = late.len();
+        py.detach(|| {
+            for thread in late {
+                thread.join().expect("late thread");
+            }
+        });
+        count
+    }
+
+    #[getter]
+    fn polls(&self) -> usize {
+        self.polls.load(Ordering::SeqCst)
+    }
+
+    #[getter]
+    fn kept_count(&self) -> usize {
+        self.kept.lock().expect("lock").len()
+    }
+}
+
+pub(crate) fn register_scripted(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Scripted>()
 }

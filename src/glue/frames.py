@@ -9,8 +9,9 @@ function's name, qualified name, file and line. The code objects are made once p
 import sys
 
 
-def _reraise(exception):
-    raise exception
+# On one line, so that the `raise` is on `co_firstlineno`: the line a Rust function's entry
+# shows is then the line its label names.
+def _reraise(exception): raise exception  # noqa: E704
 
 
 class _Suspended:

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::rust_to_py::coroutine::Coroutine;
@@ -47,11 +48,14 @@ impl Drop for Coroutine {
 fn warn_unawaited(py: Python<'_>, qualname: &str) {
     let raised = PyErr::take(py);
     let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
-    let message = std::ffi::CString::new(format!("coroutine '{qualname}' was never awaited"));
-    if let Ok(message) = message {
-        if let Err(err) = PyErr::warn(py, &category, &message, 1) {
-            err.write_unraisable(py, None);
-        }
+    // Through `warnings.warn`, which takes the message as a Python string: a qualname may hold
+    // any character, NUL included, where `PyErr_WarnEx` takes a C string.
+    let message = format!("coroutine '{qualname}' was never awaited");
+    let warned = py
+        .import(intern!(py, "warnings"))
+        .and_then(|warnings| warnings.call_method1(intern!(py, "warn"), (message, category, 1)));
+    if let Err(err) = warned {
+        err.write_unraisable(py, None);
     }
     if let Some(raised) = raised {
         raised.restore(py);
