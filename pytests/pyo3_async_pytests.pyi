@@ -860,3 +860,32 @@ class ForeignWaker:
         """Drops the kept waker on a new thread; whether there was one."""
     @property
     def has_waker(self) -> bool: ...
+
+class Scripted:
+    """A future scripted poll by poll: what it does with the waker each poll lends it."""
+
+    def __new__(cls) -> Self: ...
+    def run(
+        self,
+        script: Sequence[tuple[Sequence[str], str]],
+        payload: object = None,
+        backend: str | None = None,
+    ) -> abc.Coroutine[Any, Any, int]:
+        """Poll i runs the actions of `script[i]` ("wake", "clone_wake", "clone_wake_ref",
+        "clone_drop", "clone_clone_drop", "keep", "wake_kept", "wake_kept_by_value",
+        "thread_wake", "thread_clone_wake", "thread_clone_drop", "threads_storm",
+        "late_thread_wake", "late_thread_spin", "will_wake_kept"), then ends as its outcome
+        says: "pending", "ready" (the number of polls), "panic" or "error" (ValueError). Past
+        the script: ready."""
+    def around_py(self, awaitable: abc.Awaitable[_T], actions: Sequence[str]) -> abc.Coroutine[Any, Any, _T]:
+        """Runs `actions` on the first poll's waker, then polls `awaitable` (a `PyFuture`)."""
+    def wake_kept(self) -> int:
+        """Wakes the kept wakers by reference; how many."""
+    def drop_kept(self) -> int:
+        """Drops the kept wakers on another thread, without the GIL; how many."""
+    def join(self) -> int:
+        """Joins the late threads."""
+    @property
+    def polls(self) -> int: ...
+    @property
+    def kept_count(self) -> int: ...

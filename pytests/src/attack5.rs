@@ -311,7 +311,11 @@ impl Scripted {
     fn drop_kept(&self, py: Python<'_>) -> usize {
         let kept: Vec<Waker> = self.kept.lock().expect("lock").drain(..).collect();
         let count = kept.len();
-        py.detach(|| std::thread::spawn(move || drop(kept)).join().expect("drop thread"));
+        py.detach(|| {
+            std::thread::spawn(move || drop(kept))
+                .join()
+                .expect("drop thread")
+        });
         count
     }
 

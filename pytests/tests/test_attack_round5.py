@@ -214,7 +214,8 @@ async def test_trio_abort_by_hand_twice_then_late_wakes_reschedule_nothing(loop_
         stash.wake_from_threads(50, 2)
         await trio.lowlevel.checkpoint()
         del coroutine
-        assert trap.abort_func(lambda: None) is trio.lowlevel.Abort.FAILED
+        # Gone, the coroutine can wake nobody: an abort now is the task's only way out.
+        assert trap.abort_func(lambda: None) is trio.lowlevel.Abort.SUCCEEDED
 
 
 async def test_trio_abort_from_inside_another_coroutines_poll(loop_name):
@@ -573,3 +574,483 @@ def test_exit_while_a_task_spins_on_a_foreign_waker(runner):
         {runner}.run(main{'()' if runner == 'asyncio' else ''})
         """
     )
+
+
+# =============================================================================================
+# Round 5, CPython 3.14 (abi3 first, then the full build), on asyncio, uvloop, trio and anyio:
+# the lent waker of a poll (`PollWaker`, `DriverFlags::WAITER_USED`: a waiter never used takes
+# no lock), scripted poll by poll (`m.Scripted`, pytests/src/attack5.rs); the coroutine's one
+# word of label and flags (`MarkedLabel`) across `__class__` moves, Python subclasses, copies,
+# weak references and threads racing `__await__`; 3.14's asyncio call graphs and eager tasks;
+# trio's abort of a coroutine closed under its task.
+# =============================================================================================
+
+from helpers import ABI3  # noqa: E402
+
+WAKES = [
+    ["wake"],
+    ["clone_wake"],
+    ["clone_wake_ref"],
+    ["thread_wake"],
+    ["thread_clone_wake"],
+    ["threads_storm"],
+    ["late_thread_wake"],
+    ["late_thread_spin"],
+    ["clone_drop", "wake"],
+    ["wake", "clone_drop"],
+    ["keep", "wake_kept"],
+    ["keep", "wake_kept_by_value"],
+    ["wake", "wake", "thread_wake", "clone_wake"],
+]
+NO_WAKE = [[], ["clone_drop"], ["clone_clone_drop"], ["thread_clone_drop"], ["keep"]]
+
+
+@pytest.mark.parametrize("actions", WAKES, ids="+".join)
+async def test_a_wake_of_the_lent_waker_in_the_first_poll_resumes_exactly_once(loop_name, actions):
+    """However the first poll's waker is woken (borrowed, through a clone by value or by
+    reference, from other threads during the poll, after it from a thread), the coroutine is
+    resumed once: exactly two polls, the payload gone with it."""
+    for _ in range(20):
+        scripted, payload = m.Scripted(), Payload()
+        ref = weakref.ref(payload)
+        with anyio.fail_after(10):
+            assert await scripted.run([(actions, "pending")], payload) == 2
+        del payload
+        scripted.join()
+        assert scripted.polls == 2, "one wake-up per suspension, however many wakes"
+        assert ref() is None
+        assert scripted.wake_kept() >= 0  # late wakes of a finished coroutine: nothing
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("actions", NO_WAKE, ids=lambda a: "+".join(a) or "nothing")
+async def test_a_first_poll_that_arranges_no_wake_is_never_resumed(loop_name, actions):
+    """A clone made and dropped (counted as kept) or kept but never woken: the task parks and
+    nothing resumes it (no stale 'woken' read from a waiter left in its first state); it ends
+    by cancellation, its future dropped."""
+    scripted, payload = m.Scripted(), Payload()
+    ref = weakref.ref(payload)
+    coroutine = scripted.run([(actions, "pending")], payload)
+    del payload
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as group:
+
+            async def wait():
+                await coroutine
+
+            group.start_soon(wait)
+            for _ in range(50):
+                await anyio.lowlevel.checkpoint()
+            assert scripted.polls == 1, "resumed without a wake"
+            scope.cancel()
+    assert scope.cancelled_caught
+    del coroutine, wait
+    gc.collect()
+    assert ref() is None
+    assert scripted.drop_kept() == actions.count("keep")
+
+
+@pytest.mark.parametrize("outcome", ["ready", "error", "panic"])
+@pytest.mark.parametrize("actions", [["wake"], ["keep"], ["late_thread_spin"], ["threads_storm"]], ids="+".join)
+async def test_a_first_poll_that_wakes_then_ends(loop_name, actions, outcome):
+    """Woken (or a waker kept) and finished in the same poll: the coroutine's end is its
+    outcome; wakes that follow do nothing; the payload goes."""
+    scripted, payload = m.Scripted(), Payload()
+    ref = weakref.ref(payload)
+    coroutine = scripted.run([(actions, outcome)], payload)
+    del payload
+    if outcome == "ready":
+        assert await coroutine == 1
+    else:
+        with pytest.raises((ValueError, BaseException)) as raised:
+            await coroutine
+        if outcome == "error":
+            assert raised.type is ValueError
+        else:
+            assert "scripted panic" in str(raised.value)
+    scripted.wake_kept()
+    scripted.join()
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+    assert scripted.polls == 1
+    assert ref() is None
+    del coroutine
+
+
+async def test_a_long_script_of_wakes_polls_exactly_as_often_as_it_says(loop_name):
+    """Each suspension gets one wake-up: kept wakers from earlier polls (which never claim to
+    wake the lent one), woken during later polls, clones dropped, storms from threads."""
+    script = [
+        (["keep", "late_thread_wake"], "pending"),
+        (["will_wake_kept", "wake_kept"], "pending"),
+        (["clone_drop", "wake"], "pending"),
+        (["threads_storm"], "pending"),
+        (["keep", "will_wake_kept", "late_thread_spin"], "pending"),
+        (["wake_kept_by_value"], "pending"),
+        ([], "ready"),
+    ]
+    for _ in range(20):
+        scripted = m.Scripted()
+        with anyio.fail_after(10):
+            assert await scripted.run(script) == len(script)
+        scripted.join()
+        assert scripted.polls == len(script)
+
+
+async def test_many_tasks_whose_first_poll_wakes_from_threads(loop_name):
+    """Hundreds of tasks at once, each woken from threads during its first poll."""
+    scripted = m.Scripted()
+    results = []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            for i in range(200):
+                actions = WAKES[i % len(WAKES)]
+
+                async def one(actions=actions):
+                    results.append(await scripted.run([(actions, "pending"), (["wake"], "pending")]))
+
+                group.start_soon(one)
+    scripted.join()
+    assert results == [3] * 200
+    assert scripted.polls == 600
+
+
+async def python_value():
+    await anyio.lowlevel.checkpoint()
+    return 7
+
+
+@pytest.mark.parametrize(
+    "actions", [[], ["wake"], ["clone_drop"], ["keep"], ["thread_wake"], ["late_thread_spin"]], ids=lambda a: "+".join(a) or "nothing"
+)
+async def test_a_python_awaitable_polled_beside_the_lent_waker(loop_name, actions):
+    """The delegation rule reads the PollWaker's report: with a wake or a clone in the same
+    poll the awaitable runs as a task instead; either way its result arrives, once."""
+    scripted = m.Scripted()
+    for _ in range(10):
+        with anyio.fail_after(10):
+            assert await scripted.around_py(python_value(), actions) == 7
+    scripted.join()
+    scripted.drop_kept()
+
+
+async def test_trio_cancellation_of_a_task_whose_first_poll_woke_from_a_thread(loop_name):
+    """The first poll wakes from a late thread, the second parks for ever: cancellation (trio's
+    abort, asyncio's cancel) must end the task, never a reschedule after the abort."""
+    for actions in (["late_thread_spin"], ["late_thread_wake"], ["wake"], ["threads_storm"]):
+        for _ in range(10):
+            scripted, payload = m.Scripted(), Payload()
+            ref = weakref.ref(payload)
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as group:
+
+                    async def wait(payload=payload):
+                        await scripted.run([(actions, "pending"), (["keep"], "pending")], payload)
+
+                    group.start_soon(wait)
+                    del payload
+                    await until(lambda: scripted.polls == 2)
+                    scope.cancel()
+            assert scope.cancelled_caught
+            scripted.join()
+            del wait
+            gc.collect()
+            assert ref() is None
+            assert scripted.wake_kept() == 1  # after the coroutine went: nothing happens
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            assert scripted.polls == 2
+
+
+async def test_eager_tasks_whose_first_poll_wakes(loop_name):
+    """3.12+'s eager tasks run the first step inside `create_task`: the first poll's wake must
+    still resume the task once."""
+    if loop_name == "trio" or sys.version_info < (3, 12):
+        pytest.skip("asyncio's eager task factory (3.12+)")
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)
+    try:
+        scripted = m.Scripted()
+        for actions in WAKES + [[]]:
+            outcome = "pending" if actions else "ready"
+            task = asyncio.create_task(scripted.run([(actions, outcome)]))
+            assert await asyncio.wait_for(task, 10) == (2 if actions else 1)
+        scripted.join()
+        # Eager and ready at once: done before `create_task` returns, as a native coroutine
+        # is (uvloop's `create_task` starts no task eagerly, native or not).
+
+        async def native():
+            return 1
+
+        eager = asyncio.create_task(native()).done()
+        task = asyncio.create_task(scripted.run([(["wake"], "ready")]))
+        assert task.done() is eager
+        assert await task == 1
+    finally:
+        loop.set_task_factory(None)
+
+
+async def test_asyncio_call_graphs_through_rust_coroutines(loop_name):
+    """3.14's `asyncio.capture_call_graph` / `print_call_graph` walk `cr_await` of the task's
+    coroutine: a Rust coroutine delegating to Python code, or not."""
+    if loop_name == "trio" or not hasattr(asyncio, "capture_call_graph"):
+        pytest.skip("asyncio 3.14 call graphs")
+    import io
+
+    scripted = m.Scripted()
+    release = asyncio.Event()
+
+    async def inner():
+        await release.wait()
+        return 7
+
+    for actions in ([], ["wake"], ["keep"]):
+        release.clear()
+        task = asyncio.ensure_future(scripted.around_py(inner(), actions))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        graph = asyncio.capture_call_graph(task)
+        assert graph is not None
+        out = io.StringIO()
+        asyncio.print_call_graph(task, file=out)
+        assert "Task" in out.getvalue() or "task" in out.getvalue()
+        if not actions:
+            # Delegated: the Python coroutine is the Rust one's `cr_await`.
+            assert any(entry.frame.f_code.co_name == "inner" for entry in graph.call_stack)
+        release.set()
+        assert await task == 7
+    scripted.drop_kept()
+
+
+# ---- the one word of label and flags ---------------------------------------------------------
+
+
+def awaited_class():
+    coroutine = m.ready(0)
+    coroutine.__await__()
+    coroutine.close()
+    return type(coroutine)
+
+
+def test_copies_and_pickles_of_a_coroutine_are_refused_in_every_state():
+    import copy
+    import pickle
+
+    for state in ("new", "awaited", "closed"):
+        coroutine = m.relabelled([("qualname", "Q.copied")], 1)
+        if state == "awaited":
+            coroutine.__await__()
+        elif state == "closed":
+            coroutine.close()
+        for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError):
+                attempt(coroutine)
+        assert coroutine.__qualname__ == "Q.copied"
+        coroutine.close()
+
+
+def test_a_weakref_callback_sees_the_coroutine_go_with_its_waker_alive():
+    """The coroutine goes while a waker lives: its weakref callback runs; the payload went
+    before; waking and dropping the waker afterwards do nothing."""
+    called = []
+    scripted, payload = m.Scripted(), Payload()
+    payload_ref = weakref.ref(payload)
+    coroutine = scripted.run([(["keep"], "pending")], payload)
+    del payload
+    ref = weakref.ref(coroutine, lambda _: called.append(payload_ref() is None))
+    try:
+        coroutine.send(None)
+    except Exception:  # noqa: BLE001 - no loop: refusing is fine
+        pass
+    del coroutine
+    assert ref() is None and len(called) == 1
+    assert payload_ref() is None
+    assert scripted.wake_kept() == 1
+    assert scripted.drop_kept() == 1
+
+
+@pytest.mark.skipif(not ABI3, reason="the awaited class exists under the limited API only")
+async def test_class_moves_between_the_pyo3_class_and_the_awaited_class(loop_name):
+    """`__class__` can be assigned both ways (both classes are mutable, of one layout): the
+    flags stay in the word, so an unawaited coroutine moved into the awaited class is awaited
+    once, and a claimed one moved back still refuses a second await."""
+    awaited = awaited_class()
+    base = awaited.__mro__[1]
+    assert awaited is not base and issubclass(awaited, base)
+
+    fresh = m.relabelled([("qualname", "Moved.in")], 5)
+    fresh.__class__ = awaited
+    assert fresh.__qualname__ == "Moved.in"
+    assert await fresh == 5
+    with pytest.raises(RuntimeError):
+        await fresh
+
+    claimed = m.relabelled([("qualname", "Moved.out")], 6)
+    assert claimed.__await__() is claimed
+    claimed.__class__ = base
+    with pytest.raises(RuntimeError, match="awaited already"):
+        await claimed
+    with pytest.warns(RuntimeWarning, match="'Moved.out' was never awaited"):
+        del claimed
+        gc.collect()
+
+    # Back and forth while suspended in a task: the task's next step finds it either way.
+    scripted = m.Scripted()
+    coroutine = scripted.run([(["keep"], "pending")])
+    async with anyio.create_task_group() as group:
+
+        async def wait():
+            return await coroutine
+
+        group.start_soon(wait)
+        await until(lambda: scripted.polls == 1)
+        coroutine.__class__ = base
+        scripted.wake_kept()
+        await until(lambda: scripted.polls == 2)
+    del coroutine, wait
+    scripted.drop_kept()
+
+
+@pytest.mark.skipif(not ABI3, reason="Python subclasses of the coroutine class: limited API")
+async def test_a_python_subclass_of_the_coroutine_class(loop_name):
+    """The limited API build lets Python subclass the PyO3 class (no instances of its own);
+    a coroutine moved into one (`__slots__ = ()`: same layout) keeps its label and flags, is
+    awaited once (moved on into the awaited class), and its warning names its label."""
+    base = awaited_class().__mro__[1]
+
+    class Sub(base):
+        __slots__ = ()
+
+    with pytest.raises(TypeError):
+        Sub()
+    coroutine = m.relabelled([("qualname", "Sub.co")], 3)
+    coroutine.__class__ = Sub
+    assert isinstance(coroutine, Sub) and coroutine.__qualname__ == "Sub.co"
+    assert await coroutine == 3
+    with pytest.raises(RuntimeError):
+        await coroutine
+
+    unawaited = m.relabelled([("qualname", "Sub.never")], 3)
+    unawaited.__class__ = Sub
+    with pytest.warns(RuntimeWarning, match="'Sub.never' was never awaited"):
+        del unawaited
+        gc.collect()
+
+
+def test_threads_racing_await_claim_it_once():
+    """`MarkedLabel::claim` is one atomic word: of threads calling `__await__` together, one
+    wins; the others are told it is awaited already."""
+    for _ in range(200):
+        coroutine = m.relabelled([("qualname", "Raced")], 1)
+        barrier = threading.Barrier(4)
+        results = []
+
+        def claim():
+            barrier.wait()
+            try:
+                coroutine.__await__()
+                results.append("ok")
+            except RuntimeError:
+                results.append("refused")
+            except ValueError:
+                results.append("executing")
+
+        threads = [threading.Thread(target=claim) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results) == ["ok", "refused", "refused", "refused"], results
+        coroutine.close()
+
+
+def test_close_racing_await_and_send_from_threads():
+    """`close` sets RAN without claiming, `__await__` claims, `send` does both: raced from
+    threads, no crash, and the coroutine ends closed, quiet when dropped."""
+    for _ in range(200):
+        coroutine = m.relabelled([("qualname", "Raced.close")], 1)
+        barrier = threading.Barrier(3)
+        errors = []
+
+        def step(action):
+            barrier.wait()
+            try:
+                action()
+            except (RuntimeError, ValueError, StopIteration):
+                pass
+            except BaseException as error:  # noqa: BLE001
+                errors.append(error)
+
+        actions = (coroutine.close, coroutine.__await__, lambda: coroutine.send(None))
+        threads = [threading.Thread(target=step, args=(action,)) for action in actions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        coroutine.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            del coroutine
+            gc.collect()
+
+
+# ---- trio's abort of a coroutine closed under its task ---------------------------------------
+
+
+@pytest.mark.parametrize("runner", ["trio", "asyncio"])
+def test_a_task_parked_on_a_coroutine_another_task_closes_can_still_be_cancelled(runner):
+    """Task A awaits a Rust coroutine that parks for ever; task B closes it. A native coroutine
+    closed so leaves A cancellable (trio's abort succeeds). Cancelling A must end it: a closed
+    waiter answering FAILED to trio's abort would leave A parked for ever (the run hangs)."""
+    out = run_script(
+        f"""
+        import {runner}
+        import pyo3_async_pytests as m
+
+        scripted = m.Scripted()
+
+        async def main():
+            coroutine = scripted.run([(["keep"], "pending")])
+            if "{runner}" == "trio":
+                import trio
+                with trio.move_on_after(5) as outer:
+                    async with trio.open_nursery() as nursery:
+                        async def a():
+                            # As with a native coroutine: the cancellation thrown into the
+                            # closed coroutine ends A with "cannot reuse already awaited".
+                            try:
+                                await coroutine
+                            except RuntimeError as error:
+                                print("A:", error)
+                        nursery.start_soon(a)
+                        while scripted.polls < 1:
+                            await trio.lowlevel.checkpoint()
+                        coroutine.close()
+                        nursery.cancel_scope.cancel()
+                print("timed out" if outer.cancelled_caught else "ended")
+            else:
+                import asyncio
+                task = asyncio.ensure_future(coroutine)
+                while scripted.polls < 1:
+                    await asyncio.sleep(0)
+                coroutine.close()
+                task.cancel()
+                try:
+                    await asyncio.wait_for(task, 5)
+                except asyncio.CancelledError:
+                    print("A: Cancelled")
+                except TimeoutError:
+                    print("timed out")
+                except BaseException as error:
+                    print("A:", type(error).__name__)
+                print("ended")
+
+        {runner}.run(main{'()' if runner == 'asyncio' else ''})
+        """,
+        timeout=20,
+        forbidden=("panic", "fatal python error"),
+    )
+    assert "ended" in out and "timed out" not in out, out
+    if runner == "trio":
+        assert "A: cannot reuse already awaited coroutine" in out, out

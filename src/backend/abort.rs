@@ -2,8 +2,9 @@
 
 use pyo3::Python;
 
-/// Whether a suspension may be abandoned when a cancellation reaches it: only when no
-/// wake-up was committed and the future does not handle cancellation itself. Implemented by
+/// Whether a suspension may be abandoned when a cancellation reaches it: when no wake-up was
+/// committed and the future does not handle cancellation itself, or when none can ever come
+/// (the awaitable was closed under its task, or is gone). Implemented by
 /// the awaitable's shared allocation (its [`Waiter`](crate::waker::Waiter) and its driver), a
 /// layer above.
 pub(crate) trait Abort: Send + Sync {

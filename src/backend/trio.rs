@@ -224,7 +224,7 @@ pub(crate) struct TrioTask {
     home: Arc<Home>,
     /// The awaitable's waker state, weakly: trio holds this object (as the task's abort
     /// function) while the awaitable's driver holds it too, and a strong reference back would
-    /// make a cycle through Rust. A dropped awaitable has no suspension left to abort.
+    /// make a cycle through Rust.
     waiter: Weak<dyn Abort>,
 }
 
@@ -238,7 +238,8 @@ impl TrioTask {
         // `SUCCEEDED` is only allowed when no reschedule can follow; once a wake-up is on its
         // way (or the future handles cancellation itself) the task waits for that wake-up, and
         // trio calls us again at its next suspension.
-        let aborted = self.waiter.upgrade().is_some_and(|waiter| waiter.abort(py));
+        // An awaitable that is gone can wake nobody: the abort is the task's only way out.
+        let aborted = self.waiter.upgrade().is_none_or(|waiter| waiter.abort(py));
         let verdict = if aborted {
             intern!(py, "SUCCEEDED")
         } else {

@@ -2,9 +2,11 @@
 
 Every function here that runs as a loop callback reports failures to its `completion` (or its
 home) instead of raising: an exception there would be lost (asyncio) or crash the run (trio).
+
+asyncio and trio are imported where they are used, never here: a trio program does not load
+asyncio (a package of some 30 modules and 2 MB) because it uses pyo3_async, nor the reverse.
 """
 
-import asyncio
 import contextvars
 import sys
 import weakref
@@ -40,6 +42,8 @@ def start_asyncio_task(shutdown, loop, awaitable, context, completion):
         close_unstarted(awaitable)
         completion.set_exception(RuntimeError(SHUTTING_DOWN))
         return None
+    import asyncio
+
     try:
         if not asyncio.iscoroutine(awaitable):
             awaitable = await_awaitable(awaitable)
@@ -116,6 +120,8 @@ class AsyncioShutdown:
         for task in tasks:
             task.cancel()
         if tasks:
+            import asyncio
+
             await asyncio.wait(tasks)
 
 
@@ -244,6 +250,8 @@ async def pump_async_iter(channel, iterable, scope):
     to its end outside any cancellation, and a failure of it is reported, not discarded.
     """
     if scope is None:
+        import asyncio
+
         scope = NoScope()
         channel.cancel_with(asyncio.current_task().cancel)
     else:
@@ -283,7 +291,8 @@ async def pump_async_iter(channel, iterable, scope):
     try:
         await aclose()
     except BaseException as exc:
-        loop = asyncio._get_running_loop()
+        asyncio = sys.modules.get("asyncio")
+        loop = asyncio._get_running_loop() if asyncio is not None else None
         message = "aclose() of an async iterator dropped by a PyAsyncIter failed"
         if loop is not None:
             loop.call_exception_handler(

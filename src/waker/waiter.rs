@@ -90,17 +90,23 @@ impl<W: Deliver> Waiter<W> {
         matches!(*self.lock(), State::Polling { woken: true })
     }
 
-    /// trio's abort: true when the suspension may be abandoned (no wake-up was committed). The
-    /// caller has checked that the future does not handle cancellation itself.
-    pub(crate) fn abort(&self) -> bool {
+    /// trio's abort: true when the suspension may be abandoned. Either it is parked with no
+    /// wake-up committed, and `keeps_waiting` (whether the future handles cancellation itself,
+    /// asked under the lock: it must not call into Python) says no; or the awaitable was closed
+    /// under the parked task, so no wake-up will ever come and the abort is the task's only way
+    /// out.
+    pub(crate) fn abort(&self, keeps_waiting: impl FnOnce() -> bool) -> bool {
         let mut state = self.lock();
-        if !matches!(*state, State::Parked(_)) {
-            return false;
+        match *state {
+            State::Closed => true,
+            State::Parked(_) if !keeps_waiting() => {
+                let parked = std::mem::replace(&mut *state, State::Aborted);
+                drop(state);
+                drop(parked);
+                true
+            }
+            _ => false,
         }
-        let parked = std::mem::replace(&mut *state, State::Aborted);
-        drop(state);
-        drop(parked);
-        true
     }
 
     /// The awaitable finished: later wakes do nothing.
@@ -186,11 +192,14 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_abort_unless_parked() {
+    fn an_abort_ends_a_suspension_no_wake_up_can_end() {
         let waiter = Arc::new(Waiter::<Wakeup>::new());
-        assert!(!waiter.abort(), "polling: no suspension to abort");
+        assert!(!waiter.abort(|| false), "polling: no suspension to abort");
         waiter.close();
-        assert!(!waiter.abort(), "closed: no suspension to abort");
+        assert!(
+            waiter.abort(|| true),
+            "closed under its task: nothing will ever wake it"
+        );
     }
 
     #[test]
@@ -288,7 +297,7 @@ mod loom_tests {
                 let waiter = Arc::clone(&waiter);
                 thread::spawn(move || waiter.wake())
             };
-            let aborted = waiter.abort();
+            let aborted = waiter.abort(|| false);
             waker.join().unwrap();
             assert_eq!(usize::from(aborted) + delivered.load(Ordering::SeqCst), 1);
         });

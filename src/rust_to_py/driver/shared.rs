@@ -81,15 +81,14 @@ impl<F: PyPoll + 'static> Wake for Shared<F> {
 }
 
 impl<F: PyPoll + 'static> Abort for Shared<F> {
-    /// trio asks on its own thread while the task is parked, so the driver is free: a driver
-    /// found busy (driven from elsewhere meanwhile) keeps the wait, as a future that handles
-    /// cancellation itself does.
+    /// trio asks on its own thread while the task is parked, so the driver is usually free: a
+    /// driver found busy (driven from elsewhere meanwhile) keeps the wait, as a future that
+    /// handles cancellation itself does, unless the waiter is closed (see `Waiter::abort`).
     fn abort(&self, py: Python<'_>) -> bool {
-        let cancel_delivered = match self.cell.try_borrow_mut(py) {
+        self.waiter.abort(|| match self.cell.try_borrow_mut(py) {
             Some(driver) => driver.future.flags.has(DriverFlags::CANCEL_DELIVERED),
             None => true,
-        };
-        !cancel_delivered && self.waiter.abort()
+        })
     }
 }
 
