@@ -148,6 +148,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 // poll lends it ------------------------------------------------------------------------------
 
 /// One action on the lent waker `waker` of the current poll.
+// A clone woken by value is a path of its own (an owned waker made, woken, dropped): the point
+// of the actions that take it, not a clone to spare.
+#[allow(clippy::waker_clone_wake)]
 fn act(action: &str, waker: &Waker, kept: &Mutex<Vec<Waker>>, late: &Mutex<Vec<JoinHandle<()>>>) {
     match action {
         "wake" => waker.wake_by_ref(),

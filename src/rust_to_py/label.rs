@@ -41,11 +41,9 @@ pub(crate) struct OwnedLabel {
 }
 
 const OWNED: usize = 1;
-/// The low bits no label address uses: the tag, and [`MarkedLabel`]'s flags.
-const LOW_BITS: usize = 0b111;
-
-// Both referents are 8-byte aligned, so the three low bits are never part of an address.
-const _: () = assert!(align_of::<StaticLabel>() > LOW_BITS && align_of::<OwnedLabel>() > LOW_BITS);
+// Both referents are 8-byte aligned, so the three low bits (the tag, and [`MarkedLabel`]'s
+// two flags) are never part of an address.
+const _: () = assert!(align_of::<StaticLabel>() >= 8 && align_of::<OwnedLabel>() >= 8);
 
 // SAFETY: a `Label` is a `&'static StaticLabel` or a `Box<OwnedLabel>`, both `Send` and `Sync`
 // (their contents are plain strings and numbers); it never hands out the box mutably.
