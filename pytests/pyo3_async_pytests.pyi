@@ -262,6 +262,30 @@ class AsyncGenerator(abc.AsyncGenerator[Any, None]):
     def aclose(self) -> Coroutine:
         """Ends the stream, dropping it when the returned awaitable runs."""
 
+    @property
+    def ag_running(self) -> bool:
+        """Whether its stream is being polled right now."""
+
+    @property
+    def ag_suspended(self) -> bool:
+        """Whether it was asked for an item, has not ended, and is not running."""
+
+    @property
+    def ag_state(self) -> str:
+        """`AGEN_CREATED`, `AGEN_RUNNING`, `AGEN_SUSPENDED` or `AGEN_CLOSED` (3.15's `inspect`)."""
+
+    @property
+    def ag_frame(self) -> types.FrameType | None:
+        """A frame standing for the Rust function; `None` once the stream has ended."""
+
+    @property
+    def ag_code(self) -> types.CodeType:
+        """The code object of `ag_frame`: named after the Rust function, in its file."""
+
+    @property
+    def ag_await(self) -> None:
+        """What its stream awaits is Rust's: always `None`."""
+
 # ---- coroutines.rs ----
 
 def ready(value: _T, backend: _Backend | None = None) -> abc.Coroutine[Any, Any, _T]:

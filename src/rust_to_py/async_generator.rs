@@ -6,17 +6,19 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::backend::Backend;
 use crate::exit_guard::attach_unless_exiting;
+use crate::glue;
 use crate::install_once::InstallOnce;
 use crate::rust_to_py::anext_slot::{self, AnextSlot};
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyStream, PyPoll};
-use crate::rust_to_py::stream_slot::{drop_contained, StreamSlot};
+use crate::rust_to_py::stream_slot::{drop_contained, GeneratorState, StreamSlot};
 
 /// A Rust stream as a Python async generator: `async for`, `anext()`, `asend(None)`, `athrow`,
 /// `aclose` and `contextlib.aclosing` work as with a native one.
@@ -128,6 +130,18 @@ impl AsyncGenerator {
         })
     }
 
+    /// What a frame standing for the Rust function says of it (`<rust>`, line 1, when its
+    /// source is not known).
+    fn frame_fields(&self) -> (&str, &str, &'static str, u32) {
+        let qualname = self.__qualname__();
+        let (file, line) = self
+            .label
+            .as_ref()
+            .and_then(Label::source)
+            .unwrap_or(("<rust>", 1));
+        (Label::name_of(qualname), qualname, file, line)
+    }
+
     fn awaitable(&self, step: impl PyPoll + 'static) -> Coroutine {
         let coroutine = Coroutine::quiet_step(step, self.backend);
         #[cfg(feature = "tracing")]
@@ -164,6 +178,61 @@ impl AsyncGenerator {
 
     fn __repr__(&self) -> String {
         format!("<pyo3_async async_generator {}>", self.__qualname__())
+    }
+
+    /// Whether its stream is being polled right now (Python code that the stream runs asks).
+    #[getter]
+    fn ag_running(&self, py: Python<'_>) -> bool {
+        self.slot.state(py) == GeneratorState::Running
+    }
+
+    /// Whether it has produced or been asked for an item, has not ended, and is not running
+    /// (3.12+'s `inspect.getasyncgenstate` reads it).
+    #[getter]
+    fn ag_suspended(&self, py: Python<'_>) -> bool {
+        self.slot.state(py) == GeneratorState::Suspended
+    }
+
+    /// `AGEN_CREATED`, `AGEN_RUNNING`, `AGEN_SUSPENDED` or `AGEN_CLOSED` (3.15's `inspect`
+    /// reads it).
+    #[getter]
+    fn ag_state(&self, py: Python<'_>) -> &'static str {
+        self.slot.state(py).name()
+    }
+
+    /// A frame standing for the Rust function, as `Coroutine.cr_frame` is; `None` once the
+    /// stream has ended.
+    #[getter]
+    fn ag_frame<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let fields = self.frame_fields();
+        let make = || PyResult::Ok(glue::frame_owner(py)?.call1(fields)?.unbind());
+        let frame_of = |owner: Py<PyAny>| owner.into_bound(py).getattr(intern!(py, "cr_frame"));
+        let Some(owner) = self.slot.frame_owner(py, make)? else {
+            return Ok(None);
+        };
+        let frame = frame_of(owner)?;
+        if !frame.is_none() {
+            return Ok(Some(frame));
+        }
+        // Someone cleared the frame (`frame.clear()` closes its owner): a new one.
+        self.slot.forget_frame_owner(py);
+        match self.slot.frame_owner(py, make)? {
+            Some(owner) => frame_of(owner).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The code object of `ag_frame`: named after the Rust function, in its file.
+    #[getter]
+    fn ag_code<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        glue::frame_code(py)?.call1(self.frame_fields())
+    }
+
+    /// What the generator awaits: what its stream awaits is Rust's, invisible here, so
+    /// always `None`.
+    #[getter]
+    fn ag_await(&self) -> Option<Py<PyAny>> {
+        None
     }
 
     fn __anext__(slf: &Bound<'_, Self>) -> Coroutine {

@@ -119,7 +119,6 @@ impl Label {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn source(&self) -> Option<(&'static str, u32)> {
         match self.kind() {
             Kind::Static(label) => Some((label.file, label.line)),
@@ -259,25 +258,41 @@ impl MarkedLabel {
         }
     }
 
-    /// Marks the coroutine awaited; false if it was awaited, or started, already. A load
-    /// first: the atomic read-modify-write happens once per coroutine.
+    /// Marks the coroutine awaited; false if it was awaited, or started, already.
     pub(crate) fn claim(&self) -> bool {
         if self.word.load(Ordering::Relaxed) & CLAIMED != 0 {
             return false;
         }
-        self.word.fetch_or(CLAIMED, Ordering::Relaxed) & CLAIMED == 0
+        self.mark(CLAIMED) & CLAIMED == 0
     }
 
     /// Marks the coroutine started (claimed with it).
     pub(crate) fn set_started(&self) {
         if self.word.load(Ordering::Relaxed) & FLAGS != FLAGS {
-            self.word.fetch_or(FLAGS, Ordering::Relaxed);
+            self.mark(FLAGS);
         }
     }
 
     /// Marks the coroutine closed.
     pub(crate) fn set_closed(&self) {
-        self.word.fetch_or(RAN, Ordering::Relaxed);
+        self.mark(RAN);
+    }
+
+    /// Sets `flags`, returning the word before. Every caller is attached: with the GIL, no two
+    /// run at once, so a load and a store do, without the atomic read-modify-write that costs
+    /// an `await` a locked instruction each time (S1 ran 6 to 13 % slower with two).
+    #[cfg(not(Py_GIL_DISABLED))]
+    fn mark(&self, flags: usize) -> usize {
+        let word = self.word.load(Ordering::Relaxed);
+        self.word.store(word | flags, Ordering::Relaxed);
+        word
+    }
+
+    /// Free-threaded, attached threads run at once: an atomic read-modify-write keeps both
+    /// flags when two set theirs together.
+    #[cfg(Py_GIL_DISABLED)]
+    fn mark(&self, flags: usize) -> usize {
+        self.word.fetch_or(flags, Ordering::Relaxed)
     }
 
     /// Whether the coroutine started or was closed.

@@ -1,5 +1,6 @@
-//! The stream of an [`AsyncGenerator`](crate::AsyncGenerator), in the generator itself, and
-//! whether one of its `__anext__` steps runs.
+//! The stream of an [`AsyncGenerator`](crate::AsyncGenerator), in the generator itself,
+//! whether one of its `__anext__` steps runs, and what Python's tools read of it (`ag_state`,
+//! the `ag_frame` owner).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -23,6 +24,32 @@ pub(crate) struct SlotState {
     pub(crate) stream: Option<BoxedStream>,
     /// An `__anext__` awaitable has started and not finished: Python forbids a second one.
     pub(crate) running: bool,
+    /// The stream was polled once: the generator is no longer "created".
+    started: bool,
+    /// The suspended coroutine whose frame is `ag_frame`, made when first asked for; gone
+    /// with the stream.
+    frame_owner: Option<Py<PyAny>>,
+}
+
+/// `ag_state`: what `inspect.getasyncgenstate` reports.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum GeneratorState {
+    Created,
+    /// Its stream is being polled (or dropped) right now, further up this thread's stack.
+    Running,
+    Suspended,
+    Closed,
+}
+
+impl GeneratorState {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            GeneratorState::Created => "AGEN_CREATED",
+            GeneratorState::Running => "AGEN_RUNNING",
+            GeneratorState::Suspended => "AGEN_SUSPENDED",
+            GeneratorState::Closed => "AGEN_CLOSED",
+        }
+    }
 }
 
 impl StreamSlot {
@@ -30,7 +57,52 @@ impl StreamSlot {
         StreamSlot(GilCell::new(SlotState {
             stream: Some(stream),
             running: false,
+            started: false,
+            frame_owner: None,
         }))
+    }
+
+    pub(crate) fn state(&self, py: Python<'_>) -> GeneratorState {
+        match self.borrow(py) {
+            None => GeneratorState::Running,
+            Some(state) if state.stream.is_none() => GeneratorState::Closed,
+            Some(state) if state.started => GeneratorState::Suspended,
+            Some(_) => GeneratorState::Created,
+        }
+    }
+
+    /// The `ag_frame` owner: the kept one, else one made by `make` (outside the borrow: it runs
+    /// Python code) and kept unless the generator closed or ran meanwhile. `None` once closed.
+    pub(crate) fn frame_owner(
+        &self,
+        py: Python<'_>,
+        make: impl FnOnce() -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        match self.borrow(py) {
+            Some(state) if state.stream.is_none() => return Ok(None),
+            Some(state) => {
+                if let Some(owner) = &state.frame_owner {
+                    return Ok(Some(owner.clone_ref(py)));
+                }
+            }
+            // Asked from inside its own poll: a frame of the same function, not kept.
+            None => return make().map(Some),
+        }
+        let owner = make()?;
+        if let Some(mut state) = self.borrow(py) {
+            if state.stream.is_some() && state.frame_owner.is_none() {
+                state.frame_owner = Some(owner.clone_ref(py));
+            }
+        }
+        Ok(Some(owner))
+    }
+
+    /// Forgets a frame owner whose frame was cleared (`frame.clear()` closes it).
+    pub(crate) fn forget_frame_owner(&self, py: Python<'_>) {
+        let forgotten = self
+            .borrow(py)
+            .and_then(|mut state| state.frame_owner.take());
+        drop(forgotten);
     }
 
     /// The state; `None` while it is borrowed further up this thread's stack (the stream's
@@ -41,7 +113,11 @@ impl StreamSlot {
 
     /// Drops the stream (outside the borrow: its destructor may do anything).
     pub(crate) fn close(&self, py: Python<'_>) {
-        let finished = self.borrow(py).and_then(|mut state| state.stream.take());
+        let (finished, owner) = match self.borrow(py) {
+            Some(mut state) => (state.stream.take(), state.frame_owner.take()),
+            None => (None, None),
+        };
+        drop(owner);
         drop_contained(finished);
     }
 }
@@ -57,6 +133,7 @@ impl SlotState {
         let Some(active) = self.stream.as_mut() else {
             return (Poll::Ready(Err(PyStopAsyncIteration::new_err(()))), None);
         };
+        self.started = true;
         let ended = match active.as_mut().poll_next_py(py, cx) {
             Poll::Pending => return (Poll::Pending, None),
             Poll::Ready(Some(Ok(item))) => return (Poll::Ready(Ok(item)), None),
