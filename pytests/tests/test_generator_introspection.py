@@ -96,8 +96,9 @@ async def test_the_frame_and_code_name_the_rust_function():
     assert generator.ag_code.co_name == "macro_count"
     assert generator.ag_code.co_filename.endswith(".rs")
     assert frame.f_code.co_firstlineno == generator.ag_code.co_firstlineno > 1
-    frame.clear()
-    assert generator.ag_frame is not None, "a cleared frame is made again while it lives"
+    if sys.version_info < (3, 13):  # 3.13+ refuses to clear a suspended frame
+        frame.clear()
+        assert generator.ag_frame is not None, "a cleared frame is made again while it lives"
     assert [i async for i in generator] == [0, 1]
     assert generator.ag_frame is None
 
