@@ -84,8 +84,8 @@ async def test_trio_abort_after_the_coroutine_is_gone_releases_the_task(loop_nam
     reason="CPython's object layout with the GIL",
 )
 def test_a_coroutine_object_takes_the_64_byte_class():
-    """Its fields are the shared allocation's reference and a one-word label (the flags live in
-    the driver): a GC header, an object header, 24 bytes and the weak-reference list."""
+    """Its fields are the shared allocation's reference and one word for its label and its two
+    flags: a GC header, an object header, 24 bytes and the weak-reference list."""
     coroutine = m.WakerStash().wait(1)
     try:
         assert sys.getsizeof(coroutine) == 64, ABI3
