@@ -143,6 +143,10 @@ __all__ = [
     "span_during_poll",
     "spans_in_generator",
     "echo",
+    "relabelled",
+    "relabelled_generator",
+    "ForeignWaker",
+    "Scripted",
 ]
 
 _T = TypeVar("_T")
@@ -870,6 +874,7 @@ def relabelled(
 def relabelled_generator(n: int, qualname: str) -> abc.AsyncGenerator[int, None]:
     """`0..n`, renamed with `with_qualname`."""
 
+@final
 class ForeignWaker:
     """Keeps a waker that a foreign thread wakes in a loop and drops, without the GIL."""
 
@@ -885,6 +890,7 @@ class ForeignWaker:
     @property
     def has_waker(self) -> bool: ...
 
+@final
 class Scripted:
     """A future scripted poll by poll: what it does with the waker each poll lends it."""
 
