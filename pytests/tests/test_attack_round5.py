@@ -770,6 +770,18 @@ async def test_eager_tasks_whose_first_poll_wakes(loop_name):
     loop = asyncio.get_running_loop()
     loop.set_task_factory(asyncio.eager_task_factory)
     try:
+
+        async def probe():
+            pass
+
+        probing = probe()
+        try:
+            await asyncio.create_task(probing)
+        except TypeError as refused:
+            probing.close()
+            # uvloop's `create_task` on 3.13.0 passes `eager_start`, which the factory refuses:
+            # no eager task can start there, native or not.
+            pytest.skip(f"this loop refuses asyncio's eager task factory: {refused}")
         scripted = m.Scripted()
         for actions in WAKES + [[]]:
             outcome = "pending" if actions else "ready"
