@@ -200,15 +200,16 @@ impl Wakeup {
         &self.task.get().home
     }
 
-    /// Reschedules the task. `reschedule` refuses outside the run's own steps (guest mode):
-    /// the token's queue is the way in then; `RunFinishedError` means nobody is left to wake.
+    /// Reschedules the task, if it still waits in this suspension's trap (see
+    /// [`TrioTask::reschedule`]). `reschedule` refuses outside the run's own steps (guest
+    /// mode): the token's queue is the way in then; `RunFinishedError` means nobody is left to
+    /// wake.
     pub(crate) fn deliver_here(self, py: Python<'_>) -> PyResult<()> {
-        let reschedule = glue::trio_reschedule(py)?;
-        let parked = self.task.get();
-        let task = parked.task.bind(py);
-        if reschedule.call1((task,)).is_err() {
-            let token = parked.home.event_loop().bind(py);
-            let _ = token.call_method1(intern!(py, "run_sync_soon"), (reschedule, task));
+        let task = self.task.bind(py);
+        if TrioTask::reschedule(task).is_err() {
+            let token = self.task.get().home.event_loop().bind(py);
+            let later = task.getattr(intern!(py, "reschedule"))?;
+            let _ = token.call_method1(intern!(py, "run_sync_soon"), (later,));
         }
         Ok(())
     }
@@ -228,18 +229,64 @@ pub(crate) struct TrioTask {
     waiter: Weak<dyn Abort>,
 }
 
+impl TrioTask {
+    /// Whether the task waits in the trap this object is the abort function of: trio keeps a
+    /// suspended task's abort function in `_abort_func` from the trap until its reschedule, or
+    /// until it asks it to abort once. A refused abort leaves `None` there while the task still
+    /// waits here: the refusal marks the task's `custom_sleep_data` (trio's slot for the code
+    /// that put the task to sleep, cleared by its reschedule) with this object.
+    ///
+    /// A wake-up is delivered once per suspension, but the trap may never have reached trio:
+    /// a coroutine sent by hand inside a trio task (its trap dropped, or passed to something
+    /// else) parks for the task that sent it, and rescheduling a task that waits for something
+    /// else, or runs, corrupts the run (`TrioInternalError`). A trio without `_abort_func` is
+    /// trusted.
+    fn waits_here(slf: &Bound<'_, Self>) -> bool {
+        let py = slf.py();
+        let task = slf.get().task.bind(py);
+        match task.getattr(intern!(py, "_abort_func")) {
+            Ok(abort) if abort.is(slf) => true,
+            Ok(abort) => {
+                abort.is_none()
+                    && task
+                        .getattr(intern!(py, "custom_sleep_data"))
+                        .is_ok_and(|data| data.is(slf))
+            }
+            Err(_) => true,
+        }
+    }
+}
+
 #[pymethods]
 impl TrioTask {
+    /// Reschedules the task if it waits here (see [`TrioTask::waits_here`]); the run's token
+    /// calls it in guest mode, where `reschedule` refuses outside the run's steps.
+    fn reschedule(slf: &Bound<'_, Self>) -> PyResult<()> {
+        if !Self::waits_here(slf) {
+            return Ok(());
+        }
+        let py = slf.py();
+        glue::trio_reschedule(py)?
+            .call1((slf.get().task.bind(py),))
+            .map(drop)
+    }
+
     fn __call__<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         _raise_cancel: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
         // `SUCCEEDED` is only allowed when no reschedule can follow; once a wake-up is on its
         // way (or the future handles cancellation itself) the task waits for that wake-up, and
         // trio calls us again at its next suspension.
         // An awaitable that is gone can wake nobody: the abort is the task's only way out.
-        let aborted = self.waiter.upgrade().is_none_or(|waiter| waiter.abort(py));
+        let aborted = this.waiter.upgrade().is_none_or(|waiter| waiter.abort(py));
+        if !aborted {
+            // The task keeps waiting here, with no abort function (see `waits_here`).
+            let data = intern!(py, "custom_sleep_data");
+            let _ = this.task.bind(py).setattr(data, slf);
+        }
         let verdict = if aborted {
             intern!(py, "SUCCEEDED")
         } else {
