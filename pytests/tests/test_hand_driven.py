@@ -19,6 +19,7 @@ import weakref
 import anyio
 import anyio.lowlevel
 import pytest
+import sniffio
 
 from helpers import run_script
 
@@ -140,3 +141,22 @@ def run_isolated(anyio_backend, scenario, wake):
 )
 def test_the_wake_up_of_a_coroutine_sent_by_hand_resumes_no_task(anyio_backend, loop_name, scenario, wake):
     run_isolated(anyio_backend, scenario, wake)
+
+
+async def a_second_send_by_hand(wake):
+    """On trio the coroutine waits in trio's trap: only trio resumes it, with an outcome."""
+    stash = m.WakerStash()
+    coroutine = stash.wait(1)
+    coroutine.send(None)
+    if sniffio.current_async_library() == "trio":
+        try:
+            coroutine.send(None)
+        except RuntimeError as raised:
+            assert "resumed by hand" in str(raised)
+        else:
+            raise AssertionError("a second send(None) resumed a coroutine parked in trio's trap")
+    coroutine.close()
+
+
+def test_a_second_send_by_hand_on_trio_gets_a_clear_error(anyio_backend, loop_name):
+    run_isolated(anyio_backend, a_second_send_by_hand, "wake_on_loop_thread")

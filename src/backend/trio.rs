@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Weak};
 
-use pyo3::exceptions::PyStopIteration;
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::intern;
 use pyo3::prelude::*;
 
@@ -150,6 +150,12 @@ impl Parker {
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let suspension = match self.suspension.take() {
             None => return Ok(None),
+            Some(Suspension::Trap) if value.is_none() => {
+                return Err(PyRuntimeError::new_err(
+                    "a coroutine suspended in trio's trap was resumed by hand (send(None)): \
+                     only trio resumes it, with an outcome",
+                ));
+            }
             Some(Suspension::Trap) => {
                 value.call_method0(intern!(py, "unwrap"))?;
                 return Ok(None);
@@ -200,19 +206,35 @@ impl Wakeup {
         &self.task.get().home
     }
 
-    /// Reschedules the task, if it still waits in this suspension's trap (see
-    /// [`TrioTask::reschedule`]). `reschedule` refuses outside the run's own steps (guest
-    /// mode): the token's queue is the way in then; `RunFinishedError` means nobody is left to
-    /// wake.
+    /// Reschedules the task if it waits in this suspension's trap, or looks again once the
+    /// running task's step is over (see [`TrioTask::whereabouts`]). `reschedule` refuses
+    /// outside the run's own steps (guest mode): the token's queue is the way in then too;
+    /// `RunFinishedError` means nobody is left to wake.
     pub(crate) fn deliver_here(self, py: Python<'_>) -> PyResult<()> {
         let task = self.task.bind(py);
-        if TrioTask::reschedule(task).is_err() {
+        let look_again = match TrioTask::whereabouts(task) {
+            Whereabouts::Here => TrioTask::reschedule_now(task).is_err(),
+            Whereabouts::Running => true,
+            Whereabouts::Elsewhere => false,
+        };
+        if look_again {
             let token = self.task.get().home.event_loop().bind(py);
             let later = task.getattr(intern!(py, "reschedule"))?;
             let _ = token.call_method1(intern!(py, "run_sync_soon"), (later,));
         }
         Ok(())
     }
+}
+
+/// Where a wake-up finds its trio task.
+enum Whereabouts {
+    /// Waiting in the suspension's trap: reschedule it.
+    Here,
+    /// Running this very step: a trap it got by sending the coroutine by hand (an eager start,
+    /// a proxy's `__await__`) may be on its way to trio, which records it after the step.
+    Running,
+    /// Waiting for something else, or gone: the trap never reached trio.
+    Elsewhere,
 }
 
 /// The trio task driving an awaitable, and the `abort_fn` trio calls on the trio thread when a
@@ -230,45 +252,62 @@ pub(crate) struct TrioTask {
 }
 
 impl TrioTask {
-    /// Whether the task waits in the trap this object is the abort function of: trio keeps a
-    /// suspended task's abort function in `_abort_func` from the trap until its reschedule, or
-    /// until it asks it to abort once. A refused abort leaves `None` there while the task still
-    /// waits here: the refusal marks the task's `custom_sleep_data` (trio's slot for the code
-    /// that put the task to sleep, cleared by its reschedule) with this object.
+    /// Where the task is, for a wake-up of this suspension. trio keeps a suspended task's
+    /// abort function in `_abort_func` from the trap until its reschedule, or until it asks it
+    /// to abort once: a refused abort leaves `None` there while the task still waits here, so
+    /// the refusal marks the task's `custom_sleep_data` (trio's slot for the code that put the
+    /// task to sleep, cleared by its reschedule) with this object.
     ///
-    /// A wake-up is delivered once per suspension, but the trap may never have reached trio:
-    /// a coroutine sent by hand inside a trio task (its trap dropped, or passed to something
-    /// else) parks for the task that sent it, and rescheduling a task that waits for something
-    /// else, or runs, corrupts the run (`TrioInternalError`). A trio without `_abort_func` is
-    /// trusted.
-    fn waits_here(slf: &Bound<'_, Self>) -> bool {
+    /// A wake-up is delivered once per suspension, but the trap may not have reached trio: a
+    /// coroutine sent by hand inside a trio task parks for the task that sent it, and
+    /// rescheduling a task that waits for something else corrupts the run
+    /// (`TrioInternalError`). A trio without `_abort_func` is trusted.
+    fn whereabouts(slf: &Bound<'_, Self>) -> Whereabouts {
         let py = slf.py();
         let task = slf.get().task.bind(py);
-        match task.getattr(intern!(py, "_abort_func")) {
-            Ok(abort) if abort.is(slf) => true,
-            Ok(abort) => {
-                abort.is_none()
-                    && task
-                        .getattr(intern!(py, "custom_sleep_data"))
-                        .is_ok_and(|data| data.is(slf))
-            }
-            Err(_) => true,
+        let Ok(abort) = task.getattr(intern!(py, "_abort_func")) else {
+            return Whereabouts::Here;
+        };
+        if abort.is(slf) {
+            return Whereabouts::Here;
         }
+        if !abort.is_none() {
+            return Whereabouts::Elsewhere;
+        }
+        if task
+            .getattr(intern!(py, "custom_sleep_data"))
+            .is_ok_and(|data| data.is(slf))
+        {
+            return Whereabouts::Here;
+        }
+        let running = glue::trio_current_task(py)
+            .and_then(|current| current.call0())
+            .is_ok_and(|current| current.is(task));
+        if running {
+            Whereabouts::Running
+        } else {
+            Whereabouts::Elsewhere
+        }
+    }
+
+    fn reschedule_now(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        glue::trio_reschedule(py)?
+            .call1((slf.get().task.bind(py),))
+            .map(drop)
     }
 }
 
 #[pymethods]
 impl TrioTask {
-    /// Reschedules the task if it waits here (see [`TrioTask::waits_here`]); the run's token
-    /// calls it in guest mode, where `reschedule` refuses outside the run's steps.
+    /// A wake-up's second look, from the run's token queue, after the step that was running:
+    /// the task waits here by now or never will. Also the way in for guest mode, where
+    /// `reschedule` refuses outside the run's steps.
     fn reschedule(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if !Self::waits_here(slf) {
-            return Ok(());
+        match Self::whereabouts(slf) {
+            Whereabouts::Here => Self::reschedule_now(slf),
+            Whereabouts::Running | Whereabouts::Elsewhere => Ok(()),
         }
-        let py = slf.py();
-        glue::trio_reschedule(py)?
-            .call1((slf.get().task.bind(py),))
-            .map(drop)
     }
 
     fn __call__<'py>(
@@ -281,11 +320,18 @@ impl TrioTask {
         // way (or the future handles cancellation itself) the task waits for that wake-up, and
         // trio calls us again at its next suspension.
         // An awaitable that is gone can wake nobody: the abort is the task's only way out.
-        let aborted = this.waiter.upgrade().is_none_or(|waiter| waiter.abort(py));
+        // trio clears `_abort_func` only after this call: the task it asks about is the
+        // parker's unless a trap sent by hand in one task was yielded by another. No wake-up
+        // can reach that other task (they go to the parker's, which waits elsewhere): the
+        // abort is its only way out.
+        let task = this.task.bind(py);
+        let parkers = task
+            .getattr(intern!(py, "_abort_func"))
+            .map_or(true, |abort| abort.is(slf));
+        let aborted = this.waiter.upgrade().is_none_or(|waiter| waiter.abort(py)) || !parkers;
         if !aborted {
-            // The task keeps waiting here, with no abort function (see `waits_here`).
-            let data = intern!(py, "custom_sleep_data");
-            let _ = this.task.bind(py).setattr(data, slf);
+            // The task keeps waiting here, with no abort function (see `whereabouts`).
+            let _ = task.setattr(intern!(py, "custom_sleep_data"), slf);
         }
         let verdict = if aborted {
             intern!(py, "SUCCEEDED")

@@ -109,6 +109,19 @@ impl<W: Deliver> Waiter<W> {
         }
     }
 
+    /// Ends the current suspension without a wake, handing its wake-up to the caller when
+    /// `take` says so (the state is then `Woken`, as after a wake): the caller delivers it.
+    pub(crate) fn take_parked(&self, take: impl FnOnce(&W) -> bool) -> Option<W> {
+        let mut state = self.lock();
+        if !matches!(&*state, State::Parked(wakeup) if take(wakeup)) {
+            return None;
+        }
+        match std::mem::replace(&mut *state, State::Woken) {
+            State::Parked(wakeup) => Some(wakeup),
+            _ => None,
+        }
+    }
+
     /// The awaitable finished: later wakes do nothing.
     pub(crate) fn close(&self) {
         drop(self.replace(State::Closed));

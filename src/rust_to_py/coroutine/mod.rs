@@ -17,7 +17,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Wakeup};
 use crate::rust_to_py::cancel_handle::{CancelHandle, Cancellation};
 use crate::rust_to_py::driver::Owner;
 use crate::rust_to_py::errors::thrown_exception;
@@ -333,9 +333,23 @@ impl Coroutine {
     }
 
     /// Drops the future: its cleanup runs now, synchronously.
+    ///
+    /// A trio task parked on the coroutine is rescheduled, and finds it closed (as a native
+    /// coroutine closed under its task is found when its wait ends): trio asks a suspension to
+    /// abort only once, so after a refused abort nothing else would ever end the wait. An
+    /// asyncio task stays parked, and cancellable: a forgotten task's native coroutine,
+    /// finalised by the collector, closes the coroutine it awaits, and that task must not be
+    /// scheduled again.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.driver(py)?.finish(py, self.driver.waiter());
+        let waiter = self.driver.waiter();
+        let mut driver = self.driver(py)?;
+        let parked = waiter.take_parked(|wakeup| matches!(wakeup, Wakeup::Trio(_)));
+        driver.finish(py, waiter);
+        drop(driver);
         self.label.set_closed();
+        if let Some(wakeup) = parked {
+            wakeup.deliver();
+        }
         Ok(())
     }
 
