@@ -228,10 +228,14 @@ impl Parker {
 
     /// Refuses a resumption that is not the loop's answer to the current suspension (the
     /// coroutine driven by a second task); the suspension stays as it was.
-    pub(crate) fn check_resumption(&mut self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn check_resumption(
+        &mut self,
+        py: Python<'_>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         match self {
             Parker::Asyncio(parker) => parker.check_resumption(py),
-            Parker::Trio(_) => Ok(()),
+            Parker::Trio(parker) => parker.check_resumption(value),
         }
     }
 

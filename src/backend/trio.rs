@@ -140,6 +140,19 @@ impl Parker {
         Ok(trap)
     }
 
+    /// Refuses a resumption that is not trio's answer to the trap (the coroutine resumed by
+    /// hand with `send(None)`): trio always sends an outcome. The suspension stays as it was,
+    /// and the error reaches the caller, not the future (it is no cancellation).
+    pub(crate) fn check_resumption(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        match self.suspension {
+            Some(Suspension::Trap) if value.is_none() => Err(PyRuntimeError::new_err(
+                "a coroutine suspended in trio's trap was resumed by hand (send(None)): only \
+                 trio resumes it, with an outcome",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// trio resumes a task by sending an `outcome.Value` or `outcome.Error`; the suspended trio
     /// coroutine unwraps it, raising `Cancelled` when the abort succeeded. A checkpoint may
     /// suspend a second time: that trap goes back to trio.
@@ -150,12 +163,6 @@ impl Parker {
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let suspension = match self.suspension.take() {
             None => return Ok(None),
-            Some(Suspension::Trap) if value.is_none() => {
-                return Err(PyRuntimeError::new_err(
-                    "a coroutine suspended in trio's trap was resumed by hand (send(None)): \
-                     only trio resumes it, with an outcome",
-                ));
-            }
             Some(Suspension::Trap) => {
                 value.call_method0(intern!(py, "unwrap"))?;
                 return Ok(None);
@@ -207,20 +214,28 @@ impl Wakeup {
     }
 
     /// Reschedules the task if it waits in this suspension's trap, or looks again once the
-    /// running task's step is over (see [`TrioTask::whereabouts`]). `reschedule` refuses
-    /// outside the run's own steps (guest mode): the token's queue is the way in then too;
+    /// running task's step is over, from the home's queue (see [`TrioTask::whereabouts`]).
+    /// `reschedule` refuses outside the run's own steps: the token's queue is the way in then;
     /// `RunFinishedError` means nobody is left to wake.
     pub(crate) fn deliver_here(self, py: Python<'_>) -> PyResult<()> {
         let task = self.task.bind(py);
-        let look_again = match TrioTask::whereabouts(task) {
-            Whereabouts::Here => TrioTask::reschedule_now(task).is_err(),
-            Whereabouts::Running => true,
-            Whereabouts::Elsewhere => false,
-        };
-        if look_again {
-            let token = self.task.get().home.event_loop().bind(py);
-            let later = task.getattr(intern!(py, "reschedule"))?;
-            let _ = token.call_method1(intern!(py, "run_sync_soon"), (later,));
+        match TrioTask::whereabouts(task) {
+            Whereabouts::Here => {
+                // Refused outside the run's steps: from the forwarder thread, for one.
+                if TrioTask::reschedule_now(task).is_err() {
+                    let token = task.get().home.event_loop().bind(py);
+                    let later = task.getattr(intern!(py, "reschedule"))?;
+                    let _ = token.call_method1(intern!(py, "run_sync_soon"), (later,));
+                }
+            }
+            Whereabouts::Running => {
+                // Through the home's queue, not trio's: a waker may run under its owner's lock,
+                // and `run_sync_soon` writes to trio's socket with the interpreter released, so
+                // a thread waiting for that lock while attached would deadlock us.
+                let home = Arc::clone(self.home());
+                home.run(Box::new(move |py| self.deliver_here(py)));
+            }
+            Whereabouts::Elsewhere => {}
         }
         Ok(())
     }
@@ -300,9 +315,8 @@ impl TrioTask {
 
 #[pymethods]
 impl TrioTask {
-    /// A wake-up's second look, from the run's token queue, after the step that was running:
-    /// the task waits here by now or never will. Also the way in for guest mode, where
-    /// `reschedule` refuses outside the run's steps.
+    /// A wake-up delivered through the run's token queue, where `reschedule` refused outside
+    /// the run's steps: it looks where the task is again, at that time.
     fn reschedule(slf: &Bound<'_, Self>) -> PyResult<()> {
         match Self::whereabouts(slf) {
             Whereabouts::Here => Self::reschedule_now(slf),

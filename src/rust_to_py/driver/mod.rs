@@ -196,7 +196,7 @@ impl Driver {
             return self.run(py, owner, Some(Input::Send(value.clone())));
         }
         if let Some(parker) = &mut self.parker {
-            parker.check_resumption(py)?;
+            parker.check_resumption(py, value)?;
             match parker.resume(py, value) {
                 Ok(None) => {}
                 Ok(Some(suspended_again)) => return Ok(Resumed::Yield(suspended_again.unbind())),
