@@ -75,6 +75,34 @@ def run_script(script, timeout=60, forbidden=("panic", "fatal python error", "Tr
     return done.stdout
 
 
+def run_isolated(scenario, *args, anyio_backend=None, timeout=60):
+    """Runs `scenario(*args)`, a module-level function of a test module here, in a fresh
+    interpreter: on a fresh `anyio.run` of `anyio_backend` when given, else called as is. A trio
+    run corrupted by a bug hangs its runner: that must fail the scenario, not the suite.
+    Returns what it printed, which ends with "done"."""
+    call = f"scenarios.{scenario.__name__}(*{args!r})"
+    if anyio_backend is not None:
+        backend, options = anyio_backend if isinstance(anyio_backend, tuple) else (anyio_backend, {})
+        call = (
+            f"anyio.run(scenarios.{scenario.__name__}, *{args!r}, backend={backend!r}, "
+            f"backend_options={options!r})"
+        )
+    out = run_script(
+        f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+        import anyio
+        import {scenario.__module__} as scenarios
+
+        {call}
+        print("done", flush=True)
+        """,
+        timeout=timeout,
+    )
+    assert out.endswith("done\n"), out
+    return out
+
+
 ASYNCIO_ONLY = "trio's runner holds every task until it ends: a trio task is never forgotten"
 
 

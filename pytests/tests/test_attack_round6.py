@@ -36,21 +36,18 @@ with what it saw) when it stops making progress: a hung trio task cannot be canc
 """
 
 import os
-import pathlib
 import sys
 import threading
 import types
 
 import pytest
 
-from helpers import run_script
+from helpers import run_isolated
 
 try:
     import pyo3_async_pytests as m
 except ImportError:  # collected by pytest only in the suite's own environment
     m = None
-
-HERE = pathlib.Path(__file__).parent
 
 
 class Watchdog:
@@ -73,38 +70,6 @@ class Watchdog:
                 print(f"stalled after {last} steps: {self.describe()}", flush=True)
                 os._exit(3)
             last = self.progress
-
-
-def run_isolated(anyio_backend, scenario, timeout=60):
-    backend, options = anyio_backend if isinstance(anyio_backend, tuple) else (anyio_backend, {})
-    out = run_script(
-        f"""
-        import sys
-        sys.path.insert(0, {str(HERE)!r})
-        import anyio
-        import test_attack_round6 as scenarios
-
-        anyio.run(scenarios.{scenario.__name__}, backend={backend!r}, backend_options={options!r})
-        print("done", flush=True)
-        """,
-        timeout=timeout,
-    )
-    assert out.endswith("done\n"), out
-
-
-def run_trio_isolated(scenario, timeout=60):
-    out = run_script(
-        f"""
-        import sys
-        sys.path.insert(0, {str(HERE)!r})
-        import test_attack_round6 as scenarios
-
-        scenarios.{scenario.__name__}()
-        print("done", flush=True)
-        """,
-        timeout=timeout,
-    )
-    assert out.endswith("done\n"), out
 
 
 # ---- refused aborts, memory (pass) ----
@@ -216,7 +181,7 @@ def sniffio_name():
 
 
 def test_refused_aborts_and_their_wake_ups(anyio_backend, loop_name):
-    run_isolated(anyio_backend, refused_aborts)
+    run_isolated(refused_aborts, anyio_backend=anyio_backend)
 
 
 # ---- guest mode (passes) ----
@@ -284,7 +249,7 @@ def guest_mode():
 
 
 def test_trio_guest_mode_on_asyncio_with_refused_aborts_and_thread_wakes():
-    run_trio_isolated(guest_mode)
+    run_isolated(guest_mode)
 
 
 # ---- anyio, async generators, delegation (passes) ----
@@ -330,7 +295,7 @@ async def generators_and_delegation():
 
 
 def test_generators_and_delegation_under_cancellation(anyio_backend, loop_name):
-    run_isolated(anyio_backend, generators_and_delegation)
+    run_isolated(generators_and_delegation, anyio_backend=anyio_backend)
 
 
 # ---- sent by hand, then awaited (passes) ----
@@ -354,7 +319,7 @@ async def sent_by_hand_then_awaited():
 
 
 def test_a_coroutine_sent_by_hand_then_awaited_fails_as_a_native_one(anyio_backend, loop_name):
-    run_isolated(anyio_backend, sent_by_hand_then_awaited)
+    run_isolated(sent_by_hand_then_awaited, anyio_backend=anyio_backend)
 
 
 # ---- BUG: a trap passed on to trio after a wake on the trio thread ----
@@ -406,7 +371,7 @@ async def woken_before_the_trap_reaches_the_loop():
 
 
 def test_a_wake_up_before_the_trap_reaches_the_loop_resumes_the_task(anyio_backend, loop_name):
-    run_isolated(anyio_backend, woken_before_the_trap_reaches_the_loop, timeout=30)
+    run_isolated(woken_before_the_trap_reaches_the_loop, anyio_backend=anyio_backend, timeout=30)
 
 
 # ---- BUG: closed while its task waits after a refused abort ----
@@ -451,7 +416,7 @@ def closed_after_a_refused_abort():
 
 
 def test_closing_a_coroutine_after_a_refused_abort_lets_its_task_go_on():
-    run_trio_isolated(closed_after_a_refused_abort, timeout=30)
+    run_isolated(closed_after_a_refused_abort, timeout=30)
 
 
 # ---- BUG (contrived): a trap yielded by another task than the one that sent it ----
@@ -522,7 +487,7 @@ def trap_yielded_by_another_task():
 
 
 def test_a_refused_abort_leaves_the_task_that_sent_the_coroutine_alone():
-    run_trio_isolated(trap_yielded_by_another_task, timeout=30)
+    run_isolated(trap_yielded_by_another_task, timeout=30)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,51 +40,16 @@ Scenarios that could hang or corrupt a trio run run in a fresh interpreter, with
 test_attack_round6.py.
 """
 
-import pathlib
 import sys
 
 import pytest
 
-from helpers import run_script
+from helpers import run_isolated
 
 try:
     import pyo3_async_pytests as m
 except ImportError:  # collected by pytest only in the suite's own environment
     m = None
-
-HERE = pathlib.Path(__file__).parent
-
-
-def run_trio_isolated(scenario, timeout=60):
-    out = run_script(
-        f"""
-        import sys
-        sys.path.insert(0, {str(HERE)!r})
-        import test_attack_round7 as scenarios
-
-        scenarios.{scenario.__name__}()
-        print("done", flush=True)
-        """,
-        timeout=timeout,
-    )
-    assert out.endswith("done\n"), out
-
-
-def run_isolated(anyio_backend, scenario, timeout=60):
-    backend, options = anyio_backend if isinstance(anyio_backend, tuple) else (anyio_backend, {})
-    out = run_script(
-        f"""
-        import sys
-        sys.path.insert(0, {str(HERE)!r})
-        import anyio
-        import test_attack_round7 as scenarios
-
-        anyio.run(scenarios.{scenario.__name__}, backend={backend!r}, backend_options={options!r})
-        print("done", flush=True)
-        """,
-        timeout=timeout,
-    )
-    assert out.endswith("done\n"), out
 
 
 def watchdog(seconds=3.0, describe=lambda: ""):
@@ -171,7 +136,7 @@ def deferred_look_on_a_later_suspension():
 
 
 def test_the_deferred_look_of_a_wake_up_may_land_on_a_later_suspension():
-    run_trio_isolated(deferred_look_on_a_later_suspension, timeout=30)
+    run_isolated(deferred_look_on_a_later_suspension, timeout=30)
 
 
 # ---- BUG: the deferred look's run_sync_soon releases the GIL inside the waker ----
@@ -234,7 +199,7 @@ def deferred_look_under_a_lock():
 
 
 def test_a_wake_up_that_finds_its_task_running_does_not_release_the_gil_under_the_wakers_lock():
-    run_trio_isolated(deferred_look_under_a_lock, timeout=20)
+    run_isolated(deferred_look_under_a_lock, timeout=20)
 
 
 # ---- rule 5: close() under a parked trio task (passes) ----
@@ -331,7 +296,7 @@ def closed_under_a_parked_trio_task():
 
 
 def test_close_lets_a_parked_trio_task_go_on_from_anywhere():
-    run_trio_isolated(closed_under_a_parked_trio_task, timeout=40)
+    run_isolated(closed_under_a_parked_trio_task, timeout=40)
 
 
 def closed_from_the_host_of_a_guest_run():
@@ -380,7 +345,7 @@ def closed_from_the_host_of_a_guest_run():
 
 
 def test_close_from_the_asyncio_host_of_a_trio_guest_run():
-    run_trio_isolated(closed_from_the_host_of_a_guest_run, timeout=30)
+    run_isolated(closed_from_the_host_of_a_guest_run, timeout=30)
 
 
 def closed_from_another_trio_run():
@@ -425,7 +390,7 @@ def closed_from_another_trio_run():
 
 
 def test_close_from_the_thread_of_another_trio_run():
-    run_trio_isolated(closed_from_another_trio_run, timeout=30)
+    run_isolated(closed_from_another_trio_run, timeout=30)
 
 
 async def closed_under_an_asyncio_task():
@@ -454,7 +419,7 @@ async def closed_under_an_asyncio_task():
 def test_close_under_an_asyncio_task_leaves_it_cancellable(anyio_backend, loop_name):
     if loop_name == "trio":
         pytest.skip("asyncio only")
-    run_isolated(anyio_backend, closed_under_an_asyncio_task)
+    run_isolated(closed_under_an_asyncio_task, anyio_backend=anyio_backend)
 
 
 def aclose_while_another_task_awaits_a_step():
@@ -478,7 +443,7 @@ def aclose_while_another_task_awaits_a_step():
 
 
 def test_aclose_while_another_trio_task_awaits_a_step_is_refused():
-    run_trio_isolated(aclose_while_another_task_awaits_a_step, timeout=30)
+    run_isolated(aclose_while_another_task_awaits_a_step, timeout=30)
 
 
 # ---- resumed by hand from another task (passes) ----
@@ -529,7 +494,7 @@ def resumed_from_another_task():
 
 
 def test_a_coroutine_resumed_by_hand_from_another_task_leaves_its_task_cancellable():
-    run_trio_isolated(resumed_from_another_task, timeout=30)
+    run_isolated(resumed_from_another_task, timeout=30)
 
 
 # ---- BUG (rule 6): a cancel-handle coroutine resumed by hand is "cancelled" ----
@@ -569,7 +534,7 @@ def resumed_by_hand_with_a_cancel_handle():
 
 
 def test_a_cancel_handle_coroutine_resumed_by_hand_on_trio_gets_the_error_not_a_cancellation():
-    run_trio_isolated(resumed_by_hand_with_a_cancel_handle, timeout=30)
+    run_isolated(resumed_by_hand_with_a_cancel_handle, timeout=30)
 
 
 # ---- ordinary use: many tasks, thread wakes, deadlines (passes) ----
@@ -628,7 +593,7 @@ async def storms_under_cancellation():
 
 
 def test_many_tasks_woken_from_threads_under_cancellation_count_exactly(anyio_backend, loop_name):
-    run_isolated(anyio_backend, storms_under_cancellation, timeout=60)
+    run_isolated(storms_under_cancellation, anyio_backend=anyio_backend, timeout=60)
 
 
 if __name__ == "__main__":  # pragma: no cover

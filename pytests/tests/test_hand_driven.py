@@ -12,7 +12,6 @@ Each scenario runs on a fresh loop in a fresh interpreter: a trio run corrupted 
 its runner (anyio's test runner waits for ever), which must fail the scenario, not the suite.
 """
 
-import pathlib
 import threading
 import weakref
 
@@ -21,7 +20,7 @@ import anyio.lowlevel
 import pytest
 import sniffio
 
-from helpers import run_script
+from helpers import run_isolated
 
 try:
     import pyo3_async_pytests as m
@@ -117,22 +116,6 @@ async def sent_by_hand_in_a_task_that_ended(wake):
     assert ref() is None
 
 
-def run_isolated(anyio_backend, scenario, wake):
-    backend, options = anyio_backend if isinstance(anyio_backend, tuple) else (anyio_backend, {})
-    out = run_script(
-        f"""
-        import sys
-        sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
-        import anyio
-        import test_hand_driven as scenarios
-
-        anyio.run(scenarios.{scenario.__name__}, {wake!r}, backend={backend!r}, backend_options={options!r})
-        print("done", flush=True)
-        """
-    )
-    assert out == "done\n"
-
-
 @pytest.mark.parametrize("wake", list(WAKES))
 @pytest.mark.parametrize(
     "scenario",
@@ -140,7 +123,7 @@ def run_isolated(anyio_backend, scenario, wake):
     ids=lambda scenario: scenario.__name__,
 )
 def test_the_wake_up_of_a_coroutine_sent_by_hand_resumes_no_task(anyio_backend, loop_name, scenario, wake):
-    run_isolated(anyio_backend, scenario, wake)
+    assert run_isolated(scenario, wake, anyio_backend=anyio_backend) == "done\n"
 
 
 async def a_second_send_by_hand(wake):
@@ -159,4 +142,4 @@ async def a_second_send_by_hand(wake):
 
 
 def test_a_second_send_by_hand_on_trio_gets_a_clear_error(anyio_backend, loop_name):
-    run_isolated(anyio_backend, a_second_send_by_hand, "wake_on_loop_thread")
+    assert run_isolated(a_second_send_by_hand, "wake_on_loop_thread", anyio_backend=anyio_backend) == "done\n"
