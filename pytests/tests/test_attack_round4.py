@@ -571,7 +571,11 @@ async def test_class_assignment_between_the_two_classes(loop_name):
     # Parked, then moved out: the loop still resumes it (through `send`/`__next__`).
     c = m.macro_sleep(0, value)
     aw = c.__await__()
-    first = aw.send(None)
+    try:
+        first = aw.send(None)
+    except StopIteration as done:  # a zero-length tokio timer may be due at the first poll
+        assert done.value is value
+        return
     c.__class__ = m.Coroutine
 
     @types.coroutine
