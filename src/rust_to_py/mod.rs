@@ -21,6 +21,8 @@ mod send_slot;
 mod slot_class;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 mod slot_entry;
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+mod stop_iteration;
 mod stream_slot;
 mod thread_bound;
 

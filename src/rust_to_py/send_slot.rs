@@ -30,6 +30,8 @@ use pyo3::PyClass;
 use crate::rust_to_py::driver::Resumed;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use crate::rust_to_py::slot_entry::enter_slot;
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+use crate::rust_to_py::stop_iteration;
 
 /// A class whose instances CPython resumes through `am_send` (`Coroutine`).
 pub(crate) trait SendSlot: PyClass {
@@ -42,6 +44,11 @@ pub(crate) trait SendSlot: PyClass {
     /// Calls no Python code and drops no Python object.
     #[cfg_attr(not(all(Py_3_10, not(Py_GIL_DISABLED))), allow(dead_code))]
     fn claim_for_await(slf: &Bound<'_, Self>) -> bool;
+
+    /// The address of the Rust value: who a result raised in the spare `StopIteration`
+    /// belongs to, until its drop says `stop_iteration::forget_result`.
+    #[cfg_attr(not(all(Py_3_10, not(Py_GIL_DISABLED))), allow(dead_code))]
+    fn address(slf: &Bound<'_, Self>) -> usize;
 }
 
 // The slot exists since Python 3.10; the limited API cannot reach type slots, and a
@@ -149,11 +156,14 @@ pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
     match unsafe { am_send::<T>(coroutine, ffi::Py_None(), &mut result) } {
         ffi::PySendResult::PYGEN_NEXT => result,
         ffi::PySendResult::PYGEN_ERROR => ptr::null_mut(),
-        // SAFETY: `result` is the owned result `am_send` returned.
+        // SAFETY: `result` is the owned result `am_send` returned; `coroutine` a live `T`, as
+        // for `am_send`, on an attached thread.
         ffi::PySendResult::PYGEN_RETURN => unsafe {
             // `None` raises nothing: the end of an iterator, read as `None`.
             if result != ffi::Py_None() {
-                raise_stop_iteration(result);
+                let py = Python::assume_attached();
+                let owner = T::address(&Borrowed::from_ptr(py, coroutine).cast_unchecked::<T>());
+                raise_stop_iteration(result, owner);
             }
             ffi::Py_DECREF(result);
             ptr::null_mut()
@@ -161,17 +171,19 @@ pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
     }
 }
 
-/// Raises `StopIteration(result)` as a native coroutine's `return` does on the running
-/// Python: up to 3.13 chained to the exception being handled (`__context__`), from 3.14 not.
+/// Raises `StopIteration(result)` for the coroutine at `owner` as a native coroutine's
+/// `return` does on the running Python: up to 3.13 chained to the exception being handled
+/// (`__context__`), from 3.14 not. Where nothing chains, the exception is the spare
+/// (`stop_iteration`).
 ///
 /// # Safety
 /// Attached; `result` is a live object (borrowed).
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
-unsafe fn raise_stop_iteration(result: *mut ffi::PyObject) {
+unsafe fn raise_stop_iteration(result: *mut ffi::PyObject, owner: usize) {
     // SAFETY: the caller's guarantees; raising takes the references it is given.
     unsafe {
-        if !return_chains() {
-            let stop = new_stop_iteration(result);
+        if !return_chains() || !handles_an_exception() {
+            let stop = stop_iteration::stop_iteration(result, owner);
             if !stop.is_null() {
                 #[cfg(Py_3_12)]
                 ffi::PyErr_SetRaisedException(stop);
@@ -189,13 +201,33 @@ unsafe fn raise_stop_iteration(result: *mut ffi::PyObject) {
         } else {
             // A tuple would be taken for the arguments and an exception raised as itself:
             // `StopIteration(result)` is made here, one argument, as `return` makes it.
-            let stop = new_stop_iteration(result);
+            let stop = stop_iteration::new_stop_iteration(result);
             if !stop.is_null() {
                 ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
                 ffi::Py_DECREF(stop);
             }
         }
     }
+}
+
+/// Whether an exception is being handled, which a `return` up to 3.13 chains its
+/// `StopIteration` to. Asked only where it chains; the limited API of 3.10 cannot ask, and
+/// answers yes (the exception is then made by `PyErr_SetObject`, which chains).
+///
+/// # Safety
+/// Attached.
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+unsafe fn handles_an_exception() -> bool {
+    #[cfg(all(Py_3_11, not(Py_LIMITED_API)))]
+    // SAFETY: attached; the handled exception is a new reference, released here.
+    unsafe {
+        let handled = ffi::PyErr_GetHandledException();
+        let handles = !handled.is_null() && handled != ffi::Py_None();
+        ffi::Py_XDECREF(handled);
+        handles
+    }
+    #[cfg(not(all(Py_3_11, not(Py_LIMITED_API))))]
+    true
 }
 
 /// Whether a coroutine's `StopIteration` is chained to the exception being handled: up to
@@ -211,29 +243,6 @@ fn return_chains() -> bool {
 
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
 static RETURN_CHAINS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// `StopIteration(result)`, a new reference (null with an exception set if that failed).
-///
-/// # Safety
-/// Attached; `result` is a live object.
-#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
-unsafe fn new_stop_iteration(result: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: the caller's guarantees; the argument tuple is released after the call.
-    unsafe {
-        #[cfg(not(Py_LIMITED_API))]
-        return ffi::PyObject_CallOneArg(ffi::PyExc_StopIteration, result);
-        #[cfg(Py_LIMITED_API)]
-        {
-            let arguments = ffi::PyTuple_Pack(1, result);
-            if arguments.is_null() {
-                return ptr::null_mut();
-            }
-            let stop = ffi::PyObject_Call(ffi::PyExc_StopIteration, arguments, ptr::null_mut());
-            ffi::Py_DECREF(arguments);
-            stop
-        }
-    }
-}
 
 /// `PyIter_Send` for a coroutine: `PYGEN_NEXT` with the object to yield to the loop,
 /// `PYGEN_RETURN` with the result, or `PYGEN_ERROR` with the exception set.

@@ -51,6 +51,12 @@ impl Coroutine {
         Ok(())
     }
 
+    /// Who a result raised in the spare `StopIteration` belongs to (`stop_iteration`): the
+    /// value's address, stable inside its Python object.
+    pub(crate) fn address(&self) -> usize {
+        self as *const Self as usize
+    }
+
     /// With the full API, the class itself has the slots.
     #[cfg(not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))))]
     pub(crate) fn enter_awaited_class(_slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -68,5 +74,9 @@ impl SendSlot for Coroutine {
     /// As `__await__` marks it (see `MarkedLabel::claim`).
     fn claim_for_await(slf: &Bound<'_, Self>) -> bool {
         slf.get().label.claim()
+    }
+
+    fn address(slf: &Bound<'_, Self>) -> usize {
+        slf.get().address()
     }
 }

@@ -15,6 +15,13 @@ impl Drop for Coroutine {
     /// A coroutine that ran and whose future still has a waker somewhere (a timer, a channel)
     /// finishes here, attached, rather than when that waker goes (see `Shared`).
     fn drop(&mut self) {
+        // SAFETY: only `tp_iternext` gives a coroutine's address to the spare `StopIteration`,
+        // and it runs on coroutines that are Python objects: those are dropped by their
+        // deallocation, attached.
+        #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+        unsafe {
+            crate::rust_to_py::stop_iteration::forget_result(self.address());
+        }
         if Arc::strong_count(&self.driver) > 1 {
             // A waker lives on (only a poll makes one: the coroutine ran, it does not warn), or
             // a weak owner is finishing it right now, attached.
