@@ -86,11 +86,13 @@ static AWAIT_METHOD: std::sync::atomic::AtomicPtr<()> =
     std::sync::atomic::AtomicPtr::new(ptr::null_mut());
 
 /// The slots of `T`'s awaited class under the limited API (see `slot_class`): `am_send`,
-/// `am_await` in front of the `__await__` PyO3 made for `base`, and `tp_iternext`.
+/// `am_await` in front of the `__await__` PyO3 made for `base`, `tp_iternext`, and an
+/// `__await__` method for calls by hand, which goes to PyO3's as the full API's does (the slot's
+/// own wrapper would go through [`am_await`], which notes an `await`: `stop_iteration`).
 #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
 pub(crate) fn awaited_slots<T: SendSlot>(
     base: &Bound<'_, pyo3::types::PyType>,
-) -> [(std::ffi::c_int, *mut std::ffi::c_void); 3] {
+) -> [(std::ffi::c_int, *mut std::ffi::c_void); 4] {
     // SAFETY: a live class, which has `__await__` (PyO3's trampoline in `am_await`).
     let method = unsafe { ffi::PyType_GetSlot(base.as_type_ptr(), ffi::Py_am_await) };
     AWAIT_METHOD.store(method.cast(), Ordering::Relaxed);
@@ -99,7 +101,48 @@ pub(crate) fn awaited_slots<T: SendSlot>(
         (ffi::Py_am_send, am_send::<T> as *mut std::ffi::c_void),
         (ffi::Py_am_await, am_await::<T> as *mut std::ffi::c_void),
         (ffi::Py_tp_iternext, iternext::<T> as *mut std::ffi::c_void),
+        (
+            ffi::Py_tp_methods,
+            AWAIT_BY_HAND.0.as_ptr() as *mut std::ffi::c_void,
+        ),
     ]
+}
+
+/// The awaited class's `__await__` method: `METH_COEXIST` puts it in place of the wrapper
+/// CPython would make from the `am_await` slot.
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+static AWAIT_BY_HAND: MethodTable = MethodTable([
+    ffi::PyMethodDef {
+        ml_name: c"__await__".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: await_by_hand,
+        },
+        ml_flags: ffi::METH_NOARGS | ffi::METH_COEXIST,
+        ml_doc: c"Return an iterator to be used in await expression.".as_ptr(),
+    },
+    ffi::PyMethodDef::zeroed(),
+]);
+
+/// A method table that CPython only reads.
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+struct MethodTable([ffi::PyMethodDef; 2]);
+
+// SAFETY: the table is immutable, and its pointers are to static strings and a function.
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+unsafe impl Sync for MethodTable {}
+
+/// `coroutine.__await__()` called by hand on the awaited class: PyO3's `__await__`.
+#[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
+unsafe extern "C" fn await_by_hand(
+    coroutine: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls the method with a live instance of the awaited class; the class
+    // exists only once `awaited_slots` set `AWAIT_METHOD`, PyO3's trampoline, which takes it.
+    unsafe {
+        let method: ffi::unaryfunc = std::mem::transmute(AWAIT_METHOD.load(Ordering::Relaxed));
+        method(coroutine)
+    }
 }
 
 /// `await coroutine`: returns the coroutine itself when [`SendSlot::claim_for_await`] takes
@@ -114,6 +157,7 @@ unsafe extern "C" fn am_await<T: SendSlot>(coroutine: *mut ffi::PyObject) -> *mu
         let py = Python::assume_attached();
         let instance = Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked::<T>();
         if T::claim_for_await(&instance) {
+            stop_iteration::awaited(T::address(&instance));
             return instance.into_ptr();
         }
         drop(instance);
@@ -161,8 +205,17 @@ pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
         ffi::PySendResult::PYGEN_RETURN => unsafe {
             // `None` raises nothing: the end of an iterator, read as `None`.
             if result != ffi::Py_None() {
+                // The spare serves only `await f()` and `async for`: a coroutine that `await`
+                // itself has just claimed, and that its caller alone holds. The caller frees it
+                // as soon as it has the result, which empties the spare (see `stop_iteration`).
                 let py = Python::assume_attached();
-                let owner = T::address(&Borrowed::from_ptr(py, coroutine).cast_unchecked::<T>());
+                let address = T::address(&Borrowed::from_ptr(py, coroutine).cast_unchecked::<T>());
+                let owner = if ffi::Py_REFCNT(coroutine) == 1 && stop_iteration::is_awaited(address)
+                {
+                    address
+                } else {
+                    0
+                };
                 raise_stop_iteration(result, owner);
             }
             ffi::Py_DECREF(result);

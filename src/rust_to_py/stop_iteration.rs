@@ -8,30 +8,40 @@
 //! awaiting a ready Rust future on 3.14, and of each item of an exported stream. So one is
 //! kept (the *spare*), and refilled while nobody else holds it.
 //!
+//! It serves only `await f()` and each step of `async for`: a coroutine that `await` itself
+//! claimed (through the `am_await` slot, [`awaited`]), and that its caller alone holds (a
+//! reference count of one when the result comes). That caller frees the coroutine as soon as
+//! it has the result, and the coroutine's drop empties the spare ([`forget_result`]). Any other
+//! coroutine (held elsewhere too, or stepped by hand with `next()`, where 3.14 may lend a
+//! local's reference uncounted) gets an exception of its own, as before.
+//!
 //! | the spare is | what it holds | the next result |
 //! |---|---|---|
 //! | absent | nothing | makes `StopIteration(result)`, which becomes the spare |
-//! | at rest (only this module holds it, untouched) | `value` and `args[0]` the last result, or `None` once the coroutine that returned it is freed | refills it in place |
-//! | held elsewhere (`next()` by hand kept it), or touched (a traceback, context, cause, `__dict__`, notes, new `args`) | whatever it was given | lets it go and makes a new one |
+//! | raised (the caller has it, this module too) | the result | - |
+//! | at rest (only this module holds it, untouched) | `None`, once its coroutine was freed | refills it in place |
+//! | held elsewhere, or touched (a traceback, context, cause, `__dict__`, notes, new `args`) | whatever it was given | lets it go and makes a new one |
 //!
 //! Invariants:
 //! - It is refilled only while this module holds the only reference to it and to its argument
 //!   tuple, so no code can see it change. A reference count decides whether an allocation is
 //!   saved, never what any code observes.
-//! - It holds a result until the coroutine that returned it is freed ([`forget_result`]) or the
-//!   next result replaces it. `await coroutine()` frees the coroutine as soon as `SEND` has taken
-//!   the result, so from the caller's next instruction on, the result's references are the
-//!   caller's own, as with a native coroutine.
+//! - A result's references are the caller's alone once its coroutine is freed, which for the
+//!   coroutines served here is right after the caller took the result (`SEND`, then
+//!   `END_SEND` frees it), as with a native coroutine.
+//! - An exception that goes on into Python code (`next()` by hand on such a coroutine) is
+//!   still raised when its coroutine is freed, at the call's end: the drop lets it go then, so
+//!   the module never keeps a traceback, its frames or a result alive.
 //! - Its fields are CPython's (`PyStopIterationObject`, public in `cpython/pyerrors.h`, the same
 //!   from 3.11 to 3.15; its tuple's, `PyTupleObject`, which caches its hash from 3.14, reset
-//!   here when the item changes), read and written directly, under the limited API too. They are checked once against
-//!   a `StopIteration` that the running interpreter made; anything unexpected turns the spare
-//!   off, and every result then gets an exception of its own, as before.
+//!   here when the item changes), read and written directly, under the limited API too. They
+//!   are checked once against a `StopIteration` that the running interpreter made; anything
+//!   unexpected turns the spare off, and every result then gets an exception of its own.
 //! - Only attached threads of an interpreter with a GIL reach it: the GIL orders every access
 //!   (the atomics are there to be statics, not for ordering: loads and stores, never a
-//!   read-modify-write). Code that a released reference
-//!   runs (a finalizer) may raise a result itself: the spare is out of the static meanwhile,
-//!   and already counted as raised once it is back.
+//!   read-modify-write). Code that a released reference runs (a finalizer) may raise a result
+//!   itself: the spare is out of the static meanwhile, and already counted as raised once it
+//!   is back.
 
 use std::ffi::c_char;
 use std::ptr;
@@ -59,6 +69,8 @@ static SPARE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
 /// The argument tuple the spare was made or refilled with: a spare whose `args` is another
 /// object had them replaced, and is let go.
 static SPARE_ARGS: AtomicPtr<ffi::PyObject> = AtomicPtr::new(ptr::null_mut());
+/// The coroutine that `await` (the `am_await` slot) claimed last (its address).
+static AWAITED: AtomicUsize = AtomicUsize::new(0);
 /// The coroutine whose result the spare holds (its address), 0 for none.
 static OWNER: AtomicUsize = AtomicUsize::new(0);
 
@@ -74,15 +86,20 @@ const OFF: u8 = 2;
 /// Whether the running interpreter's `StopIteration` is laid out as [`StopIterationObject`].
 static LAYOUT: AtomicU8 = AtomicU8::new(UNCHECKED);
 
-/// `StopIteration(result)`, to be raised for the coroutine at `owner` (its address): a new
+/// `StopIteration(result)`, to be raised for the coroutine at `owner` (its address; 0 for a
+/// coroutine that someone besides its caller holds, which gets an exception of its own): a new
 /// reference, or null with an exception set.
 ///
 /// # Safety
-/// Attached, with a GIL; `result` is a live object.
-pub(crate) unsafe fn stop_iteration(result: *mut ffi::PyObject, owner: usize) -> *mut ffi::PyObject {
+/// Attached, with a GIL; `result` is a live object; a non-zero `owner` is a coroutine that
+/// only the caller holds, which empties the spare ([`forget_result`]) when it is freed.
+pub(crate) unsafe fn stop_iteration(
+    result: *mut ffi::PyObject,
+    owner: usize,
+) -> *mut ffi::PyObject {
     // SAFETY: the caller's guarantees; the spare is used only once its layout is known.
     unsafe {
-        if !layout_known() {
+        if owner == 0 || !layout_known() {
             return new_stop_iteration(result);
         }
         if let Some(spare) = refill(result, owner) {
@@ -96,13 +113,32 @@ pub(crate) unsafe fn stop_iteration(result: *mut ffi::PyObject, owner: usize) ->
     }
 }
 
+/// Notes that `await` (or `async for`) claimed the coroutine at `address` through the
+/// `am_await` slot, to resume it at once. `__await__()` called by hand goes through PyO3's
+/// method (the slot's own wrapper under the limited API, see `slot_class`), which does not
+/// note it.
+#[inline]
+pub(crate) fn awaited(address: usize) {
+    AWAITED.store(address, Relaxed);
+}
+
+/// Whether the coroutine at `address` is the one `await` claimed last.
+#[inline]
+pub(crate) fn is_awaited(address: usize) -> bool {
+    AWAITED.load(Relaxed) == address
+}
+
 /// Lets go of the result the spare holds for the coroutine at `owner`, if it does (the
 /// coroutine is being freed).
 ///
 /// # Safety
 /// Attached, with a GIL, whenever `owner` is the address last given to [`stop_iteration`].
+/// Also forgets that `await` claimed it: another coroutine may take its address next.
 #[inline]
 pub(crate) unsafe fn forget_result(owner: usize) {
+    if AWAITED.load(Relaxed) == owner {
+        AWAITED.store(0, Relaxed);
+    }
     if OWNER.load(Relaxed) == owner {
         // SAFETY: the caller's guarantees (the owner matches: attached).
         unsafe { empty_spare() }
@@ -212,7 +248,9 @@ unsafe fn replace_result(
     unsafe {
         let fields = spare.cast::<StopIterationObject>();
         let args = (*fields).args.cast::<u8>();
-        let item = args.add(TUPLE_ITEM.load(Relaxed)).cast::<*mut ffi::PyObject>();
+        let item = args
+            .add(TUPLE_ITEM.load(Relaxed))
+            .cast::<*mut ffi::PyObject>();
         let hash = TUPLE_HASH.load(Relaxed);
         if hash != 0 {
             *args.add(hash).cast::<ffi::Py_hash_t>() = -1;
@@ -284,7 +322,11 @@ fn check_layout() -> bool {
                     && ffi::PyTuple_Check(args) != 0
                     && ffi::PyTuple_Size(args) == 1
                     && ffi::PyTuple_GetItem(args, 0) == sentinel
-                    && *args.cast::<u8>().add(tuple_size).cast::<*mut ffi::PyObject>() == sentinel
+                    && *args
+                        .cast::<u8>()
+                        .add(tuple_size)
+                        .cast::<*mut ffi::PyObject>()
+                        == sentinel
                     && (*fields).dict.is_null()
                     && (*fields).notes.is_null()
                     && (*fields).traceback.is_null()
