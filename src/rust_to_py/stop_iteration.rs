@@ -13,7 +13,11 @@
 //! reference count of one when the result comes). That caller frees the coroutine as soon as
 //! it has the result, and the coroutine's drop empties the spare ([`forget_result`]). Any other
 //! coroutine (held elsewhere too, or stepped by hand with `next()`, where 3.14 may lend a
-//! local's reference uncounted) gets an exception of its own, as before.
+//! local's reference uncounted) gets an exception of its own, as before. One way around that
+//! is known: a tracer that raises between `await`'s claim and its first step (`GET_AWAITABLE`
+//! then `SEND`), after which the same coroutine is stepped by hand from a local on 3.14. The
+//! spare then keeps that result until the coroutine is freed or the next result comes (bounded:
+//! one result; `test_attack_round8`).
 //!
 //! | the spare is | what it holds | the next result |
 //! |---|---|---|
@@ -260,6 +264,11 @@ unsafe fn replace_result(
         let old = [(*fields).value, *item];
         (*fields).value = result;
         *item = result;
+        // A tuple of untracked items may be untracked by the collector (3.14 makes `(None,)`
+        // so); holding a result it must be seen, or a cycle through the result is never freed.
+        if result != ffi::Py_None() && ffi::PyObject_GC_IsTracked((*fields).args) == 0 {
+            ffi::PyObject_GC_Track((*fields).args.cast());
+        }
         old
     }
 }
