@@ -33,9 +33,9 @@
 //! - A result's references are the caller's alone once its coroutine is freed, which for the
 //!   coroutines served here is right after the caller took the result (`SEND`, then
 //!   `END_SEND` frees it), as with a native coroutine.
-//! - An exception that goes on into Python code (`next()` by hand on such a coroutine) is
-//!   still raised when its coroutine is freed, at the call's end: the drop lets it go then, so
-//!   the module never keeps a traceback, its frames or a result alive.
+//! - Should an exception it raised go on into Python code anyway (`next()` by hand on a
+//!   coroutine that only the call holds), it is still raised when the coroutine is freed at
+//!   the call's end: the drop lets it go then, and no traceback, frame or result is kept.
 //! - Its fields are CPython's (`PyStopIterationObject`, public in `cpython/pyerrors.h`, the same
 //!   from 3.11 to 3.15; its tuple's, `PyTupleObject`, which caches its hash from 3.14, reset
 //!   here when the item changes), read and written directly, under the limited API too. They
@@ -231,7 +231,16 @@ unsafe fn at_rest(spare: *mut ffi::PyObject) -> bool {
         ffi::Py_REFCNT(spare) == 1
             && (*fields).args == SPARE_ARGS.load(Relaxed)
             && ffi::Py_REFCNT((*fields).args) == 1
-            && (*fields).dict.is_null()
+            && untouched(fields)
+    }
+}
+
+/// Whether an exception has nothing beyond its arguments and value: no `__dict__`, notes,
+/// traceback, context or cause, and its context not suppressed.
+unsafe fn untouched(fields: *const StopIterationObject) -> bool {
+    // SAFETY: the caller's: a live exception of the checked layout (or being checked).
+    unsafe {
+        (*fields).dict.is_null()
             && (*fields).notes.is_null()
             && (*fields).traceback.is_null()
             && (*fields).context.is_null()
@@ -336,12 +345,7 @@ fn check_layout() -> bool {
                         .add(tuple_size)
                         .cast::<*mut ffi::PyObject>()
                         == sentinel
-                    && (*fields).dict.is_null()
-                    && (*fields).notes.is_null()
-                    && (*fields).traceback.is_null()
-                    && (*fields).context.is_null()
-                    && (*fields).cause.is_null()
-                    && (*fields).suppress_context == 0
+                    && untouched(fields)
                     && (tuple_size == header || {
                         // The word after the header is the hash cache: "not computed" in a new
                         // tuple, the hash once computed.
