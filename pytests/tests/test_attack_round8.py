@@ -74,7 +74,8 @@ except ImportError:  # collected by pytest only in the suite's own environment
     m = None
 
 # From 3.12 `await` resumes a Rust coroutine through tp_iternext, and the spare is used.
-SPARE = sys.version_info >= (3, 12)
+# The spare serves 3.12 to 3.14 (src/rust_to_py/stop_iteration.rs: 3.15 not yet).
+SPARE = (3, 12) <= sys.version_info < (3, 15)
 # 3.14 lends a local's reference to a call uncounted (LOAD_FAST_BORROW).
 BORROWS = sys.version_info >= (3, 14)
 
@@ -167,7 +168,12 @@ class Monitor:
 
 
 needs_monitoring = pytest.mark.skipif(
-    not hasattr(sys, "monitoring"), reason="sys.monitoring is 3.12+"
+    not hasattr(sys, "monitoring") or sys.version_info >= (3, 15),
+    reason="sys.monitoring is 3.12+; 3.15 reports no RAISE for a StopIteration at SEND",
+)
+# Tracers see a StopIteration at SEND up to 3.14 (3.15 reports none).
+needs_traced_send = pytest.mark.skipif(
+    sys.version_info >= (3, 15), reason="3.15 reports no exception event at SEND"
 )
 
 
@@ -262,6 +268,7 @@ def by_hand_after_interrupted_await(make):
 
 
 @needs_claim
+@needs_traced_send
 def test_interrupted_await_native_baseline():
     thing = Thing("x")
     alive = weakref.ref(thing)
@@ -275,6 +282,7 @@ def test_interrupted_await_native_baseline():
 
 
 @needs_claim
+@needs_traced_send
 @pytest.mark.parametrize("name", MAKERS)
 def test_interrupted_await_then_next_by_hand_keeps_no_result(request, name):
     make = maker(name)
@@ -292,6 +300,7 @@ def test_interrupted_await_then_next_by_hand_keeps_no_result(request, name):
 
 
 @needs_claim
+@needs_traced_send
 @pytest.mark.parametrize("name", MAKERS)
 def test_interrupted_await_leak_ends_with_the_coroutine_or_the_next_result(name):
     """Whatever FOUND 1 keeps is bounded: the coroutine's drop or the next result lets it go,
@@ -325,6 +334,7 @@ def test_interrupted_await_leak_ends_with_the_coroutine_or_the_next_result(name)
 
 
 @needs_claim
+@needs_traced_send
 def test_address_reuse_never_makes_a_fresh_coroutine_look_awaited():
     """Coroutines claimed by an (interrupted) await and freed unstepped: fresh coroutines,
     which may take their addresses, stepped by hand with a single reference, get exceptions
@@ -429,6 +439,7 @@ async def test_exceptions_a_monitor_keeps_never_change(name):
         assert args == (value,)
 
 
+@needs_traced_send
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", MAKERS)
 async def test_exceptions_a_tracer_keeps_never_change(name):
@@ -933,6 +944,7 @@ print("done")
 
 
 @needs_claim
+@needs_traced_send
 def test_under_dev_mode_and_the_debug_allocator():
     env = dict(os.environ, PYTHONMALLOC="debug", PYTHONDEVMODE="1")
     done = subprocess.run(

@@ -106,7 +106,7 @@ def at_rest():
 async def the_spare():
     """The spare at rest, found by identity: a tracer sees the exception that an `await`
     unpacks, and the spare is the one still alive afterwards (others, which tests elsewhere
-    may keep, are not touched). `None` where no spare is used (before 3.12)."""
+    may keep, are not touched). `None` where no spare is used (before 3.12, and 3.15)."""
     seen = []
 
     def tracer(frame, event, arg):
@@ -141,7 +141,8 @@ async def the_spare():
 )
 async def test_a_spare_touched_at_rest_is_let_go(touch):
     spare = await the_spare()
-    if sys.version_info < (3, 12):
+    if not (3, 12) <= sys.version_info < (3, 15):
+        # No spare before 3.12, nor yet on 3.15 (src/rust_to_py/stop_iteration.rs).
         assert spare is None
         return
     assert spare is not None and spare.args == (None,)
@@ -172,6 +173,7 @@ LOOPS = {
 }
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 15), reason="3.15 reports no exception event at SEND")
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_traced_await_sees_arguments_that_hash_as_they_are(loop):
     """A tracer sees the exception `await` unpacks (the spare) and hashes its arguments, which

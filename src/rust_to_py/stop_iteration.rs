@@ -303,7 +303,8 @@ fn layout_known() -> bool {
 
 /// Checks [`StopIterationObject`] and the tuple's item (and hash cache) against what the
 /// running interpreter makes: the sizes of both classes, then a `StopIteration(sentinel)` read
-/// through them. Python 3.12 on only (where `await` needs the exception; 3.10 had no `notes`).
+/// through them. Python 3.12 to 3.14 (where `await` needs the exception; 3.10 had no `notes`;
+/// 3.15 not yet).
 #[cold]
 fn check_layout() -> bool {
     // SAFETY: attached (every caller of `stop_iteration` is). Fields are read only once the
@@ -329,6 +330,9 @@ fn check_layout() -> bool {
         let header = std::mem::size_of::<ffi::PyVarObject>();
         let fits = !cfg!(PyPy)
             && py.version_info() >= (3, 12)
+            // 3.15, a pre-release here, reports no exception event for a `StopIteration` at
+            // `SEND`, so the tests cannot watch the spare there: off until they can.
+            && py.version_info() < (3, 15)
             && exception_size == std::mem::size_of::<StopIterationObject>()
             && (tuple_size == header || tuple_size == header + 8)
             && !probe.is_null()
