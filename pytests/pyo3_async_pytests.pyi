@@ -28,6 +28,7 @@ __all__ = [
     "Latch",
     "count",
     "count_from_tokio",
+    "count_suspending",
     "fail_after",
     "panic_after",
     "endless",
@@ -405,6 +406,9 @@ def block_on_latch(latch: Latch, timeout: float, allow_threads: bool) -> abc.Cor
 
 def count(n: int, backend: _Backend | None = None) -> abc.AsyncGenerator[int, None]:
     """Yields 0..n, every item ready at once."""
+
+def count_suspending(n: int) -> abc.AsyncGenerator[int, None]:
+    """Yields 0..n, each item after one suspension."""
 
 def count_from_tokio(n: int, allow_threads: bool = False) -> abc.AsyncGenerator[int, None]:
     """Yields 0..n, each item sent by a tokio task through a channel."""

@@ -30,6 +30,15 @@ fn count(n: u64, backend: Option<&str>) -> PyResult<AsyncGenerator> {
     generator(futures::stream::iter((0..n).map(PyResult::Ok)), backend)
 }
 
+/// Yields 0..n, each item after one suspension (woken at once).
+#[pyfunction]
+fn count_suspending(n: u64) -> AsyncGenerator {
+    AsyncGenerator::new(futures::stream::iter(0..n).then(|i| async move {
+        suspend_once().await;
+        PyResult::Ok(i)
+    }))
+}
+
 /// Yields 0..n, each item sent by a tokio task through a channel (woken from tokio threads).
 #[pyfunction]
 #[pyo3(signature = (n, allow_threads = false))]
@@ -100,6 +109,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(calls_back, m)?)?;
     m.add_function(wrap_pyfunction!(count, m)?)?;
     m.add_function(wrap_pyfunction!(count_from_tokio, m)?)?;
+    m.add_function(wrap_pyfunction!(count_suspending, m)?)?;
     m.add_function(wrap_pyfunction!(fail_after, m)?)?;
     m.add_function(wrap_pyfunction!(panic_after, m)?)?;
     m.add_function(wrap_pyfunction!(endless, m)?)?;

@@ -45,7 +45,8 @@ FOUND (xfail, strict):
    value is then never collected: the collector cannot subtract the tuple's reference to
    the value, so the cycle looks externally referenced. A fresh `StopIteration(value)` is
    collected.
-3. (pre-existing, all builds; not the spare) `await anext(rust_agen, default)` where the
+3. FIXED (a step is awaitable again until it finished, as a native one; test_anext_default.py).
+   (pre-existing, all builds; not the spare) `await anext(rust_agen, default)` where the
    step suspends: CPython's anext_awaitable calls `am_await` on the step at every resumption;
    the second call is refused with "coroutine is being awaited already". A native async
    generator works.
@@ -747,11 +748,9 @@ async def test_anext_with_a_default_native_baseline(loop_name):
         await anext(generator(), "default")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FOUND 3 (pre-existing, not the spare): anext(agen, default) calls am_await on a "
-    "suspended step at every resumption; a Rust step refuses the second call",
-)
+# FOUND 3 (older than the spare): `anext(agen, default)` asks the step for `__await__` at each
+# resumption, which a Rust step refused; it now returns itself until it finished, as a native
+# step does (test_anext_default.py).
 @pytest.mark.anyio
 async def test_anext_with_a_default_over_a_step_that_suspends():
     with pytest.raises(KeyError):

@@ -74,8 +74,8 @@ impl<F: ?Sized> Drop for FutureCell<F> {
 /// exception was the one thrown in, the backend fixed for it (if any), whether the future
 /// was told about a cancellation (it handles cancellation itself, through its
 /// [`CancelHandle`](crate::CancelHandle): later cancellations must not abort the wait, the
-/// future decides when it ends), whether the waiter was used, and whether the coroutine is
-/// quiet when dropped unstarted (its other two flags ride in its label's word).
+/// future decides when it ends), whether the waiter was used, whether the coroutine is
+/// quiet when dropped unstarted, and whether it is a generator's step (its other two flags ride in its label's word).
 #[derive(Clone, Copy)]
 pub(crate) struct DriverFlags(u16);
 
@@ -93,6 +93,9 @@ impl DriverFlags {
     /// The waiter may have left its initial state: a waker was made, a wake arrived during a
     /// poll, or the task parked (see `PollWaker::run`).
     pub(crate) const WAITER_USED: u16 = 1 << 8;
+    /// An async generator's step (`__anext__`, `asend`, `athrow`, `aclose`): as a native
+    /// generator's, `__await__` returns it again until it finished (see `Coroutine::__await__`).
+    pub(crate) const STEP: u16 = 1 << 9;
 
     pub(crate) fn has(self, flag: u16) -> bool {
         self.0 & flag != 0

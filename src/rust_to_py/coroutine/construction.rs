@@ -26,11 +26,14 @@ impl Coroutine {
     }
 
     /// An async generator's step: quiet from the start (see `without_unawaited_warning`),
-    /// with no borrow of a driver already shared.
+    /// with no borrow of a driver already shared, and awaitable again until it finished
+    /// (`DriverFlags::STEP`).
     #[inline]
     pub(crate) fn quiet_step<P: PyPoll + 'static>(step: P, backend: Option<Backend>) -> Self {
         let mut driver = Driver::new(step, None, backend);
-        driver.flags().set(DriverFlags::QUIET, true);
+        driver
+            .flags()
+            .set(DriverFlags::QUIET | DriverFlags::STEP, true);
         Self::from_driver(driver)
     }
 

@@ -224,10 +224,19 @@ impl Coroutine {
 
 #[pymethods]
 impl Coroutine {
+    /// Itself, once: a second `await` of a coroutine that another `await` drives raises, as
+    /// Python's own `await` does. An async generator's step is awaitable again until it
+    /// finished, as a native generator's is: `anext(agen, default)` asks its awaitable for
+    /// `__await__` at each resumption.
     fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
         Self::install_slots(slf.py());
         if !slf.get().label.claim() {
-            slf.get().driver(slf.py())?.check_not_finished()?;
+            let driver = slf.get().driver(slf.py())?;
+            driver.check_not_finished()?;
+            if driver.is_step() {
+                drop(driver);
+                return Ok(slf.into_any());
+            }
             return Err(PyRuntimeError::new_err(
                 "coroutine is being awaited already",
             ));

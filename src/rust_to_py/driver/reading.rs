@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 use crate::rust_to_py::driver::Driver;
+use crate::rust_to_py::future_cell::DriverFlags;
 use crate::visit::Visit;
 use crate::waker::Waiter;
 
@@ -11,6 +12,12 @@ impl Driver {
     /// Whether the future has finished (returned, raised, was closed or cancelled).
     pub(crate) fn is_finished(&self) -> bool {
         self.future.is_empty()
+    }
+
+    /// Whether the coroutine is an async generator's step (`__anext__`, `asend`, `athrow` or
+    /// `aclose`).
+    pub(crate) fn is_step(&self) -> bool {
+        self.future.flags.has(DriverFlags::STEP)
     }
 
     /// Whether the coroutine was started and has not finished: it waits on its loop.
