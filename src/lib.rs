@@ -67,6 +67,7 @@ mod glue;
 mod home;
 mod install_once;
 mod py_to_rust;
+mod refcount;
 mod rust_to_py;
 mod stats;
 mod sync;

@@ -13,6 +13,7 @@ import sys
 
 # The layers, bottom-up: each top-level module of `src/` may import only those before it.
 LAYERS = [
+    "refcount",
     "sync",
     "gil_cell",
     "install_once",

@@ -27,6 +27,8 @@ use pyo3::types::PyNone;
 
 use pyo3::PyClass;
 
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+use crate::refcount;
 use crate::rust_to_py::driver::Resumed;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use crate::rust_to_py::slot_entry::enter_slot;
@@ -155,12 +157,12 @@ unsafe extern "C" fn am_await<T: SendSlot>(coroutine: *mut ffi::PyObject) -> *mu
     // reference made is handed back to CPython.
     unsafe {
         let py = Python::assume_attached();
-        let instance = Bound::from_borrowed_ptr(py, coroutine).cast_into_unchecked::<T>();
+        let instance = Borrowed::from_ptr(py, coroutine).cast_unchecked::<T>();
         if T::claim_for_await(&instance) {
             stop_iteration::awaited(T::address(&instance));
-            return instance.into_ptr();
+            refcount::incref(coroutine);
+            return coroutine;
         }
-        drop(instance);
         // The slot is installed only after `AWAIT_METHOD` was set, by this thread, under the
         // GIL that CPython holds for this call too.
         let method: ffi::unaryfunc = std::mem::transmute(AWAIT_METHOD.load(Ordering::Relaxed));
@@ -218,7 +220,7 @@ pub(crate) unsafe extern "C" fn iternext<T: SendSlot>(
                 };
                 raise_stop_iteration(result, owner);
             }
-            ffi::Py_DECREF(result);
+            refcount::decref(result);
             ptr::null_mut()
         },
     }
@@ -243,7 +245,7 @@ unsafe fn raise_stop_iteration(result: *mut ffi::PyObject, owner: usize) {
                 // A build for older Pythons (the limited API's) runs here on 3.14 too.
                 #[cfg(not(Py_3_12))]
                 {
-                    ffi::Py_INCREF(ffi::PyExc_StopIteration);
+                    refcount::incref(ffi::PyExc_StopIteration);
                     ffi::PyErr_Restore(ffi::PyExc_StopIteration, stop, ptr::null_mut());
                 }
             }
@@ -257,7 +259,7 @@ unsafe fn raise_stop_iteration(result: *mut ffi::PyObject, owner: usize) {
             let stop = stop_iteration::new_stop_iteration(result);
             if !stop.is_null() {
                 ffi::PyErr_SetObject(ffi::PyExc_StopIteration, stop);
-                ffi::Py_DECREF(stop);
+                refcount::decref(stop);
             }
         }
     }

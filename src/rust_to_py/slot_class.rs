@@ -24,6 +24,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
+use crate::refcount;
+
 /// A subclass of `base` adding `slots` (and the type `flags` they need), named as `base` is.
 pub(crate) fn subclass(
     base: &Bound<'_, PyType>,
@@ -104,9 +106,9 @@ pub(crate) unsafe fn move_into(object: &Bound<'_, PyAny>, class: &Py<PyType>) {
         let object = object.as_ptr();
         let current = ffi::Py_TYPE(object);
         if current != target {
-            ffi::Py_INCREF(target.cast());
+            refcount::incref(target.cast());
             (*object).ob_type = target;
-            ffi::Py_DECREF(current.cast());
+            refcount::decref(current.cast());
         }
     }
 }

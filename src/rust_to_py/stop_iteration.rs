@@ -54,6 +54,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::refcount;
+
 /// `PyStopIterationObject` from Python 3.11 on (3.11 added `notes`).
 #[repr(C)]
 struct StopIterationObject {
@@ -159,12 +161,12 @@ unsafe fn empty_spare() {
             return;
         }
         if !at_rest(spare) {
-            ffi::Py_DECREF(spare);
+            refcount::decref(spare);
             return;
         }
         let old = replace_result(spare, ffi::Py_None());
         if !put_back(spare) {
-            ffi::Py_DECREF(spare);
+            refcount::decref(spare);
         }
         release(old);
     }
@@ -179,13 +181,13 @@ unsafe fn refill(result: *mut ffi::PyObject, owner: usize) -> Option<*mut ffi::P
             return None;
         }
         if !at_rest(spare) {
-            ffi::Py_DECREF(spare);
+            refcount::decref(spare);
             return None;
         }
         let old = replace_result(spare, result);
         // Raised by the caller (one reference), kept unless a finalizer kept another meanwhile.
         if put_back(spare) {
-            ffi::Py_INCREF(spare);
+            refcount::incref(spare);
             OWNER.store(owner, Relaxed);
         }
         release(old);
@@ -199,7 +201,7 @@ unsafe fn keep(stop: *mut ffi::PyObject, owner: usize) {
     unsafe {
         SPARE_ARGS.store((*stop.cast::<StopIterationObject>()).args, Relaxed);
         if put_back(stop) {
-            ffi::Py_INCREF(stop);
+            refcount::incref(stop);
             OWNER.store(owner, Relaxed);
         }
     }
@@ -268,8 +270,8 @@ unsafe fn replace_result(
         if hash != 0 {
             *args.add(hash).cast::<ffi::Py_hash_t>() = -1;
         }
-        ffi::Py_INCREF(result);
-        ffi::Py_INCREF(result);
+        refcount::incref(result);
+        refcount::incref(result);
         let old = [(*fields).value, *item];
         (*fields).value = result;
         *item = result;
@@ -286,8 +288,8 @@ unsafe fn replace_result(
 unsafe fn release(old: [*mut ffi::PyObject; 2]) {
     // SAFETY: two references the spare held.
     unsafe {
-        ffi::Py_DECREF(old[0]);
-        ffi::Py_DECREF(old[1]);
+        refcount::decref(old[0]);
+        refcount::decref(old[1]);
     }
 }
 
