@@ -17,7 +17,7 @@ use crate::rust_to_py::anext_slot::{self, AnextSlot};
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::errors::thrown_exception;
 use crate::rust_to_py::label::{Label, StaticLabel};
-use crate::rust_to_py::pollable::{IntoPyStream, PyPoll};
+use crate::rust_to_py::pollable::{IntoPyStream, PyOutcome, PyPoll};
 use crate::rust_to_py::stream_slot::{drop_contained, GeneratorState, StreamSlot};
 
 /// A Rust stream as a Python async generator: `async for`, `anext()`, `asend(None)`, `athrow`,
@@ -321,11 +321,7 @@ struct NextItem {
 }
 
 impl PyPoll for NextItem {
-    fn poll_py(
-        self: Pin<&mut Self>,
-        py: Python<'_>,
-        cx: &mut Context<'_>,
-    ) -> Poll<PyResult<Py<PyAny>>> {
+    fn poll_py(self: Pin<&mut Self>, py: Python<'_>, cx: &mut Context<'_>) -> Poll<PyOutcome> {
         let this = self.get_mut();
         let slot = &this.generator.get().slot;
         let Some(mut state) = slot.borrow(py) else {
@@ -376,11 +372,7 @@ struct Close {
 }
 
 impl PyPoll for Close {
-    fn poll_py(
-        self: Pin<&mut Self>,
-        py: Python<'_>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<PyResult<Py<PyAny>>> {
+    fn poll_py(self: Pin<&mut Self>, py: Python<'_>, _cx: &mut Context<'_>) -> Poll<PyOutcome> {
         let this = self.get_mut();
         let slot = &this.generator.get().slot;
         let running = slot.borrow(py).is_none_or(|state| state.running);
@@ -389,14 +381,14 @@ impl PyPoll for Close {
         }
         slot.close(py);
         Poll::Ready(match this.exception.take() {
-            Some(exception) => Err(exception),
+            Some(exception) => Err(Box::new(exception)),
             None => Ok(py.None()),
         })
     }
 }
 
-fn already_running(method: &str) -> PyErr {
-    PyRuntimeError::new_err(format!(
+fn already_running(method: &str) -> Box<PyErr> {
+    Box::new(PyRuntimeError::new_err(format!(
         "{method}(): asynchronous generator is already running"
-    ))
+    )))
 }

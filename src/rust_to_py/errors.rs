@@ -15,9 +15,9 @@ pub(crate) fn already_awaited() -> PyErr {
 /// PEP 479: a `StopIteration` leaving a coroutine would be taken for its return (or wedge the
 /// task, depending on the Python version and loop). It becomes a `RuntimeError` whose
 /// `__cause__` is the original.
-pub(crate) fn coroutine_error(py: Python<'_>, err: PyErr) -> PyErr {
+pub(crate) fn coroutine_error(py: Python<'_>, err: Box<PyErr>) -> Box<PyErr> {
     if err.is_instance_of::<PyStopIteration>(py) {
-        return replaced(py, err, "coroutine raised StopIteration");
+        return Box::new(replaced(py, *err, "coroutine raised StopIteration"));
     }
     err
 }

@@ -10,13 +10,19 @@ use futures::Stream;
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
+/// What a poll produces: the Python object, or the error, boxed.
+///
+/// `PyErr` is 64 bytes, and the outcome of every step crosses several layers on its way out
+/// (the type-erased call, `catch_unwind`, the waker's report, the driver). As
+/// `Poll<PyResult<_>>` (72 bytes) each layer copied it through memory, and the copies
+/// stalled: a load of 16 bytes cannot be forwarded from the two stores of 8 that wrote them,
+/// and that cost a ready step on 3.11 several nanoseconds per layer. `Poll<PyOutcome>` is
+/// 16 bytes and travels in two registers; the box is made only when the future fails.
+pub(crate) type PyOutcome = Result<Py<PyAny>, Box<PyErr>>;
+
 /// A future polled with the interpreter attached, producing a Python object.
 pub(crate) trait PyPoll: Send {
-    fn poll_py(
-        self: Pin<&mut Self>,
-        py: Python<'_>,
-        cx: &mut Context<'_>,
-    ) -> Poll<PyResult<Py<PyAny>>>;
+    fn poll_py(self: Pin<&mut Self>, py: Python<'_>, cx: &mut Context<'_>) -> Poll<PyOutcome>;
 }
 
 /// A stream polled with the interpreter attached, producing Python objects.
@@ -25,7 +31,7 @@ pub(crate) trait PyPollNext: Send {
         self: Pin<&mut Self>,
         py: Python<'_>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<PyResult<Py<PyAny>>>>;
+    ) -> Poll<Option<PyOutcome>>;
 }
 
 /// Adapts a `Future<Output = PyResult<T>>` to [`PyPoll`].
@@ -36,17 +42,11 @@ where
     F: Future<Output = PyResult<T>> + Send,
     T: for<'py> IntoPyObject<'py> + 'static,
 {
-    fn poll_py(
-        self: Pin<&mut Self>,
-        py: Python<'_>,
-        cx: &mut Context<'_>,
-    ) -> Poll<PyResult<Py<PyAny>>> {
+    fn poll_py(self: Pin<&mut Self>, py: Python<'_>, cx: &mut Context<'_>) -> Poll<PyOutcome> {
         // SAFETY: the field is structurally pinned: `IntoPyFuture` never moves it out of a
         // pinned `self`, has no `Drop` impl, and is `Unpin` only when `F` is.
         let future = unsafe { self.map_unchecked_mut(|this| &mut this.0) };
-        future
-            .poll(cx)
-            .map(|output| output.and_then(|value| into_python(py, value)))
+        future.poll(cx).map(|output| into_outcome(py, output))
     }
 }
 
@@ -62,13 +62,24 @@ where
         self: Pin<&mut Self>,
         py: Python<'_>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<PyResult<Py<PyAny>>>> {
+    ) -> Poll<Option<PyOutcome>> {
         // SAFETY: as for `IntoPyFuture`, the field is structurally pinned.
         let stream = unsafe { self.map_unchecked_mut(|this| &mut this.0) };
         stream
             .poll_next(cx)
-            .map(|item| item.map(|item| item.and_then(|value| into_python(py, value))))
+            .map(|item| item.map(|item| into_outcome(py, item)))
     }
+}
+
+/// A future's output or a stream's item, converted.
+#[inline]
+fn into_outcome<T>(py: Python<'_>, output: PyResult<T>) -> PyOutcome
+where
+    T: for<'py> IntoPyObject<'py> + 'static,
+{
+    output
+        .and_then(|value| into_python(py, value))
+        .map_err(Box::new)
 }
 
 /// Converts an output, mapping `()` to `None` as a Python function returning nothing does

@@ -29,7 +29,7 @@ use pyo3::PyClass;
 
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use crate::refcount;
-use crate::rust_to_py::driver::Resumed;
+use crate::rust_to_py::driver::{Resumed, Stepped};
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use crate::rust_to_py::slot_entry::enter_slot;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
@@ -39,7 +39,7 @@ use crate::rust_to_py::stop_iteration;
 pub(crate) trait SendSlot: PyClass {
     /// Resumes the awaitable with `value`, as its `send` method does.
     #[cfg_attr(not(all(Py_3_10, not(Py_GIL_DISABLED))), allow(dead_code))]
-    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed>;
+    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> Stepped;
 
     /// `__await__`'s common case: marks the awaitable awaited and returns `true` if it had
     /// never been awaited, started or closed; `false` (and nothing changed) otherwise.
@@ -323,10 +323,12 @@ pub(crate) unsafe extern "C" fn am_send<T: SendSlot>(
         let value = unsafe { Borrowed::from_ptr_or_opt(py, value) }
             // SAFETY: an upcast: `None` is an object.
             .unwrap_or_else(|| unsafe { PyNone::get(py).cast_unchecked::<PyAny>() });
-        Ok(match T::send_value(&coroutine, &value)? {
-            Resumed::Yield(yielded) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
-            Resumed::Return(output) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
-        })
+        Ok(
+            match T::send_value(&coroutine, &value).map_err(|err| *err)? {
+                Resumed::Yield(yielded) => (ffi::PySendResult::PYGEN_NEXT, yielded.into_ptr()),
+                Resumed::Return(output) => (ffi::PySendResult::PYGEN_RETURN, output.into_ptr()),
+            },
+        )
     };
     // SAFETY: CPython calls this slot on an attached thread (see `slot_entry`).
     let (status, object) =

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 
 use crate::gil_cell::{GilCell, GilGuard};
 use crate::rust_to_py::errors::stream_item_error;
-use crate::rust_to_py::pollable::PyPollNext;
+use crate::rust_to_py::pollable::{PyOutcome, PyPollNext};
 
 /// The stream and whether an `__anext__` runs, moved only by attached threads (the steps'
 /// polls, `aclose`), hence a [`GilCell`]: no atomic instruction per item.
@@ -129,18 +129,20 @@ impl SlotState {
         &mut self,
         py: Python<'_>,
         cx: &mut Context<'_>,
-    ) -> (Poll<PyResult<Py<PyAny>>>, Option<BoxedStream>) {
+    ) -> (Poll<PyOutcome>, Option<BoxedStream>) {
         let Some(active) = self.stream.as_mut() else {
-            return (Poll::Ready(Err(PyStopAsyncIteration::new_err(()))), None);
+            return (stop_async_iteration(), None);
         };
         self.started = true;
-        let ended = match active.as_mut().poll_next_py(py, cx) {
-            Poll::Pending => return (Poll::Pending, None),
-            Poll::Ready(Some(Ok(item))) => return (Poll::Ready(Ok(item)), None),
-            Poll::Ready(Some(Err(err))) => stream_item_error(py, err),
-            Poll::Ready(None) => PyStopAsyncIteration::new_err(()),
-        };
-        (Poll::Ready(Err(ended)), self.stream.take())
+        match active.as_mut().poll_next_py(py, cx) {
+            Poll::Pending => (Poll::Pending, None),
+            Poll::Ready(Some(Ok(item))) => (Poll::Ready(Ok(item)), None),
+            Poll::Ready(Some(Err(err))) => (
+                Poll::Ready(Err(Box::new(stream_item_error(py, *err)))),
+                self.stream.take(),
+            ),
+            Poll::Ready(None) => (stop_async_iteration(), self.stream.take()),
+        }
     }
 }
 
@@ -149,6 +151,12 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         drop_contained(self.0.get_mut().stream.take());
     }
+}
+
+/// The end of the iteration, as a step's outcome.
+#[cold]
+fn stop_async_iteration() -> Poll<PyOutcome> {
+    Poll::Ready(Err(Box::new(PyStopAsyncIteration::new_err(()))))
 }
 
 /// Drops a finished stream, once, keeping a panic of its destructor in Rust: as for a

@@ -313,7 +313,8 @@ impl Coroutine {
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let none = py.None().into_bound(py);
-        self.resume(py, |driver, owner| driver.send(py, owner, &none))?
+        self.resume(py, |driver, owner| driver.send(py, owner, &none))
+            .map_err(|err| *err)?
             .into_next(py)
     }
 
@@ -323,7 +324,8 @@ impl Coroutine {
     /// through its `am_send` slot, which returns the result without raising `StopIteration`.
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::install_slots(py);
-        self.resume(py, |driver, owner| driver.send(py, owner, value))?
+        self.resume(py, |driver, owner| driver.send(py, owner, value))
+            .map_err(|err| *err)?
             .into_next(py)
     }
 
@@ -337,7 +339,8 @@ impl Coroutine {
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let exception = thrown_exception(typ, val, tb)?;
-        self.resume(py, |driver, owner| driver.throw(py, owner, exception))?
+        self.resume(py, |driver, owner| driver.throw(py, owner, exception))
+            .map_err(|err| *err)?
             .into_next(py)
     }
 

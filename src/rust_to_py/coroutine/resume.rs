@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use crate::census;
 use crate::gil_cell::GilGuard;
 use crate::rust_to_py::coroutine::Coroutine;
-use crate::rust_to_py::driver::{Driver, Owner, Resumed};
+use crate::rust_to_py::driver::{Driver, Owner, Resumed, Stepped};
 
 impl Coroutine {
     /// Runs `step` on the driver; an exception of the Rust function leaving it gets the
@@ -21,8 +21,8 @@ impl Coroutine {
     pub(crate) fn resume(
         &self,
         py: Python<'_>,
-        step: impl FnOnce(&mut Driver, &Owner) -> PyResult<Resumed>,
-    ) -> PyResult<Resumed> {
+        step: impl FnOnce(&mut Driver, &Owner) -> Stepped,
+    ) -> Stepped {
         let mut driver = self.driver(py)?;
         #[cfg(feature = "tracing")]
         let span = self.span(py, &mut driver);
@@ -41,7 +41,7 @@ impl Coroutine {
         let rethrown = driver.take_rethrown();
         drop(driver);
         match resumed {
-            Err(err) if !rethrown => Err(chain_to_handled(py, self.locate(py, err))),
+            Err(err) if !rethrown => Err(Box::new(chain_to_handled(py, self.locate(py, *err)))),
             resumed => resumed,
         }
     }

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 
 use crate::install_once::InstallOnce;
 use crate::rust_to_py::coroutine::Coroutine;
-use crate::rust_to_py::driver::Resumed;
+use crate::rust_to_py::driver::Stepped;
 use crate::rust_to_py::send_slot::{self, SendSlot};
 
 /// `Coroutine`'s `am_send`, `am_await` and `tp_traverse` slots, filled in once (full API).
@@ -65,7 +65,7 @@ impl Coroutine {
 }
 
 impl SendSlot for Coroutine {
-    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Resumed> {
+    fn send_value(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> Stepped {
         let py = slf.py();
         slf.get()
             .resume(py, |driver, owner| driver.send(py, owner, value))

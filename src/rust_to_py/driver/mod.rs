@@ -37,9 +37,12 @@ use crate::rust_to_py::cancel_handle::Cancellation;
 use crate::rust_to_py::errors::{already_awaited, coroutine_error};
 use crate::rust_to_py::future_cell::{DriverFlags, FutureCell};
 use crate::rust_to_py::panic::panic_exception;
-use crate::rust_to_py::pollable::PyPoll;
+use crate::rust_to_py::pollable::{PyOutcome, PyPoll};
 use crate::waker::{PollWaker, Waiter};
 use rare::Rare;
+
+/// A step's outcome, its error boxed as a poll's is ([`PyOutcome`]): 16 bytes, in registers.
+pub(crate) type Stepped = Result<Resumed, Box<PyErr>>;
 
 /// How a resumed coroutine leaves `send`/`throw` when it does not raise.
 pub(crate) enum Resumed {
@@ -97,7 +100,7 @@ pub(crate) struct Driver<F: ?Sized = dyn PyPoll> {
 
 /// What one poll of the future asks for next.
 enum Polled {
-    Ready(PyResult<Py<PyAny>>),
+    Ready(PyOutcome),
     /// Run this awaitable in the task until it finishes, then poll again.
     Delegate(Request),
     /// Suspend the task until the waker is called.
@@ -184,12 +187,12 @@ impl Driver {
         py: Python<'_>,
         owner: &Owner,
         value: &Bound<'_, PyAny>,
-    ) -> PyResult<Resumed> {
+    ) -> Stepped {
         self.check_not_finished()?;
         if !self.started() && !value.is_none() {
-            return Err(PyTypeError::new_err(
+            return Err(Box::new(PyTypeError::new_err(
                 "can't send non-None value to a just-started coroutine",
-            ));
+            )));
         }
         self.set_started();
         if self.rare.has_delegate() {
@@ -206,12 +209,7 @@ impl Driver {
         self.run(py, owner, None)
     }
 
-    pub(crate) fn throw(
-        &mut self,
-        py: Python<'_>,
-        owner: &Owner,
-        exception: PyErr,
-    ) -> PyResult<Resumed> {
+    pub(crate) fn throw(&mut self, py: Python<'_>, owner: &Owner, exception: PyErr) -> Stepped {
         self.check_not_finished()?;
         self.set_started();
         if self.rare.has_delegate() {
@@ -230,7 +228,7 @@ impl Driver {
 
     /// An exception reached the suspension point: it ends the coroutine, or, when the future
     /// handles cancellation itself, goes to its [`CancelHandle`](crate::CancelHandle).
-    fn deliver(&mut self, py: Python<'_>, owner: &Owner, exception: PyErr) -> PyResult<Resumed> {
+    fn deliver(&mut self, py: Python<'_>, owner: &Owner, exception: PyErr) -> Stepped {
         match self.rare.cancellation() {
             Some(cancellation) => {
                 self.future.flags.set(DriverFlags::CANCEL_DELIVERED, true);
@@ -240,7 +238,7 @@ impl Driver {
             None => {
                 self.finish(py, owner.waiter());
                 self.future.flags.set(DriverFlags::RETHROWN, true);
-                Err(exception)
+                Err(Box::new(exception))
             }
         }
     }
@@ -248,12 +246,7 @@ impl Driver {
     /// Drives the delegate (starting with `input`) and the future in turn until the task must
     /// suspend or the coroutine finishes. A loop, not recursion: a future may await any number
     /// of ready awaitables in one go.
-    fn run(
-        &mut self,
-        py: Python<'_>,
-        owner: &Owner,
-        mut input: Option<Input<'_>>,
-    ) -> PyResult<Resumed> {
+    fn run(&mut self, py: Python<'_>, owner: &Owner, mut input: Option<Input<'_>>) -> Stepped {
         loop {
             if let Some(delegate) = self.rare.take_delegate() {
                 let input = input
@@ -275,7 +268,7 @@ impl Driver {
                     if let Err(err) = self.parker(py, owner) {
                         let _ = request.sender.send(Err(err.clone_ref(py)));
                         self.finish(py, owner.waiter());
-                        return Err(err);
+                        return Err(Box::new(err));
                     }
                     self.rare.set_delegate(Delegate::start(py, request));
                 }
@@ -283,6 +276,7 @@ impl Driver {
                     return self
                         .park(py, owner)
                         .map(Resumed::Yield)
+                        .map_err(Box::new)
                         .inspect_err(|_| self.finish(py, owner.waiter()));
                 }
             }
@@ -292,7 +286,7 @@ impl Driver {
     fn poll(&mut self, py: Python<'_>, owner: &Owner) -> Polled {
         let used = self.future.flags.has(DriverFlags::WAITER_USED);
         let Some(mut future) = self.future.pinned() else {
-            return Polled::Ready(Err(already_awaited()));
+            return Polled::Ready(Err(Box::new(already_awaited())));
         };
         let new_waker = || Arc::clone(owner).into_waker();
         let ((polled, mut requests), report) =
@@ -323,7 +317,7 @@ impl Driver {
             }
             Err(payload) => {
                 self.finish(py, owner.waiter());
-                Polled::Ready(Err(panic_exception(payload)))
+                Polled::Ready(Err(Box::new(panic_exception(payload))))
             }
         };
         if !requests.is_empty() {
