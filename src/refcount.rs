@@ -26,113 +26,102 @@
 
 use pyo3::ffi;
 
-/// The limited API's inline counting applies: CPython with the GIL, 64-bit.
-macro_rules! inline_counts {
-    ($($item:item)*) => {$(
-        #[cfg(all(
-            Py_LIMITED_API,
-            not(Py_GIL_DISABLED),
-            not(PyPy),
-            not(GraalPy),
-            target_pointer_width = "64"
-        ))]
-        $item
-    )*};
+/// Each item of `inline` is compiled where the limited API's inline counting applies
+/// (CPython with the GIL, 64-bit), each of `pyo3` everywhere else.
+macro_rules! counting {
+    (inline { $($inline:item)* } pyo3 { $($pyo3:item)* }) => {
+        $(
+            #[cfg(all(Py_LIMITED_API, not(any(Py_GIL_DISABLED, PyPy, GraalPy)), target_pointer_width = "64"))]
+            $inline
+        )*
+        $(
+            #[cfg(not(all(Py_LIMITED_API, not(any(Py_GIL_DISABLED, PyPy, GraalPy)), target_pointer_width = "64")))]
+            $pyo3
+        )*
+    };
 }
 
-/// Forwards to PyO3's counting (inline already in the builds it serves).
-macro_rules! pyo3_counts {
-    ($($item:item)*) => {$(
-        #[cfg(not(all(
-            Py_LIMITED_API,
-            not(Py_GIL_DISABLED),
-            not(PyPy),
-            not(GraalPy),
-            target_pointer_width = "64"
-        )))]
-        $item
-    )*};
-}
+counting! {
+    inline {
+        // CPython's deallocation of an object whose count reached zero, which its headers call
+        // from an inline `Py_DECREF` (part of the stable ABI for that reason; pyo3-ffi keeps its
+        // declaration private).
+        extern "C" {
+            fn _Py_Dealloc(object: *mut ffi::PyObject);
+        }
 
-inline_counts! {
-    // CPython's deallocation of an object whose count reached zero, which its headers call
-    // from an inline `Py_DECREF` (part of the stable ABI for that reason; pyo3-ffi keeps its
-    // declaration private).
-    extern "C" {
-        fn _Py_Dealloc(object: *mut ffi::PyObject);
-    }
+        /// At this count (the low 32 bits) and above, an object's count no longer moves: immortal
+        /// objects start here from 3.14, and sit above it on 3.12 and 3.13 (`0xFFFF_FFFF`).
+        const IMMORTAL_INITIAL: u32 = 3 << 30;
 
-    /// At this count (the low 32 bits) and above, an object's count no longer moves: immortal
-    /// objects start here from 3.14, and sit above it on 3.12 and 3.13 (`0xFFFF_FFFF`).
-    const IMMORTAL_INITIAL: u32 = 3 << 30;
+        /// The low 32 bits of `ob_refcnt`, the first field of every object.
+        #[inline(always)]
+        fn low_count(object: *mut ffi::PyObject) -> *mut u32 {
+            let offset = if cfg!(target_endian = "big") { 1 } else { 0 };
+            // SAFETY (of the callers' use): `ob_refcnt` is a `Py_ssize_t` at the start of the
+            // object on every CPython with the GIL, the 64-bit ones here: its low half is
+            // in bounds and aligned for `u32`.
+            object.cast::<u32>().wrapping_add(offset)
+        }
 
-    /// The low 32 bits of `ob_refcnt`, the first field of every object.
-    #[inline(always)]
-    fn low_count(object: *mut ffi::PyObject) -> *mut u32 {
-        let offset = if cfg!(target_endian = "big") { 1 } else { 0 };
-        // SAFETY (of the callers' use): `ob_refcnt` is a `Py_ssize_t` at the start of the
-        // object on every CPython with the GIL, the 64-bit ones here: its low half is
-        // in bounds and aligned for `u32`.
-        object.cast::<u32>().wrapping_add(offset)
-    }
+        /// `Py_INCREF`.
+        ///
+        /// # Safety
+        /// Attached; `object` is a live object.
+        #[inline(always)]
+        pub(crate) unsafe fn incref(object: *mut ffi::PyObject) {
+            let count = low_count(object);
+            // SAFETY: the caller's guarantees (see `low_count` for the field); the GIL keeps
+            // other threads off the count.
+            unsafe {
+                let current = count.read();
+                if current < IMMORTAL_INITIAL {
+                    count.write(current + 1);
+                }
+            }
+        }
 
-    /// `Py_INCREF`.
-    ///
-    /// # Safety
-    /// Attached; `object` is a live object.
-    #[inline(always)]
-    pub(crate) unsafe fn incref(object: *mut ffi::PyObject) {
-        let count = low_count(object);
-        // SAFETY: the caller's guarantees (see `low_count` for the field); the GIL keeps
-        // other threads off the count.
-        unsafe {
-            let current = count.read();
-            if current < IMMORTAL_INITIAL {
-                count.write(current + 1);
+        /// `Py_DECREF`.
+        ///
+        /// # Safety
+        /// Attached; `object` is a live object, and the reference released was owned.
+        #[inline(always)]
+        pub(crate) unsafe fn decref(object: *mut ffi::PyObject) {
+            let count = low_count(object);
+            // SAFETY: the caller's guarantees; at zero the last reference went, which was the
+            // caller's: the object is deallocated as CPython's `Py_DECREF` deallocates it.
+            unsafe {
+                let current = count.read();
+                if (current as i32) < 0 {
+                    return;
+                }
+                count.write(current - 1);
+                if current == 1 {
+                    _Py_Dealloc(object);
+                }
             }
         }
     }
 
-    /// `Py_DECREF`.
-    ///
-    /// # Safety
-    /// Attached; `object` is a live object, and the reference released was owned.
-    #[inline(always)]
-    pub(crate) unsafe fn decref(object: *mut ffi::PyObject) {
-        let count = low_count(object);
-        // SAFETY: the caller's guarantees; at zero the last reference went, which was the
-        // caller's: the object is deallocated as CPython's `Py_DECREF` deallocates it.
-        unsafe {
-            let current = count.read();
-            if (current as i32) < 0 {
-                return;
-            }
-            count.write(current - 1);
-            if current == 1 {
-                _Py_Dealloc(object);
-            }
+    pyo3 {
+        /// `Py_INCREF`.
+        ///
+        /// # Safety
+        /// Attached; `object` is a live object.
+        #[inline(always)]
+        pub(crate) unsafe fn incref(object: *mut ffi::PyObject) {
+            // SAFETY: the caller's guarantees.
+            unsafe { ffi::Py_INCREF(object) }
         }
-    }
-}
 
-pyo3_counts! {
-    /// `Py_INCREF`.
-    ///
-    /// # Safety
-    /// Attached; `object` is a live object.
-    #[inline(always)]
-    pub(crate) unsafe fn incref(object: *mut ffi::PyObject) {
-        // SAFETY: the caller's guarantees.
-        unsafe { ffi::Py_INCREF(object) }
-    }
-
-    /// `Py_DECREF`.
-    ///
-    /// # Safety
-    /// Attached; `object` is a live object, and the reference released was owned.
-    #[inline(always)]
-    pub(crate) unsafe fn decref(object: *mut ffi::PyObject) {
-        // SAFETY: the caller's guarantees.
-        unsafe { ffi::Py_DECREF(object) }
+        /// `Py_DECREF`.
+        ///
+        /// # Safety
+        /// Attached; `object` is a live object, and the reference released was owned.
+        #[inline(always)]
+        pub(crate) unsafe fn decref(object: *mut ffi::PyObject) {
+            // SAFETY: the caller's guarantees.
+            unsafe { ffi::Py_DECREF(object) }
+        }
     }
 }
