@@ -33,8 +33,9 @@ Tried (passing tests below unless listed under FOUND):
 - immortal results (None, True, small ints, '') and mortal ones through anext-with-default and
   `async for` of a suspending stream: counts unchanged.
 
-FOUND (xfail, strict):
-1. (all four configurations, every loop) A `StopAsyncIteration` thrown into a Rust
+FOUND (all three fixed: the tests below now pass as regressions):
+1. FIXED (`Driver::deliver`, now in driver/thrown.rs, converts an exception thrown into a
+   started coroutine or step through PEP 479: `errors::thrown_out`). (all four configurations, every loop) A `StopAsyncIteration` thrown into a Rust
    generator's suspended step comes back out unchanged, where a native generator's step
    turns it into RuntimeError("async generator raised StopAsyncIteration", PEP 479). Through
    `anext(agen, default)` - newly usable with suspending steps - that is a lie about the
@@ -46,7 +47,8 @@ FOUND (xfail, strict):
    thrown exception with `RETHROWN` set; nothing applies a step's PEP 479 conversion
    (`stream_item_error`) to an exception thrown into a generator's step. (A thrown
    StopIteration is not compared: natively it depends on what the generator awaits.)
-2. (all four configurations, every loop; pre-existing) `agen.athrow(StopAsyncIteration)` on a
+2. FIXED (`Close::poll_py` converts an exception thrown into a suspended generator with
+   `stream_item_error`). (all four configurations, every loop; pre-existing) `agen.athrow(StopAsyncIteration)` on a
    started Rust generator raises StopAsyncIteration; a native one raises RuntimeError("async
    generator raised StopAsyncIteration"). `athrow(StopIteration)` raises RuntimeError worded
    "coroutine raised StopIteration" where native says "async generator raised
@@ -54,7 +56,8 @@ FOUND (xfail, strict):
    thrown exception as the step's boxed error, and `Driver::run` passes every future error
    through `coroutine_error` (coroutine wording, StopIteration only) instead of the
    generator's `stream_item_error`.
-3. (all four configurations, every loop; pre-existing) The PEP 479 RuntimeError of a Rust
+3. FIXED (`errors::replaced` sets the context too). (all four configurations, every loop;
+   pre-existing) The PEP 479 RuntimeError of a Rust
    coroutine ("coroutine raised StopIteration") and of a Rust generator ("async generator
    raised StopIteration/StopAsyncIteration") has `__cause__` set but `__context__` None; a
    native one has both set to the original (`_PyErr_FormatFromCause`). A traceback printer
@@ -164,11 +167,6 @@ async def test_native_pep479_for_stop_async_iteration_thrown_into_a_suspended_st
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="FOUND 1: a StopAsyncIteration thrown into a suspended Rust step makes "
-    "anext(agen, default) return the default (native: RuntimeError, PEP 479)",
-)
 async def test_stop_async_iteration_thrown_into_anext_default_is_not_the_end():
     agen = rust_endless(1)
     assert await anext(agen) == 0
@@ -184,14 +182,7 @@ async def test_stop_async_iteration_thrown_into_anext_default_is_not_the_end():
     "kind",
     [
         "native",
-        pytest.param(
-            "rust",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="FOUND 1: StopAsyncIteration thrown into a suspended Rust "
-                "__anext__() step comes out unchanged (native: RuntimeError)",
-            ),
-        ),
+        "rust",
     ],
 )
 async def test_stop_async_iteration_thrown_into_a_suspended_step_directly(kind):
@@ -223,11 +214,6 @@ async def test_native_athrow_of_stops():
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="FOUND 2: athrow(StopAsyncIteration) on a started Rust generator raises "
-    "StopAsyncIteration (native: RuntimeError 'async generator raised StopAsyncIteration')",
-)
 async def test_athrow_stop_async_iteration_is_pep479():
     agen = m.count(3)
     assert await anext(agen) == 0
@@ -236,11 +222,6 @@ async def test_athrow_stop_async_iteration_is_pep479():
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="FOUND 2: athrow(StopIteration) on a Rust generator says 'coroutine raised "
-    "StopIteration' (native: 'async generator raised StopIteration')",
-)
 async def test_athrow_stop_iteration_is_worded_as_a_generator():
     agen = m.count(3)
     assert await anext(agen) == 0
@@ -297,11 +278,6 @@ async def test_pep479_cause_is_the_original(which):
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("which", ["coroutine", "generator"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="FOUND 3: the PEP 479 RuntimeError of a Rust coroutine/generator has no "
-    "__context__ (native: the original, as __cause__)",
-)
 async def test_pep479_context_is_the_original(which):
     native = await pep479_error("native", which)
     assert native.__context__ is native.__cause__

@@ -15,7 +15,7 @@ use crate::glue;
 use crate::install_once::InstallOnce;
 use crate::rust_to_py::anext_slot::{self, AnextSlot};
 use crate::rust_to_py::coroutine::Coroutine;
-use crate::rust_to_py::errors::thrown_exception;
+use crate::rust_to_py::errors::{stream_item_error, thrown_exception};
 use crate::rust_to_py::label::{Label, StaticLabel};
 use crate::rust_to_py::pollable::{IntoPyStream, PyOutcome, PyPoll};
 use crate::rust_to_py::stream_slot::{drop_contained, GeneratorState, StreamSlot};
@@ -379,8 +379,11 @@ impl PyPoll for Close {
         if running {
             return Poll::Ready(Err(already_running(this.method)));
         }
+        // Thrown where the generator is suspended, the exception leaves its body (PEP 479).
+        let suspended = slot.state(py) == GeneratorState::Suspended;
         slot.close(py);
         Poll::Ready(match this.exception.take() {
+            Some(exception) if suspended => Err(Box::new(stream_item_error(py, exception))),
             Some(exception) => Err(Box::new(exception)),
             None => Ok(py.None()),
         })

@@ -14,7 +14,7 @@ pub(crate) fn already_awaited() -> PyErr {
 
 /// PEP 479: a `StopIteration` leaving a coroutine would be taken for its return (or wedge the
 /// task, depending on the Python version and loop). It becomes a `RuntimeError` whose
-/// `__cause__` is the original.
+/// `__cause__` (and `__context__`) is the original.
 pub(crate) fn coroutine_error(py: Python<'_>, err: Box<PyErr>) -> Box<PyErr> {
     if err.is_instance_of::<PyStopIteration>(py) {
         return Box::new(replaced(py, *err, "coroutine raised StopIteration"));
@@ -34,8 +34,20 @@ pub(crate) fn stream_item_error(py: Python<'_>, err: PyErr) -> PyErr {
     err
 }
 
+/// An exception thrown into a suspended coroutine leaves its body, as one the body raised:
+/// PEP 479 applies (to a generator's step, for `StopAsyncIteration` too).
+pub(crate) fn thrown_out(py: Python<'_>, err: Box<PyErr>, step: bool) -> Box<PyErr> {
+    if step {
+        Box::new(stream_item_error(py, *err))
+    } else {
+        coroutine_error(py, err)
+    }
+}
+
+/// As CPython replaces it: the original is both the cause and the context.
 fn replaced(py: Python<'_>, original: PyErr, message: &str) -> PyErr {
     let error = PyRuntimeError::new_err(message.to_owned());
+    error.set_context(py, Some(original.clone_ref(py)));
     error.set_cause(py, Some(original));
     error
 }

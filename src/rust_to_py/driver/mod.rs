@@ -20,6 +20,7 @@ mod rare;
 mod reading;
 mod schedule;
 pub(crate) mod shared;
+mod thrown;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
@@ -203,44 +204,10 @@ impl Driver {
             match parker.resume(py, value) {
                 Ok(None) => {}
                 Ok(Some(suspended_again)) => return Ok(Resumed::Yield(suspended_again.unbind())),
-                Err(exception) => return self.deliver(py, owner, exception),
+                Err(exception) => return self.deliver(py, owner, exception, true),
             }
         }
         self.run(py, owner, None)
-    }
-
-    pub(crate) fn throw(&mut self, py: Python<'_>, owner: &Owner, exception: PyErr) -> Stepped {
-        self.check_not_finished()?;
-        self.set_started();
-        if self.rare.has_delegate() {
-            // Raised at the delegated await, as Python's `await` does; the future sees the
-            // outcome through its `PyFuture` (and its cancel handle, if it has one).
-            if let Some(cancellation) = self.rare.cancellation() {
-                cancellation.deliver(exception.clone_ref(py));
-            }
-            return self.run(py, owner, Some(Input::Throw(exception)));
-        }
-        if let Some(parker) = &mut self.parker {
-            parker.abandon(py);
-        }
-        self.deliver(py, owner, exception)
-    }
-
-    /// An exception reached the suspension point: it ends the coroutine, or, when the future
-    /// handles cancellation itself, goes to its [`CancelHandle`](crate::CancelHandle).
-    fn deliver(&mut self, py: Python<'_>, owner: &Owner, exception: PyErr) -> Stepped {
-        match self.rare.cancellation() {
-            Some(cancellation) => {
-                self.future.flags.set(DriverFlags::CANCEL_DELIVERED, true);
-                cancellation.deliver(exception);
-                self.run(py, owner, None)
-            }
-            None => {
-                self.finish(py, owner.waiter());
-                self.future.flags.set(DriverFlags::RETHROWN, true);
-                Err(Box::new(exception))
-            }
-        }
     }
 
     /// Drives the delegate (starting with `input`) and the future in turn until the task must
