@@ -423,7 +423,8 @@ async def cancel_anext_default(agen, loop_name, how):
             async with asyncio.timeout(0.01):
                 await anext(agen, "d")
     else:
-        with pytest.raises(TimeoutError):
+        # 3.10's is asyncio's own class; from 3.11 it is the builtin.
+        with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(anext(agen, "d"), 0.01)
     return await anext(agen, "d")
 
