@@ -12,19 +12,13 @@ import anyio.lowlevel
 import pytest
 
 import pyo3_async_pytests as m
+from helpers import native_fail_after
 
 
 async def native_count_suspending(n):
     for i in range(n):
         await anyio.lowlevel.checkpoint()
         yield i
-
-
-async def native_fail_after(k, exception):
-    for i in range(k):
-        yield i
-    await anyio.lowlevel.checkpoint()
-    raise exception
 
 
 async def native_endless(k, probe):

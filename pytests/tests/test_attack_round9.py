@@ -77,6 +77,7 @@ import anyio.lowlevel
 import pytest
 
 import pyo3_async_pytests as m
+from helpers import native_fail_after, repeat_then_end
 
 # ---------------------------------------------------------------------------------------------
 # Native twins
@@ -97,13 +98,6 @@ async def native_count_suspending(n):
 async def native_count(n):
     for i in range(n):
         yield i
-
-
-async def native_fail_after(k, exception):
-    for i in range(k):
-        yield i
-    await anyio.lowlevel.checkpoint()
-    raise exception
 
 
 def rust_endless(k, probe=None):
@@ -153,22 +147,11 @@ def thrown_into_anext_default(agen, exception):
 
 
 @pytest.mark.anyio
-async def test_native_pep479_for_stop_async_iteration_thrown_into_a_suspended_step():
-    # The native half of FOUND 1, which holds: the reference behaviour. (A thrown
-    # StopIteration is no comparison: natively it depends on what the generator awaits,
-    # an asyncio future's iterator takes it for its own result.)
-    agen = native_endless(1)
-    assert await anext(agen) == 0
-    assert thrown_into_anext_default(agen, StopAsyncIteration("x")) == (
-        RuntimeError,
-        "async generator raised StopAsyncIteration",
-        StopAsyncIteration,
-    )
-
-
-@pytest.mark.anyio
-async def test_stop_async_iteration_thrown_into_anext_default_is_not_the_end():
-    agen = rust_endless(1)
+@pytest.mark.parametrize("kind", ["native", "rust"])
+async def test_stop_async_iteration_thrown_into_anext_default_is_not_the_end(kind):
+    # FOUND 1, against native. (A thrown StopIteration is no comparison: natively it depends
+    # on what the generator awaits, an asyncio future's iterator takes it for its own result.)
+    agen = ENDLESS[kind](1)
     assert await anext(agen) == 0
     assert thrown_into_anext_default(agen, StopAsyncIteration("x")) == (
         RuntimeError,
@@ -590,15 +573,7 @@ async def test_result_counts_through_anext_default(result):
     if value is None:
         pytest.skip("calls_back ends at None")
     before = sys.getrefcount(value)
-    remaining = [300]
-
-    def next_item():
-        if remaining[0] == 0:
-            return None
-        remaining[0] -= 1
-        return value
-
-    agen = m.calls_back(next_item)
+    agen = m.calls_back(repeat_then_end(value, 300))
     while (item := await anext(agen, agen)) is not agen:
         assert item is value
     del item, agen

@@ -10,6 +10,7 @@ import weakref
 import pytest
 
 import pyo3_async_pytests as m
+from helpers import repeat_then_end
 
 
 class Box:
@@ -57,15 +58,7 @@ async def test_stream_items_give_back_every_count(result):
     if value is None:
         pytest.skip("`calls_back` ends its stream at None")
     before = sys.getrefcount(value)
-    remaining = [1000]
-
-    def next_item():
-        if remaining[0] == 0:
-            return None
-        remaining[0] -= 1
-        return value
-
-    async for item in m.calls_back(next_item):
+    async for item in m.calls_back(repeat_then_end(value, 1000)):
         assert item is value
     del item
     assert sys.getrefcount(value) == before
