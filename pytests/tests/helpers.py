@@ -133,19 +133,6 @@ def freed(refs):
     return sum(ref() is None for ref in refs)
 
 
-def repeat_then_end(value, times):
-    """A `calls_back` callback: `value`, `times` times, then `None` (the stream's end)."""
-    remaining = [times]
-
-    def next_item():
-        if remaining[0] == 0:
-            return None
-        remaining[0] -= 1
-        return value
-
-    return next_item
-
-
 async def native_fail_after(k, exception):
     """The native twin of `fail_after`: yields 0..k, suspends once, raises `exception`."""
     import anyio.lowlevel

@@ -77,7 +77,7 @@ import anyio.lowlevel
 import pytest
 
 import pyo3_async_pytests as m
-from helpers import native_fail_after, repeat_then_end
+from helpers import native_fail_after
 
 # ---------------------------------------------------------------------------------------------
 # Native twins
@@ -573,7 +573,15 @@ async def test_result_counts_through_anext_default(result):
     if value is None:
         pytest.skip("calls_back ends at None")
     before = sys.getrefcount(value)
-    agen = m.calls_back(repeat_then_end(value, 300))
+    remaining = [300]
+
+    def next_item():
+        if remaining[0] == 0:
+            return None
+        remaining[0] -= 1
+        return value
+
+    agen = m.calls_back(next_item)
     while (item := await anext(agen, agen)) is not agen:
         assert item is value
     del item, agen

@@ -10,7 +10,6 @@ import weakref
 import pytest
 
 import pyo3_async_pytests as m
-from helpers import repeat_then_end
 
 
 class Box:
@@ -58,7 +57,15 @@ async def test_stream_items_give_back_every_count(result):
     if value is None:
         pytest.skip("`calls_back` ends its stream at None")
     before = sys.getrefcount(value)
-    async for item in m.calls_back(repeat_then_end(value, 1000)):
+    remaining = [1000]
+
+    def next_item():
+        if remaining[0] == 0:
+            return None
+        remaining[0] -= 1
+        return value
+
+    async for item in m.calls_back(next_item):
         assert item is value
     del item
     assert sys.getrefcount(value) == before
