@@ -97,3 +97,29 @@ async def test_the_last_reference_frees_a_coroutine():
         assert freed() is None
     finally:
         gc.enable()
+
+
+class Finalised:
+    """A callable that records its own finalisation."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __call__(self):
+        return 1
+
+    def __del__(self):
+        self.log.append("finalised")
+
+
+@pytest.mark.anyio
+async def test_a_reference_dropped_in_a_step_is_released_in_that_step():
+    # The last step drops the future, and with it the only reference to the callable. The
+    # slot that ran the step counts its attach with PyO3 (src/rust_to_py/slot_entry.rs): a
+    # reference dropped where PyO3 counts no attach would wait in PyO3's queue for the next
+    # one, and the callable would outlive the `await`.
+    log = []
+    coroutine = m.call_during_poll(Finalised(log))
+    assert await coroutine == (1, 1)
+    log.append("returned")
+    assert log == ["finalised", "returned"]
