@@ -80,6 +80,7 @@ __all__ = [
     "Shapes",
     "marked_add",
     "unmarked_add",
+    "marked_offset",
     "endpoint",
     "mark",
     "Adder",
@@ -627,6 +628,9 @@ async def marked_add(a: int, b: int = 2) -> int:
 
 def unmarked_add(a: int, b: int = 2) -> abc.Coroutine[Any, Any, int]:
     """`a + b`, after a suspension; not marked."""
+
+async def marked_offset(a: int, b: int = ...) -> int:
+    """`a + b`, marked; `b` is -1 unless given (its text signature shows `b=...`)."""
 
 async def endpoint(request: _Request) -> Any:
     """A Starlette endpoint in Rust: a `PlainTextResponse` naming the request's path."""

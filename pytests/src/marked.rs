@@ -13,6 +13,12 @@ async fn marked_add(a: i64, b: i64) -> i64 {
     a + b
 }
 
+/// `a + b`, marked. Python sees `b=...`: PyO3 writes no default but a literal one.
+#[pyo3_async::pyfunction(signature = (a, b = -1))]
+async fn marked_offset(a: i64, b: i64) -> i64 {
+    a + b
+}
+
 /// A Starlette endpoint in Rust: Starlette awaits it only if it sees a coroutine function.
 #[pyo3_async::pyfunction]
 async fn endpoint(request: Py<PyAny>) -> PyResult<Py<PyAny>> {
@@ -79,9 +85,10 @@ fn mark(owner: &Bound<'_, PyAny>, names: Vec<String>) -> PyResult<()> {
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(marked_add, m)?)?;
     m.add("unmarked_add", wrap_pyfunction!(marked_add, m)?)?;
+    m.add_function(wrap_pyfunction!(marked_offset, m)?)?;
     m.add_function(wrap_pyfunction!(endpoint, m)?)?;
     m.add_function(wrap_pyfunction!(mark, m)?)?;
     m.add_class::<Adder>()?;
-    pyo3_async::mark_coroutine_functions(m, &["marked_add", "endpoint"])?;
+    pyo3_async::mark_coroutine_functions(m, &["marked_add", "marked_offset", "endpoint"])?;
     pyo3_async::mark_coroutine_functions(&m.getattr("Adder")?, &["add", "version", "build"])
 }

@@ -146,3 +146,26 @@ async def test_marking_keeps_how_each_kind_of_class_attribute_binds():
         assert inspect.iscoroutinefunction(owner.static) is True
         assert inspect.iscoroutinefunction(owner.builtin) is True
         assert inspect.iscoroutinefunction(owner.klass) is True
+
+
+@pytest.mark.anyio
+async def test_a_default_the_signature_cannot_show_stays_the_functions_own():
+    # PyO3 shows `b = -1` as `b=...`; a wrapper passing that on would call `marked_offset(1, ...)`.
+    assert inspect.signature(m.marked_offset).parameters["b"].default is ...
+    assert await m.marked_offset(1) == 0
+    assert await m.marked_offset(1, 2) == 3
+    assert await m.marked_offset(1, b=5) == 6
+    # Its wrapper takes `*args, **kwargs`: before 3.12 a wrong call fails when awaited.
+    with pytest.raises(TypeError):
+        await m.marked_offset()
+
+
+@pytest.mark.skipif(not MARKABLE, reason="3.12+ wrappers return the Rust coroutine")
+def test_the_marked_wrapper_returns_the_rust_coroutine_and_declares_the_parameters():
+    coroutine = m.marked_add(1)
+    assert type(coroutine).__name__ == "Coroutine"
+    coroutine.close()
+    # The wrapper's own code takes the function's parameters: no `*args, **kwargs` packing.
+    code = m.marked_add.__code__
+    assert code.co_varnames[: code.co_argcount] == ("a", "b")
+    assert not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)

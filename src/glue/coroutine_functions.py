@@ -6,6 +6,12 @@ object with `CO_COROUTINE` and takes no attributes, so nothing can mark it. Pyth
 returns the Rust coroutine. Before 3.12 only a function whose code is a coroutine's passes, so
 the wrapper is an `async def` that awaits the Rust coroutine (a native coroutine per call).
 
+Either wrapper declares the function's own parameters and passes them on by name or position,
+so that a wrong call fails when it is made, and a call costs one plain Python call more: a
+`*args, **kwargs` wrapper packs a tuple and a dict per call, three times the cost. Parameters
+Python cannot declare or read (no text signature, a Rust `r#in`, a default the signature shows
+as `...`, which the wrapper could not pass on) leave `*args, **kwargs`.
+
 A class's attribute must bind as it did: an instance method (`method_descriptor`) is wrapped by
 a plain function, which binds `self` the same way; a static method (`staticmethod`) and a class
 method (`classmethod`, or PyO3's `classmethod_descriptor`) are wrapped again in a descriptor of
@@ -64,33 +70,34 @@ def _coroutine_function(function, parameters_of=None):
     """A Python function calling `function`, with its name, docstring and signature, that
     `inspect.iscoroutinefunction` recognizes. `parameters_of`: a callable whose parameters
     `function` takes after a first one (a class method's `cls`)."""
-    if _mark is not None:
-
-        @functools.wraps(function)
-        def call(*args, **kwargs):
-            return function(*args, **kwargs)
-
-        return _mark(call)
-
-    return functools.wraps(function)(_awaiting(function, parameters_of))
+    wrapper = functools.wraps(function)(_forwarding(function, parameters_of))
+    return wrapper if _mark is None else _mark(wrapper)
 
 
-def _awaiting(function, parameters_of):
-    """`async def` with `function`'s own parameters, awaiting `function`: a wrong call fails
-    when it is made, as it does for a native coroutine function (and as the Rust function's
-    own binding would), not when the coroutine is first awaited. With parameters Python
-    cannot declare (a Rust `r#in`) or read (no text signature), `*args, **kwargs`."""
+def _forwarding(function, parameters_of):
+    """A function with `function`'s own parameters that calls it (3.12+) or awaits it (before),
+    or with `*args, **kwargs` where those parameters cannot be declared and passed on."""
     try:
-        parameters = inspect.signature(
-            function if parameters_of is None else parameters_of, follow_wrapped=False
-        ).parameters.values()
-        return _declared(function, parameters_of is not None, list(parameters))
-    except (TypeError, ValueError, SyntaxError):
+        parameters = list(
+            inspect.signature(
+                function if parameters_of is None else parameters_of, follow_wrapped=False
+            ).parameters.values()
+        )
+    except (TypeError, ValueError):
+        parameters = None
+    if parameters is not None and any(parameter.default is ... for parameter in parameters):
+        # PyO3 shows a default it cannot write as Python (`-1`, `Some(..)`, a constant) as
+        # `...`: passed on, it would replace the function's real default.
+        parameters = None
+    try:
+        return _declared(function, parameters_of is not None, parameters)
+    except SyntaxError:
         return _declared(function, parameters_of is not None, None)
 
 
 def _declared(function, takes_class, parameters):
-    """The `async def` for `parameters` (`None`: any), after a first `cls` if `takes_class`."""
+    """The wrapper for `parameters` (`None`: any), after a first `cls` if `takes_class`: a
+    marked `def` returning `function`'s coroutine, or before 3.12 an `async def` awaiting it."""
     P = inspect.Parameter
     names = {parameter.name for parameter in parameters or ()}
 
@@ -124,6 +131,7 @@ def _declared(function, takes_class, parameters):
             ):
                 declared.append("/")
             passed.append(f"{name}={name}" if parameter.kind is P.KEYWORD_ONLY else text)
-    source = f"async def awaiting({', '.join(declared)}):\n    return await {callee}({', '.join(passed)})\n"
+    header, call = ("def", "") if _mark is not None else ("async def", "await ")
+    source = f"{header} forwarding({', '.join(declared)}):\n    return {call}{callee}({', '.join(passed)})\n"
     exec(source, namespace)
-    return namespace["awaiting"]
+    return namespace["forwarding"]

@@ -13,9 +13,10 @@ use crate::glue;
 /// (`inspect.markcoroutinefunction`), but a builtin cannot carry it, so each named function is
 /// replaced by a thin Python wrapper that does, with the function's name, docstring and
 /// signature (`__wrapped__`). Before 3.12, which has no mark, the wrapper is an `async def`
-/// with the function's own parameters that awaits the Rust coroutine, so that a wrong call
-/// still fails when it is made. The wrapper costs one Python-level call per call (and a native
-/// coroutine before 3.12), which is why this is opt-in.
+/// that awaits the Rust coroutine. Either declares the function's own parameters (where its
+/// signature shows them all in Python) and passes them on, so a wrong call still fails when it
+/// is made and no argument tuple or dict is packed. The wrapper costs one Python-level call per
+/// call (and a native coroutine before 3.12), which is why this is opt-in.
 ///
 /// Fails with `AttributeError` for a name `owner` lacks, and `TypeError` for one that is not
 /// callable.
