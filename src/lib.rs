@@ -66,6 +66,7 @@ mod gil_cell;
 mod glue;
 mod home;
 mod install_once;
+mod lazy;
 mod py_to_rust;
 mod refcount;
 mod rust_to_py;

@@ -17,6 +17,7 @@ LAYERS = [
     "sync",
     "gil_cell",
     "install_once",
+    "lazy",
     "visit",
     "census",
     "exit_guard",

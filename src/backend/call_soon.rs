@@ -15,11 +15,11 @@ pub(crate) fn call_soon(
     argument: &Bound<'_, PyAny>,
     context: &Py<PyAny>,
 ) -> PyResult<()> {
+    use crate::lazy::Lazy;
     use pyo3::ffi;
-    use pyo3::sync::PyOnceLock;
     use pyo3::types::PyTuple;
 
-    static KEYWORDS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    static KEYWORDS: Lazy<Py<PyTuple>> = Lazy::new();
     let py = event_loop.py();
     let keywords = KEYWORDS.get_or_try_init(py, || {
         PyResult::Ok(PyTuple::new(py, [intern!(py, "context")])?.unbind())

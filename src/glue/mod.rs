@@ -8,16 +8,20 @@
 use std::ffi::CString;
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
+
+use crate::lazy::Lazy;
 
 /// `fn name(py) -> PyResult<&Bound<PyAny>>` for `module.attribute`.
 macro_rules! imported {
     ($(#[$doc:meta])* $name:ident = $module:literal . $attribute:literal) => {
         $(#[$doc])*
         pub(crate) fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            CELL.import(py, $module, $attribute)
+            static CELL: Lazy<Py<PyAny>> = Lazy::new();
+            CELL.get_or_try_init(py, || {
+                PyResult::Ok(py.import($module)?.getattr($attribute)?.unbind())
+            })
+            .map(|function| function.bind(py))
         }
     };
 }
@@ -36,7 +40,7 @@ macro_rules! helper {
     ($(#[$doc:meta])* $name:ident in $module:ident) => {
         $(#[$doc])*
         pub(crate) fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            static CELL: Lazy<Py<PyAny>> = Lazy::new();
             CELL.get_or_try_init(py, || {
                 PyResult::Ok($module(py)?.getattr(stringify!($name))?.unbind())
             })
@@ -183,7 +187,7 @@ helper!(
 macro_rules! glue_module {
     ($name:ident = $file:literal as $module:literal) => {
         fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-            static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+            static MODULE: Lazy<Py<PyModule>> = Lazy::new();
             MODULE
                 .get_or_try_init(py, || {
                     let code = CString::new(include_str!($file))?;
@@ -204,7 +208,7 @@ glue_module!(coroutine_functions = "coroutine_functions.py" as "pyo3_async._coro
 /// The trap class of `trio.lowlevel.wait_task_rescheduled`, where trio 0.35 keeps it; `None`
 /// with another layout (the public function is used then).
 pub(crate) fn trio_wait_task_rescheduled_trap(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
-    static TRAP: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    static TRAP: Lazy<Option<Py<PyAny>>> = Lazy::new();
     TRAP.get_or_init(py, || {
         py.import("trio._core._traps")
             .and_then(|traps| traps.getattr("WaitTaskRescheduled"))
@@ -228,7 +232,7 @@ pub(crate) struct Sniffio {
 
 /// sniffio, or `None` when it is not installed.
 pub(crate) fn sniffio(py: Python<'_>) -> Option<&Sniffio> {
-    static SNIFFIO: PyOnceLock<Option<Sniffio>> = PyOnceLock::new();
+    static SNIFFIO: Lazy<Option<Sniffio>> = Lazy::new();
     SNIFFIO
         .get_or_init(py, || {
             let sniffio = py.import("sniffio").ok()?;
@@ -244,7 +248,7 @@ pub(crate) fn sniffio(py: Python<'_>) -> Option<&Sniffio> {
 
 /// `trio.Cancelled`, once a program has imported trio (only such a program can hold one).
 pub(crate) fn trio_cancelled(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
-    static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static CANCELLED: Lazy<Py<PyAny>> = Lazy::new();
     // A failed initialisation is not cached: look again until trio is imported.
     CANCELLED
         .get_or_try_init(py, || {

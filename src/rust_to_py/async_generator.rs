@@ -292,9 +292,11 @@ impl AsyncGenerator {
     #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
     fn enter_iterated_class(slf: &Bound<'_, Self>) -> PyResult<()> {
         use crate::rust_to_py::slot_class;
-        use pyo3::{sync::PyOnceLock, types::PyType};
+        use pyo3::types::PyType;
 
-        static ITERATED_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        use crate::lazy::Lazy;
+
+        static ITERATED_CLASS: Lazy<Py<PyType>> = Lazy::new();
         let py = slf.py();
         let class = ITERATED_CLASS.get_or_try_init(py, || {
             let slots = anext_slot::iterated_slots::<AsyncGenerator>();

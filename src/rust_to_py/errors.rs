@@ -4,6 +4,7 @@
 use pyo3::exceptions::{
     PyBaseException, PyRuntimeError, PyStopAsyncIteration, PyStopIteration, PyTypeError,
 };
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
@@ -14,17 +15,37 @@ pub(crate) fn already_awaited() -> PyErr {
 
 /// PEP 479: a `StopIteration` leaving a coroutine would be taken for its return (or wedge the
 /// task, depending on the Python version and loop). It becomes a `RuntimeError` whose
-/// `__cause__` (and `__context__`) is the original.
-pub(crate) fn coroutine_error(py: Python<'_>, err: Box<PyErr>) -> Box<PyErr> {
+/// `__cause__` (and `__context__`) is the original. The error is [`made`] first.
+pub(crate) fn coroutine_error(py: Python<'_>, err: PyErr) -> Box<PyErr> {
+    coroutine_pep479(py, Box::new(made(py, err)))
+}
+
+/// PEP 479 for async generators: an item that is a `StopAsyncIteration` or `StopIteration`
+/// error would end the iteration silently; it becomes a `RuntimeError` caused by it. The
+/// error is [`made`] first.
+pub(crate) fn stream_item_error(py: Python<'_>, err: PyErr) -> PyErr {
+    stream_pep479(py, made(py, err))
+}
+
+/// An exception thrown into a suspended coroutine leaves its body, as one the body raised:
+/// PEP 479 applies (to a generator's step, for `StopAsyncIteration` too). A thrown exception
+/// is made already ([`thrown_exception`]).
+pub(crate) fn thrown_out(py: Python<'_>, err: Box<PyErr>, step: bool) -> Box<PyErr> {
+    if step {
+        Box::new(stream_pep479(py, *err))
+    } else {
+        coroutine_pep479(py, err)
+    }
+}
+
+fn coroutine_pep479(py: Python<'_>, err: Box<PyErr>) -> Box<PyErr> {
     if err.is_instance_of::<PyStopIteration>(py) {
         return Box::new(replaced(py, *err, "coroutine raised StopIteration"));
     }
     err
 }
 
-/// PEP 479 for async generators: an item that is a `StopAsyncIteration` or `StopIteration`
-/// error would end the iteration silently; it becomes a `RuntimeError` caused by it.
-pub(crate) fn stream_item_error(py: Python<'_>, err: PyErr) -> PyErr {
+fn stream_pep479(py: Python<'_>, err: PyErr) -> PyErr {
     if err.is_instance_of::<PyStopAsyncIteration>(py) {
         return replaced(py, err, "async generator raised StopAsyncIteration");
     }
@@ -34,13 +55,46 @@ pub(crate) fn stream_item_error(py: Python<'_>, err: PyErr) -> PyErr {
     err
 }
 
-/// An exception thrown into a suspended coroutine leaves its body, as one the body raised:
-/// PEP 479 applies (to a generator's step, for `StopAsyncIteration` too).
-pub(crate) fn thrown_out(py: Python<'_>, err: Box<PyErr>, step: bool) -> Box<PyErr> {
-    if step {
-        Box::new(stream_item_error(py, *err))
-    } else {
-        coroutine_error(py, err)
+/// `err` with its exception made, here and attached, before anything reads it.
+///
+/// A Rust function's error is usually lazy (`PyValueError::new_err(..)`): PyO3 makes the
+/// exception when it is first read, and does so with the thread *detached*, attaching again
+/// through `Python::attach`. In the middle of a step that lets other threads run Python code
+/// (and step this coroutine: "already running", depending on timing), and once the interpreter
+/// finalises, `Python::attach` panics: a stream ending in a finaliser at exit raised
+/// `PanicError` instead of `StopAsyncIteration` (round 10). Raised and taken back, the
+/// exception is made by CPython on this thread. (`PyErr::take` is not used: it turns a
+/// `PanicException` back into a Rust panic.)
+pub(crate) fn made(py: Python<'_>, err: PyErr) -> PyErr {
+    err.restore(py);
+    // SAFETY: attached, with the exception just raised: each call hands over owned references
+    // (or null), which `from_owned_ptr_or_opt` takes.
+    let raised = unsafe {
+        #[cfg(Py_3_12)]
+        {
+            ffi::PyErr_GetRaisedException()
+        }
+        #[cfg(not(Py_3_12))]
+        {
+            let (mut kind, mut value, mut traceback) = (
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            ffi::PyErr_Fetch(&mut kind, &mut value, &mut traceback);
+            ffi::PyErr_NormalizeException(&mut kind, &mut value, &mut traceback);
+            if !value.is_null() && !traceback.is_null() {
+                ffi::PyException_SetTraceback(value, traceback);
+            }
+            drop(Bound::from_owned_ptr_or_opt(py, kind));
+            drop(Bound::from_owned_ptr_or_opt(py, traceback));
+            value
+        }
+    };
+    // SAFETY: an owned reference to the exception, or null.
+    match unsafe { Bound::from_owned_ptr_or_opt(py, raised) } {
+        Some(exception) => PyErr::from_value(exception),
+        None => PyRuntimeError::new_err("an error was lost while it was raised"),
     }
 }
 

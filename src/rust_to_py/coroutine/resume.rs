@@ -13,6 +13,7 @@ use crate::census;
 use crate::gil_cell::GilGuard;
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::driver::{Driver, Owner, Resumed, Stepped};
+use crate::rust_to_py::errors::made;
 
 impl Coroutine {
     /// Runs `step` on the driver; an exception of the Rust function leaving it gets the
@@ -41,7 +42,10 @@ impl Coroutine {
         let rethrown = driver.take_rethrown();
         drop(driver);
         match resumed {
-            Err(err) if !rethrown => Err(Box::new(chain_to_handled(py, self.locate(py, *err)))),
+            Err(err) if !rethrown => Err(Box::new(chain_to_handled(
+                py,
+                self.locate(py, made(py, *err)),
+            ))),
             resumed => resumed,
         }
     }

@@ -24,12 +24,12 @@ impl Coroutine {
     /// Under the limited API, moves the coroutine into the class that has the slots.
     #[cfg(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)))]
     pub(crate) fn enter_awaited_class(slf: &Bound<'_, Self>) -> PyResult<()> {
-        use pyo3::sync::PyOnceLock;
+        use crate::lazy::Lazy;
         use pyo3::types::PyType;
 
         use crate::rust_to_py::slot_class;
 
-        static AWAITED_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static AWAITED_CLASS: Lazy<Py<PyType>> = Lazy::new();
         let py = slf.py();
         let class = AWAITED_CLASS.get_or_try_init(py, || {
             let base = py.get_type::<Coroutine>();

@@ -229,7 +229,7 @@ impl Driver {
             }
             match self.poll(py, owner) {
                 Polled::Ready(Ok(output)) => return Ok(Resumed::Return(output)),
-                Polled::Ready(Err(err)) => return Err(coroutine_error(py, err)),
+                Polled::Ready(Err(err)) => return Err(coroutine_error(py, *err)),
                 Polled::Delegate(request) => {
                     // Bound to its task and loop from now on: the loop's death ends it.
                     if let Err(err) = self.parker(py, owner) {
