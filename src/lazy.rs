@@ -28,20 +28,29 @@ impl<T> Lazy<T> {
 
     /// The value, made by `make` if none is stored yet. A failure is not stored: the next use
     /// tries again.
+    #[inline]
     pub(crate) fn get_or_try_init<E>(
         &self,
         _py: Python<'_>,
         make: impl FnOnce() -> Result<T, E>,
     ) -> Result<&T, E> {
-        if let Some(value) = self.0.get() {
-            return Ok(value);
+        match self.0.get() {
+            Some(value) => Ok(value),
+            None => self.make(make),
         }
+    }
+
+    /// The first use (or one of the first): makes the value, then stores it unless another
+    /// was stored meanwhile.
+    #[cold]
+    fn make<E>(&self, make: impl FnOnce() -> Result<T, E>) -> Result<&T, E> {
         let made = make()?;
         // Inside the `Once`, only a move: nothing there runs Python code or waits for it.
         Ok(self.0.get_or_init(move || made))
     }
 
     /// The value, made by `make` if none is stored yet.
+    #[inline]
     pub(crate) fn get_or_init(&self, py: Python<'_>, make: impl FnOnce() -> T) -> &T {
         match self.get_or_try_init(py, || Ok::<T, std::convert::Infallible>(make())) {
             Ok(value) => value,
