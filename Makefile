@@ -58,13 +58,8 @@ lint: $(VENV)/.installed
 
 rust-test: $(VENV)/.installed
 	cargo test --quiet --workspace --features pyo3-async/tokio
-	# The `tokio-default` feature changes what every entry point does: its own build. One test
-	# thread, so tests run on the process's main thread: Python's main thread is then one that
-	# lives. With a test thread of its own, the thread that initialised Python may end, and a
-	# later test thread can reuse its id: uvloop (and CPython's signal checks) then take it for
-	# the main thread, uvloop's signal set-up fails after marking its loop running, and
-	# `uvloop.run` ends in "Cannot close a running event loop" (3 runs in 20 failed so).
-	cargo test --quiet --features tokio-default --test tokio_default -- --test-threads=1
+	# The `tokio-default` feature changes what every entry point does: its own build.
+	cargo test --quiet --features tokio-default --test tokio_default
 	# Model checks of the waker's and the job queue's state machines (src/sync.rs), in a
 	# target directory of their own: the cfg rebuilds everything.
 	RUSTFLAGS="--cfg pyo3_async_loom" CARGO_TARGET_DIR=target/loom \

@@ -265,7 +265,7 @@ pub mod __private {
         inner
     }
 
-    pub use crate::embed::run_test;
+    pub use crate::embed::{initialize_python, run_test};
     pub use crate::rust_to_py::macro_output::{
         flatten_stream, kinds, IsResult, IsValue, NewCoroutine, ResultOutput, ValueOutput,
     };

@@ -16,7 +16,7 @@ fn threading_event(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 
 #[test]
 fn block_on_returns_results_and_errors_keep_their_type() -> PyResult<()> {
-    Python::initialize();
+    common::initialize();
     for kind in LoopKind::ALL {
         let loop_thread = Python::attach(|py| LoopThread::start(py, kind))?;
         assert_eq!(loop_thread.kind(), kind);
@@ -38,7 +38,7 @@ fn block_on_returns_results_and_errors_keep_their_type() -> PyResult<()> {
 
 #[test]
 fn block_on_from_the_loops_own_thread_is_an_error() -> PyResult<()> {
-    Python::initialize();
+    common::initialize();
     for kind in LoopKind::ALL {
         let loop_thread = Arc::new(Python::attach(|py| LoopThread::start(py, kind))?);
         let inside = Arc::clone(&loop_thread);
@@ -58,7 +58,7 @@ fn block_on_from_the_loops_own_thread_is_an_error() -> PyResult<()> {
 
 #[test]
 fn dropping_a_loop_thread_cancels_its_work_closes_the_loop_and_joins() -> PyResult<()> {
-    Python::initialize();
+    common::initialize();
     for kind in LoopKind::ALL {
         let (started, cancelled, loop_threads) = Python::attach(|py| {
             PyResult::Ok((
@@ -109,7 +109,7 @@ fn dropping_a_loop_thread_cancels_its_work_closes_the_loop_and_joins() -> PyResu
 /// asked to end, and its thread ends by itself, with nothing reported as unraisable.
 #[test]
 fn a_loop_thread_dropped_on_its_own_loop_ends_its_thread() -> PyResult<()> {
-    Python::initialize();
+    common::initialize();
     for kind in LoopKind::ALL {
         let loop_threads = Python::attach(|py| {
             helpers(py)?.call_method0("record_unraisable")?;
@@ -218,7 +218,7 @@ mod without_prelude {
 /// open; a closed loop is asyncio's own error.
 #[test]
 fn run_until_complete_on_a_loop_of_the_callers() -> PyResult<()> {
-    Python::initialize();
+    common::initialize();
     Python::attach(|py| {
         let event_loop = py.import("asyncio")?.call_method0("new_event_loop")?;
         let first = pyo3_async::run_until_complete(&event_loop, async {
@@ -247,7 +247,7 @@ fn run_until_complete_on_a_loop_of_the_callers() -> PyResult<()> {
 /// asyncio's options, on a trio run: refused by name, not ignored.
 #[test]
 fn loop_options_are_refused_for_trio() {
-    Python::initialize();
+    common::initialize();
     Python::attach(|py| {
         let options = pyo3_async::LoopOptions::new().debug(true);
         let refused =

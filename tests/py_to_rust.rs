@@ -159,6 +159,7 @@ fn scheduled_coroutines_run_in_a_copy_of_the_creating_context() -> PyResult<()> 
 
 #[test]
 fn stopped_loops_resolve_pending_futures_and_refuse_new_ones() -> PyResult<()> {
+    common::initialize();
     for kind in LOOPS {
         let mut event_loop = Python::attach(|py| Loop::start(py, kind))?;
         let (pending, _) = spawn_waiting(&event_loop)?;

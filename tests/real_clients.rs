@@ -34,7 +34,7 @@ fn get(event_loop: &EventLoop, site: &Py<PyAny>, path: &'static str, i: usize) -
 
 #[test]
 fn a_thousand_tokio_tasks_await_httpx_requests_and_dropping_half_cancels_them() -> PyResult<()> {
-    Python::initialize();
+    common::initialize();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -99,7 +99,7 @@ async fn streams_from_tokio_channels() -> PyResult<()> {
 /// keeps its Python type.
 #[test]
 fn run_returns_the_futures_output_or_its_error() {
-    Python::initialize();
+    common::initialize();
     for kind in pyo3_async::LoopKind::ALL {
         let output = Python::attach(|py| {
             pyo3_async::run(py, kind, async {

@@ -10,7 +10,7 @@ use pyo3_async::{keep_thread_state, release_thread_state};
 
 /// A `threading.local`, made on the main thread.
 fn thread_local_object() -> Py<PyAny> {
-    Python::initialize();
+    pyo3_async::__private::initialize_python();
     Python::attach(|py| -> PyResult<Py<PyAny>> {
         Ok(py.import("threading")?.call_method0("local")?.unbind())
     })

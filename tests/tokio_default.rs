@@ -8,7 +8,7 @@ use pyo3_async::LoopKind;
 
 #[test]
 fn run_polls_its_future_in_the_runtime() -> PyResult<()> {
-    Python::initialize();
+    pyo3_async::__private::initialize_python();
     Python::attach(|py| {
         for kind in LoopKind::ALL {
             let slept = pyo3_async::run(py, kind, async {

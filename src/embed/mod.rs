@@ -7,12 +7,14 @@
 //! cancelled and awaited, async generators closed, the loop closed.
 
 mod block_on;
+mod initialize;
 mod loop_kind;
 mod loop_options;
 mod loop_thread;
 mod run;
 
 pub use block_on::block_on;
+pub use initialize::initialize_python;
 pub use loop_kind::LoopKind;
 pub use loop_options::LoopOptions;
 pub use loop_thread::LoopThread;

@@ -129,9 +129,7 @@ pub fn run_test<F>(kind: LoopKind, future: F)
 where
     F: Future<Output = PyResult<()>> + Send + 'static,
 {
-    // PyPy cannot be embedded (PyO3 has no `initialize` there): its tests run under `pypy`.
-    #[cfg(not(PyPy))]
-    Python::initialize();
+    crate::embed::initialize::initialize_python();
     let ran = Python::attach(|py| {
         let (main, output) = main_task(kind, future);
         glue::run_loop_in_thread(py)?.call1((kind.name(), main))?;

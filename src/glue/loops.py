@@ -26,12 +26,37 @@ def run_loop(kind, awaitable, debug=None, loop_factory=None):
     if kind == "uvloop":
         import uvloop
 
+        _refuse_a_thread_uvloop_mistakes_for_the_main_one()
         if debug is None and loop_factory is None:
             return uvloop.run(_await(awaitable))
         loop_factory = loop_factory or uvloop.new_event_loop
     if debug is None and loop_factory is None:
         return asyncio.run(_await(awaitable))
     return _run_asyncio(awaitable, debug, loop_factory)
+
+
+def _refuse_a_thread_uvloop_mistakes_for_the_main_one():
+    """Raises where uvloop would take this thread for the main thread and CPython would not.
+
+    uvloop sets up signal handling on the thread whose id is `threading.main_thread()`'s. Before
+    3.13, that is the thread that first imported `threading`, and CPython's main thread (the
+    only one allowed to set up signals) is the one that initialised Python. In an embedding
+    program the first may have ended, and the OS may have given its id to this thread: uvloop
+    would then fail in `set_wakeup_fd` after marking its loop running, and `uvloop.run` would
+    end in "Cannot close a running event loop" with the loop left open. The ended thread is
+    recognised by its id and its state: the thread that initialised Python keeps its state for
+    as long as the interpreter lives, any other ends with its thread."""
+    if sys.version_info >= (3, 13):
+        return  # `threading.main_thread()` is the thread that initialised Python.
+    main = threading.main_thread()
+    if main.ident == threading.get_ident() and not main.is_alive():
+        raise RuntimeError(
+            "uvloop cannot run a loop on this thread: it has the id of `threading.main_thread()`, "
+            "a thread that has ended and that did not initialise Python, so uvloop would take it "
+            "for the main thread and CPython would refuse its signal set-up. Import `threading` "
+            "on the thread that initialises Python (pyo3_async's tests and "
+            "`#[pyo3_async::test]` do)."
+        )
 
 
 def _run_asyncio(awaitable, debug, loop_factory):

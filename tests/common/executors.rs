@@ -97,6 +97,7 @@ impl Loop {
 
 /// Runs `test` for every loop and executor, with the interpreter released.
 pub fn for_each_loop(test: impl Fn(&Loop, Executor) -> PyResult<()> + Sync) -> PyResult<()> {
+    super::initialize();
     for kind in LOOPS {
         let mut event_loop = Python::attach(|py| Loop::start(py, kind))?;
         for executor in EXECUTORS {

@@ -11,6 +11,14 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 use pyo3_async::LoopKind;
 
+/// Initialises Python, and imports `threading`, on the same thread: what
+/// `#[pyo3_async::test]` does (`pyo3_async::__private::initialize_python`, whose doc says why:
+/// otherwise uvloop can take a later test thread for the main thread). Every test calls it
+/// before its first attach.
+pub fn initialize() {
+    pyo3_async::__private::initialize_python();
+}
+
 /// The `helpers.py` functions, as a module, loaded once: loading code under a module name
 /// again re-runs it in the existing module, which would rebind its globals under the feet of
 /// tests running in parallel.
