@@ -69,6 +69,7 @@ SCENARIOS = {
     "S5 spawn": "S5 through `EventLoop::spawn`: the tokio thread attaches to make the coroutine (ns/round trip)",
     "S6": "tokio task consumes a Python async generator of ints (ns/item)",
     "C1": "cancel 100k parked coroutines, each in its task, until all are done (ns/coroutine)",
+    "C1 no gc": "C1 with the cyclic collector off while cancelling: the bridge's part, without the full collection that 100k tasks trigger (ns/coroutine)",
     "M1": "RSS per pending exported future, 100k pending, each in its task (bytes)",
     "M1 own": "RSS per pending exported future without a task: the awaitable, its state and what the framework keeps of its suspension (asyncio: the future; trio: the abort function) (bytes)",
     "M2": "RSS growth over 1M S1 awaits (KiB)",
@@ -413,9 +414,14 @@ async def timed(loop_name, scenario):
     return result
 
 
-async def cancellation(loop_name, contender):
+async def cancellation(loop_name, contender, collector=True):
     """C1: 100k coroutines parked in their tasks, cancelled at once; the clock runs from the
-    first `cancel` until every task has ended. The median of three rounds."""
+    first `cancel` until every task has ended. The median of three rounds.
+
+    Without the `collector` ("C1 no gc"), the cyclic collector is off while the clock runs:
+    the objects a cancellation allocates trigger collections, and the one full collection
+    among them walks every parked task, which takes half of C1 for every contender and varies
+    by up to 2x between runs of the same one. What is left is the bridge's own work."""
     count = 100_000
     trio_loop = loop_name == "trio"
     if contender == "Python":
@@ -444,18 +450,24 @@ async def cancellation(loop_name, contender):
                 for _ in range(count):
                     nursery.start_soon(make_pending)
                 await trio.testing.wait_all_tasks_blocked()
+                if not collector:
+                    gc.disable()
                 start = time.perf_counter_ns()
                 nursery.cancel_scope.cancel()
             samples.append((time.perf_counter_ns() - start) / count)
+            gc.enable()
         else:
             tasks = [asyncio.ensure_future(make_pending()) for _ in range(count)]
             for _ in range(3):
                 await asyncio.sleep(0)
+            if not collector:
+                gc.disable()
             start = time.perf_counter_ns()
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
             samples.append((time.perf_counter_ns() - start) / count)
+            gc.enable()
             del tasks
     return statistics.median(samples)
 
@@ -558,8 +570,9 @@ def run_on(loop_name, main):
 def worker(loop_name, scenario, contender):
     if scenario in ("M1", "M1 own", "M2"):
         result = run_on(loop_name, lambda: memory(loop_name, scenario, contender))
-    elif scenario == "C1":
-        result = run_on(loop_name, lambda: cancellation(loop_name, contender))
+    elif scenario in ("C1", "C1 no gc"):
+        collector = scenario == "C1"
+        result = run_on(loop_name, lambda: cancellation(loop_name, contender, collector))
     else:
         result = run_on(loop_name, lambda: timed(loop_name, scenario))
     print(json.dumps(result))
@@ -615,7 +628,7 @@ def collect():
                 results[("S3 fixed", loop_name)] = measured["S3"]
             else:
                 results[(scenario, loop_name)] = measured
-        for scenario in ("C1", "M1", "M1 own", "M2"):
+        for scenario in ("C1", "C1 no gc", "M1", "M1 own", "M2"):
             if scenario not in SCENARIOS:
                 continue
             row = {}
@@ -624,7 +637,7 @@ def collect():
                     continue
                 print(f"  {loop_name} {scenario} {contender}...", file=sys.stderr, flush=True)
                 # A bridge that never finishes cancelling is given a minute.
-                value = spawn(loop_name, scenario, contender, timeout=60 if scenario == "C1" else 300)
+                value = spawn(loop_name, scenario, contender, timeout=60 if scenario.startswith("C1") else 300)
                 if value is None:
                     continue
                 row[contender] = value["kib"] if scenario == "M2" else value
