@@ -130,6 +130,7 @@ __all__ = [
     "hold_exit_guard",
     "python_call_in_a_task_at_exit",
     "run_with_loop_factory",
+    "run_seven",
     "TaskAbortedError",
     "sync_sleep",
     "sync_await_on",
@@ -819,6 +820,9 @@ def python_call_in_a_task_at_exit(log: Callable[[str], object], seconds: float) 
 
 def run_with_loop_factory(factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     """`pyo3_async::run_with` on asyncio, with `factory` as the loop factory."""
+
+def run_seven(kind: str) -> int:
+    """`pyo3_async::run` on a new `kind` loop ("asyncio", "uvloop" or "trio"): 7."""
 
 class TaskAbortedError(Exception):
     """A tokio task awaited from Python was aborted by something other than its awaiter."""

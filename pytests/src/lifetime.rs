@@ -200,7 +200,18 @@ fn run_with_loop_factory(py: Python<'_>, factory: Py<PyAny>) -> PyResult<()> {
     })
 }
 
+/// `pyo3_async::run` on a new `kind` loop ("asyncio", "uvloop" or "trio"): 7.
+#[pyfunction]
+fn run_seven(py: Python<'_>, kind: &str) -> PyResult<u32> {
+    let kind = pyo3_async::LoopKind::ALL
+        .into_iter()
+        .find(|known| known.name() == kind)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("no loop {kind:?}")))?;
+    pyo3_async::run(py, kind, async { PyResult::Ok(7) })
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(run_seven, m)?)?;
     m.add_function(wrap_pyfunction!(run_with_loop_factory, m)?)?;
     m.add_function(wrap_pyfunction!(sync_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(sync_await_on, m)?)?;

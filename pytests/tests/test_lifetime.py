@@ -415,3 +415,25 @@ def test_a_loop_factory_that_fails_leaves_no_coroutine_behind():
         """
     )
     assert out.strip() == "raised no loop today"
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop", "trio"])
+def test_run_works_on_the_main_thread_in_a_thread_and_at_exit(loop_name):
+    # Before 3.13, `run` refuses uvloop on a thread that uvloop takes for the main thread and
+    # CPython does not (tests/uvloop_main_thread.rs). A Python program's main thread is both,
+    # even in `atexit`, after `threading` counts it as stopped; a `threading.Thread` neither.
+    out = run_script(
+        f"""
+        import atexit, threading
+        import pyo3_async_pytests as t
+
+        print("main", t.run_seven({loop_name!r}), flush=True)
+        results = []
+        thread = threading.Thread(target=lambda: results.append(t.run_seven({loop_name!r})))
+        thread.start()
+        thread.join()
+        print("thread", *results, flush=True)
+        atexit.register(lambda: print("atexit", t.run_seven({loop_name!r}), flush=True))
+        """
+    )
+    assert out.split() == ["main", "7", "thread", "7", "atexit", "7"]

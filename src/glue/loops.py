@@ -38,25 +38,47 @@ def run_loop(kind, awaitable, debug=None, loop_factory=None):
 def _refuse_a_thread_uvloop_mistakes_for_the_main_one():
     """Raises where uvloop would take this thread for the main thread and CPython would not.
 
-    uvloop sets up signal handling on the thread whose id is `threading.main_thread()`'s. Before
-    3.13, that is the thread that first imported `threading`, and CPython's main thread (the
-    only one allowed to set up signals) is the one that initialised Python. In an embedding
-    program the first may have ended, and the OS may have given its id to this thread: uvloop
-    would then fail in `set_wakeup_fd` after marking its loop running, and `uvloop.run` would
-    end in "Cannot close a running event loop" with the loop left open. The ended thread is
-    recognised by its id and its state: the thread that initialised Python keeps its state for
-    as long as the interpreter lives, any other ends with its thread."""
+    uvloop sets up signal handling on the thread whose id is `threading.main_thread()`'s.
+    Before 3.13, that is the thread that first imported `threading`, while CPython lets only
+    the thread that initialised Python set up signals. In an embedding program the two differ
+    when another thread imported `threading` first (this one, or one that ended and whose id
+    the OS gave to this one): uvloop would fail in `set_wakeup_fd` after marking its loop
+    running, and `uvloop.run` would end in "Cannot close a running event loop" with the loop
+    left open. CPython is asked directly; where it cannot be asked, uvloop runs as before."""
     if sys.version_info >= (3, 13):
         return  # `threading.main_thread()` is the thread that initialised Python.
-    main = threading.main_thread()
-    if main.ident == threading.get_ident() and not main.is_alive():
-        raise RuntimeError(
-            "uvloop cannot run a loop on this thread: it has the id of `threading.main_thread()`, "
-            "a thread that has ended and that did not initialise Python, so uvloop would take it "
-            "for the main thread and CPython would refuse its signal set-up. Import `threading` "
-            "on the thread that initialises Python (pyo3_async's tests and "
-            "`#[pyo3_async::test]` do)."
-        )
+    if threading.main_thread().ident != threading.get_ident():
+        return  # uvloop takes this thread for another one, and sets up no signals.
+    if _is_cpythons_main_thread() is not False:
+        return
+    raise RuntimeError(
+        "uvloop cannot run a loop on this thread: before Python 3.13, uvloop takes "
+        "`threading.main_thread()` (the thread that first imported `threading`, or one that "
+        "has its id) for the main thread and sets up signal handling there, which CPython "
+        "allows only on the thread that initialised Python. Run the loop on another thread, "
+        "or import `threading` on the thread that initialises Python, before any other does "
+        "(`#[pyo3_async::test]` does)."
+    )
+
+
+_IS_MAIN_THREAD = []
+
+
+def _is_cpythons_main_thread():
+    """Whether CPython takes this thread for its main thread (`_PyOS_IsMainThread`, exported
+    by 3.10 to 3.12, the Pythons that need it); None where that cannot be asked."""
+    if not _IS_MAIN_THREAD:
+        try:
+            import ctypes
+
+            function = ctypes.pythonapi._PyOS_IsMainThread
+            function.argtypes = ()
+            function.restype = ctypes.c_int
+        except (ImportError, AttributeError, OSError):
+            function = None
+        _IS_MAIN_THREAD.append(function)
+    function = _IS_MAIN_THREAD[0]
+    return None if function is None else bool(function())
 
 
 def _run_asyncio(awaitable, debug, loop_factory):
