@@ -27,8 +27,6 @@ const REFUSAL: &str = "uvloop cannot run a loop on this thread";
 
 type Scenario = fn() -> Result<(), String>;
 
-const NO_REUSE: &str = "no new thread got the ended thread's id back: nothing was checked";
-
 const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "first_importer_ends_and_its_id_is_reused",
@@ -109,6 +107,18 @@ fn judge(py: Python<'_>, outcome: PyResult<i32>) -> Result<&'static str, String>
     }
 }
 
+/// A uvloop run that ran, or was refused on a thread CPython does not take for its main one.
+fn runs_or_is_refused_rightly(py: Python<'_>) -> Result<(), String> {
+    let main = cpython_main_thread(py);
+    match (judge(py, uvloop_run(py))?, main) {
+        ("ran", _) | ("refused", false) => Ok(()),
+        (what, main) => Err(format!(
+            "{what} on a thread that CPython takes for its main one: {main}; then {}",
+            plain_uvloop_run(py)
+        )),
+    }
+}
+
 fn uvloop_run(py: Python<'_>) -> PyResult<i32> {
     pyo3_async::run(py, LoopKind::Uvloop, async { PyResult::Ok(7) })
 }
@@ -125,6 +135,30 @@ fn plain_uvloop_run(py: Python<'_>) -> String {
         Ok(7) => "uvloop.run ran".to_string(),
         other => format!("uvloop.run: {other:?}"),
     }
+}
+
+/// Runs `body` on the first new thread that gets `id`, an ended thread's, back; an error if
+/// none does (glibc reuses a joined thread's stack, and with it its id, at once).
+fn on_a_thread_with_id(
+    id: u64,
+    body: impl FnOnce() -> Result<(), String> + Send + Clone + 'static,
+) -> Result<(), String> {
+    (0..1_000)
+        .find_map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || (this_thread_id() == id).then(body))
+                .join()
+                .expect("a new thread")
+        })
+        .unwrap_or_else(|| {
+            Err("no new thread got the ended thread's id back: nothing was checked".into())
+        })
+}
+
+/// This thread's id, as `threading.get_ident()` gives it, without importing `threading`.
+fn this_thread_id() -> u64 {
+    // SAFETY: `PyThread_get_thread_ident` reads the calling thread's id; it needs no attach.
+    unsafe { pyo3::ffi::PyThread_get_thread_ident() as u64 }
 }
 
 fn get_ident(py: Python<'_>) -> u64 {
@@ -144,6 +178,18 @@ fn cpython_main_thread(py: Python<'_>) -> bool {
         .is_ok()
 }
 
+/// Initialises Python on this thread; whether `threading` is still to be imported (a
+/// `sitecustomize` or a `.pth` may import it at start-up, on this thread: then the two main
+/// threads are the same, and the scenario has nothing to check).
+fn initialize_before_threading() -> bool {
+    Python::initialize();
+    if Python::attach(threading_imported) {
+        eprintln!("`threading` imported at start-up (sitecustomize, a .pth): nothing to check");
+        return false;
+    }
+    true
+}
+
 fn threading_imported(py: Python<'_>) -> bool {
     py.import("sys")
         .and_then(|sys| sys.getattr("modules")?.contains("threading"))
@@ -155,12 +201,10 @@ fn threading_imported(py: Python<'_>) -> bool {
 /// (pyo3-async's glue imports it), so it is `threading.main_thread()`, alive; uvloop takes it
 /// for the main thread, CPython does not.
 fn first_importer_runs_uvloop_in_the_same_attach() -> Result<(), String> {
-    Python::initialize();
-    if Python::attach(threading_imported) {
-        eprintln!("`threading` imported at start-up (sitecustomize, a .pth): nothing to check");
+    if !initialize_before_threading() {
         return Ok(());
     }
-    std::thread::spawn(|| Python::attach(|py| judge(py, uvloop_run(py)).map(drop)))
+    std::thread::spawn(|| Python::attach(runs_or_is_refused_rightly))
         .join()
         .expect("the worker")
 }
@@ -168,15 +212,13 @@ fn first_importer_runs_uvloop_in_the_same_attach() -> Result<(), String> {
 /// The same with a kept thread state (`keep_thread_state`, a tokio worker's hook): the first
 /// importer's state never ends, so the refusal never sees `threading.main_thread()` end.
 fn first_importer_keeps_its_thread_state() -> Result<(), String> {
-    Python::initialize();
-    if Python::attach(threading_imported) {
-        eprintln!("`threading` imported at start-up (sitecustomize, a .pth): nothing to check");
+    if !initialize_before_threading() {
         return Ok(());
     }
     std::thread::spawn(|| {
         pyo3_async::keep_thread_state();
         Python::attach(|py| drop(py.import("threading").expect("threading")));
-        let outcome = Python::attach(|py| judge(py, uvloop_run(py)).map(drop));
+        let outcome = Python::attach(runs_or_is_refused_rightly);
         pyo3_async::release_thread_state();
         outcome
     })
@@ -188,31 +230,22 @@ fn first_importer_keeps_its_thread_state() -> Result<(), String> {
 /// that then ends; a later thread gets its id back. uvloop takes it for the main thread,
 /// CPython does not: refused, before any loop exists. Another thread runs uvloop as before.
 fn first_importer_ends_and_its_id_is_reused() -> Result<(), String> {
-    Python::initialize();
-    if Python::attach(threading_imported) {
-        eprintln!("`threading` imported at start-up (sitecustomize, a .pth): nothing to check");
+    if !initialize_before_threading() {
         return Ok(());
     }
     let before_3_13 = Python::attach(|py| py.version_info() < (3, 13));
     let ended_id = std::thread::spawn(|| Python::attach(get_ident))
         .join()
         .expect("the importing thread");
-    let outcome = (0..1_000).find_map(|_| {
-        std::thread::spawn(move || {
-            Python::attach(|py| {
-                (get_ident(py) == ended_id).then(|| match judge(py, uvloop_run(py))? {
-                    "refused" if before_3_13 => Ok(()),
-                    "ran" if !before_3_13 => Ok(()),
-                    what => Err(format!(
-                        "{what} on a thread with the id of the ended importer"
-                    )),
-                })
-            })
+    on_a_thread_with_id(ended_id, move || {
+        Python::attach(|py| match judge(py, uvloop_run(py))? {
+            "refused" if before_3_13 => Ok(()),
+            "ran" if !before_3_13 => Ok(()),
+            what => Err(format!(
+                "{what} on a thread with the id of the ended importer"
+            )),
         })
-        .join()
-        .expect("the reusing thread")
-    });
-    outcome.unwrap_or_else(|| Err(NO_REUSE.to_string()))?;
+    })?;
     // A thread spawned while another holds the ended id runs uvloop.
     let (release, released) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || released.recv());
@@ -326,28 +359,17 @@ fn initialising_thread_ends_and_its_id_is_reused() -> Result<(), String> {
     })
     .join()
     .expect("the initialising thread");
-    let outcome = (0..1_000).find_map(|_| {
-        std::thread::spawn(move || {
-            Python::attach(|py| {
-                (get_ident(py) == ended_id).then(|| {
-                    if !cpython_main_thread(py) {
-                        return Err("the reusing thread is not CPython's main thread".to_string());
-                    }
-                    match judge(py, uvloop_run(py))? {
-                        "ran" => Ok(()),
-                        _ => Err(
-                            "refused a thread both CPython and uvloop take for the main \
-                                  one"
-                            .to_string(),
-                        ),
-                    }
-                })
-            })
+    on_a_thread_with_id(ended_id, || {
+        Python::attach(|py| {
+            if !cpython_main_thread(py) {
+                return Err("the reusing thread is not CPython's main thread".to_string());
+            }
+            match judge(py, uvloop_run(py))? {
+                "ran" => Ok(()),
+                _ => Err("refused a thread both CPython and uvloop take for the main one".into()),
+            }
         })
-        .join()
-        .expect("the reusing thread")
-    });
-    outcome.unwrap_or_else(|| Err(NO_REUSE.to_string()))
+    })
 }
 
 /// A plain `#[test]` initialises Python (`Python::initialize`, or an attach with
@@ -357,40 +379,17 @@ fn initialising_thread_ends_and_its_id_is_reused() -> Result<(), String> {
 /// that judged by `threading.main_thread()`'s state, deleted when the attach that imported
 /// `threading` ended, refused it.)
 fn initialised_by_an_ended_thread_with_the_importers_id() -> Result<(), String> {
+    // Not `threading.get_ident()`: `threading` must not be imported there.
     let initialiser = std::thread::spawn(|| {
         Python::initialize();
-        // Not `threading.get_ident()`: `threading` must not be imported here.
-        // SAFETY: `PyThread_get_thread_ident` reads this thread's id; it needs no attach.
-        unsafe { pyo3::ffi::PyThread_get_thread_ident() as u64 }
+        this_thread_id()
     })
     .join()
     .expect("the initialising thread");
-    let outcome = (0..1_000).find_map(|_| {
-        std::thread::spawn(move || {
-            // Only read the id: `threading` is imported by `initialize_python` below.
-            // SAFETY: as above.
-            let id = unsafe { pyo3::ffi::PyThread_get_thread_ident() } as u64;
-            (id == initialiser).then(|| {
-                pyo3_async::__private::initialize_python();
-                Python::attach(|py| {
-                    assert_eq!(get_ident(py), initialiser);
-                    let main = cpython_main_thread(py);
-                    match (judge(py, uvloop_run(py))?, main) {
-                        ("ran", _) | ("refused", false) => Ok(()),
-                        (what, main) => Err(format!(
-                            "{what} on the thread that imported `threading`, which CPython \
-                             takes for its main thread ({main}): it has the id of the ended \
-                             thread that initialised Python; then {}",
-                            plain_uvloop_run(py)
-                        )),
-                    }
-                })
-            })
-        })
-        .join()
-        .expect("the reusing thread")
-    });
-    outcome.unwrap_or_else(|| Err(NO_REUSE.to_string()))
+    on_a_thread_with_id(initialiser, || {
+        pyo3_async::__private::initialize_python();
+        Python::attach(runs_or_is_refused_rightly)
+    })
 }
 
 /// The same with the initialising thread alive while `initialize_python` runs elsewhere: a
@@ -412,22 +411,8 @@ fn initialised_by_a_live_thread_then_initialize_python() -> Result<(), String> {
     })
     .join()
     .expect("the importing thread");
-    let outcome = (0..1_000).find_map(|_| {
-        std::thread::spawn(move || {
-            Python::attach(|py| {
-                (get_ident(py) == importer_id).then(|| {
-                    let main = cpython_main_thread(py);
-                    match (judge(py, uvloop_run(py))?, main) {
-                        ("ran", _) | ("refused", false) => Ok(()),
-                        (what, main) => Err(format!("{what}, CPython's main thread: {main}")),
-                    }
-                })
-            })
-        })
-        .join()
-        .expect("the reusing thread")
-    });
+    let outcome = on_a_thread_with_id(importer_id, || Python::attach(runs_or_is_refused_rightly));
     release.send(()).unwrap();
     initialiser.join().unwrap();
-    outcome.unwrap_or_else(|| Err(NO_REUSE.to_string()))
+    outcome
 }

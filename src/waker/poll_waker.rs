@@ -47,6 +47,11 @@ impl PollWaker<'_> {
     /// waker of it exists, so a poll that makes none either (a future ready at once, the common
     /// case) takes no lock: a wake can then only come through the borrowed waker, which says
     /// so itself.
+    ///
+    /// Always inlined into its one caller, the driver's poll: LLVM's own choice flipped with
+    /// unrelated changes elsewhere in the crate, and the call it then made cost a ready `await`
+    /// on 3.14 about 15 % in time (35 instructions, and the layout around them).
+    #[inline(always)]
     pub(crate) fn run<R>(
         waiter: &Waiter,
         used: bool,
