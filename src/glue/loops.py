@@ -6,6 +6,7 @@ are cancelled and awaited, async generators are closed, the loop is closed.
 """
 
 import asyncio
+import functools
 import sys
 import threading
 
@@ -61,24 +62,25 @@ def _refuse_a_thread_uvloop_mistakes_for_the_main_one():
     )
 
 
-_IS_MAIN_THREAD = []
-
-
 def _is_cpythons_main_thread():
     """Whether CPython takes this thread for its main thread (`_PyOS_IsMainThread`, exported
     by 3.10 to 3.12, the Pythons that need it); None where that cannot be asked."""
-    if not _IS_MAIN_THREAD:
-        try:
-            import ctypes
+    is_main_thread = _cpythons_main_thread_check()
+    return None if is_main_thread is None else bool(is_main_thread())
 
-            function = ctypes.pythonapi._PyOS_IsMainThread
-            function.argtypes = ()
-            function.restype = ctypes.c_int
-        except (ImportError, AttributeError, OSError):
-            function = None
-        _IS_MAIN_THREAD.append(function)
-    function = _IS_MAIN_THREAD[0]
-    return None if function is None else bool(function())
+
+@functools.cache
+def _cpythons_main_thread_check():
+    """`_PyOS_IsMainThread` through ctypes, looked up once; None without ctypes or the symbol."""
+    try:
+        import ctypes
+
+        function = ctypes.pythonapi._PyOS_IsMainThread
+    except (ImportError, AttributeError, OSError):
+        return None
+    function.argtypes = ()
+    function.restype = ctypes.c_int
+    return function
 
 
 def _run_asyncio(awaitable, debug, loop_factory):
