@@ -12,6 +12,7 @@ from typing_extensions import Self
 
 __all__ = [
     "ready",
+    "ready_by_pyo3",
     "panics_on_drop",
     "sleep",
     "from_thread",
@@ -297,6 +298,9 @@ class AsyncGenerator(abc.AsyncGenerator[Any, None]):
 
 def ready(value: _T, backend: _Backend | None = None) -> abc.Coroutine[Any, Any, _T]:
     """Returns `value` at the first poll."""
+
+def ready_by_pyo3(value: _T) -> abc.Coroutine[Any, Any, _T]:
+    """As `ready`, made by PyO3's `Bound::new`: under abi3 in the base class until awaited."""
 
 @overload
 def sleep(

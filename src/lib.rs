@@ -267,7 +267,7 @@ pub mod __private {
 
     pub use crate::embed::{initialize_python, run_test};
     pub use crate::rust_to_py::macro_output::{
-        flatten_stream, kinds, IsResult, IsValue, NewCoroutine, ResultOutput, ValueOutput,
+        flatten_stream, kinds, IsResult, IsValue, ResultOutput, ValueOutput,
     };
     pub use crate::rust_to_py::{StaticLabel, ThreadBound};
     /// PyO3 as this crate uses it: the macros' own code names it here, so that it compiles

@@ -118,11 +118,9 @@ pub(crate) fn awaitable(
     };
     let label = static_label(qualname, span);
     Ok(quote_spanned! {span=>
-        ::pyo3_async::__private::NewCoroutine(
-            #coroutine
-                .__with_label(#label)
-                #backend
-        )
+        #coroutine
+            .__with_label(#label)
+            #backend
     })
 }
 

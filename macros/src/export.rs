@@ -389,7 +389,7 @@ fn returns(options: &Options) -> TokenStream2 {
     if options.generator {
         quote!(::pyo3_async::AsyncGenerator)
     } else {
-        quote!(::pyo3_async::__private::NewCoroutine)
+        quote!(::pyo3_async::Coroutine)
     }
 }
 

@@ -19,6 +19,13 @@ fn ready(value: Py<PyAny>, backend: Option<&str>) -> PyResult<Coroutine> {
     coroutine(Coroutine::new(async move { Ok(value) }), backend)
 }
 
+/// As `ready`, made by PyO3's own `Bound::new` rather than `Coroutine`'s conversion: under
+/// abi3 it starts in the base class, and its first `await` moves it (PyO3's `__await__`).
+#[pyfunction]
+fn ready_by_pyo3(py: Python<'_>, value: Py<PyAny>) -> PyResult<Bound<'_, Coroutine>> {
+    Bound::new(py, Coroutine::new(async move { Ok(value) }))
+}
+
 /// Returns `value` after a tokio timer: the wake-up comes from a tokio worker thread.
 #[pyfunction]
 #[pyo3(signature = (seconds, value = None, backend = None))]
@@ -223,6 +230,7 @@ fn cleanup_on_cancel(probe: Py<Probe>, result: Option<Py<PyAny>>) -> Coroutine {
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ready, m)?)?;
+    m.add_function(wrap_pyfunction!(ready_by_pyo3, m)?)?;
     m.add_function(wrap_pyfunction!(panics_on_drop, m)?)?;
     m.add_function(wrap_pyfunction!(sleep, m)?)?;
     m.add_function(wrap_pyfunction!(from_thread, m)?)?;

@@ -111,6 +111,26 @@ def test_a_fresh_coroutine_reports_its_class_and_is_tracked():
     assert gc.get_referents(c) == [type(c)]
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: m.echo(1), id="exported async fn"),
+        pytest.param(lambda: m.await_all([]), id="plain pyfunction"),
+        pytest.param(lambda: m.count(1, None).aclose(), id="pymethod"),
+    ],
+)
+def test_every_coroutine_handed_to_python_is_made_where_await_is_fast(make):
+    # Whoever returns it, a coroutine is made in its awaited class (under abi3), so `await`
+    # finds the fast slots at once; PyO3's `__await__` would move it only then, too late to
+    # let its result reuse the spare StopIteration.
+    c = make()
+    try:
+        assert (type(c) is m.Coroutine) == (not ABI3)
+        assert type(c).__mro__[ABI3] is m.Coroutine
+    finally:
+        c.close()
+
+
 @pytest.mark.anyio
 async def test_a_parked_coroutine_reports_its_class_and_its_future(loop_name):
     trigger = m.Trigger()

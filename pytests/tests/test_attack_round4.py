@@ -157,7 +157,7 @@ def ends_as_native(drive, make, value, through_await=False):
     [
         pytest.param(v, mk, id=f"{mid}-{i}")
         for i, v in RESULTS
-        for mid, mk in (("exported", m.echo), ("plain", m.ready))
+        for mid, mk in (("exported", m.echo), ("plain", m.ready), ("by-pyo3", m.ready_by_pyo3))
     ],
 )
 def test_next_ends_with_the_stop_iteration_a_native_coroutine_raises(make, value):
@@ -186,7 +186,7 @@ def test_send_none_ends_with_the_stop_iteration_a_native_coroutine_raises(make, 
     [
         pytest.param(v, mk, id=f"{mid}-{i}")
         for i, v in RESULTS
-        for mid, mk in (("exported", m.echo), ("plain", m.ready))
+        for mid, mk in (("exported", m.echo), ("plain", m.ready), ("by-pyo3", m.ready_by_pyo3))
     ],
 )
 def test_dunder_next_ends_as_a_native_await_iterator(make, value):
@@ -240,6 +240,7 @@ def test_the_stop_iteration_chains_to_the_handled_exception_as_native(value):
 async def test_await_hands_back_the_very_result(loop_name, value):
     assert await m.echo(value) is value
     assert await m.ready(value) is value
+    assert await m.ready_by_pyo3(value) is value
     assert await native(value) is value
     assert await m.Account(0).deposit(0) == 0
 
@@ -514,20 +515,27 @@ def test_the_coroutine_classes_look_like_the_exported_one():
             c.close()
 
 
-def test_exported_coroutines_are_made_in_the_awaited_class_and_plain_ones_are_not():
-    exported = [m.echo(1), m.Account(1).deposit(1), m.macro_unit(), m.Renamed().twice(1)]
-    plain = m.ready(1)
+def test_converted_coroutines_are_made_in_the_awaited_class_and_pyo3s_own_are_moved():
+    converted = [
+        m.echo(1),
+        m.Account(1).deposit(1),
+        m.macro_unit(),
+        m.Renamed().twice(1),
+        m.ready(1),
+    ]
+    # Made by PyO3's `Bound::new`, not converted: the first `__await__` moves it.
+    by_pyo3 = m.ready_by_pyo3(1)
     try:
-        kinds = {type(c) for c in exported}
+        kinds = {type(c) for c in converted}
         assert len(kinds) == 1
         (awaited,) = kinds
         assert (awaited is m.Coroutine) == (not ABI3)
-        assert type(plain) is m.Coroutine
-        it = plain.__await__()
-        assert it is plain
-        assert type(plain) is awaited
+        assert type(by_pyo3) is m.Coroutine
+        it = by_pyo3.__await__()
+        assert it is by_pyo3
+        assert type(by_pyo3) is awaited
     finally:
-        for c in exported + [plain]:
+        for c in converted + [by_pyo3]:
             c.close()
 
 

@@ -281,9 +281,7 @@ impl AnextSlot for AsyncGenerator {
     /// The step, made in the class its `await` takes (under the limited API): `await` then
     /// finds the fast slots at once.
     fn next_step(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let step = Bound::new(slf.py(), Self::step(slf))?;
-        Coroutine::enter_awaited_class(&step)?;
-        Ok(step.into_any().unbind())
+        Ok(Self::step(slf).into_pyobject(slf.py())?.into_any().unbind())
     }
 }
 

@@ -13,10 +13,7 @@
 
 use futures::stream::{self, Stream};
 use futures::{future, StreamExt};
-use pyo3::prelude::*;
-use pyo3::{IntoPyObject, PyErr, PyResult};
-
-use crate::rust_to_py::Coroutine;
+use pyo3::{PyErr, PyResult};
 
 /// The output is a `Result`: its error converts into a `PyErr` (`E: Into<PyErr>`).
 pub struct ResultOutput;
@@ -97,28 +94,6 @@ where
 /// used (one of them picks the kind) and needs no `allow` (which a `forbid` would refuse).
 pub mod kinds {
     pub use super::{IsResult, IsValue};
-}
-
-/// What an exported async function returns: its [`Coroutine`], made ready to be awaited.
-///
-/// Under the limited API the coroutine is made in its awaited class at once (see
-/// `slot_class`), so that `await` finds the fast `am_await` there instead of going through
-/// PyO3's `__await__`, which would move it then. With the full API the class is the same.
-pub struct NewCoroutine(pub Coroutine);
-
-impl<'py> IntoPyObject<'py> for NewCoroutine {
-    type Target = Coroutine;
-    type Output = Bound<'py, Coroutine>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, Coroutine>> {
-        // The slots are in place before the first `await` too: a task given the coroutine
-        // directly (`asyncio.ensure_future`) resumes it through `am_send` from its first step.
-        Coroutine::install_slots(py);
-        let coroutine = Bound::new(py, self.0)?;
-        Coroutine::enter_awaited_class(&coroutine)?;
-        Ok(coroutine)
-    }
 }
 
 #[cfg(test)]

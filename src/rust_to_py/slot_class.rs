@@ -7,9 +7,9 @@
 //! of subclasses too). An object is moved into it as assigning `__class__` moves one (a class
 //! of the same layout, the two reference counts moved): `Coroutine.__await__` moves the
 //! coroutine into its *awaited* class (`am_send`, a fast `am_await`), so `await` gets each
-//! result without a `StopIteration` and without an object per await. The coroutines of
-//! exported async functions are made in that class at once (`NewCoroutine`), so their `await`
-//! skips PyO3's `__await__` too. `AsyncGenerator.__aiter__`
+//! result without a `StopIteration` and without an object per await. Every coroutine
+//! handed to Python is made in that class at once (its `IntoPyObject`), so its `await` skips
+//! PyO3's `__await__` too. `AsyncGenerator.__aiter__`
 //! moves the generator into its *iterated* class (a fast `am_anext`), whose steps are made in
 //! the awaited class already.
 //!

@@ -65,15 +65,16 @@ use crate::visit::{Traverse, Visit};
 ///     })
 /// }
 /// ```
-// Under the limited API, `await` moves the coroutine into a subclass (`awaited_class`), which
-// the class must allow.
+// Under the limited API, the coroutine lives in a subclass (`awaited_class`), which the class
+// must allow. `extends = PyAny` is the default base said out loud: it keeps PyO3 from deriving
+// `IntoPyObject`, which is the crate's own (`slots`: made in the awaited class at once).
 #[cfg_attr(
     not(all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED))),
-    pyclass(module = "pyo3_async", frozen, weakref)
+    pyclass(module = "pyo3_async", extends = PyAny, frozen, weakref)
 )]
 #[cfg_attr(
     all(Py_3_10, Py_LIMITED_API, not(Py_GIL_DISABLED)),
-    pyclass(module = "pyo3_async", frozen, weakref, subclass)
+    pyclass(module = "pyo3_async", extends = PyAny, frozen, weakref, subclass)
 )]
 pub struct Coroutine {
     /// `__qualname__` (and, after its last dot, `__name__`), for reprs and tracebacks, and

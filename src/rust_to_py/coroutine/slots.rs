@@ -1,5 +1,6 @@
-//! The type slots of `Coroutine` that PyO3 cannot declare (`send_slot`), and under the limited
-//! API the awaited class that carries them (`slot_class`).
+//! The type slots of `Coroutine` that PyO3 cannot declare (`send_slot`), under the limited
+//! API the awaited class that carries them (`slot_class`), and how a coroutine becomes a
+//! Python object: in that class at once.
 
 use pyo3::prelude::*;
 
@@ -7,6 +8,27 @@ use crate::install_once::InstallOnce;
 use crate::rust_to_py::coroutine::Coroutine;
 use crate::rust_to_py::driver::Stepped;
 use crate::rust_to_py::send_slot::{self, SendSlot};
+
+/// Every coroutine handed to Python, whoever returns it (an exported function, a plain
+/// `#[pyfunction]`, a method such as `aclose`, `into_pyobject` by hand): made where `await`
+/// finds the fast slots. Under the limited API that is the awaited class, entered here rather
+/// than by PyO3's `__await__`, which cannot tell `await` from a call by hand and so cannot
+/// note the claim that lets a result reuse the spare `StopIteration` (`stop_iteration`).
+/// `Bound::new` (PyO3's own path) still works: the first `await` moves the coroutine then.
+impl<'py> IntoPyObject<'py> for Coroutine {
+    type Target = Coroutine;
+    type Output = Bound<'py, Coroutine>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, Coroutine>> {
+        // The slots are in place before the first `await` too: a task given the coroutine
+        // directly (`asyncio.ensure_future`) resumes it through `am_send` from its first step.
+        Coroutine::install_slots(py);
+        let coroutine = Bound::new(py, self)?;
+        Coroutine::enter_awaited_class(&coroutine)?;
+        Ok(coroutine)
+    }
+}
 
 /// `Coroutine`'s `am_send`, `am_await` and `tp_traverse` slots, filled in once (full API).
 static SLOTS: InstallOnce = InstallOnce::new();
