@@ -473,8 +473,11 @@ def drop_after(
     """Spawns `coroutine_function()` and drops it after `yields` tokio yields; whether it
     finished first."""
 
-def collect_async_iter(iterable: AsyncIterable[_T], capacity: int = 64) -> abc.Coroutine[Any, Any, list[_T]]:
-    """Collects every item of a Python async iterable through `PyAsyncIter`, on tokio."""
+def collect_async_iter(
+    iterable: AsyncIterable[_T], capacity: int = 64, on_item: Callable[[_T], object] | None = None
+) -> abc.Coroutine[Any, Any, list[_T]]:
+    """Collects every item of a Python async iterable through `PyAsyncIter`, on tokio;
+    `on_item(item)` is called on the tokio thread as each arrives."""
 
 def take_async_iter(iterable: AsyncIterable[_T], n: int) -> abc.Coroutine[Any, Any, list[_T]]:
     """Takes `n` items of a Python async iterable through `PyAsyncIter`, then drops it."""

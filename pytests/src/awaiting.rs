@@ -131,18 +131,27 @@ pub(crate) fn spawn_with_on(event_loop: EventLoop, coroutine_function: Py<PyAny>
     })
 }
 
-/// Collects every item of a Python async iterable through `PyAsyncIter`, consumed on tokio.
+/// Collects every item of a Python async iterable through `PyAsyncIter`, consumed on tokio;
+/// `on_item(item)` is called on the tokio thread as each arrives.
 #[pyfunction]
-#[pyo3(signature = (iterable, capacity = 64))]
+#[pyo3(signature = (iterable, capacity = 64, on_item = None))]
 fn collect_async_iter(
     py: Python<'_>,
     iterable: &Bound<'_, PyAny>,
     capacity: usize,
+    on_item: Option<Py<PyAny>>,
 ) -> PyResult<Coroutine> {
-    let items = PyAsyncIter::with_capacity(&EventLoop::current(py)?, iterable, capacity)?;
+    let mut items = PyAsyncIter::with_capacity(&EventLoop::current(py)?, iterable, capacity)?;
     let task = tokio().spawn(async move {
-        let items: Vec<PyResult<Py<PyAny>>> = items.collect().await;
-        items.into_iter().collect::<PyResult<Vec<_>>>()
+        let mut collected = Vec::new();
+        while let Some(item) = items.next().await {
+            let item = item?;
+            if let Some(on_item) = &on_item {
+                Python::attach(|py| on_item.call1(py, (item.clone_ref(py),)))?;
+            }
+            collected.push(item);
+        }
+        PyResult::Ok(collected)
     });
     Ok(Coroutine::new(async move {
         task.await

@@ -28,6 +28,28 @@ async def test_every_item_in_order(capacity):
     assert await m.collect_async_iter(numbers(500), capacity) == list(range(500))
 
 
+@pytest.mark.parametrize("capacity", [2, 8, 256])
+async def test_a_half_full_buffer_reaches_the_consumer_while_the_iterator_runs_on(capacity):
+    # An iterator that never suspends never lets the loop run the pump's announcement: its
+    # items reach the consumer (on another thread) once the buffer is half full, so that
+    # the consumer takes them while the iterator goes on, rather than when it is full.
+    received = threading.Event()
+    half = (capacity + 1) // 2
+
+    async def without_suspending():
+        for i in range(half):
+            yield i
+        # Blocks the loop (a thread wait, no await): only the consumer can end it. The
+        # timeout only bounds a failure.
+        assert received.wait(timeout=60), "the consumer was not told of a half-full buffer"
+        yield "after"
+
+    items = await m.collect_async_iter(
+        without_suspending(), capacity, on_item=lambda item: received.set()
+    )
+    assert items == [*range(half), "after"]
+
+
 async def test_first_iteration_happens_on_the_loop_thread():
     record = []
     assert await m.collect_async_iter(numbers(3, record)) == [0, 1, 2]

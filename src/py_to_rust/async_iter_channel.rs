@@ -96,15 +96,21 @@ impl Channel {
     /// under the same lock: one call and one lock per item for the pump.
     ///
     /// Waking a consumer thread costs a system call and two context switches, so items that an
-    /// iterator produces without suspending are announced together: when the buffer is full,
-    /// or, through the loop's home, as soon as the pump lets the loop run (the iterator
-    /// suspended).
+    /// iterator produces without suspending are announced together: when the buffer is half
+    /// full, or, through the loop's home, as soon as the pump lets the loop run (the iterator
+    /// suspended). Half, not full: the consumer wakes while the pump fills the other half,
+    /// and takes the batch before the pump has to wait for room; at full the two threads
+    /// took turns, each waking the other (S6 on 3.14: 411–515 ns an item, now 279–337). The
+    /// consumer takes the whole buffer and the pump pushes one item at a time, so every batch
+    /// passes the half mark, full ones included; a consumer that keeps up is woken once per
+    /// half buffer and the pump never waits. One that is awake when told misses nothing: it
+    /// sleeps only after finding the buffer empty with its listener registered.
     fn push(self: &Arc<Self>, item: Outcome) -> Option<bool> {
         let (announce, room) = {
             let mut buffer = self.lock();
             buffer.pulling = false;
             buffer.items.push_back(item);
-            let announce = if buffer.items.len() >= self.capacity {
+            let announce = if buffer.items.len() == self.capacity.div_ceil(2) {
                 buffer.unannounced = false;
                 Some(true)
             } else if buffer.unannounced {

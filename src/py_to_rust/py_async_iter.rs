@@ -28,8 +28,10 @@ const DEFAULT_CAPACITY: usize = 64;
 /// every step of the iterator starts and ends in that one task (trio and anyio cancel scopes
 /// inside a generator stay intact), and the first iteration happens on the loop thread, where
 /// asyncio's async-generator hooks see it. Items cross over through a bounded buffer: when
-/// `capacity` items wait, the pump waits too, so memory stays bounded. The consumer takes
-/// everything buffered at once, so a busy stream crosses threads in batches.
+/// `capacity` items wait, the pump waits too, so memory stays bounded. The consumer is told
+/// of items once half the buffer is filled, or as soon as the iterator suspends, and takes
+/// everything buffered at once: a busy stream crosses threads in batches, the consumer taking
+/// one while the pump fills the next.
 ///
 /// An exception raised by the iterator is yielded as `Err` (its type kept) and ends the
 /// stream; so does the loop closing under it (a `RuntimeError`). Dropping the stream ends the
