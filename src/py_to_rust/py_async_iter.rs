@@ -31,7 +31,8 @@ const DEFAULT_CAPACITY: usize = 64;
 /// `capacity` items wait, the pump waits too, so memory stays bounded. The consumer is told
 /// of items once half the buffer is filled, or as soon as the iterator suspends, and takes
 /// everything buffered at once: a busy stream crosses threads in batches, the consumer taking
-/// one while the pump fills the next.
+/// one while the pump fills the next. (An iterator that blocks its loop between items without
+/// suspending, as a synchronous read inside an async generator does, delays them until then.)
 ///
 /// An exception raised by the iterator is yielded as `Err` (its type kept) and ends the
 /// stream; so does the loop closing under it (a `RuntimeError`). Dropping the stream ends the
