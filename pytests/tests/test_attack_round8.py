@@ -3,8 +3,9 @@
 
 Every scenario compares with what a native coroutine (or a pure-Python awaitable whose
 iterator raises `StopIteration` from `tp_iternext`, the path `SEND` takes for a Rust
-coroutine) does. `m.echo` is an exported `async fn` (under abi3 made in the awaited class, so
-`await` claims it through the fast `am_await`); `m.ready` is a `Coroutine::new` (under abi3 its
+coroutine) does. `m.echo` is an exported `async fn` and `m.ready` a `Coroutine::new` returned
+from a plain function: both are made in the awaited class under abi3, so `await` claims them
+through the fast `am_await`. `m.ready_by_pyo3` is made by PyO3's `Bound::new` (under abi3 its
 first `await` goes through PyO3's `__await__`, which never notes an await: no spare).
 
 What held (passing tests below):
@@ -82,14 +83,16 @@ BORROWS = sys.version_info >= (3, 14)
 
 
 def served_by_spare(make):
-    """Whether `await make(x)` raises the spare: from 3.12; `m.ready` (Coroutine::new) under
-    abi3 goes through PyO3's `__await__` first, which does not note the await."""
-    return SPARE and (make is m.echo or not ABI3)
+    """Whether `await make(x)` raises the spare: from 3.12. Every converted coroutine is made
+    where `await` notes the claim; one made by PyO3's `Bound::new` (`m.ready_by_pyo3`) under
+    abi3 goes through PyO3's `__await__` first, which does not note it."""
+    return SPARE and (make is not m.ready_by_pyo3 or not ABI3)
 
 
 MAKERS = [
     pytest.param("echo", id="async-fn"),
     pytest.param("ready", id="coroutine-new"),
+    pytest.param("ready_by_pyo3", id="bound-new"),
 ]
 
 
