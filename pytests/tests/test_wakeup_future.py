@@ -106,6 +106,69 @@ async def test_more_done_callbacks_run_once_each_in_their_context(loop_name):
     assert future.remove_done_callback(removed) == 0
 
 
+def task_maker(task_class):
+    """Tasks of asyncio's C `Task` (what loops make), or of its pure-Python twin."""
+    loop = asyncio.get_running_loop()
+    if task_class == "C":
+        return loop.create_task
+    return lambda coroutine: asyncio.tasks._PyTask(coroutine, loop=loop)
+
+
+@pytest.mark.parametrize("task_class", ["C", "Python"])
+async def test_interleaved_wake_ups_and_cancellations_each_reach_their_own_task(
+    loop_name, task_class
+):
+    """A C task's wake-up reads a finished stand-in of the future (the same two for every
+    task: src/backend/finished_future.rs), a Python task's reads the future itself: either
+    way each task resumes with its own future's outcome, whatever the others' were."""
+    asyncio_only(loop_name)
+    make = task_maker(task_class)
+    triggers = [m.Trigger() for _ in range(12)]
+    tasks = [make(trigger.wait(i)) for i, trigger in enumerate(triggers)]
+    await until(lambda: all(task._fut_waiter is not None for task in tasks))
+    for i, (task, trigger) in enumerate(zip(tasks, triggers)):
+        if i % 3 == 0:
+            trigger.fire()
+        elif i % 3 == 1:
+            task.cancel()
+        else:
+            task.cancel(f"message {i}")
+    await asyncio.wait(tasks)
+    for i, task in enumerate(tasks):
+        if i % 3 == 0:
+            assert task.result() == i
+        else:
+            assert task.cancelled()
+    # Again, now that the stand-ins have served: they are never changed by what they serve.
+    trigger = m.Trigger()
+    task = make(trigger.wait("again"))
+    await until(lambda: task._fut_waiter is not None)
+    trigger.fire()
+    assert await task == "again"
+
+
+@pytest.mark.parametrize("task_class", ["C", "Python"])
+async def test_every_cancelled_wait_raises_a_cancelled_error_of_its_own(loop_name, task_class):
+    """Cancelled without a message, every coroutine gets a new `CancelledError()`: nothing of
+    one task's cancellation (its traceback, its context) rides on another's."""
+    asyncio_only(loop_name)
+    make = task_maker(task_class)
+    tasks = [make(m.Trigger().wait()) for _ in range(3)]
+    await until(lambda: all(task._fut_waiter is not None for task in tasks))
+    for task in tasks:
+        task.cancel()
+    errors = []
+    for task in tasks:
+        with pytest.raises(asyncio.CancelledError) as raised:
+            await task
+        errors.append(raised.value)
+    assert len({id(error) for error in errors}) == len(errors)
+    for error in errors:
+        assert error.args == ()
+        assert error.__context__ is None or isinstance(error.__context__, asyncio.CancelledError)
+        assert all(other.__context__ is not error for other in errors)
+
+
 async def test_the_blocking_flag_is_the_tasks_to_clear(loop_name):
     asyncio_only(loop_name)
     awaiting = m.pending_forever(m.Probe()).__await__()

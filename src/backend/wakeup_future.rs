@@ -18,7 +18,9 @@
 //! must still read as one to wait on.
 //!
 //! Invariants: callbacks are scheduled with the loop's `call_soon` once, when the future
-//! leaves **pending**, or at once when added to a finished future, as `asyncio.Future` does;
+//! leaves **pending**, or at once when added to a finished future, as `asyncio.Future` does
+//! (handed the future, except a C task's wake-up, which is handed a [finished
+//! stand-in](super::finished_future) with the same outcome, so that it reads it in C);
 //! no Python code runs while the state is borrowed, and no callback leaves the state except
 //! to be scheduled or dropped (`remove_done_callback` compares a snapshot, since `==` may run
 //! anything, this future's own methods included).
@@ -35,6 +37,7 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::call_soon::call_soon;
+use super::finished_future::{self, Outcome};
 use crate::gil_cell::{GilCell, GilGuard};
 use crate::glue;
 use crate::home::Home;
@@ -69,6 +72,19 @@ enum State {
 }
 
 impl State {
+    /// How a finished future ended, where a C task's wake-up may read a stand-in for it
+    /// ([`finished_future`]); `None` while pending, or with a message to deliver.
+    fn outcome(&self) -> Option<Outcome> {
+        match self {
+            State::Resolved { .. } => Some(Outcome::Resolved),
+            State::Cancelled { message: None, .. } => Some(Outcome::Cancelled),
+            State::Cancelled {
+                message: Some(_), ..
+            }
+            | State::Pending { .. } => None,
+        }
+    }
+
     fn blocking(&mut self) -> &mut bool {
         match self {
             State::Pending { blocking, .. }
@@ -138,7 +154,7 @@ impl WakeupFuture {
 
     /// Leaves **pending** for `done` and schedules the callbacks; false if already done.
     fn finish(slf: &Bound<'_, Self>, done: impl FnOnce(bool) -> State) -> PyResult<bool> {
-        let (first, more) = {
+        let (first, more, outcome) = {
             let mut state = slf.get().borrow(slf.py())?;
             let State::Pending {
                 blocking,
@@ -150,19 +166,19 @@ impl WakeupFuture {
             };
             let callbacks = (first.take(), more.take());
             *state = done(*blocking);
-            callbacks
+            (callbacks.0, callbacks.1, state.outcome())
         };
         // Every callback is scheduled, even after one failed to be: the first error is raised.
-        let mut outcome = Ok(true);
+        let mut scheduled = Ok(true);
         for callback in first
             .into_iter()
             .chain(more.into_iter().flat_map(|more| *more))
         {
-            if let Err(err) = schedule(slf, callback) {
-                outcome = outcome.and(Err(err));
+            if let Err(err) = schedule(slf, callback, outcome) {
+                scheduled = scheduled.and(Err(err));
             }
         }
-        outcome
+        scheduled
     }
 
     /// What `result()` and `exception()` report of a cancelled future.
@@ -179,12 +195,22 @@ impl WakeupFuture {
 /// loop's `call_soon` may come before or after the callback was queued, and queueing it twice
 /// would step the task twice. (The home runs pending signal handlers before it delivers a
 /// wake-up, which leaves only a signal arriving during `call_soon` itself.)
-fn schedule(future: &Bound<'_, WakeupFuture>, callback: Callback) -> PyResult<()> {
-    let event_loop = future.get().home.event_loop().bind(future.py());
+///
+/// A C task's wake-up is handed a finished stand-in rather than the future, where one exists
+/// for `outcome` (see [`finished_future`]).
+fn schedule(
+    future: &Bound<'_, WakeupFuture>,
+    callback: Callback,
+    outcome: Option<Outcome>,
+) -> PyResult<()> {
+    let py = future.py();
+    let event_loop = future.get().home.event_loop().bind(py);
+    let function = callback.function.bind(py);
+    let stand_in = outcome.and_then(|outcome| finished_future::stand_in(function, outcome));
     call_soon(
         event_loop,
         &callback.function,
-        future.as_any(),
+        stand_in.as_ref().unwrap_or(future.as_any()),
         &callback.context,
     )
 }
@@ -296,11 +322,11 @@ impl WakeupFuture {
                     }
                     None
                 }
-                _ => Some(callback),
+                finished => Some((callback, finished.outcome())),
             }
         };
         match done {
-            Some(callback) => schedule(slf, callback),
+            Some((callback, outcome)) => schedule(slf, callback, outcome),
             None => Ok(()),
         }
     }

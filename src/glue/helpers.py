@@ -57,6 +57,40 @@ def start_asyncio_task(shutdown, loop, awaitable, context, completion):
     return task
 
 
+def finished_futures():
+    """A resolved and a cancelled `_asyncio.Future`: what a C task's wake-up reads in place of
+    a WakeupFuture that finished the same way (see `finished_future.rs`). Their loop is a
+    stand-in: nothing is ever scheduled through them, and no loop stays alive for them."""
+    import _asyncio
+
+    resolved = _asyncio.Future(loop=_NoLoop())
+    resolved.set_result(None)
+    cancelled = _asyncio.Future(loop=_NoLoop())
+    cancelled.cancel()
+    return resolved, cancelled
+
+
+class _NoLoop:
+    """The loop of the finished stand-ins: a future asks its loop only `get_debug()` when made."""
+
+    __slots__ = ()
+
+    def get_debug(self):
+        return False
+
+
+def is_task_wakeup(callback):
+    """Whether `callback` is the wake-up that a C asyncio task adds to the future it waits on
+    (asked once per process: the answer is kept as the callback's C function)."""
+    try:
+        import _asyncio
+    except ImportError:
+        return False
+    return getattr(callback, "__name__", None) == "task_wakeup" and isinstance(
+        getattr(callback, "__self__", None), _asyncio.Task
+    )
+
+
 SHUTTING_DOWN = (
     "the event loop is shutting down (asyncio.run is finishing): no new Python work starts on it"
 )

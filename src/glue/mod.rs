@@ -123,6 +123,14 @@ helper!(
     asyncio_shutdown
 );
 helper!(
+    /// The finished stand-ins of a `WakeupFuture`: a resolved and a cancelled asyncio future.
+    finished_futures
+);
+helper!(
+    /// Whether a callback is a C asyncio task's wake-up.
+    is_task_wakeup
+);
+helper!(
     /// Runs an awaitable as a trio system task reporting to a completion.
     start_trio_task
 );

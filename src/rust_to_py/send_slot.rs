@@ -29,7 +29,9 @@ use pyo3::PyClass;
 
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use crate::refcount;
-use crate::rust_to_py::driver::{Resumed, Stepped};
+#[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
+use crate::rust_to_py::driver::Resumed;
+use crate::rust_to_py::driver::Stepped;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
 use crate::rust_to_py::slot_entry::enter_slot;
 #[cfg(all(Py_3_10, not(Py_GIL_DISABLED)))]
