@@ -16,18 +16,22 @@
 //! | cancelled with a message | the future itself | throws `CancelledError(message)` |
 //!
 //! Invariants: only the C task's own wake-up is handed a stand-in (any other callback gets the
-//! future itself, as `asyncio.Future` hands itself to its callbacks); nothing else ever sees a
-//! stand-in, so nothing can add a callback to one or change its outcome. Their loop is a
-//! stand-in too (they never schedule anything), so no loop is kept alive by them; and the
-//! wake-up never looks at a future's loop.
+//! future itself, as `asyncio.Future` hands itself to its callbacks). The stand-ins are the
+//! loop's own futures (one pair per loop, kept by its [home](crate::home)): a loop that looks
+//! at what its `call_soon` is handed sees a finished future of its own, with the outcome the
+//! task is about to read. Its code could change one (re-initialise it, set its
+//! `_cancel_message`): each stand-in is checked before it is handed out (a few attribute reads
+//! in C), and a changed one is never handed out again.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use crate::glue;
-use crate::lazy::Lazy;
+use crate::home::Home;
 
 /// How a [`WakeupFuture`](super::wakeup_future::WakeupFuture) finished, where a stand-in
 /// exists for it.
@@ -38,30 +42,72 @@ pub(super) enum Outcome {
     Cancelled,
 }
 
-/// What `callback` is handed in place of a future that finished with `outcome`: a stand-in
-/// when `callback` is a C task's wake-up and the stand-ins exist (`_asyncio` imports), `None`
-/// otherwise (the future itself, then).
+/// What `callback` is handed in place of a future of `home`'s loop that finished with
+/// `outcome`: a stand-in when `callback` is a C task's wake-up and the loop has C futures,
+/// `None` otherwise (the future itself, then).
+///
+/// An error (an interrupt while the first wake-up of the process, or of the loop, runs the
+/// Python helpers) is the caller's to raise once the callback is scheduled with the future
+/// itself; nothing is remembered of it, so the next wake-up asks again.
 pub(super) fn stand_in<'py>(
+    home: &Home,
     callback: &Bound<'py, PyAny>,
     outcome: Outcome,
-) -> Option<Bound<'py, PyAny>> {
-    if !is_task_wakeup(callback) {
-        return None;
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if !is_task_wakeup(callback)? {
+        return Ok(None);
     }
     let py = callback.py();
-    static STAND_INS: Lazy<Option<(Py<PyAny>, Py<PyAny>)>> = Lazy::new();
-    let (resolved, cancelled) = STAND_INS
-        .get_or_init(py, || {
-            glue::finished_futures(py)
-                .and_then(|make| make.call0())
-                .and_then(|made| made.extract())
-                .ok()
-        })
-        .as_ref()?;
-    Some(match outcome {
-        Outcome::Resolved => resolved.bind(py).clone(),
-        Outcome::Cancelled => cancelled.bind(py).clone(),
-    })
+    let stand_ins = match home.stand_ins().get() {
+        Some(stand_ins) => stand_ins,
+        None => {
+            // Made outside the cell (it runs Python code); the first stored wins.
+            let made = glue::finished_futures(py)?.call1((home.event_loop(),))?;
+            let made = if made.is_none() {
+                None
+            } else {
+                Some(made.extract::<(Py<PyAny>, Py<PyAny>)>()?)
+            };
+            home.stand_ins().get_or_init(|| made)
+        }
+    };
+    let Some((resolved, cancelled)) = stand_ins else {
+        return Ok(None);
+    };
+    let stand_in = match outcome {
+        Outcome::Resolved => resolved.bind(py),
+        Outcome::Cancelled => cancelled.bind(py),
+    };
+    Ok(intact(stand_in, outcome).then(|| stand_in.clone()))
+}
+
+/// Whether `stand_in` still reads as `outcome`, as made: the loop's code can reach it (its
+/// `call_soon` is handed it) and change it (re-initialise it, set its `_cancel_message`); a
+/// changed one is never handed out again, so the loop's wake-ups read their own futures.
+///
+/// Read through the C future's own attributes, where no Python code runs (so no interrupt is
+/// lost); one that fails to read (re-initialised half-way) is not intact.
+fn intact(stand_in: &Bound<'_, PyAny>, outcome: Outcome) -> bool {
+    let py = stand_in.py();
+    let is_none =
+        |name: &Bound<'_, PyString>| stand_in.getattr(name).is_ok_and(|value| value.is_none());
+    let state_is = |expected: &Bound<'_, PyString>| {
+        stand_in
+            .getattr(intern!(py, "_state"))
+            // The future's state names are interned, as `intern!`'s: identity, usually.
+            .and_then(|state| Ok(state.is(expected) || state.eq(expected)?))
+            .unwrap_or(false)
+    };
+    match outcome {
+        Outcome::Resolved => {
+            state_is(intern!(py, "FINISHED"))
+                && is_none(intern!(py, "_result"))
+                && is_none(intern!(py, "_exception"))
+        }
+        Outcome::Cancelled => {
+            state_is(intern!(py, "CANCELLED")) && is_none(intern!(py, "_cancel_message"))
+        }
+    }
 }
 
 /// The C function behind a C task's wake-up, learned from the first one met (0: not yet). The
@@ -72,26 +118,25 @@ static TASK_WAKEUP: AtomicUsize = AtomicUsize::new(0);
 /// built-in method whose C function is `task_wakeup` (the same from 3.10 to 3.14). Once that
 /// function is known, two loads and a compare; until then, a built-in method is asked its name
 /// and owner in Python (at most until the first task wakes).
-fn is_task_wakeup(callback: &Bound<'_, PyAny>) -> bool {
+fn is_task_wakeup(callback: &Bound<'_, PyAny>) -> PyResult<bool> {
     // SAFETY: attached (`callback` is bound); any object may be checked.
     if unsafe { ffi::PyCFunction_CheckExact(callback.as_ptr()) } == 0 {
-        return false;
+        return Ok(false);
     }
     // SAFETY: attached, and `callback` is a built-in function.
     let function = unsafe { ffi::PyCFunction_GetFunction(callback.as_ptr()) }
         .map_or(0, |function| function as usize);
     let known = TASK_WAKEUP.load(Ordering::Relaxed);
     if known != 0 {
-        return function == known;
+        return Ok(function == known);
     }
-    let is_wakeup = glue::is_task_wakeup(callback.py())
-        .and_then(|check| check.call1((callback,)))
-        .and_then(|answer| answer.is_truthy())
-        .unwrap_or(false);
+    let is_wakeup = glue::is_task_wakeup(callback.py())?
+        .call1((callback,))?
+        .is_truthy()?;
     if is_wakeup && function != 0 {
         TASK_WAKEUP.store(function, Ordering::Relaxed);
     }
-    is_wakeup
+    Ok(is_wakeup)
 }
 
 #[cfg(test)]
@@ -102,7 +147,8 @@ mod tests {
 
     /// On the Python the tests run on: a C task's wake-up is recognised (a CPython that renamed
     /// or reshaped it would silently lose the fast path), and none of the other callables a
-    /// future may be handed is: a bound method of the same task, a Python function, a class.
+    /// future may be handed is: a bound method of the same task, a Python function, a class;
+    /// a loop's stand-ins are finished C futures of that loop.
     #[test]
     fn a_c_tasks_wake_up_is_recognised_and_nothing_else_is() {
         Python::attach(|py| {
@@ -144,19 +190,33 @@ wakeup, bound, function, cls = asyncio.run(main())
             let (wakeup, bound, function, cls) =
                 (get("wakeup"), get("bound"), get("function"), get("cls"));
             for other in [&bound, &function, &cls] {
-                assert!(!is_task_wakeup(other), "{other:?}");
-                assert!(stand_in(other, Outcome::Resolved).is_none());
+                assert!(!is_task_wakeup(other).unwrap(), "{other:?}");
             }
-            assert!(is_task_wakeup(&wakeup));
-            assert!(is_task_wakeup(&wakeup), "known now: by its C function");
-            assert!(!is_task_wakeup(&bound), "still not, once known");
+            assert!(is_task_wakeup(&wakeup).unwrap());
+            assert!(
+                is_task_wakeup(&wakeup).unwrap(),
+                "known now: by its C function"
+            );
+            assert!(!is_task_wakeup(&bound).unwrap(), "still not, once known");
 
-            let resolved = stand_in(&wakeup, Outcome::Resolved).unwrap();
-            let cancelled = stand_in(&wakeup, Outcome::Cancelled).unwrap();
+            // The stand-ins of a loop: finished C futures of that loop.
+            let event_loop = py
+                .import("asyncio")
+                .unwrap()
+                .call_method0("new_event_loop")
+                .unwrap();
+            let (resolved, cancelled): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                glue::finished_futures(py)
+                    .unwrap()
+                    .call1((&event_loop,))
+                    .unwrap()
+                    .extract()
+                    .unwrap();
             let future_type = py.import("_asyncio").unwrap().getattr("Future").unwrap();
             for stand_in in [&resolved, &cancelled] {
                 assert!(stand_in.get_type().is(&future_type), "exactly the C future");
                 assert!(stand_in.call_method0("done").unwrap().is_truthy().unwrap());
+                assert!(stand_in.call_method0("get_loop").unwrap().is(&event_loop));
             }
             assert!(resolved.call_method0("result").unwrap().is_none());
             assert!(cancelled
@@ -167,6 +227,7 @@ wakeup, bound, function, cls = asyncio.run(main())
             let err = cancelled.call_method0("result").unwrap_err();
             assert!(err.get_type(py).name().unwrap() == "CancelledError");
             assert!(err.value(py).getattr("args").unwrap().len().unwrap() == 0);
+            event_loop.call_method0("close").unwrap();
         });
     }
 }

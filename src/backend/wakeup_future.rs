@@ -204,15 +204,22 @@ fn schedule(
     outcome: Option<Outcome>,
 ) -> PyResult<()> {
     let py = future.py();
-    let event_loop = future.get().home.event_loop().bind(py);
+    let home = &future.get().home;
     let function = callback.function.bind(py);
-    let stand_in = outcome.and_then(|outcome| finished_future::stand_in(function, outcome));
+    // A failure to find the stand-in is raised after the callback is scheduled with the future.
+    let (stand_in, failed) =
+        match outcome.map(|outcome| finished_future::stand_in(home, function, outcome)) {
+            Some(Ok(stand_in)) => (stand_in, None),
+            Some(Err(err)) => (None, Some(err)),
+            None => (None, None),
+        };
     call_soon(
-        event_loop,
+        home.event_loop().bind(py),
         &callback.function,
         stand_in.as_ref().unwrap_or(future.as_any()),
         &callback.context,
-    )
+    )?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// A context for a callback added without one: a copy of the current context, as asyncio's.

@@ -57,26 +57,19 @@ def start_asyncio_task(shutdown, loop, awaitable, context, completion):
     return task
 
 
-def finished_futures():
-    """A resolved and a cancelled `_asyncio.Future`: what a C task's wake-up reads in place of
-    a WakeupFuture that finished the same way (see `finished_future.rs`). Their loop is a
-    stand-in: nothing is ever scheduled through them, and no loop stays alive for them."""
-    import _asyncio
-
-    resolved = _asyncio.Future(loop=_NoLoop())
+def finished_futures(loop):
+    """A resolved and a cancelled `_asyncio.Future` of `loop`: what a C task's wake-up reads in
+    place of a WakeupFuture of that loop that finished the same way (`finished_future.rs`);
+    `None` where asyncio has no C futures (the wake-up then reads the WakeupFuture)."""
+    try:
+        from _asyncio import Future
+    except ImportError:
+        return None
+    resolved = Future(loop=loop)
     resolved.set_result(None)
-    cancelled = _asyncio.Future(loop=_NoLoop())
+    cancelled = Future(loop=loop)
     cancelled.cancel()
     return resolved, cancelled
-
-
-class _NoLoop:
-    """The loop of the finished stand-ins: a future asks its loop only `get_debug()` when made."""
-
-    __slots__ = ()
-
-    def get_debug(self):
-        return False
 
 
 def is_task_wakeup(callback):

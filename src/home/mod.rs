@@ -27,7 +27,7 @@ pub(crate) mod reraise;
 pub(crate) mod signal;
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -57,6 +57,10 @@ pub(crate) struct Home {
     /// What the backend's Python side keeps of this loop, if anything (asyncio: the tasks it
     /// started and whether the loop shuts down).
     record: Option<Py<PyAny>>,
+    /// asyncio: a resolved and a cancelled future of this loop, made on first use, that a C
+    /// task's wake-up reads in place of a finished `WakeupFuture` (`backend::finished_future`);
+    /// `None` inside where the loop has no C futures.
+    stand_ins: OnceLock<Option<(Py<PyAny>, Py<PyAny>)>>,
     signal: Signal,
     queue: Queue<Job>,
     /// Taken before the queue's lock when both are needed (see [`Home::depend`]).
@@ -80,6 +84,7 @@ impl Home {
             event_loop,
             threadsafe,
             record,
+            stand_ins: OnceLock::new(),
             signal: Signal::new()?,
             queue: Queue::new(),
             dependents: Mutex::new(Dependents {
@@ -105,6 +110,13 @@ impl Home {
     /// What the backend keeps of this loop on the Python side (see [`Parts`]).
     pub(crate) fn record(&self) -> Option<&Py<PyAny>> {
         self.record.as_ref()
+    }
+
+    /// The backend's finished stand-ins for this loop (see the field), once made: whoever
+    /// makes them (attached, outside the cell: making them runs Python code) stores them here,
+    /// and the first stored wins.
+    pub(crate) fn stand_ins(&self) -> &OnceLock<Option<(Py<PyAny>, Py<PyAny>)>> {
+        &self.stand_ins
     }
 
     /// Runs `job` on the loop's thread, soon. Any thread, attached or not; never waits for the
@@ -253,13 +265,18 @@ impl Home {
     }
 
     /// Reports the Python objects the home holds to the cyclic collector: the loop, its
-    /// thread-safe entry point, the backend's record of it. See [`Drain::__traverse__`] for
+    /// thread-safe entry point, the backend's record of it and stand-ins. See [`Drain::__traverse__`] for
     /// who may.
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.event_loop)?;
         visit.call(&self.threadsafe)?;
         if let Some(record) = &self.record {
             visit.call(record)?;
+        }
+        // They hold the loop: a cycle through the loop's watcher, as the record's.
+        if let Some(Some((resolved, cancelled))) = self.stand_ins.get() {
+            visit.call(resolved)?;
+            visit.call(cancelled)?;
         }
         Ok(())
     }
