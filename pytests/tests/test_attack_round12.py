@@ -981,7 +981,9 @@ def test_a_loop_run_inside_an_except_block_chains_cancellations_as_natively(loop
             return run_on_private_loop(loop_name, main)
 
     native = scenario("native")
-    assert native == (["KeyError", "KeyError"], [])
+    # The coroutine's cancellation chains the handled KeyError (what the task raises after it
+    # is chained differently before 3.11: compared, not asserted).
+    assert native[0][0] == "KeyError" and native[1] == [], native
     assert scenario("rust") == native
 
 
