@@ -335,6 +335,20 @@ CHANGES = {
 }
 
 
+# 3.15 refuses to re-initialise a future ("already initialized"): there, only the cancelled
+# stand-in's `_cancel_message` can be changed.
+REINITIALISES = pytest.mark.skipif(
+    sys.version_info >= (3, 15), reason="3.15 refuses to re-initialise a future"
+)
+
+
+def changes(how):
+    return [
+        pytest.param(name, marks=REINITIALISES) if "__init__" in change else name
+        for name, change in CHANGES[how].items()
+    ]
+
+
 def unpoisoned():
     message = ["mine"] if sys.version_info >= (3, 11) else []  # 3.10's tasks drop it
     return [["value", "woken"], ["CancelledError", [], 1], ["CancelledError", message, 1]] * 3
@@ -344,6 +358,8 @@ def test_a_native_wake_up_argument_changed_by_user_code_changes_nothing_else():
     """The reference for the next tests: a native task's future, changed after it served,
     changes nothing for other tasks, of its loop or of another, and is never handed again."""
     for how, change in [("fire", REINITIALISED), ("cancel", "handed._cancel_message = 'not mine'")]:
+        if "__init__" in change and sys.version_info >= (3, 15):
+            continue  # refused there (see REINITIALISES)
         for results in poisoned("native", how, change):
             assert [result[:-1] for result in results] == unpoisoned(), results
             assert not any(result[-1][1] for result in results)
@@ -361,7 +377,7 @@ def handed_after_change(how):
 UNCHANGED = [["Future", False], ["Future", False], ["WakeupFuture", False]] * 3
 
 
-@pytest.mark.parametrize("change", list(CHANGES["fire"]))
+@pytest.mark.parametrize("change", changes("fire"))
 def test_a_resolved_stand_in_changed_by_user_code_poisons_no_later_wake_up(change):
     """Once a loop's call_soon was handed its resolved stand-in and changed it (before the fix,
     re-initialised with an exception, it made every later wake-up of every Rust coroutine in
@@ -375,7 +391,7 @@ def test_a_resolved_stand_in_changed_by_user_code_poisons_no_later_wake_up(chang
     assert [result[-1] for result in other_loop] == UNCHANGED, other_loop
 
 
-@pytest.mark.parametrize("change", list(CHANGES["cancel"]))
+@pytest.mark.parametrize("change", changes("cancel"))
 def test_a_cancelled_stand_in_changed_by_user_code_changes_no_later_cancellation(change):
     """Once a loop's call_soon was handed its cancelled stand-in and changed it (before the
     fix, a `_cancel_message` set on it was carried by every later message-less cancellation
