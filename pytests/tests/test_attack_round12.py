@@ -1456,7 +1456,8 @@ def serve_and_drop(loop_name, how, keep=None):
     """Runs a spying loop (`how`: closed after `run_until_complete`, or an `asyncio.Runner`'s)
     whose Rust coroutines are woken and cancelled, all of its tasks done; its stand-ins and
     the loop, held weakly. `keep` ("rust" or "native"): a done task of that kind kept in an
-    attribute of the loop (a cycle through the loop)."""
+    attribute of the loop (a cycle through the loop); "waiter": the `WakeupFuture` a done
+    Rust task waited on; "parked": a Rust task still parked when the loop closes."""
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -1464,11 +1465,14 @@ def serve_and_drop(loop_name, how, keep=None):
         tally = count_only(loop)
         assert await cycles(6)() == expected_cycles(6)
         assert [tally.get(id(pair[0])), tally.get(id(pair[1]))] == [2, 2], tally
-        if keep is not None:
-            task, trigger, waiter = await parked(keep)
+        if keep == "parked":
+            task, _, _ = await parked("rust")
+            loop.kept = task
+        elif keep is not None:
+            task, trigger, waiter = await parked("rust" if keep == "waiter" else keep)
             trigger.fire()
             assert await outcome(task) == ("value", "woken")
-            loop.kept = task
+            loop.kept = waiter if keep == "waiter" else task
         return [weakref.ref(pair[0]), weakref.ref(pair[1]), weakref.ref(loop)]
 
     factory = SPYING_LOOPS[loop_name]
@@ -1494,15 +1498,14 @@ def test_a_closed_and_dropped_loops_stand_ins_are_collected_with_it(loop_name, h
         assert collected(refs), (keep, [ref() is None for ref in refs])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="FOUND (predates the per-loop stand-ins: Home already held the loop): a closed "
-    "loop that refers to a done task of a Rust coroutine (or to a WakeupFuture) is never "
-    "collected, nor its stand-ins: the finished Rust coroutine (and a WakeupFuture) holds the "
-    "loop's home, which holds the loop, and neither reports it to the collector",
-)
+@pytest.mark.parametrize("keep", ["rust", "waiter", "parked"])
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
-def test_a_closed_loop_that_keeps_a_done_rust_task_is_collected_with_its_stand_ins(loop_name):
-    refs = serve_and_drop(loop_name, "closed", keep="rust")
+def test_a_closed_loop_that_keeps_a_rust_task_or_its_waiter_is_collected(loop_name, keep):
+    """Found in round 12 (older than the stand-ins): a closed loop that kept a done Rust task
+    (or the `WakeupFuture` it waited on) was never collected, nor its stand-ins: the finished
+    coroutine's parker and the future held the loop's home, which holds the loop, and neither
+    reported it. A finished coroutine now lets go of its parker, and a future that is its
+    home's sole owner reports the home's objects. A task still parked when the loop closes is
+    ended by the loop's death, and collected the same way."""
+    refs = serve_and_drop(loop_name, "closed", keep=keep)
     assert collected(refs), [ref() is None for ref in refs]

@@ -12,6 +12,7 @@
 mod abort;
 pub(crate) mod asyncio;
 mod call_soon;
+mod done_callbacks;
 mod finished_future;
 mod launch;
 pub(crate) mod trio;

@@ -37,6 +37,7 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::call_soon::call_soon;
+use super::done_callbacks::{Callback, DoneCallbacks};
 use super::finished_future::{self, Outcome};
 use crate::gil_cell::{GilCell, GilGuard};
 use crate::glue;
@@ -59,8 +60,7 @@ enum State {
     Pending {
         /// `_asyncio_future_blocking`, in every state.
         blocking: bool,
-        first: Option<Callback>,
-        more: MoreCallbacks,
+        callbacks: DoneCallbacks,
     },
     Resolved {
         blocking: bool,
@@ -94,25 +94,6 @@ impl State {
     }
 }
 
-/// The callbacks of a pending future, in the order they were added.
-fn callbacks<'a>(
-    first: &'a Option<Callback>,
-    more: &'a MoreCallbacks,
-) -> impl Iterator<Item = &'a Callback> {
-    first.iter().chain(more.iter().flat_map(|more| more.iter()))
-}
-
-/// Callbacks past the first: only Python code that picks up `task._fut_waiter` adds them, so
-/// they cost a word until then (a `Vec` would cost three).
-#[allow(clippy::box_collection)]
-type MoreCallbacks = Option<Box<Vec<Callback>>>;
-
-/// A done-callback and the context it runs in.
-struct Callback {
-    function: Py<PyAny>,
-    context: Py<PyAny>,
-}
-
 impl WakeupFuture {
     /// A pending future of `home`'s loop, marked blocking, as a task expects what it is yielded.
     pub(crate) fn new(py: Python<'_>, home: Arc<Home>) -> PyResult<Py<Self>> {
@@ -124,8 +105,7 @@ impl WakeupFuture {
                 home,
                 state: GilCell::new(State::Pending {
                     blocking: true,
-                    first: None,
-                    more: None,
+                    callbacks: DoneCallbacks::default(),
                 }),
             },
         )
@@ -154,26 +134,22 @@ impl WakeupFuture {
 
     /// Leaves **pending** for `done` and schedules the callbacks; false if already done.
     fn finish(slf: &Bound<'_, Self>, done: impl FnOnce(bool) -> State) -> PyResult<bool> {
-        let (first, more, outcome) = {
+        let (mut callbacks, outcome) = {
             let mut state = slf.get().borrow(slf.py())?;
             let State::Pending {
                 blocking,
-                first,
-                more,
+                callbacks,
             } = &mut *state
             else {
                 return Ok(false);
             };
-            let callbacks = (first.take(), more.take());
+            let callbacks = std::mem::take(callbacks);
             *state = done(*blocking);
-            (callbacks.0, callbacks.1, state.outcome())
+            (callbacks, state.outcome())
         };
         // Every callback is scheduled, even after one failed to be: the first error is raised.
         let mut scheduled = Ok(true);
-        for callback in first
-            .into_iter()
-            .chain(more.into_iter().flat_map(|more| *more))
-        {
+        for callback in callbacks.take() {
             if let Err(err) = schedule(slf, callback, outcome) {
                 scheduled = scheduled.and(Err(err));
             }
@@ -237,20 +213,16 @@ static TRAVERSE_SLOT: InstallOnce = InstallOnce::new();
 impl Traverse for WakeupFuture {
     /// The callbacks hold the task (its wake-up is a bound method), which holds this future;
     /// nothing while the state is borrowed (then it holds nothing that another reference does
-    /// not).
+    /// not). The home's objects (the loop), while this future is the home's sole owner: a
+    /// closed loop that keeps a future of its own is a cycle through the home.
     fn traverse<V: Visit>(&self, visit: &V) -> Result<(), V::Error> {
+        Home::traverse_as_sole_owner(&self.home, visit)?;
         // SAFETY: the collector runs attached.
         let Some(state) = (unsafe { self.state.try_borrow_mut_attached() }) else {
             return Ok(());
         };
         match &*state {
-            State::Pending { first, more, .. } => {
-                for callback in callbacks(first, more) {
-                    visit.visit(&callback.function)?;
-                    visit.visit(&callback.context)?;
-                }
-                Ok(())
-            }
+            State::Pending { callbacks, .. } => callbacks.traverse(visit),
             State::Cancelled {
                 message: Some(message),
                 ..
@@ -321,12 +293,8 @@ impl WakeupFuture {
         let done = {
             let mut state = slf.get().borrow(py)?;
             match &mut *state {
-                State::Pending { first, more, .. } => {
-                    if first.is_none() {
-                        *first = Some(callback);
-                    } else {
-                        more.get_or_insert_with(Default::default).push(callback);
-                    }
+                State::Pending { callbacks, .. } => {
+                    callbacks.push(callback);
                     None
                 }
                 finished => Some((callback, finished.outcome())),
@@ -346,7 +314,8 @@ impl WakeupFuture {
     /// nothing; a future finished meanwhile has scheduled its callbacks and removes none.
     fn remove_done_callback(&self, py: Python<'_>, function: Bound<'_, PyAny>) -> PyResult<usize> {
         let snapshot: Vec<Py<PyAny>> = match &*self.borrow(py)? {
-            State::Pending { first, more, .. } => callbacks(first, more)
+            State::Pending { callbacks, .. } => callbacks
+                .iter()
                 .map(|callback| callback.function.clone_ref(py))
                 .collect(),
             _ => return Ok(0),
@@ -361,30 +330,12 @@ impl WakeupFuture {
             return Ok(0);
         }
         // The snapshot keeps the matched functions alive: their addresses name them.
-        let is_matched = |callback: &Callback| matched.contains(&callback.function.as_ptr());
         let removed: Vec<Callback> = {
             let mut state = self.borrow(py)?;
-            let State::Pending { first, more, .. } = &mut *state else {
+            let State::Pending { callbacks, .. } = &mut *state else {
                 return Ok(0);
             };
-            let mut kept = Vec::new();
-            let mut removed = Vec::new();
-            for callback in first
-                .take()
-                .into_iter()
-                .chain(more.take().into_iter().flat_map(|more| *more))
-            {
-                if is_matched(&callback) {
-                    removed.push(callback);
-                } else {
-                    kept.push(callback);
-                }
-            }
-            let mut kept = kept.into_iter();
-            *first = kept.next();
-            let rest: Vec<Callback> = kept.collect();
-            *more = (!rest.is_empty()).then(|| Box::new(rest));
-            removed
+            callbacks.remove(&matched)
         };
         // Dropped with the state released: a callback's finaliser may run anything.
         Ok(removed.len())
@@ -423,9 +374,9 @@ impl WakeupFuture {
             .state
             .try_borrow_mut(py)
             .map(|mut state| match &mut *state {
-                State::Pending { first, more, .. } => (first.take(), more.take(), None),
-                State::Cancelled { message, .. } => (None, None, message.take()),
-                State::Resolved { .. } => (None, None, None),
+                State::Pending { callbacks, .. } => (std::mem::take(callbacks), None),
+                State::Cancelled { message, .. } => (DoneCallbacks::default(), message.take()),
+                State::Resolved { .. } => (DoneCallbacks::default(), None),
             });
         drop(dropped);
     }

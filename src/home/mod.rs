@@ -20,6 +20,7 @@
 //! learn it), and every [`Dependent`] registered with it — suspended coroutines, `PyFuture`s,
 //! streams — ends at once, without the garbage collector.
 
+mod drain;
 pub(crate) mod forwarder;
 pub(crate) mod queue;
 pub(crate) mod registry;
@@ -31,12 +32,12 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::{PyTraverseError, PyVisit};
 
 use self::forwarder::Forward;
 use self::queue::{Pushed, Queue, Route};
 use self::registry::{Keyed, Registry};
 use self::signal::Signal;
+use crate::visit::Visit;
 
 /// Work for the loop's thread. An error that is not an `Exception` (`KeyboardInterrupt`,
 /// `SystemExit`) propagates from the drain as from any loop callback; the jobs after it stay
@@ -248,35 +249,34 @@ impl Home {
         }
     }
 
-    /// The callable the loop runs to drain the queue. The watcher (`watching`) is the one the
-    /// loop keeps for as long as it watches the signal: the loop letting go of it is its death.
-    pub(crate) fn drain_callable(
-        self: &Arc<Self>,
-        py: Python<'_>,
-        watching: bool,
-    ) -> PyResult<Py<Drain>> {
-        Py::new(
-            py,
-            Drain {
-                home: Arc::clone(self),
-                watching,
-            },
-        )
-    }
-
-    /// Reports the Python objects the home holds to the cyclic collector: the loop, its
-    /// thread-safe entry point, the backend's record of it and stand-ins. See [`Drain::__traverse__`] for
-    /// who may.
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.event_loop)?;
-        visit.call(&self.threadsafe)?;
-        if let Some(record) = &self.record {
-            visit.call(record)?;
+    /// Reports the Python objects the home holds to the cyclic collector (the loop, its
+    /// thread-safe entry point, the backend's record of it and stand-ins), for `home`'s
+    /// owner, if it is the sole owner: the home's references are that owner's alone then.
+    ///
+    /// Why the sole owner only: with other owners (a suspended coroutine, a `PyFuture` on
+    /// another thread), claiming the references would let the collector tear down a loop that
+    /// is still reachable through Rust, and two owners claiming them would claim them twice.
+    /// The cycle is reported once the others are gone. The count cannot grow during the
+    /// traversal: a new owner comes from an existing one (the traversed owner, which the
+    /// collector holds, or one that the collector does not see, which keeps the home's count
+    /// above one meanwhile), or from the registry, which is read attached, and the collector
+    /// runs with the interpreter held.
+    pub(crate) fn traverse_as_sole_owner<V: Visit>(
+        home: &Arc<Self>,
+        visit: &V,
+    ) -> Result<(), V::Error> {
+        if Arc::strong_count(home) != 1 {
+            return Ok(());
         }
-        // They hold the loop: a cycle through the loop's watcher, as the record's.
-        if let Some(Some((resolved, cancelled))) = self.stand_ins.get() {
-            visit.call(resolved)?;
-            visit.call(cancelled)?;
+        visit.visit(&home.event_loop)?;
+        visit.visit(&home.threadsafe)?;
+        if let Some(record) = &home.record {
+            visit.visit(record)?;
+        }
+        // They hold the loop: a cycle through the home, as the record's.
+        if let Some(Some((resolved, cancelled))) = home.stand_ins.get() {
+            visit.visit(resolved)?;
+            visit.visit(cancelled)?;
         }
         Ok(())
     }
@@ -296,59 +296,6 @@ impl Forward for Home {
             .and_then(|drain| self.threadsafe.bind(py).call1((drain,)));
         if asked.is_err() {
             self.die(py);
-        }
-    }
-}
-
-/// The callable a loop runs to drain its home's queue.
-#[pyclass(frozen)]
-pub(crate) struct Drain {
-    home: Arc<Home>,
-    watching: bool,
-}
-
-#[pymethods]
-impl Drain {
-    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
-        self.home.drain(py)
-    }
-
-    /// The loop cannot watch the signal (no `add_reader`), or stops watching it while it
-    /// still runs (trio cancels its system tasks before its last tasks finish).
-    fn unwatchable(&self, py: Python<'_>) -> PyResult<()> {
-        self.home.stop_watching(py)
-    }
-
-    /// The loop is gone for good (a trio run ended: its `after_run` instrument hook).
-    fn died(&self, py: Python<'_>) {
-        self.home.die(py);
-    }
-
-    /// The loop holds its watcher (through its reader callback) and the watcher's home holds
-    /// the loop: a cycle through Rust, which the collector sees only if the watcher reports
-    /// the home's objects. Then a loop dropped without `close()` is collected like any other
-    /// (its finalizer closes it, which lets go of the watcher: the home dies).
-    ///
-    /// Only a watcher that is the home's sole owner reports them: the home's references are
-    /// the watcher's alone then. With other owners (a suspended coroutine, a `PyFuture` on
-    /// another thread), claiming them would let the collector tear down a loop that is still
-    /// reachable through Rust; the cycle is reported once they are gone. The count cannot
-    /// grow meanwhile: a new owner comes from an existing one, or from the registry, which is
-    /// read attached, and the collector runs with the interpreter held.
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if self.watching && Arc::strong_count(&self.home) == 1 {
-            self.home.traverse(&visit)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Drain {
-    /// The loop let go of its watcher without saying it stops watching: it closed (asyncio)
-    /// or the run ended (trio).
-    fn drop(&mut self) {
-        if self.watching && self.home.queue.route() == Route::Signal {
-            Python::try_attach(|py| self.home.die(py));
         }
     }
 }

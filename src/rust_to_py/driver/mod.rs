@@ -7,7 +7,7 @@
 //! | **polling** | `started`; the waiter records wakes | `send`, a wake-up's resumption, a delegate finishing | the poll's outcome |
 //! | **parked** | `parker` (bound to the task and loop at the first suspension, which also registers the coroutine with its loop's home); the waiter holds the wake-up | a poll returning `Pending` by the delegation rule's "schedule" side | the loop resuming the task (`send`) or throwing in (`throw`) |
 //! | **delegating** | `delegate` (the awaitable's `__await__` iterator); `parker` (for the home) | a poll that filed one request and nothing else | the delegate finishing (poll again) or `throw`/`close` forwarded to it |
-//! | **finished** | `future` empty, the waiter closed, no delegate | the future's output, a panic, an exception ending it, `close`, the loop dying | never |
+//! | **finished** | `future` empty, the waiter closed, no delegate, no parker | the future's output, a panic, an exception ending it, `close`, the loop dying | never |
 //!
 //! Only the loop's thread moves the machine (it runs under the coroutine's borrow, a
 //! [`GilCell`]'s, taken by `send`/`throw`/`close`); wakers from other threads only touch the
@@ -323,7 +323,10 @@ impl Driver {
         if self.future.flags.has(DriverFlags::WAITER_USED) {
             waiter.close();
         }
-        if let Some(parker) = &mut self.parker {
+        // The parker goes with the suspension: it holds the loop's home (and so the loop),
+        // which a finished coroutine, kept by a done task that a closed loop keeps, would
+        // otherwise hold in a cycle that only Rust knows of.
+        if let Some(mut parker) = self.parker.take() {
             parker.abandon(py);
         }
         if let Some(delegate) = self.rare.take_delegate() {
@@ -350,7 +353,6 @@ impl Driver {
     /// (see [`Shared`](shared::Shared)).
     pub(crate) fn release(&mut self, py: Python<'_>, waiter: &Waiter) {
         self.finish(py, waiter);
-        self.parker = None;
         self.rare = Rare::default();
     }
 }
