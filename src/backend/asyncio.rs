@@ -26,7 +26,7 @@ pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
     })?;
     if created {
         // A loop that refuses (closed) drops the watcher, and the home dies with it.
-        let drain = home.drain_callable(py, true)?;
+        let drain = home.drain_callable(py, home::drain::DrainRole::Watcher)?;
         let watch = glue::watch_asyncio(py)?;
         let fd = home.watched_fd();
         let shutdown = shutdown_of(py, &home);

@@ -24,7 +24,7 @@ pub(crate) fn home(token: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
     })?;
     if created {
         // A finished run refuses (`RunFinishedError`) and drops the watcher: the home dies.
-        let drain = home.drain_callable(py, true)?;
+        let drain = home.drain_callable(py, home::drain::DrainRole::Watcher)?;
         let watch = glue::watch_trio(py)?;
         let fd = home.watched_fd();
         let _ = if running_here(py, &home) {

@@ -306,7 +306,7 @@ impl WakeupFuture {
         }
     }
 
-    /// Removes every callback equal to `function`; returns how many.
+    /// Removes every callback that is `function` or equal to it; returns how many.
     ///
     /// `==` may run any Python code, this future's methods included, so it compares a
     /// snapshot of the callbacks' functions, with the state released; the matches are then
@@ -322,7 +322,8 @@ impl WakeupFuture {
         };
         let mut matched = Vec::new();
         for candidate in &snapshot {
-            if candidate.bind(py).eq(&function)? {
+            // Identity first, as `PyObject_RichCompareBool` (asyncio's comparison) does.
+            if candidate.is(&function) || candidate.bind(py).eq(&function)? {
                 matched.push(candidate.as_ptr());
             }
         }

@@ -8,6 +8,7 @@ asyncio (a package of some 30 modules and 2 MB) because it uses pyo3_async, nor 
 """
 
 import contextvars
+import math
 import sys
 import weakref
 
@@ -229,6 +230,13 @@ def watch_asyncio(loop, fd, drain, shutdown):
         contextvars.Context().run(loop.add_reader, fd, drain)
     except BaseException:  # no `add_reader` (Proactor, custom loops), or closed meanwhile
         drain.unwatchable()
+        try:
+            # The keeper: a timer that never fires, which `close()` drops (the home dies then).
+            keeper = drain.keeper()
+            contextvars.Context().run(loop.call_at, math.inf, keeper)
+            keeper.arm()
+        except Exception:  # closed meanwhile, or no timers: the next forwarded job finds out
+            pass
 
 
 async def _watch_trio(fd, drain):

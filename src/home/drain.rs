@@ -1,35 +1,67 @@
-//! [`Drain`]: the callable a loop runs, on its thread, to drain its home's queue; the one the
-//! loop keeps while it watches the home's signal (the *watcher*) also tells of the loop's death.
+//! [`Drain`]: the callable a loop runs, on its thread, to drain its home's queue. The one the
+//! loop keeps for its whole life (its reader of the home's signal, or a timer that never
+//! fires) also tells of the loop's death, by being let go of.
+//!
+//! | role | kept by | its release means |
+//! |---|---|---|
+//! | **once** | the loop's thread-safe queue, for one drain (the forwarder's) | nothing |
+//! | **watcher** | the loop's reader of the home's signal (`add_reader`, trio's system task) | the loop died, while it still watched (trio lets go of it earlier, when it cancels its system tasks: the home no longer watches then) |
+//! | **keeper** | a timer of an asyncio loop that cannot watch (no `add_reader`: the Proactor loop, custom loops), due at infinity | the loop closed (`close()` drops its timers), or was collected |
+//!
+//! Why a keeper: a loop that cannot watch would otherwise learn of its own death only when the
+//! next job is forwarded to it. Until then, whatever was parked on it (a coroutine whose future
+//! only it can wake, a queued wake-up) would keep the home, and the home the loop, for good.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::forwarder::Forward;
 use super::queue::Route;
 use super::Home;
 
-/// The callable a loop runs to drain its home's queue.
+/// The callable a loop runs to drain its home's queue (see the [module](self)).
 #[pyclass(frozen)]
 pub(crate) struct Drain {
     home: Arc<Home>,
-    /// Whether the loop keeps this one for as long as it watches the signal.
-    watching: bool,
+    /// A [`DrainRole`]: a keeper is made as a once-drain and becomes a keeper only once the
+    /// loop took it ([`arm`](Drain::arm)), so that one the loop refused dies harmlessly.
+    role: AtomicU8,
+}
+
+/// Who keeps a [`Drain`], and what its release means (see the [module](self)).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum DrainRole {
+    Once,
+    Watcher,
+    Keeper,
+}
+
+impl Drain {
+    fn role(&self) -> DrainRole {
+        match self.role.load(Ordering::Relaxed) {
+            1 => DrainRole::Watcher,
+            2 => DrainRole::Keeper,
+            _ => DrainRole::Once,
+        }
+    }
 }
 
 impl Home {
-    /// The callable the loop runs to drain the queue. The watcher (`watching`) is the one the
-    /// loop keeps for as long as it watches the signal: the loop letting go of it is its death.
+    /// The callable the loop runs to drain the queue, for `role`.
     pub(crate) fn drain_callable(
         self: &Arc<Self>,
         py: Python<'_>,
-        watching: bool,
+        role: DrainRole,
     ) -> PyResult<Py<Drain>> {
         Py::new(
             py,
             Drain {
                 home: Arc::clone(self),
-                watching,
+                role: AtomicU8::new(role as u8),
             },
         )
     }
@@ -47,18 +79,29 @@ impl Drain {
         self.home.stop_watching(py)
     }
 
+    /// A keeper of the home, for a timer of the loop that never fires (an asyncio loop that
+    /// cannot watch: see the [module](self)); unarmed until the loop took it.
+    fn keeper(&self, py: Python<'_>) -> PyResult<Py<Drain>> {
+        self.home.drain_callable(py, DrainRole::Once)
+    }
+
+    /// The loop took this keeper: letting go of it is the loop's death from now on.
+    fn arm(&self) {
+        self.role.store(DrainRole::Keeper as u8, Ordering::Relaxed);
+    }
+
     /// The loop is gone for good (a trio run ended: its `after_run` instrument hook).
     fn died(&self, py: Python<'_>) {
         self.home.die(py);
     }
 
-    /// The loop holds its watcher (through its reader callback) and the watcher's home holds
-    /// the loop: a cycle through Rust, which the collector sees only if the watcher reports
-    /// the home's objects. Then a loop dropped without `close()` is collected like any other
-    /// (its finalizer closes it, which lets go of the watcher: the home dies). Reported while
-    /// the watcher is the home's sole owner (see [`Home::traverse_as_sole_owner`]).
+    /// The loop holds its watcher or keeper, and that one's home holds the loop: a cycle
+    /// through Rust, which the collector sees only if the drain reports the home's objects.
+    /// Then a loop dropped without `close()` is collected like any other (its finalizer
+    /// closes it, which lets go of the drain: the home dies). Reported while the drain is the
+    /// home's sole owner (see [`Home::traverse_as_sole_owner`]).
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if self.watching {
+        if self.role() != DrainRole::Once {
             Home::traverse_as_sole_owner(&self.home, &visit)?;
         }
         Ok(())
@@ -66,11 +109,29 @@ impl Drain {
 }
 
 impl Drop for Drain {
-    /// The loop let go of its watcher without saying it stops watching: it closed (asyncio)
-    /// or the run ended (trio).
+    /// The loop let go of its watcher without saying it stops watching, or of its keeper: it
+    /// closed (asyncio) or the run ended (trio).
     fn drop(&mut self) {
-        if self.watching && self.home.queue.route() == Route::Signal {
+        let died = match self.role() {
+            DrainRole::Once => false,
+            DrainRole::Watcher => self.home.queue.route() == Route::Signal,
+            DrainRole::Keeper => self.home.queue.route() != Route::Dead,
+        };
+        if died {
             Python::try_attach(|py| self.home.die(py));
+        }
+    }
+}
+
+impl Forward for Home {
+    /// The forwarder's thread, attached: asks the loop to drain the queue. A loop that refuses
+    /// (closed, run finished) is dead.
+    fn forward(self: Arc<Self>, py: Python<'_>) {
+        let asked = self
+            .drain_callable(py, DrainRole::Once)
+            .and_then(|drain| self.threadsafe.bind(py).call1((drain,)));
+        if asked.is_err() {
+            self.die(py);
         }
     }
 }

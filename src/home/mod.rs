@@ -16,11 +16,12 @@
 //! interpreter.
 //!
 //! **Death.** When the loop lets go of its watcher (an asyncio loop closes; a trio run ends), or
-//! its thread-safe entry refuses work, the home dies: queued jobs are dropped (their senders
+//! of its keeper (an asyncio loop that cannot watch keeps a timer that never fires, which its
+//! `close()` drops: see [`drain`]), or its thread-safe entry refuses work, the home dies: queued jobs are dropped (their senders
 //! learn it), and every [`Dependent`] registered with it — suspended coroutines, `PyFuture`s,
 //! streams — ends at once, without the garbage collector.
 
-mod drain;
+pub(crate) mod drain;
 pub(crate) mod forwarder;
 pub(crate) mod queue;
 pub(crate) mod registry;
@@ -256,11 +257,17 @@ impl Home {
     /// Why the sole owner only: with other owners (a suspended coroutine, a `PyFuture` on
     /// another thread), claiming the references would let the collector tear down a loop that
     /// is still reachable through Rust, and two owners claiming them would claim them twice.
-    /// The cycle is reported once the others are gone. The count cannot grow during the
-    /// traversal: a new owner comes from an existing one (the traversed owner, which the
-    /// collector holds, or one that the collector does not see, which keeps the home's count
-    /// above one meanwhile), or from the registry, which is read attached, and the collector
-    /// runs with the interpreter held.
+    /// The cycle is reported once the others are gone.
+    ///
+    /// A new owner comes from an existing one, or from the registry, which is read attached
+    /// while the collector runs with the interpreter held. One exception: a wake-up delivered
+    /// from a detached thread clones the home from the `WakeupFuture` it holds. That reference
+    /// is one the collector cannot see, so the future, and the loop through it, stay
+    /// reachable; only if the clone falls between the collector's two passes over the future
+    /// (the count read as one, then as two) can the loop look unreachable for that collection.
+    /// Such a loop is not running (a running loop is referenced from its thread) and is
+    /// referenced by nothing but the home: it is cleared, not freed, and the wake-up's job,
+    /// which the home then refuses or hands to a loop that raises, is its last user.
     pub(crate) fn traverse_as_sole_owner<V: Visit>(
         home: &Arc<Self>,
         visit: &V,
@@ -284,19 +291,6 @@ impl Home {
     /// The watched end of the signal, as a file descriptor (or socket) number.
     pub(crate) fn watched_fd(&self) -> i64 {
         self.signal.watched()
-    }
-}
-
-impl Forward for Home {
-    /// The forwarder's thread, attached: asks the loop to drain the queue. A loop that refuses
-    /// (closed, run finished) is dead.
-    fn forward(self: Arc<Self>, py: Python<'_>) {
-        let asked = self
-            .drain_callable(py, false)
-            .and_then(|drain| self.threadsafe.bind(py).call1((drain,)));
-        if asked.is_err() {
-            self.die(py);
-        }
     }
 }
 
