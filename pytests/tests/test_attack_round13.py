@@ -18,14 +18,13 @@ that mutates the future), thousands of callbacks, and cycles through callbacks.
 
 Findings, fixed in the same stop: a loop that cannot watch its signal (no add_reader, as the
 Proactor loop) never learned of its close, so what was parked on it, or a wake-up queued
-for it, kept it for ever (now the loop keeps the home's *keeper*, a timer due at infinity,
+for it, kept it for ever (now the loop keeps the home's *keeper*, a timer due in some 34 years,
 whose release by `close()` kills the home: src/home/drain.rs); and `remove_done_callback`
 did not compare by identity first. A loop that can keep no such timer either (the *unkept*
 loops here) still has the first gap: strict xfails whose reasons start with "FOUND"."""
 
 import asyncio
 import gc
-import math
 import sys
 import threading
 import weakref
@@ -43,7 +42,7 @@ from test_attack_wakeup_future import make, outcome, parked
 
 class NoReaderLoop(asyncio.SelectorEventLoop):
     """An asyncio loop that cannot watch file descriptors (as the Proactor loop): its home uses
-    the forwarder thread, and the loop keeps the home's keeper (a timer due at infinity)."""
+    the forwarder thread, and the loop keeps the home's keeper (a timer due in some 34 years)."""
 
     def add_reader(self, fd, callback, *args):
         raise NotImplementedError
@@ -54,24 +53,24 @@ class NoReaderUvloop(uvloop.Loop):
         raise NotImplementedError
 
 
-def refusing_infinity(call_at):
-    def refuse(self, when, callback, *args, **kwargs):
-        if when == math.inf:
+def refusing_decades(call_later):
+    def refuse(self, delay, callback, *args, **kwargs):
+        if delay > 2**29:
             raise NotImplementedError
-        return call_at(self, when, callback, *args, **kwargs)
+        return call_later(self, delay, callback, *args, **kwargs)
 
     return refuse
 
 
 class UnkeptLoop(NoReaderLoop):
-    """A custom loop that can neither watch nor keep a timer due at infinity: its home has no
+    """A custom loop that can neither watch nor keep a timer due in decades: its home has no
     watcher and no keeper, so a `WakeupFuture` can be the home's sole owner while it runs."""
 
-    call_at = refusing_infinity(asyncio.SelectorEventLoop.call_at)
+    call_later = refusing_decades(asyncio.SelectorEventLoop.call_later)
 
 
 class UnkeptUvloop(NoReaderUvloop):
-    call_at = refusing_infinity(uvloop.Loop.call_at)
+    call_later = refusing_decades(uvloop.Loop.call_later)
 
 
 def collected(refs):
@@ -237,7 +236,7 @@ UNKEPT_NEVER_ENDS_PARKED = pytest.mark.xfail(
     strict=True,
     reason="FOUND in round 13 (older than 86a9b29), fixed for loops with timers (the keeper), "
     "left for a custom loop that can neither watch its signal (no add_reader) nor keep a "
-    "timer due at infinity: it learns of its close only when a job is next forwarded to it, "
+    "timer due in decades: it learns of its close only when a job is next forwarded to it, "
     "so a parked Rust coroutine whose waker only it holds (a Trigger it alone refers to, "
     "keeps_its_own_waker, a stream's pending item) keeps its home, and the home the closed "
     "loop, for ever",
@@ -262,7 +261,7 @@ def forwarded_cases(loops):
 @pytest.mark.parametrize(("loop_name", "keep"), list(forwarded_cases(FORWARDED)))
 def test_a_closed_forwarder_loop_that_keeps_rust_objects_is_collected(loop_name, keep):
     """The same on loops without `add_reader` (found in this round): the loop keeps the home's
-    keeper, a timer due at infinity, which `close()` drops, and the home dies with it, ending
+    keeper, a timer due in some 34 years, which `close()` drops, and the home dies with it, ending
     what is parked, as a watching loop's close does."""
     ref = serve_and_close(FORWARDED[loop_name], keep)
     assert collected([ref])
@@ -270,7 +269,7 @@ def test_a_closed_forwarder_loop_that_keeps_rust_objects_is_collected(loop_name,
 
 @pytest.mark.parametrize(("loop_name", "keep"), list(forwarded_cases(UNKEPT)))
 def test_a_closed_unkept_loop_that_keeps_rust_objects_is_collected(loop_name, keep):
-    """On loops with neither `add_reader` nor a timer at infinity no drain shares the home, so
+    """On loops with neither `add_reader` nor a timer due in decades no drain shares the home, so
     a finished coroutine's waiter is the home's sole owner as soon as the coroutine lets go of
     its parker (the case 86a9b29 is for); what is still parked when the loop closes is not
     ended (the xfails)."""

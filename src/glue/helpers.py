@@ -8,7 +8,6 @@ asyncio (a package of some 30 modules and 2 MB) because it uses pyo3_async, nor 
 """
 
 import contextvars
-import math
 import sys
 import weakref
 
@@ -214,6 +213,10 @@ def start_trio_task(awaitable, context, completion, scope):
         completion.set_exception(exc)
 
 
+# How far off the keeper's timer is due: some 34 years.
+_KEEPER_DELAY = 2.0**30
+
+
 def watch_asyncio(loop, fd, drain, shutdown):
     """On the loop thread: the loop drains the home's queue when its socket is readable, and
     `shutdown` learns when the loop shuts down. A sentinel that cannot start (a user's
@@ -231,9 +234,11 @@ def watch_asyncio(loop, fd, drain, shutdown):
     except BaseException:  # no `add_reader` (Proactor, custom loops), or closed meanwhile
         drain.unwatchable()
         try:
-            # The keeper: a timer that never fires, which `close()` drops (the home dies then).
+            # The keeper: a timer that does not fire, which `close()` drops (the home dies
+            # then). Finite: a loop that fast-forwards its clock to its next timer when idle
+            # (virtual clocks) would jump to infinity; one that fires it disarms it.
             keeper = drain.keeper()
-            contextvars.Context().run(loop.call_at, math.inf, keeper)
+            contextvars.Context().run(loop.call_later, _KEEPER_DELAY, keeper)
             keeper.arm()
         except Exception:  # closed meanwhile, or no timers: the next forwarded job finds out
             pass

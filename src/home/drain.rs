@@ -6,10 +6,12 @@
 //! |---|---|---|
 //! | **once** | the loop's thread-safe queue, for one drain (the forwarder's) | nothing |
 //! | **watcher** | the loop's reader of the home's signal (`add_reader`, trio's system task) | the loop died, while it still watched (trio lets go of it earlier, when it cancels its system tasks: the home no longer watches then) |
-//! | **keeper** | a timer of an asyncio loop that cannot watch (no `add_reader`: the Proactor loop, custom loops), due at infinity | the loop closed (`close()` drops its timers), or was collected |
+//! | **keeper** | a timer of an asyncio loop that cannot watch (no `add_reader`: the Proactor loop, custom loops), due in some 34 years | the loop closed (`close()` drops its timers), or was collected; unless it fired (a virtual clock moved on to it): it is a once-drain then |
 //!
 //! Why a keeper: a loop that cannot watch would otherwise learn of its own death only when the
-//! next job is forwarded to it. Until then, whatever was parked on it (a coroutine whose future
+//! next job is forwarded to it. Why not due at infinity: a loop that moves its clock on to its
+//! next timer when idle (the virtual clocks of test suites) would jump to infinity, and never
+//! fire another timer. Until then, whatever was parked on it (a coroutine whose future
 //! only it can wake, a queued wake-up) would keep the home, and the home the loop, for good.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -70,6 +72,14 @@ impl Home {
 #[pymethods]
 impl Drain {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        // A keeper fired after all (a clock that was moved on by decades): the loop lets go of
+        // it now, which is no death.
+        let _ = self.role.compare_exchange(
+            DrainRole::Keeper as u8,
+            DrainRole::Once as u8,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         self.home.drain(py)
     }
 
