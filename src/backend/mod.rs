@@ -188,10 +188,19 @@ impl Parker {
         running: Option<Bound<'_, PyAny>>,
         waiter: Weak<dyn Abort>,
     ) -> PyResult<Self> {
-        Ok(match backend {
+        let parker = match backend {
             Backend::Asyncio => Parker::Asyncio(asyncio::Parker::new(py, running)?),
             Backend::Trio => Parker::Trio(trio::Parker::new(py, waiter)?),
-        })
+        };
+        // A home that died under a loop that still runs (the program took away its reader or
+        // keeper) would drop every wake-up of this coroutine: a clear error, not a hang.
+        if parker.home().is_dead() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "pyo3-async lost this event loop: its reader or timer for pyo3-async was \
+                 removed while the loop runs",
+            ));
+        }
+        Ok(parker)
     }
 
     /// Registers the task's wake-up with `waiter` and returns the object to yield to the loop.
