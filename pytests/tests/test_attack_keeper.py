@@ -219,7 +219,17 @@ def test_an_idle_loop_with_a_keeper_does_not_spin(factory):
     assert all(t is None or t == 0 or t >= 3600 for t in timeouts), timeouts
 
 
-@pytest.mark.parametrize("factory", [NoReaderLoop, NoReaderUvloop])
+UVLOOP_DEBUG_315 = pytest.mark.skipif(
+    sys.version_info >= (3, 15),
+    reason="FOUND (older than the keeper: the same without it): uvloop 0.23 on 3.15 in debug "
+    "mode, a loop without add_reader hangs in its second run_until_complete of a Rust "
+    "coroutine woken through the forwarder (a skip: a hang cannot be an xfail)",
+)
+
+
+@pytest.mark.parametrize(
+    "factory", [NoReaderLoop, pytest.param(NoReaderUvloop, marks=UVLOOP_DEBUG_315)]
+)
 def test_the_keeper_is_one_timer_that_never_fires_across_runs_and_debug(factory):
     loop = factory()
     loop.set_debug(True)
@@ -314,16 +324,22 @@ def unclosed_warnings(kind):
     assert loop.run_until_complete(coroutine) == 1
     ref = weakref.ref(loop)
     del loop, coroutine
+    m.pyo3_async_stats()  # PyO3's deferred decrefs first (see `collected`)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert collected([ref])
-    return sorted({(w.category.__name__, str(w.message).split(" <")[0]) for w in caught})
+        gc.collect()
+    # A warning's `source` (the loop, for "unclosed event loop") keeps it until the record goes.
+    summary = sorted({(w.category.__name__, str(w.message).split(" <")[0]) for w in caught})
+    del caught
+    assert collected([ref])
+    return summary
 
 
 def test_an_unclosed_no_reader_loop_is_collected_with_the_native_warnings():
     assert unclosed_warnings("rust") == unclosed_warnings("native")
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner")
 def test_runner_with_a_no_reader_loop_factory_and_anyio():
     import anyio
 
@@ -340,7 +356,7 @@ def test_runner_with_a_no_reader_loop_factory_and_anyio():
     assert loop.is_closed()
 
 
-def test_uvloop_accepts_the_keeper_at_infinity_without_firing_it():
+def test_uvloop_accepts_the_keeper_without_firing_it():
     out = run_script(
         """
         import asyncio, sys
