@@ -1,6 +1,6 @@
 //! [`Drain`]: the callable a loop runs, on its thread, to drain its home's queue. The one the
-//! loop keeps for its whole life (its reader of the home's signal, or a timer that never
-//! fires) also tells of the loop's death, by being let go of.
+//! loop keeps for its whole life (its reader of the home's signal, or a timer due in
+//! decades) also tells of the loop's death, by being let go of.
 //!
 //! | role | kept by | its release means |
 //! |---|---|---|
@@ -9,10 +9,15 @@
 //! | **keeper** | a timer of an asyncio loop that cannot watch (no `add_reader`: the Proactor loop, custom loops), due in some 34 years | the loop closed (`close()` drops its timers), or was collected; unless it fired (a virtual clock moved on to it): it is a once-drain then |
 //!
 //! Why a keeper: a loop that cannot watch would otherwise learn of its own death only when the
-//! next job is forwarded to it. Why not due at infinity: a loop that moves its clock on to its
-//! next timer when idle (the virtual clocks of test suites) would jump to infinity, and never
-//! fire another timer. Until then, whatever was parked on it (a coroutine whose future
+//! next job is forwarded to it. Until then, whatever was parked on it (a coroutine whose future
 //! only it can wake, a queued wake-up) would keep the home, and the home the loop, for good.
+//! Why not due at infinity: a loop that moves its clock on to its next timer when idle (the
+//! virtual clocks of test suites) would jump to infinity, and never fire another timer.
+//!
+//! A home can still die under a loop that runs, if the program takes away its watcher
+//! (`remove_reader`) or keeper (cancels the timer). A coroutine that first suspends on it
+//! then fails with a `RuntimeError` rather than wait for wake-ups that nobody delivers; one
+//! parked at that moment is ended, but its task is not resumed (a known gap).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
