@@ -94,7 +94,7 @@ impl Drain {
         self.home.stop_watching(py)
     }
 
-    /// A keeper of the home, for a timer of the loop that never fires (an asyncio loop that
+    /// A keeper of the home, for a timer of the loop due in decades (an asyncio loop that
     /// cannot watch: see the [module](self)); unarmed until the loop took it.
     fn keeper(&self, py: Python<'_>) -> PyResult<Py<Drain>> {
         self.home.drain_callable(py, DrainRole::Once)
