@@ -166,6 +166,19 @@ impl Parker {
         self.waiting_on = None;
     }
 
+    /// The home died while its loop runs on this thread: resolves the future the task waits
+    /// for, if any, so that the task runs again (see [`super::Parker::resume_after_loss`]).
+    /// False where the loop does not run here.
+    pub(crate) fn resume_after_loss(&self, py: Python<'_>) -> PyResult<bool> {
+        if !running_here(py, &self.home) {
+            return Ok(false);
+        }
+        if let Some(future) = &self.waiting_on {
+            WakeupFuture::resolve(future.bind(py))?;
+        }
+        Ok(true)
+    }
+
     /// The future the task waits for, while it is suspended on one.
     pub(crate) fn awaiting(&self) -> Option<&Py<PyAny>> {
         self.waiting_on.as_ref().map(Py::as_any)

@@ -188,30 +188,31 @@ impl Parker {
         running: Option<Bound<'_, PyAny>>,
         waiter: Weak<dyn Abort>,
     ) -> PyResult<Self> {
-        let parker = match backend {
+        Ok(match backend {
             Backend::Asyncio => Parker::Asyncio(asyncio::Parker::new(py, running)?),
             Backend::Trio => Parker::Trio(trio::Parker::new(py, waiter)?),
-        };
-        // A home that died under a loop that still runs (the program took away its reader or
-        // keeper) would drop every wake-up of this coroutine: a clear error, not a hang.
-        if parker.home().is_dead() {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "pyo3-async lost this event loop: its reader or timer for pyo3-async was \
-                 removed while the loop runs",
-            ));
-        }
-        Ok(parker)
+        })
     }
 
     /// Registers the task's wake-up with `waiter` and returns the object to yield to the loop.
     ///
     /// The future has just returned `Pending`; if it was woken meanwhile, the returned object
     /// makes the loop resume the task on its next pass instead of waiting.
+    ///
+    /// Fails where the loop's home died under a loop that still runs (the program took away
+    /// its reader or keeper: see [`resume_after_loss`](Parker::resume_after_loss)): every
+    /// wake-up would be dropped, so the wait would never end. An error, not a hang.
     pub(crate) fn park<'py>(
         &mut self,
         py: Python<'py>,
         waiter: &dyn Suspend,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if self.home().is_dead() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "pyo3-async lost this event loop: its reader or timer for pyo3-async was \
+                 removed while the loop runs",
+            ));
+        }
         let woken = waiter.woken_during_poll();
         match self {
             Parker::Asyncio(parker) => parker.park(py, woken, |wakeup| {
@@ -284,6 +285,31 @@ impl Parker {
         match self {
             Parker::Asyncio(parker) => parker.traverse(visit),
             Parker::Trio(parker) => parker.traverse(visit),
+        }
+    }
+
+    /// The loop's home died, and the loop still runs on this thread: the program took away
+    /// the home's reader or keeper (`remove_reader`, or cancelled its timer). The task will
+    /// run again, so the coroutine is not ended as on a closed loop: its task is resumed
+    /// now (the future it waits for is resolved), and its next wait fails (see
+    /// [`park`](Parker::park)) unless the future no longer needs one.
+    ///
+    /// False where the coroutine must end instead: the loop does not run here (it closed, or
+    /// was collected), or it is a trio run, whose home dies only when the run ends. The
+    /// resumption's errors have no caller: an interrupt inside `call_soon` is raised again
+    /// where CPython would have raised it, an `Exception` (a loop's own `call_soon` that
+    /// fails) is reported as unraisable.
+    pub(crate) fn resume_after_loss(&self, py: Python<'_>) -> bool {
+        match self {
+            Parker::Asyncio(parker) => parker.resume_after_loss(py).unwrap_or_else(|err| {
+                if err.is_instance_of::<pyo3::exceptions::PyException>(py) {
+                    err.write_unraisable(py, None);
+                } else {
+                    parker.home().raise_soon(err);
+                }
+                true
+            }),
+            Parker::Trio(_) => false,
         }
     }
 

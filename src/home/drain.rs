@@ -15,9 +15,9 @@
 //! virtual clocks of test suites) would jump to infinity, and never fire another timer.
 //!
 //! A home can still die under a loop that runs, if the program takes away its watcher
-//! (`remove_reader`) or keeper (cancels the timer). A coroutine that first suspends on it
-//! then fails with a `RuntimeError` rather than wait for wake-ups that nobody delivers; one
-//! parked at that moment is ended, but its task is not resumed (a known gap).
+//! (`remove_reader`) or keeper (cancels the timer). Its coroutines then fail with a
+//! `RuntimeError` at their next wait rather than wait for wake-ups that nobody delivers; one
+//! parked at that moment has its task resumed for it (`Parker::resume_after_loss`).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;

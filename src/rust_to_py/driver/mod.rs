@@ -337,6 +337,24 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// The loop the coroutine is bound to died. A loop that closed (or was collected) never
+    /// runs the coroutine's task again, so the coroutine finishes now: an asyncio task left
+    /// pending by `loop.close()` would otherwise keep it, and the loop, forever (the cycle
+    /// through Rust is invisible to Python's GC). A loop that still runs here lost only its
+    /// home (see [`Parker::resume_after_loss`]): the task is resumed instead, and meets the
+    /// loss at its next wait.
+    pub(crate) fn loop_died(&mut self, py: Python<'_>, waiter: &Waiter) {
+        let resumed = self
+            .parker
+            .as_ref()
+            .is_some_and(|parker| parker.resume_after_loss(py));
+        if !resumed {
+            self.finish(py, waiter);
+        }
+    }
+}
+
 impl<F: ?Sized> Driver<F> {
     /// A coroutine that was counted as suspended leaves the count when it finishes: the
     /// first time its future goes (called before it goes).

@@ -93,13 +93,12 @@ impl<F: PyPoll + 'static> Abort for Shared<F> {
 }
 
 impl<F: PyPoll + 'static> Dependent for Shared<F> {
-    /// The loop the coroutine is bound to died: its task will never run again, so the
-    /// coroutine finishes now (an asyncio task left pending by `loop.close()` would otherwise
-    /// keep it forever: the cycle through Rust is invisible to Python's GC).
+    /// The loop the coroutine is bound to died: the coroutine finishes, or its task is
+    /// resumed where the loop still runs (see [`Driver::loop_died`]).
     fn loop_died(&self, py: Python<'_>) {
         // Locked: it is running right now, so its loop is not dead after all.
         if let Some(mut driver) = self.cell().try_borrow_mut(py) {
-            driver.finish(py, &self.waiter);
+            driver.loop_died(py, &self.waiter);
         }
     }
 }
