@@ -33,10 +33,13 @@ pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
         let _ = if running_here(py, &home) {
             watch.call1((event_loop, fd, drain, shutdown))
         } else {
-            event_loop.call_method1(
-                intern!(py, "call_soon_threadsafe"),
-                (watch, event_loop, fd, drain, shutdown),
-            )
+            // Maybe a Rust thread, with no Python frame (see `glue::call_in_a_frame`).
+            event_loop
+                .getattr(intern!(py, "call_soon_threadsafe"))
+                .and_then(|threadsafe| {
+                    glue::call_in_a_frame(py)?
+                        .call1((threadsafe, watch, event_loop, fd, drain, shutdown))
+                })
         };
     }
     Ok(home)

@@ -217,6 +217,15 @@ def start_trio_task(awaitable, context, completion, scope):
 _KEEPER_DELAY = 2.0**30
 
 
+def call_in_a_frame(function, *args):
+    """`function(*args)`, called from a Python frame: how a thread that runs no Python code
+    (the forwarder, a Rust thread) calls a loop's thread-safe entry point. uvloop 0.23 on 3.15,
+    in debug mode, fails `call_soon_threadsafe` on such a thread (the source traceback it
+    records reads a frame that the thread does not have), and a loop that refuses a call from
+    another thread reads as closed."""
+    return function(*args)
+
+
 def watch_asyncio(loop, fd, drain, shutdown):
     """On the loop thread: the loop drains the home's queue when its socket is readable, and
     `shutdown` learns when the loop shuts down. A sentinel that cannot start (a user's

@@ -139,6 +139,11 @@ helper!(
     watch_asyncio
 );
 helper!(
+    /// `call_in_a_frame(function, *args)`: calls a loop's thread-safe entry point from a
+    /// Python frame, for a thread that has none (uvloop's debug mode needs one on 3.15).
+    call_in_a_frame
+);
+helper!(
     /// Watches a home's wake signal on a trio run (a system task).
     watch_trio
 );

@@ -28,6 +28,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::forwarder::Forward;
 use super::queue::Route;
 use super::Home;
+use crate::glue;
 
 /// The callable a loop runs to drain its home's queue (see the [module](self)).
 #[pyclass(frozen)]
@@ -140,11 +141,12 @@ impl Drop for Drain {
 
 impl Forward for Home {
     /// The forwarder's thread, attached: asks the loop to drain the queue. A loop that refuses
-    /// (closed, run finished) is dead.
+    /// (closed, run finished) is dead. The thread runs no Python code of its own, so the
+    /// call is made from a Python frame (see [`glue::call_in_a_frame`]).
     fn forward(self: Arc<Self>, py: Python<'_>) {
         let asked = self
             .drain_callable(py, DrainRole::Once)
-            .and_then(|drain| self.threadsafe.bind(py).call1((drain,)));
+            .and_then(|drain| glue::call_in_a_frame(py)?.call1((self.threadsafe.bind(py), drain)));
         if asked.is_err() {
             self.die(py);
         }
