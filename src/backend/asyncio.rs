@@ -169,16 +169,50 @@ impl Parker {
         self.waiting_on = None;
     }
 
-    /// The home died while its loop runs on this thread: resolves the future the task waits
-    /// for, if any, so that the task runs again (see [`super::Parker::resume_after_loss`]).
-    /// False where the loop does not run here.
+    /// The home died while its loop runs on this thread, or is open and idle (between two
+    /// runs): resolves the future the task waits for, if any, so that the task runs again
+    /// (see [`super::Parker::resume_after_loss`]). False where the loop closed, or runs on
+    /// another thread (where resolving it is not ours to do).
     pub(crate) fn resume_after_loss(&self, py: Python<'_>) -> PyResult<bool> {
-        if !running_here(py, &self.home) {
+        let event_loop = self.home.event_loop().bind(py);
+        let asks = |method| {
+            event_loop
+                .call_method0(method)
+                .and_then(|answer| answer.is_truthy())
+        };
+        let open_here = running_here(py, &self.home)
+            || matches!(
+                (
+                    asks(intern!(py, "is_closed")),
+                    asks(intern!(py, "is_running"))
+                ),
+                (Ok(false), Ok(false))
+            );
+        if !open_here {
             return Ok(false);
         }
         if let Some(future) = &self.waiting_on {
             WakeupFuture::resolve(future.bind(py))?;
         }
+        Ok(true)
+    }
+
+    /// The home died under a loop that runs on: the parker moves to the loop's current home,
+    /// a new one. False where the loop closed, or its new home died at once (a loop that
+    /// refuses it).
+    pub(crate) fn rehome(&mut self, py: Python<'_>) -> PyResult<bool> {
+        let event_loop = self.home.event_loop().bind(py).clone();
+        if event_loop
+            .call_method0(intern!(py, "is_closed"))?
+            .is_truthy()?
+        {
+            return Ok(false);
+        }
+        let home = home(&event_loop)?;
+        if home.is_dead() {
+            return Ok(false);
+        }
+        self.home = home;
         Ok(true)
     }
 

@@ -199,21 +199,18 @@ impl Parker {
     /// The future has just returned `Pending`; if it was woken meanwhile, the returned object
     /// makes the loop resume the task on its next pass instead of waiting.
     ///
-    /// Fails where the loop's home died under a loop that still runs (the program took away
-    /// its reader or keeper: see [`resume_after_loss`](Parker::resume_after_loss)): every
-    /// wake-up would be dropped, so the wait would never end. An error, not a hang.
+    /// A home that died under a loop that runs on (the program took away its reader or
+    /// keeper: see [`resume_after_loss`](Parker::resume_after_loss)) would drop every wake-up:
+    /// the parker moves to the loop's new home first ([`rehome`](Parker::rehome)).
     pub(crate) fn park<'py>(
         &mut self,
         py: Python<'py>,
         waiter: &dyn Suspend,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if self.home().is_dead() {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "pyo3-async lost this event loop: its reader or timer for pyo3-async was \
-                 removed while the loop runs",
-            ));
-        }
         let woken = waiter.woken_during_poll();
+        if !woken && self.home().is_dead() {
+            self.rehome(py)?;
+        }
         match self {
             Parker::Asyncio(parker) => parker.park(py, woken, |wakeup| {
                 waiter.park(Wakeup::Asyncio(wakeup)).is_ok()
@@ -288,14 +285,14 @@ impl Parker {
         }
     }
 
-    /// The loop's home died, and the loop still runs on this thread: the program took away
-    /// the home's reader or keeper (`remove_reader`, or cancelled its timer). The task will
-    /// run again, so the coroutine is not ended as on a closed loop: its task is resumed
-    /// now (the future it waits for is resolved), and its next wait fails (see
-    /// [`park`](Parker::park)) unless the future no longer needs one.
+    /// The loop's home died, and the loop runs on this thread or is open and idle: the
+    /// program took away the home's reader or keeper (`remove_reader`, or cancelled its
+    /// timer). The task will run again, so the coroutine is not ended as on a closed loop:
+    /// its task is resumed now (the future it waits for is resolved), and a next wait moves
+    /// to the loop's new home (see [`park`](Parker::park)).
     ///
-    /// False where the coroutine must end instead: the loop does not run here (it closed, or
-    /// was collected), or it is a trio run, whose home dies only when the run ends. The
+    /// False where the coroutine must end instead: the loop closed (or was collected), or
+    /// runs on another thread, or it is a trio run, whose home dies only when the run ends. The
     /// resumption's errors have no caller: an interrupt inside `call_soon` is raised again
     /// where CPython would have raised it, an `Exception` (a loop's own `call_soon` that
     /// fails) is reported as unraisable.
@@ -310,6 +307,21 @@ impl Parker {
                 true
             }),
             Parker::Trio(_) => false,
+        }
+    }
+
+    /// The parker's home died: an asyncio parker moves to the loop's current home (a new
+    /// one, which watches the loop again), unless the loop closed. A trio run's home dies
+    /// only with the run.
+    fn rehome(&mut self, py: Python<'_>) -> PyResult<()> {
+        let moved = match self {
+            Parker::Asyncio(parker) => parker.rehome(py)?,
+            Parker::Trio(_) => false,
+        };
+        if moved {
+            Ok(())
+        } else {
+            Err(closed())
         }
     }
 

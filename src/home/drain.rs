@@ -15,9 +15,10 @@
 //! virtual clocks of test suites) would jump to infinity, and never fire another timer.
 //!
 //! A home can still die under a loop that runs, if the program takes away its watcher
-//! (`remove_reader`) or keeper (cancels the timer). Its coroutines then fail with a
-//! `RuntimeError` at their next wait rather than wait for wake-ups that nobody delivers; one
-//! parked at that moment has its task resumed for it (`Parker::resume_after_loss`).
+//! (`remove_reader`) or keeper (cancels the timer). The loop then gets a new home (the
+//! registry hands out no dead one), a task parked at that moment is resumed
+//! (`Parker::resume_after_loss`), and a coroutine that must wait again moves to the new home
+//! (`Parker::rehome`) rather than wait for wake-ups that nobody delivers.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;

@@ -298,6 +298,12 @@ impl Keyed for Home {
     fn key(&self) -> &Py<PyAny> {
         &self.event_loop
     }
+
+    /// A dead home is held on by what it served, but a loop that runs on after it (the
+    /// program took away its reader or keeper) gets a new one.
+    fn retired(&self) -> bool {
+        self.is_dead()
+    }
 }
 
 thread_local! {

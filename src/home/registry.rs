@@ -4,6 +4,8 @@
 //! its loop, so an entry whose home is alive names a live loop, and an address can only be
 //! reused once the home is gone. Each thread keeps the home it used last in front of the
 //! registry: a thread usually runs one loop at a time, so the lookup is a pointer comparison.
+//! An entry that no longer serves its loop (a home that died while its loop ran on) is
+//! passed over: the loop gets a new one, and the old one lives on only for what holds it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,6 +17,9 @@ use pyo3::prelude::*;
 /// What the registry knows of an entry: the loop it belongs to.
 pub(crate) trait Keyed {
     fn key(&self) -> &Py<PyAny>;
+    /// Whether the entry no longer serves its loop, though something still holds it: the
+    /// registry then makes a new one for the loop, as if there were none.
+    fn retired(&self) -> bool;
 }
 
 /// A registry of `T`s by loop, with a per-thread cache of the last one used.
@@ -47,28 +52,33 @@ impl<T: Keyed> Registry<T> {
         let cached = self.last.with(|last| {
             last.borrow()
                 .upgrade()
-                .filter(|entry| entry.key().is(event_loop))
+                .filter(|entry| entry.key().is(event_loop) && !entry.retired())
         });
         if let Some(entry) = cached {
             return Ok((entry, false));
         }
         let key = event_loop.as_ptr() as usize;
-        let found = self.with_entries(|entries| entries.get(&key).and_then(Weak::upgrade));
+        let serving = |entries: &HashMap<usize, Weak<T>>| {
+            entries
+                .get(&key)
+                .and_then(Weak::upgrade)
+                .filter(|entry| !entry.retired())
+        };
+        let found = self.with_entries(|entries| serving(entries));
         let (entry, created) = match found {
             Some(entry) => (entry, false),
             None => {
                 let new = Arc::new(create()?);
-                let winner =
-                    self.with_entries(|entries| match entries.get(&key).and_then(Weak::upgrade) {
-                        Some(entry) => Err(entry),
-                        None => {
-                            if entries.len() >= 64 && entries.len().is_power_of_two() {
-                                entries.retain(|_, entry| entry.strong_count() > 0);
-                            }
-                            entries.insert(key, Arc::downgrade(&new));
-                            Ok(())
+                let winner = self.with_entries(|entries| match serving(entries) {
+                    Some(entry) => Err(entry),
+                    None => {
+                        if entries.len() >= 64 && entries.len().is_power_of_two() {
+                            entries.retain(|_, entry| entry.strong_count() > 0);
                         }
-                    });
+                        entries.insert(key, Arc::downgrade(&new));
+                        Ok(())
+                    }
+                });
                 match winner {
                     Ok(()) => (new, true),
                     Err(entry) => (entry, false),

@@ -312,7 +312,16 @@ impl Driver {
 
     fn park(&mut self, py: Python<'_>, owner: &Owner) -> PyResult<Py<PyAny>> {
         self.future.flags.set(DriverFlags::WAITER_USED, true);
-        Ok(self.parker(py, owner)?.park(py, owner.waiter())?.unbind())
+        let registered = self.registered();
+        let parker = self.parker(py, owner)?;
+        let home = Arc::as_ptr(parker.home());
+        let yielded = parker.park(py, owner.waiter())?.unbind();
+        // Moved to a new home of its loop (the last one died under the loop): the new one's
+        // death is the coroutine's end now.
+        if registered && !std::ptr::eq(home, Arc::as_ptr(parker.home())) {
+            parker.home().depend(py, Arc::clone(owner).dependent());
+        }
+        Ok(yielded)
     }
 
     /// Drops the future and everything tied to the current suspension; `waiter` is the
