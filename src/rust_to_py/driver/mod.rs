@@ -350,9 +350,9 @@ impl Driver {
     /// The loop the coroutine is bound to died. A loop that closed (or was collected) never
     /// runs the coroutine's task again, so the coroutine finishes now: an asyncio task left
     /// pending by `loop.close()` would otherwise keep it, and the loop, forever (the cycle
-    /// through Rust is invisible to Python's GC). A loop that still runs here lost only its
-    /// home (see [`Parker::resume_after_loss`]): the task is resumed instead, and meets the
-    /// loss at its next wait.
+    /// through Rust is invisible to Python's GC). A loop that runs on here, or is open and
+    /// idle, lost only its home (see [`Parker::resume_after_loss`]): the task is resumed
+    /// instead, and its next wait moves to the loop's new home.
     pub(crate) fn loop_died(&mut self, py: Python<'_>, waiter: &Waiter) {
         let resumed = self
             .parker
