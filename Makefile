@@ -11,6 +11,15 @@ export PYO3_PYTHON := $(VIRTUAL_ENV)/bin/python
 
 .PHONY: demo test lint rust-test python-test abi3 matrix bench stress valgrind
 
+# A pytest run, bounded: a test that hangs fails at once with every thread's traceback
+# (pytests/pyproject.toml, 300 s a test), and so does a run that hangs outside any test (at
+# the interpreter's exit, say): SIGABRT after 30 minutes, which `-X faulthandler` turns into a
+# traceback of every thread. Without both, CI's own deadline would kill the run without a word.
+PYTEST := timeout --signal=ABRT --kill-after=60 1800 python -X faulthandler -m pytest
+# In CI (.ci/run), how far into the run a stage of `make test` starts.
+CI_MARK = @if [ -n "$$PYO3_ASYNC_CI_START" ]; then \
+	echo "make $@: starting, $$(($$(date +%s) - $$PYO3_ASYNC_CI_START)) s into the CI run"; fi
+
 # The `rust-version` of Cargo.toml, which `make lint` builds with.
 MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 
@@ -26,6 +35,7 @@ demo: $(VENV)/.installed
 test: lint rust-test python-test abi3 matrix
 
 lint: $(VENV)/.installed
+	$(CI_MARK)
 	python3 tools/layers.py
 	cargo fmt --all -- --check
 	cargo clippy --quiet --workspace --all-targets --features pyo3-async/tokio -- -D warnings
@@ -57,6 +67,7 @@ lint: $(VENV)/.installed
 		--target-dir target/msrv
 
 rust-test: $(VENV)/.installed
+	$(CI_MARK)
 	cargo test --quiet --workspace --features pyo3-async/tokio
 	# The `tokio-default` feature changes what every entry point does: its own build.
 	cargo test --quiet --features tokio-default --test tokio_default
@@ -66,27 +77,30 @@ rust-test: $(VENV)/.installed
 		cargo test --quiet --release -p pyo3-async --lib loom
 
 python-test: $(VENV)/.installed
+	$(CI_MARK)
 	maturin develop --quiet -m pytests/Cargo.toml
 	maturin develop --quiet -m examples/streaming/Cargo.toml
 	maturin develop --quiet -m examples/seed/Cargo.toml
-	python -m pytest -q pytests/tests
+	$(PYTEST) -q pytests/tests
 	# The example modules' type stubs, against the modules and the scripts that use them.
 	python -m mypy.stubtest --allowlist tools/stubtest-allowlist.txt example streaming pyo3_async_pytests
 	python -m mypy --check-untyped-defs examples/seed/demo.py examples/streaming/serve.py
 	# The portable wake signal (loopback TCP, as off Unix), on the suites that lean on it.
-	PYO3_ASYNC_LOOPBACK_SIGNAL=1 python -m pytest -q pytests/tests/test_core.py \
+	PYO3_ASYNC_LOOPBACK_SIGNAL=1 $(PYTEST) -q pytests/tests/test_core.py \
 		pytests/tests/test_delegation_rule.py pytests/tests/test_py_async_iter.py
 
 # The test module built with the limited API (one wheel for every CPython >= 3.10, as most
 # extensions ship) and the pytest suite on it; `make python-test` installs the full build again.
 abi3: $(VENV)/.installed
+	$(CI_MARK)
 	CARGO_TARGET_DIR=target/abi3 maturin develop --quiet -m pytests/Cargo.toml \
 		--features pyo3/abi3-py310
-	python -m pytest -q pytests/tests
+	$(PYTEST) -q pytests/tests
 
 # The Rust tests and the pytest suite on every other CPython >= 3.10 of pyenv (a venv and a
 # target directory each; tools/matrix.sh). `make matrix PYTHONS=python3.12` picks some.
 matrix: $(VENV)/.installed
+	$(CI_MARK)
 	tools/matrix.sh $(PYTHONS)
 
 $(VENV)/.bench-installed: $(VENV)/.installed benches/requirements.txt
@@ -110,7 +124,8 @@ bench: $(VENV)/.bench-installed
 # awaits, 10k drops racing pulls).
 stress: $(VENV)/.installed
 	maturin develop --quiet --release -m pytests/Cargo.toml
-	PYO3_ASYNC_STRESS=full python -m pytest -q -s pytests/tests/test_stress.py \
+	PYO3_ASYNC_STRESS=full python -m pytest -q -s -o faulthandler_timeout=3000 \
+		pytests/tests/test_stress.py \
 		pytests/tests/test_core.py pytests/tests/test_delegation_rule.py
 
 # Memory safety: the pytest suite (reduced stress) and the Rust tests under valgrind memcheck,
@@ -121,6 +136,6 @@ valgrind: $(VENV)/.installed
 	maturin develop --quiet -m pytests/Cargo.toml
 	maturin develop --quiet -m examples/streaming/Cargo.toml
 	PYTHONMALLOC=malloc $(VALGRIND) python -m pytest -q -p no:cacheprovider pytests/tests \
-		-k "not exit_with_work_in_flight"
+		-o faulthandler_timeout=6000 -k "not exit_with_work_in_flight"
 	CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$(VALGRIND)" PYTHONMALLOC=malloc \
 		cargo test -p pyo3-async --lib --test rust_to_py --test py_to_rust

@@ -36,6 +36,10 @@ if [ $# -eq 0 ]; then
 fi
 FULL_API=${FULL_API:-3.14}
 status=0
+# A pytest run, bounded as the Makefile's $(PYTEST) is (see there).
+pytest() {
+    timeout --signal=ABRT --kill-after=60 1800 python -X faulthandler -m pytest "$@"
+}
 for python in "$@"; do
     version=$("$python" -c 'import platform; print(platform.python_version())')
     debian=
@@ -48,6 +52,10 @@ for python in "$@"; do
     venv=.venv-$name
     log=target/matrix/$name.log
     started=$SECONDS
+    if [ -n "${PYO3_ASYNC_CI_START:-}" ]; then
+        # In CI (.ci/run), where a run that outlives its deadline shows only its last lines.
+        echo "Python $name: starting, $(($(date +%s) - PYO3_ASYNC_CI_START)) s into the CI run"
+    fi
     (
         set -e
         if [ ! -f "$venv/.installed" ] || [ requirements-dev.txt -nt "$venv/.installed" ]; then
@@ -69,23 +77,23 @@ for python in "$@"; do
             pip install --quiet --force-reinstall --no-deps "$wheels"/*.whl
             if [ "${version%.*}" = "$FULL_API" ]; then
                 maturin develop --quiet -m pytests/Cargo.toml
-                python -m pytest -q -p no:cacheprovider -W error::DeprecationWarning pytests/tests
+                pytest -q -p no:cacheprovider -W error::DeprecationWarning pytests/tests
                 pip install --quiet --force-reinstall --no-deps "$wheels"/pyo3_async_pytests-*.whl
             fi
-            python -m pytest -q -p no:cacheprovider -W error::DeprecationWarning pytests/tests
+            pytest -q -p no:cacheprovider -W error::DeprecationWarning pytests/tests
             exit 0
         fi
         # Doctests are the main run's: one binary each, they would double this run's time.
         cargo test --workspace --features pyo3-async/tokio --lib --bins --tests
         maturin develop --quiet -m pytests/Cargo.toml
         maturin develop --quiet -m examples/streaming/Cargo.toml
-        python -m pytest -q -p no:cacheprovider pytests/tests
+        pytest -q -p no:cacheprovider pytests/tests
         if [[ $version == 3.10.* ]]; then
             # The abi3 build claims every CPython from 3.10 (`make abi3` ran it on the main
             # venv's): here it meets the oldest, where `am_send` needs a type flag.
             CARGO_TARGET_DIR=target/py$version-abi3 \
                 maturin develop --quiet -m pytests/Cargo.toml --features pyo3/abi3-py310
-            python -m pytest -q -p no:cacheprovider pytests/tests
+            pytest -q -p no:cacheprovider pytests/tests
         fi
     ) >"$log" 2>&1
     outcome=$?
@@ -100,6 +108,9 @@ for python in "$@"; do
     else
         status=1
         echo "Python $name: FAILED (Rust tests: $rust; pytest: ${pytest:-not run}); the end of $log:"
+        # A hung test ends the run with every thread's traceback, innermost call first (see
+        # pytests/pyproject.toml): the test's own frames are at the top of the dump.
+        grep -A 80 '^Timeout (' "$log" | head -80
         tail -40 "$log"
     fi
 done

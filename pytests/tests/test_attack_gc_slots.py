@@ -831,8 +831,12 @@ def test_eager_tasks(value):
         loop.set_task_factory(asyncio.eager_task_factory)
         ready = loop.create_task(m.echo(value))
         assert ready.done()  # finished in its eager first step
-        suspended = loop.create_task(m.sleep(0.001, value))
+        # Suspended until fired (a timer, however short, may be due by the end of a first poll
+        # on a loaded machine: the eager step would then finish it).
+        trigger = m.Trigger()
+        suspended = loop.create_task(trigger.wait(value))
         assert not suspended.done()
+        trigger.fire_from_thread()
         return ready.result(), await suspended
 
     ready, suspended = asyncio.run(main())

@@ -1,81 +1,104 @@
-"""Attack round 14, on commit 3f0930d, updated for the next stop (re-homing): a home that dies
-while its asyncio loop still runs (the program removed the home's reader, or cancelled its
-keeper timer).
+"""Attack round 14, on commit 3f0930d, updated for succession: the program takes a home's
+reader or keeper away while its asyncio loop runs on (`kill` here: `loop.remove_reader(fd)`,
+or the keeper timer cancelled), from the loop's own code (a task, a poll of a Rust coroutine
+or stream, a done-callback, the exception handler, a `call_soon` run by the home's drain), or
+from another thread; and, for contrast, while the loop is open but idle (between two runs).
 
-On 3f0930d, `Parker::resume_after_loss` (src/backend/mod.rs, asyncio.rs) resolved the
-`WakeupFuture` of the tasks parked on the dead home, and their next wait failed in
-`Parker::park` with `RuntimeError("pyo3-async lost this event loop: ...")`. Now (re-homing)
-the resumed coroutine is polled again and, if it must wait again, moves to a new home of the
-loop (`Parker::rehome`) and waits there as on any home: wake-ups from the loop's thread, other
-threads and tokio reach it. The registry (src/home/registry.rs, `Keyed::retired`) never hands
-out a dead home: every new coroutine after the death gets a new home (with a new reader or
-keeper) at once. The task is resumed both where the loop runs on this thread and where it is
-open and idle (between two runs); a wait after the loop closed fails with "the event loop is
-closed". "Lost this event loop" remains only for a loop that refuses a new home too.
+Succession (src/home/mod.rs "Succession", `Home::lost`, src/home/drain.rs,
+src/backend/asyncio.rs `successor`): when the loop lets go of the home's reader or keeper
+while it is RUNNING (`is_running()`, on any thread), the home hands over to a successor, a
+new home of the loop that watches it again at once (a new reader or keeper; added through
+`call_soon_threadsafe` when the death is noticed on another thread). The old home's queued
+jobs and its dependents (suspended coroutines, the `Completion`s of `PyFuture`s, async
+iterator channels) move to the successor, and a job pushed to the old home later (a wake-up
+from a thread or tokio, a cancel from Rust) is passed on to it. So nothing is resumed at the
+death: a parked task stays parked on the same `WakeupFuture` (`_fut_waiter` unchanged, not
+done; `stays_parked` checks it) and the loop's `call_soon` is not called for it; a later
+wake-up reaches it and it finishes normally; new coroutines get the successor. A loop that is
+NOT running at the death (between two runs, closed, collected) gets no successor: the old
+behaviour stays (between two runs the parked task is resumed by `Parker::resume_after_loss`
+and re-parks on a new home at the next run; after a close its coroutine ends). A successor
+whose own watch the loop refuses at once dies plainly (no chain).
 
 Loops: `asyncio` (a watching SelectorEventLoop: `remove_reader`), `keeper` (a loop without
 `add_reader`: its keeper timer cancelled), and the same two on uvloop (`uvloop`,
 `uvloop-keeper`: the reader's fd and the keeper's handle recorded by overriding `add_reader`
-and `call_later`).
+and `call_later`). `kill` checks that a running loop is served by a new reader or keeper
+right after (`served`, `watch`), and an idle one by none.
 
-Tried, and behaves (passing tests): death with the task in each state: parked (resumed,
-re-parked on a new home, then woken from the loop's thread, another thread or tokio), woken
-from a thread with its wake-up still queued on the home, delegating to a Python awaitable (goes
-on; its next Rust wait re-parks), a Rust stream parked in `__anext__` or `asend`, a coroutine
-created but not started, one that finished, one that woke itself during its poll; 270 tasks of
-nine kinds on one home; two loops in two threads, one losing its home; death from inside a Rust
-coroutine's own poll, a stream's poll, a done-callback, the exception handler, and a
-`call_soon` run by the home's drain; cancelling right after the death, `asyncio.wait_for`,
-`asyncio.timeout`, `TaskGroup`, `asyncio.shield`, anyio task groups and cancel scopes; new
-coroutines after the death (they get a new home at once, whatever holds the dead one); repeated
-deaths on one loop; death between two runs of the loop (the task moves to a new home at the
-next run) and before a close (its next wait fails with "closed"); closing the loop afterwards
-(no unraisable, no report but the tasks that one leaves pending, loop and tasks collected,
-object counts flat over repeated runs); re-entrancy from a loop whose `call_soon` (called by
-the resumption while the coroutine's driver is borrowed) sends to, throws into, closes,
-collects or starts coroutines (refused with "coroutine already executing", nothing
-corrupted), raises an Exception (reported as unraisable; the task is then never resumed, as a
-native task whose future's `set_result` met the same `call_soon`), or KeyboardInterrupt
-(raised once, from `run_until_complete`).
+Tried, and behaves (passing tests): death with the task in each state: parked (stays parked,
+then woken from the loop's thread, another thread or tokio), woken from a thread with its
+wake-up still queued on the home (the job moves to the successor), delegating to a Python
+awaitable (goes on; its next Rust wait parks on the successor), a Rust stream parked in
+`__anext__` or `asend` (not polled again), a coroutine created before and started after the
+death, one that finished, one that woke itself during its poll; 270 tasks of nine kinds on one
+home; two loops in two threads, one losing its home; death from inside a Rust coroutine's own
+poll, a stream's poll, a done-callback, the exception handler, and a `call_soon` run by the
+home's drain; cancelling right after the death, `asyncio.wait_for`, `asyncio.timeout`,
+`TaskGroup`, `asyncio.shield`, anyio task groups and cancel scopes; new coroutines after the
+death (the successor, whatever holds the old home); Rust waiting for Python work (`await_all`,
+`take_async_iter`, a `PyAsyncIter` pump) goes on, and Rust's cancel of Python work after the
+death reaches it; a succession, then the loop stops with the task parked, then a death or a
+wake-up between the two runs; death between two runs (the task is resumed and moves to a new
+home at the next run) and before a close (its next wait fails with "closed"); closing the
+loop afterwards (no unraisable, no report but the tasks that one leaves pending, loop and
+tasks collected, object counts flat over repeated runs); re-entrancy from a loop whose
+`call_soon`, called by the resumption on an idle loop while the coroutine's driver is
+borrowed, sends to, throws into, closes, collects or starts coroutines (refused with
+"coroutine already executing", nothing corrupted), raises an Exception (reported as
+unraisable; the task is then never resumed, as a native task whose future's `set_result` met
+the same `call_soon`), or KeyboardInterrupt (raised once, from the `remove_reader` or
+`cancel` itself).
 
 Findings of round 14 and what became of them:
-1. FIXED (re-homing): the home killed while its loop is open but not running (between two
-   `run_until_complete` calls) ended the coroutine as on a closed loop (`Driver::loop_died`),
-   and the task hung for ever. Now `resume_after_loss` resumes the task when the loop is open
-   and idle too, and at the next run the coroutine moves to a new home.
-   STILL OPEN (known gap, strict xfail): the death noticed on ANOTHER thread while the loop
-   runs there (asyncio's `remove_reader` / `TimerHandle.cancel` are not thread-safe anyway)
-   still ends the coroutine; the task hangs, and `cancel()` ends it with "cannot reuse
-   already awaited coroutine".
+1. FIXED (re-homing, then succession): the home killed while its loop is open but not running
+   (between two `run_until_complete` calls) ended the coroutine as on a closed loop, and the
+   task hung for ever; re-homing resumes it. The part re-homing left open, the death noticed
+   on ANOTHER thread while the loop runs there (the coroutine was ended, the task hung), is
+   fixed by succession: the loop is running, so the home hands over, the task stays parked,
+   and is woken or cancelled normally.
 2. FIXED: `Parker::park` failed on a dead home before it looked at `woken_during_poll`: a
-   coroutine that woke itself during its poll (`yield_now`) failed with the loss. It now
-   checks the self-wake first, and re-homes only when it must really wait.
-3. STILL OPEN (strict xfails): the other dependents of a home were not taught the
-   difference: a Rust coroutine waiting for Python work that runs as a task of the
-   still-running loop (`await_all`, `take_async_iter`) fails with "the event loop closed (or
-   the trio run ended) before the Python work finished" (`Completion::loop_died`,
-   src/task/completion.rs) or "the async iterator's event loop stopped"
-   (src/py_to_rust/async_iter_channel.rs): the loop neither closed nor stopped. The Python
-   tasks run on, orphaned, and Rust's cancellation of them (dropping the `PyFuture`) is lost:
-   `Canceller::OnLoop` queues it on the dead home, which refuses it (src/task/task_slot.rs).
+   coroutine that woke itself during its poll (`yield_now`) failed with the loss.
+3. FIXED by succession: a Rust coroutine waiting for Python work that runs as a task of the
+   still-running loop (`await_all`, `take_async_iter`, a `PyAsyncIter`) failed with "the event
+   loop closed (or the trio run ended) before the Python work finished" or "the async
+   iterator's event loop stopped", and Rust's cancel of that work (dropping the `PyFuture`:
+   `Canceller::OnLoop`) was refused by the dead home and lost. The `Completion`s and channels
+   move to the successor, and the cancel is passed on to it.
 4. FIXED: the registry handed the dead home to every new coroutine of the loop for as long as
-   anything held it (a parked task's `WakeupFuture`, a delegating coroutine, the forwarder
-   thread in `Forward::forward`, by thread timing): new coroutines failed with the loss. Now a
-   dead home is `retired` and never found.
-5. FIXED with re-homing (no longer reproduces): a `PyAsyncIter`'s pump waiting for room when
-   the home died was resumed and its wait failed with the loss, and `helpers.pump_async_iter`
-   took that for the iterator's own failure and returned without `aclose()`, leaving the
-   Python async generator suspended while the loop ran. Now the pump ends normally and the
-   generator is closed (its `finally` ran); the consumer itself still fails with "the async
-   iterator's event loop stopped" (finding 3).
-6. STILL OPEN (strict xfail): during the resumption the coroutine's driver is borrowed
-   (`Shared::loop_died`), so Python code that a loop's `call_soon` runs sees the parked
-   coroutine as running: `cr_running` True, `cr_state` "CORO_RUNNING", `cr_await` None (a
-   native coroutine whose future resolves reads as suspended, awaiting it, at that point).
+   anything held it; a retired home is never found (`Keyed::retired`).
+5. FIXED: a `PyAsyncIter`'s pump waiting for room when the home died returned without
+   `aclose()`, leaving the Python async generator suspended; now the pump stays parked, and
+   runs the iterator to its end (its `finally` runs).
+6. FIXED by succession on a running loop: nothing is resumed at the death, so no `call_soon`
+   runs inside it, and the coroutine reads as suspended on its future right after it.
+   STILL OPEN (strict xfail) where a death still resumes the task, on a loop between two
+   runs: during the resumption the coroutine's driver is borrowed (`Shared::loop_died`), so
+   Python code that the loop's `call_soon` runs sees it as running (`cr_running` True,
+   `cr_state` "CORO_RUNNING", `cr_await` None).
+
+New findings while updating (7 and 8 fixed since, in the build this file was last run on):
+7. FIXED: two successions in a row lost the wake-ups sent to the first home: `Home::lost`
+   kept its successor only weakly; once the successor lost the loop in turn it handed over
+   and was freed (its reader or keeper was its only owner), so the first home, which the
+   parked task's `WakeupFuture` (and a `PyFuture`'s canceller) still held, dropped what it
+   was sent: a wake-up from a thread or tokio was lost (the task hung), and so was a Rust
+   cancel of Python work. Now a home holds its successor, and so the whole chain lives as
+   long as something holds its first home (each home with its wake signal, a socket pair:
+   100 successions under one parked task hold 100 of them, freed when the task finishes).
+8. FIXED: after a succession, a death between two runs, and `close()`, the parked coroutine
+   was never ended: `Driver::park` did not register it with the home it re-parked on (its
+   parker's first home had `succeeded()`, but the successor that held the registration had
+   died since): it stayed suspended, and the loop and task leaked.
+9. OPEN (strict xfail): a running loop that refuses the successor's watch (lets go of its
+   reader at once): the old home dies plainly, the task is resumed, and its next wait, and
+   every new Rust coroutine of the loop, fail with "the event loop is closed", though the
+   loop runs and is not closed.
 """
 
 import asyncio
 import gc
+import os
 import sys
 import threading
 import weakref
@@ -89,7 +112,7 @@ import pyo3_async_pytests as m
 from helpers import until, until_threads
 from test_attack_keeper import drain_fds, keepers
 from test_attack_round13 import NoReaderLoop, NoReaderUvloop, collected
-from test_attack_wakeup_future import outcome, parked
+from test_attack_wakeup_future import cancelled_with, outcome, parked
 
 CLOSED = ("error", "RuntimeError", "the event loop is closed (or the trio run has finished)")
 
@@ -133,33 +156,48 @@ def live_keepers(loop):
     return [h for h in keepers(loop) if not h.cancelled()]
 
 
-def kill(loop):
-    """Takes the home's reader or keeper away: the home dies (the loop goes on)."""
+def watch(loop):
+    """What the loop holds of a home now: its reader's fd, or its keeper timer; None if none."""
     if isinstance(loop, RecUvloop):
-        assert loop.drain_fd is not None
-        loop.remove_reader(loop.drain_fd)  # uvloop returns None
-        loop.drain_fd = None
-    elif isinstance(loop, RecNoReaderUvloop):
-        loop.keeper.cancel()
-        loop.keeper = None
-    elif isinstance(loop, NoReaderLoop):
-        (keeper,) = live_keepers(loop)
-        assert keeper.when() > loop.time() + 2**29
-        keeper.cancel()
-    else:
-        (fd,) = drain_fds(loop)
-        assert loop.remove_reader(fd)
+        return loop.drain_fd
+    if isinstance(loop, RecNoReaderUvloop):
+        return loop.keeper
+    found = live_keepers(loop) if isinstance(loop, NoReaderLoop) else drain_fds(loop)
+    assert len(found) <= 1, found
+    return found[0] if found else None
 
 
 def served(loop):
     """Whether the loop holds a reader or keeper of a home now."""
+    return watch(loop) is not None
+
+
+def kill(loop, at_once=True):
+    """Takes the home's reader or keeper away, from wherever it is called. A running loop
+    hands the home over to a successor, which watches the loop again at once: a new reader or
+    keeper, checked here (unless not `at_once`: a reader removed from inside the home's own
+    drain is let go of when that drain returns). A loop that is not running gets none."""
+    running = loop.is_running()
+    old = watch(loop)
+    assert old is not None
     if isinstance(loop, RecUvloop):
-        return loop.drain_fd is not None
-    if isinstance(loop, RecNoReaderUvloop):
-        return loop.keeper is not None
-    if isinstance(loop, NoReaderLoop):
-        return len(live_keepers(loop)) == 1
-    return len(drain_fds(loop)) == 1
+        loop.drain_fd = None  # first: the successor's add_reader records its own
+        loop.remove_reader(old)  # uvloop returns None
+    elif isinstance(loop, RecNoReaderUvloop):
+        loop.keeper = None
+        old.cancel()
+    elif isinstance(loop, NoReaderLoop):
+        assert old.when() > loop.time() + 2**29
+        old.cancel()
+    else:
+        assert loop.remove_reader(old)
+    if not at_once:
+        return
+    new = watch(loop)
+    if running:
+        assert new is not None and new is not old and new != old, (old, new)
+    else:
+        assert new is None, new
 
 
 class Watched:
@@ -172,16 +210,21 @@ class Watched:
     def messages(self):
         return [c.get("message", "") for c in self.reports]
 
+    def hook(self):
+        """Installs an unraisable hook that records here; returns the old one."""
+        old = sys.unraisablehook
+        sys.unraisablehook = lambda u: self.unraisable.append(
+            (type(u.exc_value).__name__, str(u.exc_value))
+        )
+        return old
+
 
 def run(name, main, watched=None, factory=None):
     """Runs `main(loop)` on a new loop of kind `name`, then closes the loop."""
     watched = watched if watched is not None else Watched()
     loop = (factory or FACTORIES[name])()
     loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
-    old = sys.unraisablehook
-    sys.unraisablehook = lambda u: watched.unraisable.append(
-        (type(u.exc_value).__name__, str(u.exc_value))
-    )
+    old = watched.hook()
     try:
         return loop.run_until_complete(main(loop))
     finally:
@@ -215,30 +258,31 @@ async def settle(task, seconds=30):
     return await outcome(task)
 
 
-settle_threads = settle
+async def stays_parked(pairs, passes=20):
+    """Each `(task, waiter)` in `pairs`, parked on `waiter` at the death, stays parked on that
+    same future, pending, right now and over `passes` passes of the loop: the death resumed
+    nothing (its wake-ups now reach the task through the successor)."""
+    for step in range(passes + 1):
+        for task, waiter in pairs:
+            assert task._fut_waiter is waiter, (step, task, waiter)
+            assert not waiter.done() and not task.done(), (step, task, waiter)
+        if step < passes:
+            await asyncio.sleep(0)
 
 
 async def reparked(task, old, passes=2000):
-    """Waits until `task`, resumed by the death (its old future `old` resolved), waits again,
-    on a new home: it must not end."""
+    """A loop that is NOT running at the death (open, between two runs) gets no successor:
+    the task is resumed (its future `old` resolved). Waits until it waits again, on a new
+    home: it must not end."""
     await until(lambda: task.done() or task._fut_waiter not in (None, old), passes=passes)
     assert not task.done(), task
     return task._fut_waiter
 
 
-async def all_reparked(tasks, passes=2000):
-    """`reparked` for many tasks, each given with its future at the death."""
-    await until(
-        lambda: all(t.done() or t._fut_waiter not in (None, old) for t, old in tasks),
-        passes=passes,
-    )
-    assert not any(t.done() for t, _old in tasks), [t for t, _old in tasks if t.done()][:3]
-
-
 async def homes_alive(at_most, seconds=30):
-    """Waits until the homes alive are back to `at_most` (the dead one let go): a thread (the
-    forwarder, a waker) may hold it a moment after the last Python object let go. Fails if it
-    is held for good."""
+    """Waits until the homes the registry holds are back to `at_most`: a thread (the
+    forwarder, a waker) may hold one a moment after the last Python object let go. Fails if
+    one is held for good."""
     gc.collect()
     await until_threads(lambda: m.pyo3_async_stats()["loops"] <= at_most, seconds)
 
@@ -253,42 +297,54 @@ async def native_wait(future, value):
 
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize("how", ["loop", "thread", "tokio"])
-def test_parked_task_is_resumed_and_moves_to_a_new_home(name, how):
+def test_parked_task_stays_parked_and_is_woken_through_the_successor(name, how):
     async def main(loop):
         base = m.pyo3_async_stats()["loops"]
         if how == "tokio":
-            task = loop.create_task(m.sleep(0.2, "woken"))
+            task = loop.create_task(m.sleep(1.0, "woken"))
             await until(lambda: task._fut_waiter is not None)
             waiter = task._fut_waiter
         else:
             task, trigger, waiter = await parked("rust")
         kill(loop)
-        assert waiter.done() and not task.done() and not served(loop)
-        await reparked(task, waiter)
-        assert served(loop)  # the new home's reader or keeper
+        await stays_parked([(task, waiter)])
         if how == "loop":
             trigger.fire()
         elif how == "thread":
             trigger.fire_from_thread()
-        got = await settle_threads(task)
+        got = await settle(task)
+        assert waiter.done()  # woken on the future it parked on
         del waiter
-        await homes_alive(base + 1)  # the new home only
-        return got, task.get_coro().cr_state
+        await homes_alive(base + 1)  # the successor only
+        return got, task.get_coro().cr_state, served(loop)
 
-    assert run_clean(name, main) == (("value", "woken"), "CORO_CLOSED")
+    assert run_clean(name, main) == (("value", "woken"), "CORO_CLOSED", True)
 
 
 @pytest.mark.parametrize("name", LOOPS)
-def test_repeated_deaths_of_one_loop_move_the_task_each_time(name):
+@pytest.mark.parametrize("how", ["loop", "thread", "tokio"])
+def test_repeated_deaths_of_one_loop_hand_over_each_time(name, how):
+    """Five successions in a row under one parked task: it stays parked on its first future,
+    and a wake-up sent to its first home reaches it through the chain of successors. Found
+    while updating this file (finding 7), since fixed: the successor was held weakly, and
+    freed once it handed over in turn, so the first home dropped the wake-up."""
+
     async def main(loop):
         base = m.pyo3_async_stats()["loops"]
-        task, trigger, waiter = await parked("rust")
+        if how == "tokio":
+            task = loop.create_task(m.sleep(1.0, "woken"))
+            await until(lambda: task._fut_waiter is not None)
+            waiter = task._fut_waiter
+        else:
+            task, trigger, waiter = await parked("rust")
         for _ in range(5):
             kill(loop)
-            waiter = await reparked(task, waiter)
-            assert served(loop)
-        trigger.fire_from_thread()
-        got = await settle_threads(task)
+            await stays_parked([(task, waiter)], passes=2)
+        if how == "loop":
+            trigger.fire()
+        elif how == "thread":
+            trigger.fire_from_thread()
+        got = await settle(task)
         del waiter
         await homes_alive(base + 1)
         return got
@@ -296,23 +352,54 @@ def test_repeated_deaths_of_one_loop_move_the_task_each_time(name):
     assert run_clean(name, main) == ("value", "woken")
 
 
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
 @pytest.mark.parametrize("name", LOOPS)
-def test_wake_up_queued_from_a_thread_at_the_death_is_not_lost(name):
+def test_a_chain_of_successors_is_freed_once_the_parked_task_finishes(name):
+    """Observed: each home of the chain (and its wake signal: a socket pair) lives as long as
+    something holds an older home, here the parked task's WakeupFuture: 100 successions under
+    one parked task hold 100 homes. They are all freed once the task finishes."""
+
+    async def main(loop):
+        task, trigger, waiter = await parked("rust")
+        before = open_fds()
+        for _ in range(100):
+            kill(loop)
+        await stays_parked([(task, waiter)], passes=0)
+        trigger.fire_from_thread()
+        got = await settle(task)
+        del task, waiter
+        gc.collect()
+        await until_threads(lambda: m.pyo3_async_stats() is not None and open_fds() <= before)
+        return got, served(loop)
+
+    assert run_clean(name, main) == (("value", "woken"), True)
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_wake_up_queued_from_a_thread_at_the_death_moves_to_the_successor(name):
+    """The wake-ups sit in the home's queue at the death: they move to the successor's, which
+    delivers them (no resumption stands in for them)."""
+
     async def main(loop):
         tasks = [await parked("rust", i) for i in range(10)]
         for _task, trigger, _waiter in tasks:
             trigger.fire_from_thread()
         kill(loop)
-        return [await settle_threads(task) for task, _t, _w in tasks]
+        await stays_parked([(task, waiter) for task, _t, waiter in tasks], passes=0)
+        return [await settle(task) for task, _t, _w in tasks]
 
     assert run_clean(name, main) == [("value", i) for i in range(10)]
 
 
 @pytest.mark.parametrize("name", LOOPS)
-def test_delegating_coroutine_runs_on_and_its_next_wait_uses_a_new_home(name):
+def test_delegating_coroutine_runs_on_and_its_next_wait_parks_on_the_successor(name):
     """A delegating coroutine needs no wake-up of the home until its delegate ends: it goes
     on; a Rust wait after that (`await_in_sequence`: the second awaitable is a Rust
-    coroutine) parks on a new home."""
+    coroutine) parks on the successor, which a thread's wake-up reaches."""
 
     async def main(loop):
         future = loop.create_future()
@@ -325,10 +412,10 @@ def test_delegating_coroutine_runs_on_and_its_next_wait_uses_a_new_home(name):
         future.set_result(3)
         second_future.set_result(4)
         got_first = await settle(first)
-        await until(lambda: second._fut_waiter not in (None, second_future))
-        assert not second.done() and served(loop)
+        await until(lambda: second.done() or second._fut_waiter not in (None, second_future))
+        await stays_parked([(second, second._fut_waiter)])
         trigger.fire_from_thread()
-        return got_first, await settle_threads(second)
+        return got_first, await settle(second)
 
     first, second = run_clean(name, main)
     assert first == ("value", 3)
@@ -337,7 +424,7 @@ def test_delegating_coroutine_runs_on_and_its_next_wait_uses_a_new_home(name):
 
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize("method", ["__anext__", "asend"])
-def test_stream_parked_for_an_item_moves_to_a_new_home(name, method):
+def test_stream_parked_for_an_item_stays_parked(name, method):
     async def main(loop):
         probe = m.Probe()
         stream = m.endless(1, probe)
@@ -350,8 +437,8 @@ def test_stream_parked_for_an_item_moves_to_a_new_home(name, method):
         thrown = await outcome(stream.athrow(ValueError("x")))
         polled = probe.polled
         kill(loop)
-        await reparked(task, waiter)
-        assert probe.polled == polled + 1 and served(loop)  # polled again, then parked again
+        await stays_parked([(task, waiter)])
+        assert probe.polled == polled  # not polled again: nothing resumed it
         thrown_during = await outcome(stream.athrow(ValueError("y")))
         task.cancel()
         got = await settle(task)
@@ -370,7 +457,7 @@ def test_stream_parked_for_an_item_moves_to_a_new_home(name, method):
 @pytest.mark.parametrize("name", LOOPS)
 def test_a_coroutine_created_before_and_started_after_the_death(name):
     """Unstarted, it was never bound to the home: it runs on whichever home serves the loop
-    when it first waits, a new one, though a parked task still holds the dead one."""
+    when it first waits, the successor, though a parked task still holds the old one."""
 
     async def main(loop):
         early = m.Trigger()
@@ -381,8 +468,8 @@ def test_a_coroutine_created_before_and_started_after_the_death(name):
         during = loop.create_task(fresh)
         await until(lambda: during._fut_waiter is not None)
         early.fire_from_thread()
-        got = await settle_threads(during), await outcome(ready)
-        await reparked(task, waiter)
+        got = await settle(during), await outcome(ready)
+        await stays_parked([(task, waiter)], passes=0)
         trigger.fire()
         assert await settle(task) == ("value", "woken")
         return got
@@ -394,7 +481,7 @@ def test_a_coroutine_created_before_and_started_after_the_death(name):
 def test_a_finished_coroutine_keeps_its_outcome(name):
     async def main(loop):
         done = loop.create_task(m.sleep(0.05, 5))
-        assert await settle_threads(done) == ("value", 5)
+        assert await settle(done) == ("value", 5)
         trigger = m.Trigger()
         task = loop.create_task(trigger.wait(6))
         await until(lambda: task._fut_waiter is not None)
@@ -426,9 +513,9 @@ def test_a_self_waking_coroutine_started_after_the_death_finishes(name):
         task, trigger, waiter = await parked("rust")
         kill(loop)
         got = await settle(loop.create_task(m.yield_now(3)))
-        await reparked(task, waiter)
+        await stays_parked([(task, waiter)], passes=0)
         trigger.fire()
-        await settle(task)
+        assert await settle(task) == ("value", "woken")
         return got
 
     assert run_clean(name, main) == ("value", 4)
@@ -453,9 +540,10 @@ def gated(base):
 
 
 @pytest.mark.parametrize("name", ["keeper", "uvloop-keeper"])
-def test_right_after_a_death_with_nothing_parked_a_new_home_serves(name):
-    """Round 14's finding 4, fixed: the forwarder thread still holds the dead home (made late
-    for certain by the gate), yet the registry hands a new coroutine a new home."""
+def test_right_after_a_death_with_nothing_parked_the_successor_serves(name):
+    """Round 14's finding 4, fixed: the forwarder thread still holds the old home (made late
+    for certain by the gate), yet the loop has the successor's keeper at once, and the
+    registry hands a new coroutine the successor."""
 
     async def main(loop):
         loop.gate = threading.Event()
@@ -465,15 +553,14 @@ def test_right_after_a_death_with_nothing_parked_a_new_home_serves(name):
             await until(lambda: task._fut_waiter is not None)
             # The wake-up goes through the forwarder, which stays in call_soon_threadsafe.
             trigger.fire_from_thread()
-            assert await settle_threads(task) == ("value", 1)
-            kill(loop)  # nothing parked; only the forwarder holds the home
+            assert await settle(task) == ("value", 1)
+            kill(loop)  # nothing parked; only the forwarder holds the home; a new keeper
             new = loop.create_task(m.sleep(0.05, 2))
             await until(lambda: new._fut_waiter is not None)
-            # a new keeper: a new home, while the forwarder still holds the dead one (the
-            # forwarder thread, stuck at the gate, would also deliver the new home's wake-ups)
+            # the forwarder thread, stuck at the gate, also delivers the successor's wake-ups
             assert served(loop)
             loop.gate.set()
-            return await settle_threads(new)
+            return await settle(new)
         finally:
             loop.gate.set()
 
@@ -532,9 +619,11 @@ def test_hundreds_of_mixed_tasks_on_one_home(name):
             trigger.fire_from_thread()
         rust = [(t, t._fut_waiter) for k in ["trigger", "sleep", "stash", "pending", "anext",
                                               "both"] for t in tasks[k]]
+        woken = [(t, t._fut_waiter) for t in tasks["queued"]]
         kill(loop)
-        await all_reparked(rust)
-        assert served(loop)
+        # the queued wake-ups moved to the successor, not delivered yet
+        await stays_parked(rust + woken, passes=0)
+        await stays_parked(rust)
         for index, future in enumerate(futures):
             future.set_result(index)
         for trigger in triggers[: len(triggers) // 2]:
@@ -548,8 +637,8 @@ def test_hundreds_of_mixed_tasks_on_one_home(name):
                 task.cancel()
         outcomes = {}
         for kind in KINDS:  # 3.10 takes no `await` in a nested comprehension
-            outcomes[kind] = [await settle_threads(t) for t in tasks[kind]]
-        del rust
+            outcomes[kind] = [await settle(t) for t in tasks[kind]]
+        del rust, woken
         return outcomes, all(p.dropped for p in probes), m.pyo3_async_stats()
 
     # The counts are the process's: compared with what earlier tests left.
@@ -585,7 +674,7 @@ def test_two_loops_in_two_threads_only_one_loses_its_home(name):
             state["triggers"] = triggers
             parked_there.set()
             await until_threads(fired.is_set, 30)
-            return [await settle_threads(t) for t in tasks]
+            return [await settle(t) for t in tasks]
 
         try:
             state["other"] = loop.run_until_complete(main())
@@ -603,10 +692,11 @@ def test_two_loops_in_two_threads_only_one_loses_its_home(name):
             await until_threads(parked_there.is_set, 30)
             waiting = [(t, t._fut_waiter) for t in tasks]
             kill(loop)
-            await all_reparked(waiting)
+            await stays_parked(waiting)
+            del waiting
             for trigger in triggers + state["triggers"]:
                 trigger.fire_from_thread()
-            return [await settle_threads(t) for t in tasks]
+            return [await settle(t) for t in tasks]
 
         got = run_clean(name, main)
     finally:
@@ -624,7 +714,8 @@ def test_two_loops_in_two_threads_only_one_loses_its_home(name):
 @pytest.mark.parametrize("held", [True, False])
 def test_death_from_inside_the_coroutines_own_first_poll(name, held):
     """The callback runs in the coroutine's first poll, before it is bound to a home: it
-    parks on a new home, whether or not another task parked on the dead one holds it."""
+    parks on the successor, whether or not another task parked on the old home holds it
+    (that one stays parked there)."""
 
     async def main(loop):
         trigger = m.Trigger()
@@ -641,12 +732,12 @@ def test_death_from_inside_the_coroutines_own_first_poll(name, held):
                 kill(loop)
             return len(calls)
 
-        got = await settle_threads(loop.create_task(m.call_during_poll(callback)))
+        got = await settle(loop.create_task(m.call_during_poll(callback)))
         if other is not None:
             task, other_trigger, waiter = other
-            await reparked(task, waiter)
+            await stays_parked([(task, waiter)])
             other_trigger.fire_from_thread()
-            assert await settle_threads(task) == ("value", "woken")
+            assert await settle(task) == ("value", "woken")
         return got
 
     assert run_clean(name, main) == ("value", (1, 2))
@@ -654,9 +745,9 @@ def test_death_from_inside_the_coroutines_own_first_poll(name, held):
 
 @pytest.mark.parametrize("name", LOOPS)
 def test_death_from_inside_the_coroutines_own_later_poll(name):
-    """The second callback runs in a poll of a coroutine bound to the home: the death finds it
-    running (its driver borrowed) and leaves it; it finishes in that poll. Another task parked
-    on the home moves to a new one."""
+    """The second callback runs in a poll of a coroutine bound to the home: the death moves
+    its registration to the successor while it runs; it finishes in that poll. Another task
+    parked on the home stays parked, and is woken through the successor."""
 
     async def main(loop):
         other, trigger, waiter = await parked("rust")
@@ -668,10 +759,10 @@ def test_death_from_inside_the_coroutines_own_later_poll(name):
                 kill(loop)
             return len(calls)
 
-        got = await settle_threads(loop.create_task(m.call_during_poll(callback)))
-        await reparked(other, waiter)
+        got = await settle(loop.create_task(m.call_during_poll(callback)))
+        await stays_parked([(other, waiter)])
         trigger.fire_from_thread()
-        return got, await settle_threads(other)
+        return got, await settle(other)
 
     assert run_clean(name, main) == (("value", (1, 2)), ("value", "woken"))
 
@@ -689,7 +780,7 @@ def test_death_from_inside_a_streams_poll(name):
             return len(calls) if len(calls) < 4 else None
 
         items = [item async for item in m.calls_back(callback)]
-        await reparked(other, waiter)
+        await stays_parked([(other, waiter)])
         trigger.fire()
         return items, await settle(other)
 
@@ -701,11 +792,13 @@ def test_death_from_a_done_callback(name):
     async def main(loop):
         task, trigger, waiter = await parked("rust")
         future = loop.create_future()
-        future.add_done_callback(lambda _f: kill(loop))
+        fired = []
+        future.add_done_callback(lambda _f: fired.append(kill(loop)))
         future.set_result(None)
-        await reparked(task, waiter)
+        await until(lambda: fired)
+        await stays_parked([(task, waiter)])
         trigger.fire_from_thread()
-        return await settle_threads(task)
+        return await settle(task)
 
     assert run_clean(name, main) == ("value", "woken")
 
@@ -723,9 +816,10 @@ def test_death_from_the_exception_handler(name):
 
         loop.set_exception_handler(handler)
         loop.call_soon(lambda: 1 / 0)
-        await reparked(task, waiter)
+        await until(lambda: watched.reports)
+        await stays_parked([(task, waiter)])
         trigger.fire_from_thread()
-        return await settle_threads(task)
+        return await settle(task)
 
     got = run(name, main, watched)
     assert got == ("value", "woken"), got
@@ -766,20 +860,24 @@ HOOKED = {
 def test_death_from_a_call_soon_that_the_homes_drain_runs(name):
     """A wake-up from a thread is delivered by the home's drain (the reader's callback, or a
     forwarded drain); the loop's `call_soon` of that wake-up kills the home, halfway through
-    the drain. The woken task gets its value, the other parked one moves to a new home."""
+    the drain (a watching loop lets go of that reader once the drain returns). The woken task
+    gets its value, the other parked one stays parked and is woken through the successor."""
 
     async def main(loop):
         woken, trigger, _w = await parked("rust", "woken")
         other, other_trigger, waiter = await parked("rust", "other")
         loop.target = woken
-        loop.action = lambda _callback, _args: kill(loop)
+        loop.action = lambda _callback, _args: kill(loop, at_once=False)
         trigger.fire_from_thread()
-        got = await settle_threads(woken)
-        await reparked(other, waiter)
+        got = await settle(woken)
+        await until_threads(lambda: served(loop))  # the successor watches
+        await stays_parked([(other, waiter)])
         other_trigger.fire_from_thread()
-        return got, await settle_threads(other)
+        return got, await settle(other)
 
     assert run_clean(name, main, factory=HOOKED[name]) == (("value", "woken"), ("value", "other"))
+
+
 
 
 # ---- cancellation and structured concurrency around the death ----
@@ -788,26 +886,27 @@ def test_death_from_a_call_soon_that_the_homes_drain_runs(name):
 @pytest.mark.parametrize("name", LOOPS)
 def test_cancelled_right_after_the_death(name):
     async def main(loop):
-        tasks = [(await parked("rust"))[0] for _ in range(5)]
-        kill(loop)
-        for task in tasks:
-            task.cancel("bye")
-        return [await settle(t) for t in tasks]
-
-    assert all(o[0] == "cancelled" for o in run_clean(name, main))
-
-
-@pytest.mark.parametrize("name", LOOPS)
-def test_cancelled_after_moving_to_a_new_home(name):
-    async def main(loop):
         tasks = [await parked("rust") for _ in range(5)]
         kill(loop)
-        await all_reparked([(t, w) for t, _trigger, w in tasks])
+        await stays_parked([(t, w) for t, _trigger, w in tasks], passes=0)
         for task, _trigger, _w in tasks:
             task.cancel("bye")
         return [await settle(t) for t, _trigger, _w in tasks]
 
-    assert all(o[0] == "cancelled" for o in run_clean(name, main))
+    assert [o[0] for o in run_clean(name, main)] == ["cancelled"] * 5
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_cancelled_after_some_passes_parked_across_the_death(name):
+    async def main(loop):
+        tasks = [await parked("rust") for _ in range(5)]
+        kill(loop)
+        await stays_parked([(t, w) for t, _trigger, w in tasks])
+        for task, _trigger, _w in tasks:
+            task.cancel("bye")
+        return [await settle(t) for t, _trigger, _w in tasks]
+
+    assert [o[0] for o in run_clean(name, main)] == ["cancelled"] * 5
 
 
 PY311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout, TaskGroup: 3.11+")
@@ -841,11 +940,12 @@ def test_wrapped_waits_go_on_waiting_after_the_death(name, how):
         await until(lambda: len(others()) >= 1 and all(t._fut_waiter is not None for t in others()))
         waiting = [(t, t._fut_waiter) for t in others()]
         kill(loop)
-        # the Rust coroutine's task is resumed and waits again; the wrapper waits on
-        await until(lambda: any(t._fut_waiter not in (None, old) for t, old in waiting))
+        # the Rust coroutine's task stays parked; the wrapper waits on
+        await stays_parked(waiting)
         assert not task.done()
+        del waiting
         trigger.fire_from_thread()
-        got = await settle_threads(task)
+        got = await settle(task)
         for other in others():
             await settle(other)
         return got
@@ -864,9 +964,9 @@ def test_shielded_rust_coroutine_outlives_its_cancelled_waiter(name):
         kill(loop)
         outer.cancel()
         got_outer = await settle(outer)
-        await reparked(inner, waiter)
+        await stays_parked([(inner, waiter)])
         trigger.fire_from_thread()
-        return got_outer, await settle_threads(inner)
+        return got_outer, await settle(inner)
 
     outer, inner = run_clean(name, main)
     assert outer[0] == "cancelled" and inner == ("value", 1), (outer, inner)
@@ -884,7 +984,7 @@ def test_task_group_goes_on_after_the_death(name):
             await until(lambda: rust._fut_waiter is not None and native._fut_waiter is not None)
             waiter = rust._fut_waiter
             kill(loop)
-            await reparked(rust, waiter)
+            await stays_parked([(rust, waiter)])
             trigger.fire_from_thread()
             future.set_result(None)
         return rust.result(), native.result()
@@ -909,7 +1009,7 @@ def test_anyio_task_group_and_cancel_scope(name):
             (task,) = others()
             waiter = task._fut_waiter
             kill(loop)
-            await reparked(task, waiter)
+            await stays_parked([(task, waiter)])
             trigger.fire_from_thread()
         # a cancel scope cancelled right after another death: the cancellation wins
         scopes = []
@@ -925,14 +1025,19 @@ def test_anyio_task_group_and_cancel_scope(name):
             await until(lambda: len(others()) >= 1 and all(
                 t._fut_waiter is not None for t in others()
             ))
+            (task,) = others()
+            waiter = task._fut_waiter
             kill(loop)
+            await stays_parked([(task, waiter)], passes=0)
             scopes[0].cancel()
         return got
 
     got = run_clean(name, main)
     assert got["child"] == ("value", 1), got
-    # The task was resumed by the death, and the scope's cancellation overtook the resumption.
+    # Nothing resumed the task at the death: the scope's cancellation reaches it as always.
     assert got["scope"] is True and "scoped" not in got, got
+
+
 
 
 # ---- after the death ----
@@ -947,22 +1052,21 @@ async def new_coroutine(loop, which):
     task = loop.create_task(trigger.wait(5))
     await until(lambda: task.done() or task._fut_waiter is not None)
     trigger.fire_from_thread() if which == "thread" else trigger.fire()
-    return await settle_threads(task)
+    return await settle(task)
 
 
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize("which", ["sleep", "thread", "loop"])
-def test_new_coroutines_work_while_a_delegating_coroutine_holds_the_dead_home(name, which):
-    """Round 14's finding 4, fixed: a delegating coroutine keeps its parker, and so the dead
-    home; the registry no longer hands that home out: new coroutines get a new one at once."""
+def test_new_coroutines_work_while_a_delegating_coroutine_holds_the_old_home(name, which):
+    """Round 14's finding 4, fixed: a delegating coroutine keeps its parker, and so the old
+    home; the registry no longer hands that home out: new coroutines get the successor."""
 
     async def main(loop):
         base = m.pyo3_async_stats()["loops"]
         future = loop.create_future()
         holder = loop.create_task(m.await_py(future))
         await until(lambda: holder._fut_waiter is future)
-        kill(loop)
-        assert not served(loop)
+        kill(loop)  # the successor watches at once
         during = await new_coroutine(loop, which)
         served_during = served(loop)
         future.set_result(1)
@@ -976,12 +1080,12 @@ def test_new_coroutines_work_while_a_delegating_coroutine_holds_the_dead_home(na
 
 
 @pytest.mark.parametrize("name", LOOPS)
-def test_a_kept_wakeup_future_does_not_keep_the_dead_home_in_use(name):
+def test_a_kept_wakeup_future_does_not_keep_the_old_home_in_use(name):
     async def main(loop):
         base = m.pyo3_async_stats()["loops"]
         task, trigger, waiter = await parked("rust")
         kill(loop)
-        await reparked(task, waiter)
+        await stays_parked([(task, waiter)])
         trigger.fire()
         assert await settle(task) == ("value", "woken")
         gc.collect()
@@ -994,10 +1098,48 @@ def test_a_kept_wakeup_future_does_not_keep_the_dead_home_in_use(name):
     assert run_clean(name, main) == (("value", 5), ("value", 6))
 
 
+class ForgetfulLoop(asyncio.SelectorEventLoop):
+    """A loop that, once `forget` is set, lets go at once of every new home's reader: it
+    refuses the successor's watch (and any later home's)."""
+
+    forget = False
+
+    def add_reader(self, fd, callback, *args):
+        handle = super().add_reader(fd, callback, *args)
+        if self.forget and type(callback).__name__ == "Drain":
+            super().remove_reader(fd)
+        return handle
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FOUND (open, a wrong error): a RUNNING loop that refuses the successor's watch (lets "
+    "go of its reader at once) makes the successor die plainly (by design, no chain), so the "
+    "old home dies as on a closed loop: the parked task is resumed (Parker::resume_after_loss), "
+    "its next wait finds every new home dead at once, and Parker::rehome fails it with "
+    "RuntimeError('the event loop is closed (or the trio run has finished)'), and so does "
+    "every new Rust coroutine of the loop, while the loop runs and is not closed",
+)
+def test_a_running_loop_that_refuses_the_successors_reader_is_not_called_closed():
+    async def main(loop):
+        task, trigger, _waiter = await parked("rust")
+        loop.forget = True
+        kill(loop, at_once=False)
+        assert not served(loop)
+        trigger.fire_from_thread()
+        got = await settle(task)
+        new = await asyncio.wait_for(outcome(m.sleep(0.001, 2)), 30)
+        return got, new
+
+    got, new = run("asyncio", main, factory=ForgetfulLoop)
+    assert got != CLOSED and new != CLOSED, (got, new)
+
+
 def death_and_close(name):
-    """A death with parked tasks and streams; the triggered ones are woken on the new home,
-    the others (a stream, a sleeper, a task parked after the death) left pending into close():
-    weak references to the loop and the tasks."""
+    """A death with parked tasks and streams, all staying parked; the triggered ones are woken
+    through the successor, the others (a stream and a sleeper, still parked on their futures
+    of the old home, and a task parked on the successor) left pending into close(), which
+    ends them: weak references to the loop and the tasks."""
     refs = []
     watched = Watched()
 
@@ -1013,12 +1155,12 @@ def death_and_close(name):
         waiting = [(t, w) for t, _trigger, w in parked_ones]
         waiting += [(streamed, streamed._fut_waiter), (sleeper, sleeper._fut_waiter)]
         kill(loop)
-        await all_reparked(waiting)
+        await stays_parked(waiting)
         del waiting
         for _task, trigger, _waiter in parked_ones:
             trigger.fire_from_thread()
         for task in tasks:
-            assert await settle_threads(task) == ("value", tasks.index(task))
+            assert await settle(task) == ("value", tasks.index(task))
         del parked_ones, task
         await homes_alive(base + 1)
         pending = loop.create_task(m.Trigger().wait(1))
@@ -1065,15 +1207,45 @@ def test_repeated_deaths_keep_object_counts_flat(name):
     assert m.pyo3_async_stats()["loops"] <= homes
 
 
-# ---- the resumption re-entered through the loop's call_soon ----
 
 
-def reentered(name, make_action):
-    """A parked task; the loop's `call_soon` of its resumption runs `make_action(coro, task,
-    seen)`. Once the task waits again (on a new home) its trigger is fired. The task's outcome
-    ("pending" if it neither ends nor waits again, even once cancelled), what the action saw,
-    and the run's reports."""
-    watched = Watched()
+# ---- the loop's call_soon at the death: none on a running loop, re-entered on an idle one ----
+
+
+def hooked(base):
+    """A loop of `base` whose `call_soon`, when it schedules `target`'s wake-up, first runs
+    `action(callback, argument)` (and forgets `target`); the action's "skip" drops the
+    callback."""
+
+    class Hooked(base):
+        target = None
+        action = None
+
+        def call_soon(self, callback, *args, context=None):
+            if self.target is not None and getattr(callback, "__self__", None) is self.target:
+                action, self.target = self.action, None
+                if action(callback, args) == "skip":
+                    return None
+            return super().call_soon(callback, *args, context=context)
+
+    Hooked.__name__ = f"Hooked{base.__name__}"
+    return Hooked
+
+
+HOOKED = {
+    "asyncio": hooked(asyncio.SelectorEventLoop),
+    "keeper": hooked(NoReaderLoop),
+    "uvloop": hooked(RecUvloop),
+    "uvloop-keeper": hooked(RecNoReaderUvloop),
+}
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_a_death_on_a_running_loop_calls_no_call_soon_and_the_coroutine_reads_as_suspended(name):
+    """Round 14's finding 6, fixed by succession on a running loop: nothing is resumed at the
+    death, so the loop's `call_soon` is not called for the task, and the parked coroutine
+    reads as suspended on its future right after the death, as a native one would. The hook
+    first runs at the real wake-up, from a thread, and sees the coroutine suspended."""
     seen = {}
 
     async def main(loop):
@@ -1082,9 +1254,42 @@ def reentered(name, make_action):
         task = loop.create_task(coro)
         await until(lambda: task._fut_waiter is not None)
         waiter = task._fut_waiter
+
+        def state():
+            return coro.cr_running, coro.cr_state, coro.cr_await is waiter
+
         loop.target = task
-        loop.action = make_action(coro, task, seen)
+        loop.action = lambda _callback, _args: seen.update(woken=(state(), waiter.done()))
         kill(loop)
+        seen["killed"] = state()
+        await stays_parked([(task, waiter)])
+        assert loop.target is task and seen == {"killed": seen["killed"]}, seen
+        trigger.fire_from_thread()
+        return await settle(task), coro.cr_state
+
+    assert run_clean(name, main, factory=HOOKED[name]) == (("value", 1), "CORO_CLOSED")
+    suspended = (False, "CORO_SUSPENDED", True)
+    assert seen == {"killed": suspended, "woken": (suspended, True)}, seen
+
+
+def reentered(name, make_action):
+    """The resumption re-entered, where it still happens: a loop that is open but not running
+    at the death (between two runs) gets no successor, and the task parked on the old home is
+    resumed. A parked task; the home killed between two runs; the loop's `call_soon` of the
+    resumption runs `make_action(coro, task, seen)` (what `kill` raised is in seen["kill"]).
+    At the next run, once the task waits again (on a new home) its trigger is fired. The
+    task's outcome ("pending" if it neither ends nor waits again, even once cancelled), the
+    coroutine's state, what the action saw, and the run's reports."""
+    watched = Watched()
+    seen = {}
+    loop = HOOKED[name]()
+    loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
+    old = watched.hook()
+    trigger = m.Trigger()
+    coro = trigger.wait(1)
+    task = loop.create_task(coro)
+
+    async def after(waiter):
         try:
             await until(lambda: task.done() or task._fut_waiter not in (None, waiter), passes=500)
         except AssertionError:
@@ -1092,12 +1297,32 @@ def reentered(name, make_action):
             try:
                 await until(task.done, passes=500)
             except AssertionError:
-                return "pending", coro.cr_state
+                return "pending"
         if not task.done():
             trigger.fire()
-        return await settle(task), coro.cr_state
+        return await settle(task)
 
-    got = run(name, main, watched, HOOKED[name])
+    try:
+        loop.run_until_complete(until(lambda: task._fut_waiter is not None))
+        waiter = task._fut_waiter
+        loop.target = task
+        loop.action = make_action(coro, task, seen)
+        try:
+            kill(loop)  # not running: no successor, the task is resumed
+        except BaseException as error:  # noqa: BLE001
+            seen["kill"] = type(error).__name__
+        assert loop.target is None, "the resumption called no call_soon"
+        got = loop.run_until_complete(after(waiter)), coro.cr_state
+        for key, value in seen.items():
+            if isinstance(value, asyncio.Task):
+                seen[key] = loop.run_until_complete(settle(value))
+    finally:
+        try:
+            loop.close()
+        finally:
+            sys.unraisablehook = old
+            if isinstance(loop, RecNoReaderUvloop):
+                loop.keeper = None
     return got, seen, watched
 
 
@@ -1110,8 +1335,8 @@ def call(seen, key, function):
 
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize("what", ["send", "throw", "close", "gc", "new_coroutine"])
-def test_call_soon_touching_the_coroutine_during_its_resumption(name, what):
-    def action(coro, _task, seen):
+def test_call_soon_touching_the_coroutine_during_its_resumption_on_an_idle_loop(name, what):
+    def action(coro, task, seen):
         def act(_callback, _args):
             if what == "send":
                 call(seen, what, lambda: coro.send(None))
@@ -1121,31 +1346,34 @@ def test_call_soon_touching_the_coroutine_during_its_resumption(name, what):
                 call(seen, what, coro.close)
             elif what == "gc":
                 call(seen, what, gc.collect)
-            else:
-                new = m.sleep(0.001, 1)
-                call(seen, what, lambda: type(new.send(None)).__name__)
-                new.close()
+            else:  # the loop is not running: a task of it, which runs at the next run
+                seen[what] = task.get_loop().create_task(m.sleep(0.001, 1))
 
         return act
 
     (got, state), seen, watched = reentered(name, action)
     assert got == ("value", 1) and state == "CORO_CLOSED", got
+    assert "kill" not in seen, seen
     if what in ("send", "throw", "close"):
         assert seen[what] == ("error", "ValueError", "coroutine already executing"), seen
     elif what == "new_coroutine":
-        assert seen[what][0] == "value", seen  # parked on a new home, not the dead one
+        assert seen[what] == ("value", 1), seen  # parked on the loop's new home, and woken
+    else:
+        assert seen[what][0] == "value", seen
     assert watched.unraisable == [] and watched.messages() == [], watched.reports
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="FOUND (still open): during the resumption the driver is borrowed (Shared::loop_died "
-    "holds it across Parker::resume_after_loss's call_soon): Python code in the loop's "
-    "call_soon sees the parked coroutine as running (cr_running True, cr_state CORO_RUNNING, "
-    "cr_await None); a native coroutine reads as suspended on its future there",
+    reason="FOUND (still open, now only on a loop that is NOT running at the death: between "
+    "two runs, the one case where a death still resumes the task): during the resumption the "
+    "driver is borrowed (Shared::loop_died holds it across Parker::resume_after_loss's "
+    "call_soon): Python code in the loop's call_soon sees the parked coroutine as running "
+    "(cr_running True, cr_state CORO_RUNNING, cr_await None); a native coroutine reads as "
+    "suspended on its future there",
 )
 @pytest.mark.parametrize("name", LOOPS)
-def test_the_coroutine_reads_as_suspended_during_its_resumption(name):
+def test_the_coroutine_reads_as_suspended_during_its_resumption_on_an_idle_loop(name):
     def action(coro, _task, seen):
         def act(_callback, _args):
             seen["state"] = (coro.cr_running, coro.cr_state, coro.cr_await is not None)
@@ -1179,7 +1407,7 @@ def test_a_native_coroutine_reads_as_suspended_when_its_future_resolves(name):
 
 
 @pytest.mark.parametrize("name", LOOPS)
-def test_call_soon_raising_during_the_resumption_is_unraisable_and_strands_the_task(name):
+def test_call_soon_raising_during_the_resumption_on_an_idle_loop_strands_the_task(name):
     """Documented: the resumption's Exception has no caller and is reported as unraisable.
     The task's wake-up was lost with it: the task stays pending, cancel() cannot reach it
     (its future is done); the same as a native task whose future's set_result met that
@@ -1191,8 +1419,9 @@ def test_call_soon_raising_during_the_resumption_is_unraisable_and_strands_the_t
 
         return act
 
-    (got, state), _seen, watched = reentered(name, action)
+    (got, state), seen, watched = reentered(name, action)
     assert (got, state) == ("pending", "CORO_SUSPENDED")
+    assert "kill" not in seen, seen
     assert watched.unraisable == [("ValueError", "call_soon broke")]
 
     native = {}
@@ -1214,7 +1443,11 @@ def test_call_soon_raising_during_the_resumption_is_unraisable_and_strands_the_t
 
 
 @pytest.mark.parametrize("name", LOOPS)
-def test_keyboard_interrupt_in_call_soon_during_the_resumption_is_raised_once(name):
+def test_keyboard_interrupt_in_call_soon_during_the_resumption_on_an_idle_loop_is_raised_once(
+    name,
+):
+    """Raised from the `kill` itself (the program's remove_reader or cancel), once; the task's
+    wake-up is lost with it, as with an Exception."""
     interrupts = []
 
     def action(_coro, _task, _seen):
@@ -1224,24 +1457,28 @@ def test_keyboard_interrupt_in_call_soon_during_the_resumption_is_raised_once(na
         return act
 
     try:
-        reentered(name, action)
+        (got, state), seen, watched = reentered(name, action)
     except KeyboardInterrupt:
         interrupts.append(1)
     # Nothing more is pending: a later bytecode boundary raises nothing.
     for _ in range(1000):
         pass
     gc.collect()
-    assert interrupts == [1]
+    assert interrupts == []
+    assert seen == {"kill": "KeyboardInterrupt"}, seen
+    assert (got, state) == ("pending", "CORO_SUSPENDED")
+    assert watched.unraisable == []
 
 
-# ---- death where the loop does not run on this thread now ----
+# ---- death where the loop is not running (no successor), or runs on another thread ----
 
 
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize("how", ["loop", "thread"])
 def test_death_between_two_runs_of_the_loop_resumes_the_task(name, how):
-    """Round 14's finding 1, fixed: the loop is open and idle, so the task is resumed; at the
-    next run its coroutine moves to a new home and is woken there."""
+    """Round 14's finding 1, fixed: the loop is open and idle, so it gets no successor, and
+    the task is resumed; at the next run its coroutine moves to a new home and is woken
+    there."""
     loop = FACTORIES[name]()
     watched = Watched()
     loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
@@ -1250,12 +1487,13 @@ def test_death_between_two_runs_of_the_loop_resumes_the_task(name, how):
         task = loop.create_task(trigger.wait(1))
         loop.run_until_complete(until(lambda: task._fut_waiter is not None))
         waiter = task._fut_waiter
-        kill(loop)  # the loop is not running
+        kill(loop)  # the loop is not running: no successor
         assert waiter.done() and task.get_coro().cr_state == "CORO_SUSPENDED"
+        assert not served(loop)
         loop.run_until_complete(reparked(task, waiter))
         assert served(loop)
         trigger.fire_from_thread() if how == "thread" else trigger.fire()
-        got = loop.run_until_complete(settle_threads(task))
+        got = loop.run_until_complete(settle(task))
         new = loop.run_until_complete(asyncio.wait_for(outcome(m.sleep(0.001, 2)), 30))
     finally:
         task.cancel()
@@ -1272,6 +1510,7 @@ def test_death_between_two_runs_then_new_coroutines_work(name):
     try:
         assert loop.run_until_complete(m.sleep(0.001, 1)) == 1
         kill(loop)
+        assert not served(loop)
         got = loop.run_until_complete(asyncio.wait_for(outcome(m.sleep(0.001, 2)), 30))
         assert served(loop)
     finally:
@@ -1304,24 +1543,88 @@ def test_death_between_two_runs_then_close_fails_the_next_wait_with_closed(name)
     assert got == CLOSED and state == "CORO_CLOSED", (got, state)
 
 
-OTHER_THREAD = (
-    "FOUND (still open, known gap): a home killed on another thread than the one its loop runs "
-    "on (asyncio's remove_reader / TimerHandle.cancel are not thread-safe anyway): "
-    "Parker::resume_after_loss (src/backend/asyncio.rs) resumes the task only where the loop "
-    "runs on this thread or is open and idle; here it ends the coroutine as on a closed loop "
-    "(Driver::loop_died), the task's WakeupFuture is never resolved and the task hangs "
-    "(cancel() then ends it with 'cannot reuse already awaited coroutine')"
-)
+@pytest.mark.parametrize("name", LOOPS)
+@pytest.mark.parametrize("then", ["death", "wake"])
+def test_a_succession_then_the_loop_stops_with_the_task_parked(name, then):
+    """A succession while the loop runs, then the run ends with the task still parked on its
+    first home's future (its registration on the successor). Between the two runs: the
+    successor's own reader or keeper taken away ("death": no successor now, the task is
+    resumed, and re-parks on a new home at the next run), or a wake-up sent from a thread
+    ("wake": queued on the successor, which the next run drains)."""
+    loop = FACTORIES[name]()
+    watched = Watched()
+    loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
+    trigger = m.Trigger()
+    task = loop.create_task(trigger.wait(1))
+
+    async def first():
+        await until(lambda: task._fut_waiter is not None)
+        waiter = task._fut_waiter
+        kill(loop)
+        await stays_parked([(task, waiter)])
+        return waiter
+
+    try:
+        waiter = loop.run_until_complete(first())
+        if then == "death":
+            kill(loop)  # the loop is not running: no successor
+            assert waiter.done() and not served(loop)
+            loop.run_until_complete(reparked(task, waiter))
+            assert served(loop)
+            trigger.fire_from_thread()
+        else:
+            trigger.fire_from_thread()
+            assert not waiter.done() and task._fut_waiter is waiter and served(loop)
+        got = loop.run_until_complete(settle(task))
+    finally:
+        task.cancel()
+        loop.close()
+        if isinstance(loop, RecNoReaderUvloop):
+            loop.keeper = None
+    assert got == ("value", 1)
+    assert watched.reports == []
+
+
+@pytest.mark.parametrize("name", LOOPS)
+def test_close_after_a_succession_and_a_death_between_two_runs_ends_the_coroutine(name):
+    """Found while updating this file (finding 8), since fixed: Driver::park skipped
+    registering the coroutine with the home it re-parked on, because its parker's first home
+    had `succeeded()`; but that successor had died between the two runs, taking the
+    registration with it: close() did not end the coroutine, and the loop and task leaked."""
+    loop = FACTORIES[name]()
+    loop.set_exception_handler(lambda _loop, _context: None)
+    coro = m.Trigger().wait(1)
+    task = loop.create_task(coro)
+
+    async def first():
+        await until(lambda: task._fut_waiter is not None)
+        kill(loop)  # running: the successor takes the coroutine's registration
+        return task._fut_waiter
+
+    try:
+        waiter = loop.run_until_complete(first())
+        kill(loop)  # between two runs: the successor dies, the task is resumed
+        loop.run_until_complete(reparked(task, waiter))  # on a third home
+        del waiter
+    finally:
+        loop.close()
+        if isinstance(loop, RecNoReaderUvloop):
+            loop.keeper = None
+    state = coro.cr_state
+    refs = [weakref.ref(loop), weakref.ref(task)]
+    del loop, task, coro
+    assert state == "CORO_CLOSED" and collected(refs), state
 
 
 def kill_from_this_thread_while_it_runs(loop, main, ready, killed):
     """Runs `main()` on `loop` in a thread of its own; once `main` sets `ready`, kills the
-    loop's home from this thread and sets `killed`."""
+    loop's home from this thread and sets `killed`. The successor is made here, and asks the
+    loop's thread to add its reader or keeper (`call_soon_threadsafe`): not at once."""
     thread = threading.Thread(target=lambda: loop.run_until_complete(main()))
     thread.start()
     try:
         assert ready.wait(30)
-        kill(loop)
+        kill(loop, at_once=False)
     finally:
         killed.set()
         thread.join(30)
@@ -1329,12 +1632,17 @@ def kill_from_this_thread_while_it_runs(loop, main, ready, killed):
     assert not thread.is_alive()
 
 
-@pytest.mark.xfail(strict=True, reason=OTHER_THREAD)
 @pytest.mark.parametrize("name", ASYNCIO_LOOPS)
-def test_death_from_another_thread_while_the_loop_runs_resumes_the_task(name):
-    """asyncio only: uvloop is not thread-safe at all."""
+@pytest.mark.parametrize("how", ["loop", "thread", "cancel"])
+def test_death_from_another_thread_while_the_loop_runs_hands_over(name, how):
+    """Round 14's finding 1, the part left open by re-homing, fixed by succession: a home
+    killed on another thread than its loop's (asyncio's remove_reader / TimerHandle.cancel are
+    not thread-safe anyway) hands over too (the loop is running): the parked task stays parked,
+    and is woken through the successor, or cancelled; new coroutines get the successor.
+    asyncio only: uvloop is not thread-safe at all."""
     loop = FACTORIES[name]()
-    loop.set_exception_handler(lambda _loop, _context: None)
+    watched = Watched()
+    loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
     ready, killed = threading.Event(), threading.Event()
     state = {}
 
@@ -1343,72 +1651,40 @@ def test_death_from_another_thread_while_the_loop_runs_resumes_the_task(name):
         task = loop.create_task(trigger.wait(1))
         await until(lambda: task._fut_waiter is not None)
         waiter = task._fut_waiter
-        ready.set()
-        await until_threads(killed.is_set, 30)
-        try:
-            await reparked(task, waiter, passes=1000)
-            trigger.fire_from_thread()
-            state["got"] = await settle_threads(task)
-        except AssertionError:
-            state["got"] = "pending" if not task.done() else await outcome(task)
-            task.cancel()
-            state["cancelled"] = await settle(task)
-
-    kill_from_this_thread_while_it_runs(loop, main, ready, killed)
-    assert state["got"] == ("value", 1), state
-
-
-@pytest.mark.parametrize("name", ASYNCIO_LOOPS)
-def test_death_from_another_thread_what_happens_now(name):
-    """OTHER_THREAD pinned: the coroutine is ended at the death, its task never resumed, and
-    cancel() ends it with 'cannot reuse already awaited coroutine'. New coroutines of the loop
-    get a new home."""
-    loop = FACTORIES[name]()
-    loop.set_exception_handler(lambda _loop, _context: None)
-    ready, killed = threading.Event(), threading.Event()
-    state = {}
-
-    async def main():
-        task = loop.create_task(m.Trigger().wait(1))
-        await until(lambda: task._fut_waiter is not None)
+        old = watch(loop)
         ready.set()
         await until_threads(killed.is_set, 30)
         state["coro"] = task.get_coro().cr_state
-        try:
-            await until(task.done, passes=300)
-            state["got"] = await outcome(task)
-        except AssertionError:
-            state["got"] = "pending"
+        await stays_parked([(task, waiter)], passes=0)
+        await until(lambda: watch(loop) is not None and watch(loop) is not old)  # the successor
+        await stays_parked([(task, waiter)])
         state["new"] = await asyncio.wait_for(outcome(m.sleep(0.001, 2)), 30)
-        task.cancel()
-        state["cancelled"] = await settle(task)
+        if how == "loop":
+            trigger.fire()
+        elif how == "thread":
+            trigger.fire_from_thread()
+        else:
+            task.cancel("bye")
+        state["got"] = await settle(task)
 
     kill_from_this_thread_while_it_runs(loop, main, ready, killed)
+    assert watched.reports == []
     assert state == {
-        "coro": "CORO_CLOSED",
-        "got": "pending",
+        "coro": "CORO_SUSPENDED",
         "new": ("value", 2),
-        "cancelled": ("error", "RuntimeError", "cannot reuse already awaited coroutine"),
+        "got": ("value", 1) if how != "cancel" else cancelled_with("bye"),
     }, state
 
 
-# ---- FOUND 3: the other dependents still say the loop closed ----
+# ---- FOUND 3, fixed by succession: Rust waiting for Python work goes on ----
 
 
-CLOSED_LIE = (
-    "FOUND (still open): after a premature death the loop still runs, but Completion::loop_died "
-    "(src/task/completion.rs) fails the Rust side's wait for Python work with 'the event loop "
-    "closed (or the trio run ended) before the Python work finished', and a PyAsyncIter's "
-    "Channel::loop_died with 'the async iterator's event loop stopped' "
-    "(src/py_to_rust/async_iter_channel.rs): neither happened (they should go on, as a parked "
-    "coroutine now does)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CLOSED_LIE)
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize("which", ["await_all", "take_async_iter"])
 def test_rust_waiting_for_python_work_goes_on_after_the_death(name, which):
+    """Round 14's finding 3, fixed: the `Completion`s of the Python work and the async
+    iterator's channel moved to the successor; neither says the loop closed or stopped."""
+
     async def main(loop):
         event = asyncio.Event()
 
@@ -1428,28 +1704,28 @@ def test_rust_waiting_for_python_work_goes_on_after_the_death(name, which):
             coro = m.take_async_iter(iterator, 2)
         task = loop.create_task(coro)
         await until_threads(lambda: task._fut_waiter is not None and len(others()) >= 2)
+        waiter = task._fut_waiter
         kill(loop)
+        await stays_parked([(task, waiter)])
         event.set()
-        got = await settle_threads(task)
+        got = await settle(task)
         for other in others():
             await settle(other)
         await iterator.aclose()
         return got
 
-    got = run(name, main)
+    got = run_clean(name, main)
     assert got == ("value", [1, 1] if which == "await_all" else [1, 2]), got
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FOUND (still open): after a premature death, a Python task that Rust started "
-    "(await_with_timeout, spawn) is orphaned: the Rust side gives up (CLOSED_LIE) and drops its "
-    "PyFuture, whose cancellation Canceller::OnLoop (src/task/task_slot.rs) queues on the dead "
-    "home, which refuses it: the task is never cancelled (it waits for ever here; 'Task was "
-    "destroyed but it is pending' at close)",
-)
 @pytest.mark.parametrize("name", LOOPS)
-def test_python_work_that_rust_gives_up_after_the_death_is_cancelled(name):
+@pytest.mark.parametrize("how, deaths", [("timeout", 1), ("cancel", 1), ("cancel", 2)])
+def test_python_work_that_rust_gives_up_after_the_death_is_cancelled(name, how, deaths):
+    """Round 14's finding 3 (the lost cancel), fixed: Rust drops its PyFuture after the death
+    (tokio's timer wins the race, or the Rust coroutine's task is cancelled): the cancel that
+    `Canceller::OnLoop` queues on the old home is passed on to the successor, and the Python
+    task is cancelled; after two deaths in a row too (the cancel is sent to the first home,
+    and passed along the chain: finding 7)."""
     log = []
 
     async def main(loop):
@@ -1463,19 +1739,22 @@ def test_python_work_that_rust_gives_up_after_the_death_is_cancelled(name):
                 log.append("cancelled")
                 raise
 
-        task = loop.create_task(m.await_with_timeout(child(), 60, started))
+        seconds = 1.0 if how == "timeout" else 60
+        task = loop.create_task(m.await_with_timeout(child(), seconds, started))
         await until_threads(lambda: task._fut_waiter is not None and len(others()) >= 2)
-        kill(loop)
-        await settle(task)
-        pending = others()
-        try:
-            await until(lambda: all(t.done() for t in pending), passes=1000)
-        finally:
-            for other in pending:
-                other.cancel()
-        return log
+        (python,) = [t for t in others() if t is not task]
+        waiter = task._fut_waiter
+        for _ in range(deaths):
+            kill(loop)
+        await stays_parked([(task, waiter)], passes=0)
+        if how == "cancel":
+            task.cancel("bye")
+        got = await settle(task)
+        return got, await settle(python)
 
-    assert run(name, main) == ["cancelled"]
+    got, python = run_clean(name, main)
+    assert got == (("value", "timeout") if how == "timeout" else cancelled_with("bye")), got
+    assert python[0] == "cancelled" and log == ["cancelled"], (python, log)
 
 
 def pump_at_the_death(name):
@@ -1503,25 +1782,32 @@ def pump_at_the_death(name):
         try:
             await until_threads(entered.is_set, 30)
             (pump,) = [t for t in asyncio.all_tasks() if "pump_async_iter" in repr(t)]
-            await until(lambda: pump._fut_waiter is not None)  # the buffer is full
+            # The buffer is full, and the wake-up of the consumer's first take (sent before
+            # it entered on_item) delivered: the pump parked for good.
+            await until_threads(
+                lambda: pump._fut_waiter is not None
+                and not pump._fut_waiter.done()
+                and m.pyo3_async_stats()["queued_jobs"] == 0
+            )
             waiter = pump._fut_waiter
             kill(loop)
-            await until(lambda: pump.done() or pump._fut_waiter not in (None, waiter))
+            await stays_parked([(pump, waiter)])
             gate.set()
-            got = await settle_threads(task)
-            pumped = await settle_threads(pump)
+            got = await settle(task)
+            pumped = await settle(pump)
             return got, pumped[0], list(log), iterator.ag_frame is None
         finally:
             gate.set()
-            await settle_threads(task)
+            await settle(task)
             await iterator.aclose()  # FOUND or not, no warning at the collection
 
-    return run(name, main)
+    return run_clean(name, main)
 
 
-@pytest.mark.xfail(strict=True, reason=CLOSED_LIE)
 @pytest.mark.parametrize("name", LOOPS)
 def test_a_pyasynciter_goes_on_after_the_death(name):
+    """Round 14's finding 3 (the stream), fixed: its pump, parked for room, stays parked,
+    and the consumer's room reaches it through the successor."""
     got, _pumped, _log, _closed = pump_at_the_death(name)
     assert got == ("value", [0, 1, 2, 3, 4]), got
 
@@ -1529,6 +1815,7 @@ def test_a_pyasynciter_goes_on_after_the_death(name):
 @pytest.mark.parametrize("name", LOOPS)
 def test_the_python_iterator_of_a_pyasynciter_is_closed_after_the_death(name):
     """Round 14's finding 5: the pump's wait failed with the loss and the pump returned
-    without aclose(), leaving the generator suspended while the loop ran."""
+    without aclose(), leaving the generator suspended while the loop ran. Now the pump runs to
+    the iterator's end, and the generator is closed (its finally ran)."""
     _got, pumped, log, closed = pump_at_the_death(name)
     assert (pumped, log, closed) == ("value", ["finally"], True)

@@ -22,6 +22,7 @@ pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
         Ok(home::Parts {
             threadsafe: event_loop.getattr(intern!(py, "call_soon_threadsafe"))?,
             record: Some(glue::asyncio_shutdown(py)?.call0()?),
+            succeed: Some(successor),
         })
     })?;
     if created {
@@ -43,6 +44,23 @@ pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
         };
     }
     Ok(home)
+}
+
+/// A new home for a loop that let go of its old one while it runs on (the program removed
+/// the reader, or cancelled the keeper: see `Home::lost`), on whichever thread noticed.
+/// None where the loop is not running: it closed, is being collected, or is open between two
+/// runs (whose parked tasks `Parker::resume_after_loss` resumes).
+fn successor(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<Home>>> {
+    let py = event_loop.py();
+    if !event_loop
+        .call_method0(intern!(py, "is_running"))?
+        .is_truthy()?
+    {
+        return Ok(None);
+    }
+    // The old home is retired: the registry makes a new one, which watches the loop.
+    let home = home(event_loop)?;
+    Ok((!home.is_dead()).then_some(home))
 }
 
 /// The home's `AsyncioShutdown` record (see `helpers.py`).

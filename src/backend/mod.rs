@@ -199,9 +199,9 @@ impl Parker {
     /// The future has just returned `Pending`; if it was woken meanwhile, the returned object
     /// makes the loop resume the task on its next pass instead of waiting.
     ///
-    /// A home that died under a loop that runs on (the program took away its reader or
-    /// keeper: see [`resume_after_loss`](Parker::resume_after_loss)) would drop every wake-up:
-    /// the parker moves to the loop's new home first ([`rehome`](Parker::rehome)).
+    /// A parker whose home is dead while its loop runs (a home lost between two runs: see
+    /// [`resume_after_loss`](Parker::resume_after_loss); or one whose successor passes its
+    /// jobs on) moves to the loop's current home first ([`rehome`](Parker::rehome)).
     pub(crate) fn park<'py>(
         &mut self,
         py: Python<'py>,
@@ -287,9 +287,10 @@ impl Parker {
 
     /// The loop's home died, and the loop runs on this thread or is open and idle: the
     /// program took away the home's reader or keeper (`remove_reader`, or cancelled its
-    /// timer). The task will run again, so the coroutine is not ended as on a closed loop:
-    /// its task is resumed now (the future it waits for is resolved), and a next wait moves
-    /// to the loop's new home (see [`park`](Parker::park)).
+    /// timer) and no successor took over (a loop running then gets one: see `Home::lost`;
+    /// one between two runs does not). The task will run again, so the coroutine is not
+    /// ended as on a closed loop: its task is resumed now (the future it waits for is
+    /// resolved), and a next wait moves to the loop's new home (see [`park`](Parker::park)).
     ///
     /// False where the coroutine must end instead: the loop closed (or was collected), or
     /// runs on another thread, or it is a trio run, whose home dies only when the run ends. The

@@ -20,6 +20,8 @@ pub(crate) fn home(token: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
         Ok(home::Parts {
             threadsafe: token.getattr(intern!(py, "run_sync_soon"))?,
             record: None,
+            // A run's home dies only with the run.
+            succeed: None,
         })
     })?;
     if created {

@@ -14,11 +14,12 @@
 //! Why not due at infinity: a loop that moves its clock on to its next timer when idle (the
 //! virtual clocks of test suites) would jump to infinity, and never fire another timer.
 //!
-//! A home can still die under a loop that runs, if the program takes away its watcher
-//! (`remove_reader`) or keeper (cancels the timer). The loop then gets a new home (the
-//! registry hands out no dead one), a task parked at that moment is resumed
-//! (`Parker::resume_after_loss`), and a coroutine that must wait again moves to the new home
-//! (`Parker::rehome`) rather than wait for wake-ups that nobody delivers.
+//! A loop can also let go of them while it runs on, if the program takes away the watcher
+//! (`remove_reader`) or the keeper (cancels the timer). That is no death: the home hands over
+//! to a successor that watches the loop again ([`Home::lost`]). Where the loop is open but
+//! not running (between two runs), it gets no successor: a task parked then is resumed
+//! (`Parker::resume_after_loss`), and a coroutine that must wait again moves to the loop's
+//! new home (`Parker::rehome`) rather than wait for wake-ups that nobody delivers.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -135,7 +136,16 @@ impl Drop for Drain {
             DrainRole::Keeper => self.home.queue.route() != Route::Dead,
         };
         if died {
-            Python::try_attach(|py| self.home.die(py));
+            Python::try_attach(|py| {
+                // Maybe released by a call that is raising (the drain's own, which removed
+                // its reader and then failed): the exception must survive the Python calls
+                // of the hand-over, as it does a finaliser's.
+                let raising = PyErr::take(py);
+                self.home.lost(py);
+                if let Some(raising) = raising {
+                    raising.restore(py);
+                }
+            });
         }
     }
 }

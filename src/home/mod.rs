@@ -21,23 +21,30 @@
 //! learn it), and every [`Dependent`] registered with it — suspended coroutines, `PyFuture`s,
 //! streams — ends at once, without the garbage collector.
 
+//!
+//! A loop that lets go of its home while it runs on has not died: the home hands over to a
+//! [successor](succession).
+
 pub(crate) mod drain;
 pub(crate) mod forwarder;
 pub(crate) mod queue;
 pub(crate) mod registry;
 pub(crate) mod reraise;
 pub(crate) mod signal;
+pub(crate) mod succession;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 use self::forwarder::Forward;
-use self::queue::{Pushed, Queue, Route};
+use self::queue::{Pushed, Queue, Requeued, Route};
 use self::registry::{Keyed, Registry};
 use self::signal::Signal;
+pub(crate) use self::succession::Succeed;
 use crate::visit::Visit;
 
 /// Work for the loop's thread. An error that is not an `Exception` (`KeyboardInterrupt`,
@@ -67,6 +74,16 @@ pub(crate) struct Home {
     queue: Queue<Job>,
     /// Taken before the queue's lock when both are needed (see [`Home::depend`]).
     dependents: Mutex<Dependents>,
+    /// How the backend finds the loop a successor (see [`Parts::succeed`]).
+    succeed: Option<Succeed>,
+    /// Set first when the loop lets go of the home: the registry hands it out no more.
+    retired: AtomicBool,
+    /// The home that took over from this one while the loop ran on (see [`Home::lost`]):
+    /// set before the queue is marked dead, so that a job the queue refuses always finds it.
+    /// Strong: an old home's holders (a parked task's wake-up, a `PyFuture`'s canceller)
+    /// reach the loop through the chain of its successors, however many followed; each one
+    /// is reported to the collector with its predecessor ([`Home::traverse_as_sole_owner`]).
+    successor: OnceLock<Arc<Home>>,
 }
 
 struct Dependents {
@@ -81,6 +98,7 @@ impl Home {
         event_loop: Py<PyAny>,
         threadsafe: Py<PyAny>,
         record: Option<Py<PyAny>>,
+        succeed: Option<Succeed>,
     ) -> std::io::Result<Self> {
         Ok(Home {
             event_loop,
@@ -93,6 +111,9 @@ impl Home {
                 list: Vec::new(),
                 sweep_at: 64,
             }),
+            succeed,
+            retired: AtomicBool::new(false),
+            successor: OnceLock::new(),
         })
     }
 
@@ -122,12 +143,13 @@ impl Home {
     }
 
     /// Runs `job` on the loop's thread, soon. Any thread, attached or not; never waits for the
-    /// interpreter. A dead loop drops the job (after the lock is released).
+    /// interpreter. A home that handed over to a successor passes the job on; a dead loop
+    /// drops it (after the lock is released).
     pub(crate) fn run(self: &Arc<Self>, job: Job) {
         match self.queue.push(job) {
             Pushed::Queued => {}
             Pushed::Wake(route) => self.wake(route),
-            Pushed::Refused(job) => drop(job),
+            Pushed::Refused(job) => self.pass_on(job),
         }
     }
 
@@ -158,7 +180,9 @@ impl Home {
             .unwrap_or_else(PoisonError::into_inner);
         if self.queue.route() == Route::Dead {
             drop(dependents);
-            if let Some(dependent) = dependent.upgrade() {
+            if let Some(successor) = self.successor() {
+                successor.depend(py, dependent);
+            } else if let Some(dependent) = dependent.upgrade() {
                 dependent.loop_died(py);
             }
             return;
@@ -180,9 +204,10 @@ impl Home {
         }
     }
 
-    /// Whether the loop died.
+    /// Whether the loop died: a home that handed over to a successor lives on in it (what
+    /// it is sent is passed on), until the last of the chain dies.
     pub(crate) fn is_dead(&self) -> bool {
-        self.queue.route() == Route::Dead
+        self.queue.route() == Route::Dead && self.successor().is_none_or(|next| next.is_dead())
     }
 
     /// The loop's thread: runs every queued job. A job failing with a `BaseException` that is
@@ -221,10 +246,13 @@ impl Home {
         Ok(())
     }
 
-    /// Puts undelivered jobs back at the front of the queue.
+    /// Puts undelivered jobs back at the front of the queue (or passes them on, if the home
+    /// died meanwhile).
     fn requeue(self: &Arc<Self>, jobs: Vec<Job>) {
-        if let Some(route) = self.queue.requeue(jobs) {
-            self.wake(route);
+        match self.queue.requeue(jobs) {
+            Requeued::Wake(route) => self.wake(route),
+            Requeued::Nothing => {}
+            Requeued::Refused(jobs) => jobs.into_iter().for_each(|job| self.pass_on(job)),
         }
     }
 
@@ -237,6 +265,7 @@ impl Home {
 
     /// The loop is gone: jobs are dropped, dependents end.
     pub(crate) fn die(&self, py: Python<'_>) {
+        self.retired.store(true, Ordering::Release);
         drop(self.queue.die());
         let dependents = std::mem::take(
             &mut self
@@ -285,6 +314,11 @@ impl Home {
             visit.visit(resolved)?;
             visit.visit(cancelled)?;
         }
+        // A successor that only this home holds (its loop let go of it too) is this
+        // owner's as well.
+        if let Some(successor) = home.successor.get() {
+            Self::traverse_as_sole_owner(successor, visit)?;
+        }
         Ok(())
     }
 
@@ -302,7 +336,7 @@ impl Keyed for Home {
     /// A dead home is held on by what it served, but a loop that runs on after it (the
     /// program took away its reader or keeper) gets a new one.
     fn retired(&self) -> bool {
-        self.is_dead()
+        self.retired.load(Ordering::Acquire)
     }
 }
 
@@ -319,6 +353,9 @@ pub(crate) struct Parts<'py> {
     pub(crate) threadsafe: Bound<'py, PyAny>,
     /// The backend's Python-side record of the loop, kept as long as the home.
     pub(crate) record: Option<Bound<'py, PyAny>>,
+    /// How the loop finds a successor when it lets go of the home while it runs on (see
+    /// [`Home::lost`]); `None` where a loop cannot outlive its home (a trio run).
+    pub(crate) succeed: Option<Succeed>,
 }
 
 /// The homes alive now (one per loop or trio run that pyo3-async serves), and the jobs each
@@ -337,11 +374,16 @@ pub(crate) fn find_or_create<'py>(
         crate::exit_guard::install(event_loop.py());
         crate::fork::watch();
         crate::thread_state::note_interpreter(event_loop.py());
-        let Parts { threadsafe, record } = parts()?;
+        let Parts {
+            threadsafe,
+            record,
+            succeed,
+        } = parts()?;
         Home::new(
             event_loop.clone().unbind(),
             threadsafe.unbind(),
             record.map(Bound::unbind),
+            succeed,
         )
         .map_err(|err| {
             pyo3::exceptions::PyOSError::new_err(format!("cannot create a wake signal: {err}"))

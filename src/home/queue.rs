@@ -27,8 +27,18 @@ pub(crate) enum Pushed<J> {
     Queued,
     /// The queue was empty: raise the signal, or kick the forwarder.
     Wake(Route),
-    /// The loop is dead: the job comes back, to be dropped outside the lock.
+    /// The loop is dead: the job comes back, to be passed on or dropped outside the lock.
     Refused(J),
+}
+
+/// What became of jobs put back at the front of the queue.
+pub(crate) enum Requeued<J> {
+    /// There were none.
+    Nothing,
+    /// Queued: raise the signal, or kick the forwarder.
+    Wake(Route),
+    /// The loop died meanwhile: the jobs come back.
+    Refused(Vec<J>),
 }
 
 pub(crate) struct Queue<J> {
@@ -78,20 +88,20 @@ impl<J> Queue<J> {
         std::mem::take(&mut self.lock().jobs)
     }
 
-    /// Puts undelivered jobs back at the front; the route to wake, if any (the queue had been
-    /// taken empty, so the wake-up of the jobs pushed since is already on its way only if
-    /// there were some).
-    pub(crate) fn requeue(&self, mut jobs: Vec<J>) -> Option<Route> {
+    /// Puts undelivered jobs back at the front. They need a wake-up of their own: the queue
+    /// had been taken empty, so one is on its way only for jobs pushed since, and the drain
+    /// that put them back stops there.
+    pub(crate) fn requeue(&self, mut jobs: Vec<J>) -> Requeued<J> {
         if jobs.is_empty() {
-            return None;
+            return Requeued::Nothing;
         }
         let mut state = self.lock();
         if state.route == Route::Dead {
-            return None;
+            return Requeued::Refused(jobs);
         }
         jobs.append(&mut state.jobs);
         state.jobs = jobs;
-        Some(state.route)
+        Requeued::Wake(state.route)
     }
 
     /// The loop no longer watches the signal (it still runs): later wake-ups are forwarded.
@@ -106,8 +116,8 @@ impl<J> Queue<J> {
         self.lock().route
     }
 
-    /// The loop died: later pushes are refused; the queued jobs come back, to be dropped
-    /// outside the lock.
+    /// The loop died (or its home handed over): later pushes are refused; the queued jobs come
+    /// back, to be passed on or dropped outside the lock.
     pub(crate) fn die(&self) -> Vec<J> {
         let mut state = self.lock();
         state.route = Route::Dead;
@@ -200,7 +210,7 @@ mod loom_tests {
             let mut delivered = Vec::new();
             if !taken.is_empty() {
                 delivered.push(taken.remove(0));
-                if let Some(Route::Signal) = model.queue.requeue(taken) {
+                if let Requeued::Wake(Route::Signal) = model.queue.requeue(taken) {
                     model.signal.store(true, Ordering::SeqCst);
                 }
             }

@@ -316,8 +316,10 @@ impl Driver {
         let parker = self.parker(py, owner)?;
         let home = Arc::as_ptr(parker.home());
         let yielded = parker.park(py, owner.waiter())?.unbind();
-        // Moved to a new home of its loop (the last one died under the loop): the new one's
-        // death is the coroutine's end now.
+        // Moved to a new home of its loop (the last one died or handed over to a successor):
+        // the new one's death is the coroutine's end now. Where the registration moved there
+        // with a hand-over already, the coroutine is registered twice, which only means that
+        // the loop's death reaches it twice (the second time finds it ended or resumed).
         if registered && !std::ptr::eq(home, Arc::as_ptr(parker.home())) {
             parker.home().depend(py, Arc::clone(owner).dependent());
         }
@@ -351,8 +353,9 @@ impl Driver {
     /// runs the coroutine's task again, so the coroutine finishes now: an asyncio task left
     /// pending by `loop.close()` would otherwise keep it, and the loop, forever (the cycle
     /// through Rust is invisible to Python's GC). A loop that runs on here, or is open and
-    /// idle, lost only its home (see [`Parker::resume_after_loss`]): the task is resumed
-    /// instead, and its next wait moves to the loop's new home.
+    /// idle, lost only its home, and no successor took over (see
+    /// [`Parker::resume_after_loss`]): the task is resumed instead, and its next wait moves
+    /// to the loop's new home.
     pub(crate) fn loop_died(&mut self, py: Python<'_>, waiter: &Waiter) {
         let resumed = self
             .parker

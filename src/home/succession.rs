@@ -1,0 +1,88 @@
+//! Succession: a home that its loop let go of while the loop runs on.
+//!
+//! A loop lets go of its home's watcher or keeper when it dies (see [`drain`](super::drain)),
+//! but also where the program takes them away while the loop runs on: it removed the home's
+//! reader (`loop.remove_reader(fd)`) or cancelled its keeper timer. The loop has not died, so nothing of it may end: the home hands over to a *successor*, a new
+//! home of the same loop that watches it again ([`Home::lost`]). Its queued jobs and its
+//! dependents move to the successor, and whatever still holds the old home (a parked task's
+//! wake-up, a `PyFuture`'s canceller, a stream's pump) reaches the loop through it: a job
+//! the old home refuses goes to the successor. Nothing observes the change but the new
+//! reader. The backend says whether a loop runs on (asyncio: `is_running()`); a trio run's
+//! home dies only with the run, and a loop that is not running (closed, collected, or open
+//! between two runs) gets no successor.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use pyo3::prelude::*;
+
+use super::{Home, Job};
+
+/// How a backend finds a loop that let go of its home a new one, if the loop runs on (see
+/// [`Home::lost`]): `Ok(None)` where the loop is not running.
+pub(crate) type Succeed = fn(&Bound<'_, PyAny>) -> PyResult<Option<Arc<Home>>>;
+
+thread_local! {
+    /// The loops (their addresses) this thread is finding a successor for: a successor whose
+    /// own watcher its loop refuses at once dies plainly, rather than look for a successor in
+    /// turn. Per loop: another loop that loses its home meanwhile (the Python code of one
+    /// succession kills another loop's home) still gets its successor.
+    static SUCCEEDING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Home {
+    /// The loop let go of the home's watcher or keeper (see [`drain`]). If it runs on (the
+    /// program took them away), the home hands over to a successor (see the
+    /// [module](self)): queued jobs and dependents move there, and later jobs are passed on.
+    /// Otherwise the loop is gone, and the home [dies](Home::die).
+    pub(crate) fn lost(&self, py: Python<'_>) {
+        self.retired.store(true, Ordering::Release);
+        let event_loop = self.event_loop.as_ptr() as usize;
+        let nested = SUCCEEDING.with_borrow(|loops| loops.contains(&event_loop));
+        let successor = match self.succeed {
+            Some(succeed) if !nested => {
+                SUCCEEDING.with_borrow_mut(|loops| loops.push(event_loop));
+                let found = succeed(self.event_loop.bind(py));
+                SUCCEEDING.with_borrow_mut(|loops| loops.retain(|other| *other != event_loop));
+                // No successor where the backend cannot make one: the loop's old home dies
+                // as it would have without succession.
+                found.ok().flatten()
+            }
+            _ => None,
+        };
+        let Some(successor) = successor else {
+            return self.die(py);
+        };
+        // Before the queue refuses anything: a refused job always finds the successor.
+        let _ = self.successor.set(Arc::clone(&successor));
+        for job in self.queue.die() {
+            successor.run(job);
+        }
+        let dependents = std::mem::take(
+            &mut self
+                .dependents
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .list,
+        );
+        for dependent in dependents {
+            if dependent.strong_count() > 0 {
+                successor.depend(py, dependent);
+            }
+        }
+    }
+
+    /// The home that took over from this one, if any.
+    pub(super) fn successor(&self) -> Option<&Arc<Home>> {
+        self.successor.get()
+    }
+
+    /// A job this home refuses: to the successor, if any, else dropped.
+    pub(super) fn pass_on(&self, job: Job) {
+        match self.successor() {
+            Some(successor) => successor.run(job),
+            None => drop(job),
+        }
+    }
+}
