@@ -37,6 +37,19 @@ async def until(condition, passes=10_000):
     raise AssertionError("condition never held")
 
 
+async def park_once(value=None):
+    """Parks a Rust coroutine once on the running asyncio loop, then wakes it from the loop's
+    thread: the loop's home is made and watched when this returns. Not a short timer: one may
+    be due by the end of the coroutine's first poll on a loaded machine, and never park."""
+    import pyo3_async_pytests as m
+
+    trigger = m.Trigger()
+    task = asyncio.ensure_future(trigger.wait(value))
+    await until(lambda: task._fut_waiter is not None)
+    trigger.fire()
+    return await task
+
+
 async def until_threads(condition, seconds=120):
     """`until`, for a condition that other threads make true: keeps yielding to the loop for
     as long as they may take (slow machines, valgrind), not a fixed number of passes."""

@@ -33,7 +33,7 @@ import uvloop
 
 import pyo3_async_pytests as m
 
-from helpers import run_script, until
+from helpers import park_once, run_script, until
 from test_attack_round13 import NoReaderLoop, NoReaderUvloop, collected
 from test_attack_wakeup_future import outcome, parked
 
@@ -152,7 +152,7 @@ def test_a_task_cancelled_when_the_home_dies_under_a_running_loop_is_cancelled(h
 @pytest.mark.parametrize("how", ["keeper", "watcher"])
 def test_a_cancelled_keeper_with_nothing_parked_lets_a_new_home_serve_the_loop(how):
     async def main(loop):
-        assert await m.sleep(0.001, 1) == 1
+        assert await park_once(1) == 1
         kill_home(loop)
         gc.collect()
         m.pyo3_async_stats()

@@ -72,13 +72,24 @@ import weakref
 
 import anyio
 import pytest
-import uvloop
 
 import pyo3_async_pytests as m
 
-from helpers import run_isolated, until, until_threads
-from test_attack_keeper import drain_fds, keepers
-from test_attack_round13 import NoReaderLoop, NoReaderUvloop, collected
+from helpers import park_once, run_isolated, until, until_threads
+from test_attack_keeper import drain_fds
+from test_attack_round13 import collected
+from test_attack_round14 import (
+    ASYNCIO_LOOPS,
+    FACTORIES,
+    LOOPS,
+    RecNoReaderUvloop,
+    Watched,
+    kill,
+    live_keepers,
+    run_clean,
+    served,
+    watch,
+)
 from test_attack_wakeup_future import outcome, parked
 
 CLOSED = ("error", "RuntimeError", "the event loop is closed (or the trio run has finished)")
@@ -89,139 +100,17 @@ SHUTTING_DOWN = (
 )
 
 
-# ---- loops and the kill (as round 14's, kept here: that file is being rewritten) ----
+# ---- loops and the kill: round 14's ----
 
 
-class RecUvloop(uvloop.Loop):
-    """uvloop, recording the fd its home's reader watches."""
-
-    drain_fd = None
-
-    def add_reader(self, fd, callback, *args):
-        if type(callback).__name__ == "Drain":
-            self.drain_fd = fd
-        return super().add_reader(fd, callback, *args)
-
-
-class RecNoReaderUvloop(NoReaderUvloop):
-    """uvloop without `add_reader`, recording its home's keeper timer."""
-
-    keeper = None
-
-    def call_later(self, delay, callback, *args, **kwargs):
-        handle = super().call_later(delay, callback, *args, **kwargs)
-        if type(callback).__name__ == "Drain":
-            self.keeper = handle
-        return handle
-
-
-FACTORIES = {
-    "asyncio": asyncio.SelectorEventLoop,
-    "keeper": NoReaderLoop,
-    "uvloop": RecUvloop,
-    "uvloop-keeper": RecNoReaderUvloop,
-}
-LOOPS = list(FACTORIES)
-ASYNCIO_LOOPS = ["asyncio", "keeper"]
 WATCHING = ["asyncio", "uvloop"]
 KEEPING = ["keeper", "uvloop-keeper"]
-
-
-def live_keepers(loop):
-    return [h for h in keepers(loop) if not h.cancelled()]
-
-
-def watch(loop):
-    """What the loop holds of a home now: its reader's fd, or its keeper timer; None if none."""
-    if isinstance(loop, RecUvloop):
-        return loop.drain_fd
-    if isinstance(loop, RecNoReaderUvloop):
-        return loop.keeper
-    found = live_keepers(loop) if isinstance(loop, NoReaderLoop) else drain_fds(loop)
-    assert len(found) <= 1, found
-    return found[0] if found else None
-
-
-def served(loop):
-    return watch(loop) is not None
-
-
-def kill(loop, at_once=True):
-    """Takes the home's reader or keeper away; a running loop must be served again at once
-    (unless not `at_once`), an idle one not."""
-    running = loop.is_running()
-    old = watch(loop)
-    assert old is not None
-    if isinstance(loop, RecUvloop):
-        loop.drain_fd = None
-        loop.remove_reader(old)
-    elif isinstance(loop, RecNoReaderUvloop):
-        loop.keeper = None
-        old.cancel()
-    elif isinstance(loop, NoReaderLoop):
-        assert old.when() > loop.time() + 2**29
-        old.cancel()
-    else:
-        assert loop.remove_reader(old)
-    if not at_once:
-        return
-    new = watch(loop)
-    if running:
-        assert new is not None and new is not old and new != old, (old, new)
-    else:
-        assert new is None, new
-
-
-class Watched:
-    """The loop's exception-handler reports and the unraisables of a run."""
-
-    def __init__(self):
-        self.reports = []
-        self.unraisable = []
-
-    def messages(self):
-        return [c.get("message", "") for c in self.reports]
-
-    def hook(self):
-        old = sys.unraisablehook
-        sys.unraisablehook = lambda u: self.unraisable.append(
-            (type(u.exc_value).__name__, str(u.exc_value))
-        )
-        return old
 
 
 def close(loop):
     loop.close()
     if isinstance(loop, RecNoReaderUvloop):
         loop.keeper = None  # uvloop's handle holds the loop: a cycle gc cannot see
-
-
-def run(name, main, watched=None, factory=None):
-    """Runs `main(loop)` on a new loop of kind `name` (or from `factory`), then closes it."""
-    watched = watched if watched is not None else Watched()
-    loop = (factory or FACTORIES[name])()
-    loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
-    old = watched.hook()
-    try:
-        return loop.run_until_complete(main(loop))
-    finally:
-        try:
-            close(loop)
-        finally:
-            sys.unraisablehook = old
-
-
-def run_clean(name, main, factory=None):
-    """`run`, which must leave no report and no unraisable."""
-    watched = Watched()
-    got = run(name, main, watched, factory)
-    m.pyo3_async_stats()
-    gc.collect()
-    assert watched.messages() == [] and watched.unraisable == [], (
-        watched.reports,
-        watched.unraisable,
-    )
-    return got
 
 
 async def settle(task, seconds=30):
@@ -379,7 +268,7 @@ def test_another_loop_killed_while_a_successor_is_made_hands_over_too(name, othe
     try:
 
         async def main(loop):
-            assert await m.sleep(0.001, 1) == 1  # this loop's home
+            assert await park_once(1) == 1  # this loop's home
             await until_threads(parked_there.is_set, 30)
 
             def kill_other():
@@ -454,7 +343,7 @@ def test_python_work_sent_while_the_runner_shuts_down_is_refused(name, killed):
     async def main():
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
-        assert await m.sleep(0.001, 1) == 1
+        assert await park_once(1) == 1
 
     old = watched.hook()
     try:
@@ -801,7 +690,7 @@ def test_a_chain_with_a_task_parked_on_every_generation_delivers_through_the_old
 def test_three_hundred_deaths_in_a_row_leave_nothing_behind(name):
     async def main(loop):
         base = m.pyo3_async_stats()["loops"]
-        assert await m.sleep(0.001, 1) == 1
+        assert await park_once(1) == 1
         fds = len(os.listdir("/proc/self/fd"))
         generators = len(getattr(loop, "_asyncgens", ()))
         for _ in range(300):
@@ -976,7 +865,7 @@ def dropped_unclosed(name, killed):
     loop.set_exception_handler(lambda _loop, _context: None)
 
     async def main():
-        assert await m.sleep(0.001, 1) == 1
+        assert await park_once(1) == 1
         if killed:
             kill(loop)
             assert await m.sleep(0.001, 2) == 2
