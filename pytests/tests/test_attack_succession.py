@@ -314,6 +314,7 @@ SHUTDOWN = (
 )
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is 3.11's")
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize(
     "killed", [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=SHUTDOWN))]
