@@ -90,10 +90,10 @@ New findings while updating (7 and 8 fixed since, in the build this file was las
    was never ended: `Driver::park` did not register it with the home it re-parked on (its
    parker's first home had `succeeded()`, but the successor that held the registration had
    died since): it stayed suspended, and the loop and task leaked.
-9. OPEN (strict xfail): a running loop that refuses the successor's watch (lets go of its
-   reader at once): the old home dies plainly, the task is resumed, and its next wait, and
-   every new Rust coroutine of the loop, fail with "the event loop is closed", though the
-   loop runs and is not closed.
+9. FIXED (a successor let go of while it is made forwards its jobs: `Home::lost`): a running
+   loop that refuses the successor's watch (lets go of its reader at once) made the old home
+   die plainly, the task was resumed, and its next wait, and every new Rust coroutine of the
+   loop, failed with "the event loop is closed", though the loop ran and was not closed.
 """
 
 import asyncio
@@ -1111,28 +1111,41 @@ class ForgetfulLoop(asyncio.SelectorEventLoop):
         return handle
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FOUND (open, a wrong error): a RUNNING loop that refuses the successor's watch (lets "
-    "go of its reader at once) makes the successor die plainly (by design, no chain), so the "
-    "old home dies as on a closed loop: the parked task is resumed (Parker::resume_after_loss), "
-    "its next wait finds every new home dead at once, and Parker::rehome fails it with "
-    "RuntimeError('the event loop is closed (or the trio run has finished)'), and so does "
-    "every new Rust coroutine of the loop, while the loop runs and is not closed",
-)
-def test_a_running_loop_that_refuses_the_successors_reader_is_not_called_closed():
+class ForgetfulKeeperLoop(NoReaderLoop):
+    """A loop without `add_reader` that, once `forget` is set, cancels every new home's keeper
+    at once: it refuses the successor's keeper."""
+
+    forget = False
+
+    def call_later(self, delay, callback, *args, context=None):
+        handle = super().call_later(delay, callback, *args, context=context)
+        if self.forget and delay > 2**29:
+            handle.cancel()
+        return handle
+
+
+@pytest.mark.parametrize("factory", [ForgetfulLoop, ForgetfulKeeperLoop])
+def test_a_running_loop_that_refuses_the_successors_watch_is_not_called_closed(factory):
+    """The successor the loop lets go of at once forwards its jobs: the parked task stays
+    parked on its waiter, a wake-up from another thread reaches it, and new Rust coroutines
+    of the loop park and wake (they were told "the event loop is closed")."""
+
     async def main(loop):
-        task, trigger, _waiter = await parked("rust")
+        task, trigger, waiter = await parked("rust")
         loop.forget = True
         kill(loop, at_once=False)
         assert not served(loop)
+        await stays_parked([(task, waiter)])
         trigger.fire_from_thread()
         got = await settle(task)
         new = await asyncio.wait_for(outcome(m.sleep(0.001, 2)), 30)
-        return got, new
+        task, trigger, _waiter = await parked("rust", 3)
+        trigger.fire()
+        here = await settle(task)
+        return got, new, here
 
-    got, new = run("asyncio", main, factory=ForgetfulLoop)
-    assert got != CLOSED and new != CLOSED, (got, new)
+    got = run_clean("asyncio", main, factory=factory)
+    assert got == (("value", "woken"), ("value", 2), ("value", 3)), got
 
 
 def death_and_close(name):

@@ -23,7 +23,7 @@ FOUND, and what became of them:
    `Driver::loop_died` on a thread that does not run B ends B's parked coroutine (the task
    is stranded: its wake-up never comes, and cancelling it fails with "cannot reuse already
    awaited coroutine"). The same kill outside A's succession hands over (control).
-3. STILL OPEN (strict xfail). SHUTDOWN: a successor gets a fresh `AsyncioShutdown` record (`closing` False, a new
+3. FIXED (the successor keeps its predecessor's record: `backend::asyncio::successor`). SHUTDOWN: a successor got a fresh `AsyncioShutdown` record (`closing` False, a new
    sentinel): a succession after `asyncio.run`/`Runner` called `shutdown_asyncgens()` (here
    in `shutdown_default_executor`) lets Python work sent from Rust start on the shutting-
    down loop instead of being refused ("the event loop is shutting down"); the task is left
@@ -304,21 +304,17 @@ def test_another_loop_killed_while_a_successor_is_made_hands_over_too(name, othe
 # ---- FOUND 3: a succession while asyncio.run shuts the loop down ----
 
 
-SHUTDOWN = (
-    "FOUND (open, work started on a shutting-down loop): a successor gets a fresh "
-    "AsyncioShutdown record (closing False, a new sentinel registered after "
-    "shutdown_asyncgens): after a succession in shutdown_default_executor, Python work sent "
-    "from Rust (spawn_with_from_tokio) starts as a task instead of failing with 'the event "
-    "loop is shutting down', is never awaited, and close() reports 'Task was destroyed but it "
-    "is pending!'"
-)
+# FIXED (was: work started on a shutting-down loop): a successor got a fresh AsyncioShutdown
+# record (closing False, a new sentinel registered after shutdown_asyncgens): after a
+# succession in shutdown_default_executor, Python work sent from Rust (spawn_with_from_tokio)
+# started as a task instead of failing with 'the event loop is shutting down', was never
+# awaited, and close() reported 'Task was destroyed but it is pending!'. The successor now
+# keeps its predecessor's record.
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is 3.11's")
 @pytest.mark.parametrize("name", LOOPS)
-@pytest.mark.parametrize(
-    "killed", [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=SHUTDOWN))]
-)
+@pytest.mark.parametrize("killed", [False, True])
 def test_python_work_sent_while_the_runner_shuts_down_is_refused(name, killed):
     got, started = {}, []
     watched = Watched()
@@ -367,6 +363,63 @@ def test_python_work_sent_while_the_runner_shuts_down_is_refused(name, killed):
         messages,
         watched.unraisable,
         resource,
+    )
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is 3.11's")
+@pytest.mark.parametrize("name", LOOPS)
+def test_work_started_around_a_succession_during_shutdown_is_cancelled_and_awaited(name):
+    """Rust-owned Python work started by a task the runner cancels, once before and once after
+    the home hands over (the runner knows neither task): the shutdown record the two homes
+    share cancels and awaits both, and nothing is reported."""
+    events = []
+    watched = Watched()
+
+    def work(tag):
+        async def body():
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await asyncio.sleep(0)  # its cleanup takes a step
+                events.append(tag)
+                raise
+
+        return body
+
+    async def victim(started):
+        try:
+            started.set()
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            m.spawn_detached(work("before"))
+            kill(asyncio.get_running_loop())
+            m.spawn_detached(work("after"))
+            raise
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
+        assert await park_once(1) == 1
+        started = asyncio.Event()
+        asyncio.ensure_future(victim(started))
+        await started.wait()
+
+    old = watched.hook()
+    try:
+        with asyncio.Runner(loop_factory=FACTORIES[name]) as runner:
+            runner.run(main())
+            loop = runner.get_loop()
+        if isinstance(loop, RecNoReaderUvloop):
+            loop.keeper = None
+        del loop
+        gc.collect()
+    finally:
+        sys.unraisablehook = old
+    assert sorted(m.detached_outcomes(2)) == ["CancelledError", "CancelledError"]
+    assert sorted(events) == ["after", "before"]
+    assert watched.messages() == [] and watched.unraisable == [], (
+        watched.messages(),
+        watched.unraisable,
     )
 
 

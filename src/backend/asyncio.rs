@@ -17,11 +17,24 @@ use crate::visit::Visit;
 /// The home of an asyncio loop; a new one watches its signal with `add_reader`, from the
 /// loop's thread (through `call_soon_threadsafe` when called elsewhere).
 pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
+    home_recording(event_loop, None)
+}
+
+/// [`home`], where a new home keeps `shutdown` as its `AsyncioShutdown` record (a successor
+/// carries its predecessor's), else a new record.
+fn home_recording(
+    event_loop: &Bound<'_, PyAny>,
+    shutdown: Option<Bound<'_, PyAny>>,
+) -> PyResult<Arc<Home>> {
     let py = event_loop.py();
     let (home, created) = home::find_or_create(event_loop, || {
+        let record = match shutdown {
+            Some(record) => record,
+            None => glue::asyncio_shutdown(py)?.call0()?,
+        };
         Ok(home::Parts {
             threadsafe: event_loop.getattr(intern!(py, "call_soon_threadsafe"))?,
-            record: Some(glue::asyncio_shutdown(py)?.call0()?),
+            record: Some(record),
             succeed: Some(successor),
         })
     })?;
@@ -50,8 +63,13 @@ pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
 /// the reader, or cancelled the keeper: see `Home::lost`), on whichever thread noticed.
 /// None where the loop is not running: it closed, is being collected, or is open between two
 /// runs (whose parked tasks `Parker::resume_after_loss` resumes).
-fn successor(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<Home>>> {
-    let py = event_loop.py();
+///
+/// The successor keeps the old home's `AsyncioShutdown` record: a loop that already shuts
+/// down (its sentinel closed by `shutdown_asyncgens`) goes on refusing new tasks, and the
+/// tasks started through either home are cancelled together. `watch()` starts no second
+/// sentinel for a record that has one.
+fn successor(py: Python<'_>, old: &Home) -> PyResult<Option<Arc<Home>>> {
+    let event_loop = old.event_loop().bind(py);
     if !event_loop
         .call_method0(intern!(py, "is_running"))?
         .is_truthy()?
@@ -59,7 +77,8 @@ fn successor(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<Home>>> {
         return Ok(None);
     }
     // The old home is retired: the registry makes a new one, which watches the loop.
-    let home = home(event_loop)?;
+    let shutdown = old.record().map(|record| record.bind(py).clone());
+    let home = home_recording(event_loop, shutdown)?;
     Ok((!home.is_dead()).then_some(home))
 }
 

@@ -267,16 +267,21 @@ impl Home {
     pub(crate) fn die(&self, py: Python<'_>) {
         self.retired.store(true, Ordering::Release);
         drop(self.queue.die());
-        let dependents = std::mem::take(
+        for dependent in self.take_dependents().iter().filter_map(Weak::upgrade) {
+            dependent.loop_died(py);
+        }
+    }
+
+    /// The dependents registered so far, taken out (by a death or a succession, after the
+    /// queue died: a later [`depend`](Home::depend) sees that, and never lands here).
+    fn take_dependents(&self) -> Vec<Weak<dyn Dependent>> {
+        std::mem::take(
             &mut self
                 .dependents
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .list,
-        );
-        for dependent in dependents.iter().filter_map(Weak::upgrade) {
-            dependent.loop_died(py);
-        }
+        )
     }
 
     /// Reports the Python objects the home holds to the cyclic collector (the loop, its

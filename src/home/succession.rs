@@ -13,20 +13,22 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 
 use super::{Home, Job};
 
-/// How a backend finds a loop that let go of its home a new one, if the loop runs on (see
-/// [`Home::lost`]): `Ok(None)` where the loop is not running.
-pub(crate) type Succeed = fn(&Bound<'_, PyAny>) -> PyResult<Option<Arc<Home>>>;
+/// How a backend finds a loop that let go of its home (given) a new one, if the loop runs on
+/// (see [`Home::lost`]): `Ok(None)` where the loop is not running. The successor carries on
+/// what the backend records of the loop (asyncio: its shutdown, which a fresh record would
+/// forget).
+pub(crate) type Succeed = fn(Python<'_>, &Home) -> PyResult<Option<Arc<Home>>>;
 
 thread_local! {
     /// The loops (their addresses) this thread is finding a successor for: a successor whose
-    /// own watcher its loop refuses at once dies plainly, rather than look for a successor in
-    /// turn. Per loop: another loop that loses its home meanwhile (the Python code of one
+    /// own watcher its loop refuses at once forwards its jobs, rather than look for a
+    /// successor in turn. Per loop: another loop that loses its home meanwhile (the Python code of one
     /// succession kills another loop's home) still gets its successor.
     static SUCCEEDING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
@@ -36,14 +38,25 @@ impl Home {
     /// program took them away), the home hands over to a successor (see the
     /// [module](self)): queued jobs and dependents move there, and later jobs are passed on.
     /// Otherwise the loop is gone, and the home [dies](Home::die).
+    ///
+    /// A successor that the loop lets go of while it is being made (a loop that drops every
+    /// new reader, or cancels every new keeper) forwards its jobs instead (see
+    /// [`forwarder`](super::forwarder)), as for a loop that cannot watch: the loop runs (the
+    /// succession under way found it running), so nothing of it may end, and a chain of
+    /// successors that each die at once would never end. It learns of the loop's death at
+    /// the next job it forwards.
     pub(crate) fn lost(&self, py: Python<'_>) {
-        self.retired.store(true, Ordering::Release);
         let event_loop = self.event_loop.as_ptr() as usize;
         let nested = SUCCEEDING.with_borrow(|loops| loops.contains(&event_loop));
+        if nested && self.succeed.is_some() {
+            self.queue.stop_watching();
+            return;
+        }
+        self.retired.store(true, Ordering::Release);
         let successor = match self.succeed {
-            Some(succeed) if !nested => {
+            Some(succeed) => {
                 SUCCEEDING.with_borrow_mut(|loops| loops.push(event_loop));
-                let found = succeed(self.event_loop.bind(py));
+                let found = succeed(py, self);
                 SUCCEEDING.with_borrow_mut(|loops| loops.retain(|other| *other != event_loop));
                 // No successor where the backend cannot make one: the loop's old home dies
                 // as it would have without succession.
@@ -59,14 +72,7 @@ impl Home {
         for job in self.queue.die() {
             successor.run(job);
         }
-        let dependents = std::mem::take(
-            &mut self
-                .dependents
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .list,
-        );
-        for dependent in dependents {
+        for dependent in self.take_dependents() {
             if dependent.strong_count() > 0 {
                 successor.depend(py, dependent);
             }
