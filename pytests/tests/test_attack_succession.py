@@ -312,6 +312,22 @@ def test_another_loop_killed_while_a_successor_is_made_hands_over_too(name, othe
 # keeps its predecessor's record.
 
 
+def run_in_runner(factory, main, watched):
+    """Runs `main` in an `asyncio.Runner` on a loop from `factory`, the unraisables recorded
+    in `watched`; then drops the loop and collects."""
+    old = watched.hook()
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main)
+            loop = runner.get_loop()
+        if isinstance(loop, RecNoReaderUvloop):
+            loop.keeper = None  # uvloop's handle holds the loop: a cycle gc cannot see
+        del loop
+        gc.collect()
+    finally:
+        sys.unraisablehook = old
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner is 3.11's")
 @pytest.mark.parametrize("name", LOOPS)
 @pytest.mark.parametrize("killed", [False, True])
@@ -342,19 +358,9 @@ def test_python_work_sent_while_the_runner_shuts_down_is_refused(name, killed):
         loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
         assert await park_once(1) == 1
 
-    old = watched.hook()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with asyncio.Runner(loop_factory=Ending) as runner:
-                runner.run(main())
-                loop = runner.get_loop()
-            if isinstance(loop, RecNoReaderUvloop):
-                loop.keeper = None
-            del loop
-            gc.collect()
-    finally:
-        sys.unraisablehook = old
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_in_runner(Ending, main(), watched)
     resource = [str(w.message) for w in caught if "shutdown_asyncgens" in str(w.message)]
     messages = watched.messages()
     watched.reports.clear()
@@ -404,17 +410,7 @@ def test_work_started_around_a_succession_during_shutdown_is_cancelled_and_await
         asyncio.ensure_future(victim(started))
         await started.wait()
 
-    old = watched.hook()
-    try:
-        with asyncio.Runner(loop_factory=FACTORIES[name]) as runner:
-            runner.run(main())
-            loop = runner.get_loop()
-        if isinstance(loop, RecNoReaderUvloop):
-            loop.keeper = None
-        del loop
-        gc.collect()
-    finally:
-        sys.unraisablehook = old
+    run_in_runner(FACTORIES[name], main(), watched)
     assert sorted(m.detached_outcomes(2)) == ["CancelledError", "CancelledError"]
     assert sorted(events) == ["after", "before"]
     assert watched.messages() == [] and watched.unraisable == [], (
