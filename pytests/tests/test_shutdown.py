@@ -117,22 +117,25 @@ def test_loop_closed_without_shutting_down_generators_is_quiet():
 
 
 def test_a_sentinel_that_cannot_start_costs_the_shutdown_notice_only(monkeypatch):
-    # The home is first used after `shutdown_asyncgens()`, with ResourceWarning an error: the
-    # loop's `firstiter` hook refuses the shutdown sentinel. The queue is watched all the same
-    # (Rust's work runs), and the refusal is reported, not swallowed. (Attack on issue 26.)
-    import warnings
-
+    # The home is first used under a `firstiter` hook that raises: it refuses the shutdown
+    # sentinel. The queue is watched all the same (Rust's work runs), and the refusal is
+    # reported, not swallowed. (Attack on issue 26.)
     reported = []
     monkeypatch.setattr(sys, "unraisablehook", reported.append)
 
     async def work():
         return 5
 
+    def refuse(_generator):
+        raise ResourceWarning("no generators here")
+
     async def main():
-        await asyncio.get_running_loop().shutdown_asyncgens()
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ResourceWarning)
+        firstiter, finalizer = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(firstiter=refuse, finalizer=finalizer)
+        try:
             return await asyncio.wait_for(m.spawn_with_from_tokio(work), 30)
+        finally:
+            sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
 
     loop = asyncio.new_event_loop()
     try:
@@ -141,3 +144,26 @@ def test_a_sentinel_that_cannot_start_costs_the_shutdown_notice_only(monkeypatch
         loop.close()
     assert [type(report.exc_value) for report in reported] == [ResourceWarning]
     assert "shutdown" in reported[0].err_msg
+
+
+def test_a_loop_first_used_after_its_generators_were_shut_down_refuses_work():
+    # asyncio says its generators were shut down (`_asyncgens_shutdown_called`): a home made
+    # then starts with the loop shutting down, as one made before would have learned from its
+    # sentinel; no sentinel is started (it would be scheduled after shutdown_asyncgens()).
+    import warnings
+
+    async def work():
+        return 5
+
+    async def main():
+        await asyncio.get_running_loop().shutdown_asyncgens()
+        with pytest.raises(RuntimeError, match="shutting down"):
+            await m.spawn_with_from_tokio(work)
+
+    loop = asyncio.new_event_loop()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            loop.run_until_complete(main())
+    finally:
+        loop.close()

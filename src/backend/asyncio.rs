@@ -17,25 +17,19 @@ use crate::visit::Visit;
 /// The home of an asyncio loop; a new one watches its signal with `add_reader`, from the
 /// loop's thread (through `call_soon_threadsafe` when called elsewhere).
 pub(crate) fn home(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
-    home_recording(event_loop, None)
-}
-
-/// [`home`], where a new home keeps `shutdown` as its `AsyncioShutdown` record (a successor
-/// carries its predecessor's), else a new record.
-fn home_recording(
-    event_loop: &Bound<'_, PyAny>,
-    shutdown: Option<Bound<'_, PyAny>>,
-) -> PyResult<Arc<Home>> {
     let py = event_loop.py();
-    let (home, created) = home::find_or_create(event_loop, || {
-        let record = match shutdown {
-            Some(record) => record,
-            None => glue::asyncio_shutdown(py)?.call0()?,
+    let (home, created) = home::find_or_create(event_loop, |predecessor| {
+        // One record per loop: a new home carries on its predecessor's (a successor, or the
+        // home made for a loop whose home died between two runs while still held), so that
+        // what the loop refused before it refuses after.
+        let record = match predecessor.and_then(Home::record) {
+            Some(record) => record.bind(py).clone(),
+            None => glue::asyncio_shutdown(py)?.call1((event_loop,))?,
         };
         Ok(home::Parts {
             threadsafe: event_loop.getattr(intern!(py, "call_soon_threadsafe"))?,
             record: Some(record),
-            succeed: Some(successor),
+            succession: Some(&SUCCESSION),
         })
     })?;
     if created {
@@ -59,17 +53,21 @@ fn home_recording(
     Ok(home)
 }
 
+/// How an asyncio loop is carried on past a home it let go of while it runs (see
+/// `Home::lost`).
+static SUCCESSION: home::Succession = home::Succession {
+    succeed: successor,
+    keep,
+};
+
 /// A new home for a loop that let go of its old one while it runs on (the program removed
 /// the reader, or cancelled the keeper: see `Home::lost`), on whichever thread noticed.
 /// None where the loop is not running: it closed, is being collected, or is open between two
-/// runs (whose parked tasks `Parker::resume_after_loss` resumes).
-///
-/// The successor keeps the old home's `AsyncioShutdown` record: a loop that already shuts
-/// down (its sentinel closed by `shutdown_asyncgens`) goes on refusing new tasks, and the
-/// tasks started through either home are cancelled together. `watch()` starts no second
-/// sentinel for a record that has one.
-fn successor(py: Python<'_>, old: &Home) -> PyResult<Option<Arc<Home>>> {
-    let event_loop = old.event_loop().bind(py);
+/// runs (whose parked tasks `Parker::resume_after_loss` resumes). It keeps the old home's
+/// `AsyncioShutdown` record (see [`home`]): a loop that already shuts down goes on refusing
+/// new tasks, and `watch()` starts no second sentinel for a record that has one.
+fn successor(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<Home>>> {
+    let py = event_loop.py();
     if !event_loop
         .call_method0(intern!(py, "is_running"))?
         .is_truthy()?
@@ -77,9 +75,16 @@ fn successor(py: Python<'_>, old: &Home) -> PyResult<Option<Arc<Home>>> {
         return Ok(None);
     }
     // The old home is retired: the registry makes a new one, which watches the loop.
-    let shutdown = old.record().map(|record| record.bind(py).clone());
-    let home = home_recording(event_loop, shutdown)?;
+    let home = home(event_loop)?;
     Ok((!home.is_dead()).then_some(home))
+}
+
+/// Has the loop keep `keeper`, a timer due in decades (see `Home::forward_instead`).
+fn keep(event_loop: &Bound<'_, PyAny>, keeper: Py<PyAny>) -> PyResult<()> {
+    let py = event_loop.py();
+    glue::keep_asyncio(py)?
+        .call1((event_loop, keeper))
+        .map(drop)
 }
 
 /// The home's `AsyncioShutdown` record (see `helpers.py`).

@@ -16,12 +16,12 @@ use crate::visit::Visit;
 /// The home of a trio run (by its token); a new one watches its signal from a system task.
 pub(crate) fn home(token: &Bound<'_, PyAny>) -> PyResult<Arc<Home>> {
     let py = token.py();
-    let (home, created) = home::find_or_create(token, || {
+    let (home, created) = home::find_or_create(token, |_| {
         Ok(home::Parts {
             threadsafe: token.getattr(intern!(py, "run_sync_soon"))?,
             record: None,
             // A run's home dies only with the run.
-            succeed: None,
+            succession: None,
         })
     })?;
     if created {

@@ -103,8 +103,11 @@ class AsyncioShutdown:
 
     __slots__ = ("closing", "tasks", "sentinel", "__weakref__")
 
-    def __init__(self):
-        self.closing = False
+    def __init__(self, loop):
+        # A record made after the loop's generators were closed (its home's predecessor, and
+        # the record with it, is gone) starts closing, where the loop says so: asyncio's
+        # loops do (uvloop's do not).
+        self.closing = getattr(loop, "_asyncgens_shutdown_called", False) is True
         self.tasks = set()
         self.sentinel = None
 
@@ -113,7 +116,7 @@ class AsyncioShutdown:
         starts the sentinel, which lives as long as this record (the loop's home). A loop
         closed without `shutdown_asyncgens()` just drops the record, which closes the
         sentinel on its way out; the sentinel holds the record weakly."""
-        if self.sentinel is not None:
+        if self.sentinel is not None or self.closing:
             return
 
         def record_died(_):
@@ -242,15 +245,19 @@ def watch_asyncio(loop, fd, drain, shutdown):
         contextvars.Context().run(loop.add_reader, fd, drain)
     except BaseException:  # no `add_reader` (Proactor, custom loops), or closed meanwhile
         drain.unwatchable()
-        try:
-            # The keeper: a timer that does not fire, which `close()` drops (the home dies
-            # then). Finite: a loop that fast-forwards its clock to its next timer when idle
-            # (virtual clocks) would jump to infinity; one that fires it disarms it.
-            keeper = drain.keeper()
-            contextvars.Context().run(loop.call_later, _KEEPER_DELAY, keeper)
-            keeper.arm()
-        except Exception:  # closed meanwhile, or no timers: the next forwarded job finds out
-            pass
+        keep_asyncio(loop, drain.keeper())
+
+
+def keep_asyncio(loop, keeper):
+    """Has the loop keep `keeper`, a drain of a home the loop does not watch: a timer that
+    does not fire, which `close()` drops (the home dies then). Finite: a loop that
+    fast-forwards its clock to its next timer when idle (virtual clocks) would jump to
+    infinity; one that fires it disarms it."""
+    try:
+        contextvars.Context().run(loop.call_later, _KEEPER_DELAY, keeper)
+        keeper.arm()
+    except Exception:  # closed meanwhile, or no timers: the next forwarded job finds out
+        pass
 
 
 async def _watch_trio(fd, drain):

@@ -139,6 +139,10 @@ helper!(
     watch_asyncio
 );
 helper!(
+    /// Has an asyncio loop keep a home's keeper (a timer due in decades).
+    keep_asyncio
+);
+helper!(
     /// `call_in_a_frame(function, *args)`: calls a loop's thread-safe entry point from a
     /// Python frame, for a thread that has none (uvloop's debug mode needs one on 3.15).
     call_in_a_frame

@@ -75,6 +75,12 @@ impl Home {
             },
         )
     }
+
+    /// A drain for the loop to keep as the callback of a timer due in decades (see the
+    /// [module](self)): made as a once-drain, a keeper once the loop took it (`arm()`).
+    pub(crate) fn keeper_drain(self: &Arc<Self>, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.drain_callable(py, DrainRole::Once)?.into_any())
+    }
 }
 
 #[pymethods]
@@ -99,8 +105,8 @@ impl Drain {
 
     /// A keeper of the home, for a timer of the loop due in decades (an asyncio loop that
     /// cannot watch: see the [module](self)); unarmed until the loop took it.
-    fn keeper(&self, py: Python<'_>) -> PyResult<Py<Drain>> {
-        self.home.drain_callable(py, DrainRole::Once)
+    fn keeper(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.home.keeper_drain(py)
     }
 
     /// The loop took this keeper: letting go of it is the loop's death from now on.

@@ -44,7 +44,7 @@ use self::forwarder::Forward;
 use self::queue::{Pushed, Queue, Requeued, Route};
 use self::registry::{Keyed, Registry};
 use self::signal::Signal;
-pub(crate) use self::succession::Succeed;
+pub(crate) use self::succession::Succession;
 use crate::visit::Visit;
 
 /// Work for the loop's thread. An error that is not an `Exception` (`KeyboardInterrupt`,
@@ -74,8 +74,8 @@ pub(crate) struct Home {
     queue: Queue<Job>,
     /// Taken before the queue's lock when both are needed (see [`Home::depend`]).
     dependents: Mutex<Dependents>,
-    /// How the backend finds the loop a successor (see [`Parts::succeed`]).
-    succeed: Option<Succeed>,
+    /// How the backend carries the loop on past this home (see [`Parts::succession`]).
+    succession: Option<&'static Succession>,
     /// Set first when the loop lets go of the home: the registry hands it out no more.
     retired: AtomicBool,
     /// The home that took over from this one while the loop ran on (see [`Home::lost`]):
@@ -98,7 +98,7 @@ impl Home {
         event_loop: Py<PyAny>,
         threadsafe: Py<PyAny>,
         record: Option<Py<PyAny>>,
-        succeed: Option<Succeed>,
+        succession: Option<&'static Succession>,
     ) -> std::io::Result<Self> {
         Ok(Home {
             event_loop,
@@ -111,7 +111,7 @@ impl Home {
                 list: Vec::new(),
                 sweep_at: 64,
             }),
-            succeed,
+            succession,
             retired: AtomicBool::new(false),
             successor: OnceLock::new(),
         })
@@ -259,7 +259,8 @@ impl Home {
     /// The loop's thread: the signal is no longer watched, the loop still runs. Queued jobs
     /// are delivered now, later ones through the forwarder.
     fn stop_watching(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
-        self.queue.stop_watching();
+        // The queued jobs' wake-up is this drain.
+        let _ = self.queue.stop_watching();
         self.drain(py)
     }
 
@@ -358,9 +359,9 @@ pub(crate) struct Parts<'py> {
     pub(crate) threadsafe: Bound<'py, PyAny>,
     /// The backend's Python-side record of the loop, kept as long as the home.
     pub(crate) record: Option<Bound<'py, PyAny>>,
-    /// How the loop finds a successor when it lets go of the home while it runs on (see
+    /// How the loop is carried on when it lets go of the home while it runs on (see
     /// [`Home::lost`]); `None` where a loop cannot outlive its home (a trio run).
-    pub(crate) succeed: Option<Succeed>,
+    pub(crate) succession: Option<&'static Succession>,
 }
 
 /// The homes alive now (one per loop or trio run that pyo3-async serves), and the jobs each
@@ -373,22 +374,22 @@ pub(crate) fn census() -> Vec<usize> {
 /// now: a new home is not watched yet; `parts` makes what a new one needs.
 pub(crate) fn find_or_create<'py>(
     event_loop: &Bound<'py, PyAny>,
-    parts: impl FnOnce() -> PyResult<Parts<'py>>,
+    parts: impl FnOnce(Option<&Home>) -> PyResult<Parts<'py>>,
 ) -> PyResult<(Arc<Home>, bool)> {
-    HOMES.find_or_create(event_loop, || {
+    HOMES.find_or_create(event_loop, |predecessor| {
         crate::exit_guard::install(event_loop.py());
         crate::fork::watch();
         crate::thread_state::note_interpreter(event_loop.py());
         let Parts {
             threadsafe,
             record,
-            succeed,
-        } = parts()?;
+            succession,
+        } = parts(predecessor.as_deref())?;
         Home::new(
             event_loop.clone().unbind(),
             threadsafe.unbind(),
             record.map(Bound::unbind),
-            succeed,
+            succession,
         )
         .map_err(|err| {
             pyo3::exceptions::PyOSError::new_err(format!("cannot create a wake signal: {err}"))

@@ -105,11 +105,16 @@ impl<J> Queue<J> {
     }
 
     /// The loop no longer watches the signal (it still runs): later wake-ups are forwarded.
-    pub(crate) fn stop_watching(&self) {
+    ///
+    /// Returns whether jobs are queued: their wake-up was the signal, which nobody watches
+    /// now, so the caller owes them one (a drain, or a kick of the forwarder).
+    #[must_use]
+    pub(crate) fn stop_watching(&self) -> bool {
         let mut state = self.lock();
         if state.route == Route::Signal {
             state.route = Route::Forward;
         }
+        !state.jobs.is_empty()
     }
 
     pub(crate) fn route(&self) -> Route {

@@ -36,8 +36,10 @@ impl<T: Keyed> Registry<T> {
         }
     }
 
-    /// The entry of `event_loop`, or a new one from `create`. Returns whether it is new (the
-    /// caller then sets it going, outside the registry's lock).
+    /// The entry of `event_loop`, or a new one from `create`, which is given the entry it
+    /// replaces if that one is still alive (retired: a home that its loop let go of, or that
+    /// died, while something still holds it), to carry on what it knew of the loop. Returns
+    /// whether it is new (the caller then sets it going, outside the registry's lock).
     ///
     /// `create` runs outside the lock: Python calls may detach from the interpreter (PyO3's
     /// once-cells do, while they initialise), and a thread that waits for the interpreter
@@ -47,7 +49,7 @@ impl<T: Keyed> Registry<T> {
     pub(crate) fn find_or_create(
         &self,
         event_loop: &Bound<'_, PyAny>,
-        create: impl FnOnce() -> PyResult<T>,
+        create: impl FnOnce(Option<Arc<T>>) -> PyResult<T>,
     ) -> PyResult<(Arc<T>, bool)> {
         let cached = self.last.with(|last| {
             last.borrow()
@@ -64,11 +66,17 @@ impl<T: Keyed> Registry<T> {
                 .and_then(Weak::upgrade)
                 .filter(|entry| !entry.retired())
         };
-        let found = self.with_entries(|entries| serving(entries));
+        let (found, predecessor) = self.with_entries(|entries| {
+            let alive = entries.get(&key).and_then(Weak::upgrade);
+            match alive {
+                Some(entry) if !entry.retired() => (Some(entry), None),
+                retired => (None, retired),
+            }
+        });
         let (entry, created) = match found {
             Some(entry) => (entry, false),
             None => {
-                let new = Arc::new(create()?);
+                let new = Arc::new(create(predecessor)?);
                 let winner = self.with_entries(|entries| match serving(entries) {
                     Some(entry) => Err(entry),
                     None => {

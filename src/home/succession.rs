@@ -17,13 +17,23 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+use super::forwarder::{self, Forward};
+use super::queue::Route;
 use super::{Home, Job};
 
-/// How a backend finds a loop that let go of its home (given) a new one, if the loop runs on
-/// (see [`Home::lost`]): `Ok(None)` where the loop is not running. The successor carries on
-/// what the backend records of the loop (asyncio: its shutdown, which a fresh record would
-/// forget).
-pub(crate) type Succeed = fn(Python<'_>, &Home) -> PyResult<Option<Arc<Home>>>;
+/// How a backend carries a loop on past a home that the loop let go of while it runs (see
+/// [`Home::lost`]); `None` in [`Parts`](super::Parts) where a loop cannot outlive its home (a
+/// trio run).
+pub(crate) struct Succession {
+    /// A new home for the loop, if it runs on: `Ok(None)` where it is not running. (The
+    /// registry hands the new home the old one, to carry on what the backend records of the
+    /// loop.)
+    pub(crate) succeed: fn(&Bound<'_, PyAny>) -> PyResult<Option<Arc<Home>>>,
+    /// Has the loop keep `keeper` (a [`Home::keeper_drain`]), for a home whose reader the
+    /// loop let go of at once: a timer due in decades, whose release tells of the loop's
+    /// death, as for a loop that cannot watch (see [`drain`](super::drain)).
+    pub(crate) keep: fn(&Bound<'_, PyAny>, Py<PyAny>) -> PyResult<()>,
+}
 
 thread_local! {
     /// The loops (their addresses) this thread is finding a successor for: a successor whose
@@ -39,24 +49,21 @@ impl Home {
     /// [module](self)): queued jobs and dependents move there, and later jobs are passed on.
     /// Otherwise the loop is gone, and the home [dies](Home::die).
     ///
-    /// A successor that the loop lets go of while it is being made (a loop that drops every
-    /// new reader, or cancels every new keeper) forwards its jobs instead (see
-    /// [`forwarder`](super::forwarder)), as for a loop that cannot watch: the loop runs (the
+    /// A successor that the loop lets go of while it is being made is served as a loop that
+    /// cannot watch is ([`forward_instead`](Home::forward_instead)): the loop runs (the
     /// succession under way found it running), so nothing of it may end, and a chain of
-    /// successors that each die at once would never end. It learns of the loop's death at
-    /// the next job it forwards.
-    pub(crate) fn lost(&self, py: Python<'_>) {
+    /// successors that each die at once would never end.
+    pub(crate) fn lost(self: &Arc<Self>, py: Python<'_>) {
         let event_loop = self.event_loop.as_ptr() as usize;
         let nested = SUCCEEDING.with_borrow(|loops| loops.contains(&event_loop));
-        if nested && self.succeed.is_some() {
-            self.queue.stop_watching();
-            return;
+        if let (true, Some(succession)) = (nested, self.succession) {
+            return self.forward_instead(py, succession);
         }
         self.retired.store(true, Ordering::Release);
-        let successor = match self.succeed {
-            Some(succeed) => {
+        let successor = match self.succession {
+            Some(succession) => {
                 SUCCEEDING.with_borrow_mut(|loops| loops.push(event_loop));
-                let found = succeed(py, self);
+                let found = (succession.succeed)(self.event_loop.bind(py));
                 SUCCEEDING.with_borrow_mut(|loops| loops.retain(|other| *other != event_loop));
                 // No successor where the backend cannot make one: the loop's old home dies
                 // as it would have without succession.
@@ -75,6 +82,25 @@ impl Home {
         for dependent in self.take_dependents() {
             if dependent.strong_count() > 0 {
                 successor.depend(py, dependent);
+            }
+        }
+    }
+
+    /// A successor whose reader (or keeper) the loop let go of while it was made: its jobs go
+    /// through the [`forwarder`](super::forwarder) from now on, those already queued too
+    /// (their signal was raised for a reader that is gone, so the forwarder is kicked for
+    /// them). A loop that let go of the reader gets a keeper, which it may keep; one that
+    /// lets go of that too is seen dead only at the next job forwarded to it, as a loop with
+    /// neither a reader nor timers.
+    fn forward_instead(self: &Arc<Self>, py: Python<'_>, succession: &Succession) {
+        let had_reader = self.queue.route() == Route::Signal;
+        if self.queue.stop_watching() {
+            forwarder::kick(Arc::clone(self) as Arc<dyn Forward>);
+        }
+        if had_reader {
+            if let Ok(keeper) = self.keeper_drain(py) {
+                // Refused (no timers): forwarding alone, as above.
+                let _ = (succession.keep)(self.event_loop.bind(py), keeper);
             }
         }
     }
