@@ -96,6 +96,7 @@ from test_attack_round14 import (
     stays_parked,
     watch,
 )
+from test_attack_succession import cancelled_work
 from test_attack_wakeup_future import outcome, parked
 
 SHUTTING_DOWN = (
@@ -783,15 +784,7 @@ def test_five_successions_during_cancel_all_tasks_share_one_record(name):
     events, sentinels, got, started = [], [], {}, []
 
     def work(tag):
-        async def body():
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                await asyncio.sleep(0)
-                events.append(tag)
-                raise
-
-        return body
+        return cancelled_work(events, tag)
 
     async def victim(ready):
         try:
@@ -835,15 +828,7 @@ def forwarding_runner(which):
     events, got, started = [], {}, []
 
     def work(tag):
-        async def body():
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                await asyncio.sleep(0)
-                events.append(tag)
-                raise
-
-        return body
+        return cancelled_work(events, tag)
 
     async def victim(ready):
         try:

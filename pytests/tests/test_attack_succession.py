@@ -312,6 +312,21 @@ def test_another_loop_killed_while_a_successor_is_made_hands_over_too(name, othe
 # keeps its predecessor's record.
 
 
+def cancelled_work(events, tag):
+    """A coroutine function that waits until cancelled, then takes a step of cleanup and
+    appends `tag` to `events`."""
+
+    async def body():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # its cleanup takes a step
+            events.append(tag)
+            raise
+
+    return body
+
+
 def run_in_runner(factory, main, watched):
     """Runs `main` in an `asyncio.Runner` on a loop from `factory`, the unraisables recorded
     in `watched`; then drops the loop and collects."""
@@ -382,15 +397,7 @@ def test_work_started_around_a_succession_during_shutdown_is_cancelled_and_await
     watched = Watched()
 
     def work(tag):
-        async def body():
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                await asyncio.sleep(0)  # its cleanup takes a step
-                events.append(tag)
-                raise
-
-        return body
+        return cancelled_work(events, tag)
 
     async def victim(started):
         try:
