@@ -2,14 +2,24 @@
 //!
 //! A loop lets go of its home's watcher or keeper when it dies (see [`drain`](super::drain)),
 //! but also where the program takes them away while the loop runs on: it removed the home's
-//! reader (`loop.remove_reader(fd)`) or cancelled its keeper timer. The loop has not died, so nothing of it may end: the home hands over to a *successor*, a new
-//! home of the same loop that watches it again ([`Home::lost`]). Its queued jobs and its
-//! dependents move to the successor, and whatever still holds the old home (a parked task's
-//! wake-up, a `PyFuture`'s canceller, a stream's pump) reaches the loop through it: a job
-//! the old home refuses goes to the successor. Nothing observes the change but the new
-//! reader. The backend says whether a loop runs on (asyncio: `is_running()`); a trio run's
-//! home dies only with the run, and a loop that is not running (closed, collected, or open
-//! between two runs) gets no successor.
+//! reader (`loop.remove_reader(fd)`) or cancelled its keeper timer. The loop has not died, so
+//! nothing of it may end: the home hands over to a *successor*, a new home of the same loop
+//! that watches it again ([`Home::lost`]). Its queued jobs and its dependents move to the
+//! successor, and whatever still holds the old home (a parked task's wake-up, a `PyFuture`'s
+//! canceller, a stream's pump) reaches the loop through it: a job the old home refuses goes
+//! to the successor. Nothing observes the change but the new reader. The backend says whether
+//! a loop runs on (asyncio: `is_running()`); a trio run's home dies only with the run, and a
+//! loop that is not running (closed, collected, or open between two runs) gets no successor.
+//!
+//! | the loop lets go of | while | the home |
+//! |---|---|---|
+//! | its reader or keeper | it runs | hands over to a successor |
+//! | a successor's new reader, while the successor is made | it runs | forwards, with a keeper |
+//! | a successor's new keeper, while the successor is made | it runs | forwards |
+//! | its reader or keeper | it is closed, collected, or between two runs | dies |
+//!
+//! What the backend records of the loop (asyncio: its shutdown) is not the home's to lose: the
+//! registry hands a new home of the loop its predecessor, whose record it carries on.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
@@ -38,8 +48,8 @@ pub(crate) struct Succession {
 thread_local! {
     /// The loops (their addresses) this thread is finding a successor for: a successor whose
     /// own watcher its loop refuses at once forwards its jobs, rather than look for a
-    /// successor in turn. Per loop: another loop that loses its home meanwhile (the Python code of one
-    /// succession kills another loop's home) still gets its successor.
+    /// successor in turn. Per loop: another loop that loses its home meanwhile (the Python
+    /// code of one succession kills another loop's home) still gets its successor.
     static SUCCEEDING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
