@@ -167,3 +167,33 @@ def test_a_loop_first_used_after_its_generators_were_shut_down_refuses_work():
             loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+def test_a_loop_whose_shutdown_flag_fails_is_served(monkeypatch):
+    # The flag read when a home is made (`_asyncgens_shutdown_called`) is the loop's own: a
+    # loop whose attribute raises says nothing, and its Rust work runs. (The loop's own
+    # `firstiter` hook reads it too, and so refuses the shutdown sentinel: reported once.)
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+    class Odd(asyncio.SelectorEventLoop):
+        @property
+        def _asyncgens_shutdown_called(self):
+            raise LookupError("no such flag here")
+
+        @_asyncgens_shutdown_called.setter
+        def _asyncgens_shutdown_called(self, _value):
+            pass
+
+    async def work():
+        return 6
+
+    async def main():
+        return await asyncio.wait_for(m.spawn_with_from_tokio(work), 30)
+
+    loop = Odd()
+    try:
+        assert loop.run_until_complete(main()) == 6
+    finally:
+        loop.close()
+    assert [type(report.exc_value) for report in reported] == [LookupError]

@@ -107,7 +107,10 @@ class AsyncioShutdown:
         # A record made after the loop's generators were closed (its home's predecessor, and
         # the record with it, is gone) starts closing, where the loop says so: asyncio's
         # loops do (uvloop's do not).
-        self.closing = getattr(loop, "_asyncgens_shutdown_called", False) is True
+        try:
+            self.closing = getattr(loop, "_asyncgens_shutdown_called", False) is True
+        except Exception:  # a loop's own attribute that fails: it says nothing
+            self.closing = False
         self.tasks = set()
         self.sentinel = None
 
