@@ -84,7 +84,6 @@ from test_attack_round14 import (
     LOOPS,
     ForgetfulKeeperLoop,
     ForgetfulLoop,
-    RecNoReaderUvloop,
     RecUvloop,
     Watched,
     kill,
@@ -96,14 +95,9 @@ from test_attack_round14 import (
     stays_parked,
     watch,
 )
-from test_attack_succession import cancelled_work
+from test_attack_succession import SHUTTING_DOWN, cancelled_work, run_in_runner
 from test_attack_wakeup_future import outcome, parked
 
-SHUTTING_DOWN = (
-    "error",
-    "RuntimeError",
-    "the event loop is shutting down (asyncio.run is finishing): no new Python work starts on it",
-)
 LATE_SENTINEL = "was scheduled after loop.shutdown_asyncgens()"
 
 
@@ -255,7 +249,6 @@ def racing(base):
 @pytest.mark.parametrize("name", ["asyncio", "keeper"])
 def test_a_thread_racing_the_succession_during_shutdown_is_refused(name):
     got, started = {}, []
-    watched = Watched()
 
     async def child():
         started.append(1)
@@ -282,28 +275,15 @@ def test_a_thread_racing_the_succession_during_shutdown_is_refused(name):
             await super().shutdown_default_executor(*args, **kwargs)
 
     async def main():
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
         assert await park_once(1) == 1
 
-    old = watched.hook()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with asyncio.Runner(loop_factory=Ending) as runner:
-                runner.run(main())
-            gc.collect()
-    finally:
-        sys.unraisablehook = old
-    late = [str(w.message) for w in caught if LATE_SENTINEL in str(w.message)]
-    messages = watched.messages()
-    watched.reports.clear()
+    messages, unraisable, late = run_runner(Ending, main)
     assert (got, started, late) == (
         {"thread": SHUTTING_DOWN[1:], "served": True},
         [],
         [],
     ), (got, started, late)
-    assert messages == [] and watched.unraisable == [], (messages, watched.unraisable)
+    assert messages == [] and unraisable == [], (messages, unraisable)
 
 
 # ---- FOUND 3: a death between the runner's shutdown steps ----
@@ -332,7 +312,6 @@ BETWEEN = (
 )
 def test_a_home_lost_between_the_runners_shutdown_steps_keeps_refusing(name):
     got, started = {}, []
-    watched = Watched()
 
     async def child():
         started.append(1)
@@ -355,25 +334,9 @@ def test_a_home_lost_between_the_runners_shutdown_steps_keeps_refusing(name):
             await super().shutdown_default_executor(*args, **kwargs)
 
     async def main():
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(lambda _loop, context: watched.reports.append(context))
         assert await park_once(1) == 1
 
-    old = watched.hook()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with asyncio.Runner(loop_factory=Ending) as runner:
-                runner.run(main())
-                loop = runner.get_loop()
-            if isinstance(loop, RecNoReaderUvloop):
-                loop.keeper = None
-            del loop
-            gc.collect()
-    finally:
-        sys.unraisablehook = old
-    late = [str(w.message) for w in caught if LATE_SENTINEL in str(w.message)]
-    watched.reports.clear()
+    _messages, _unraisable, late = run_runner(Ending, main)
     assert (got, started, late) == ({"spawn": SHUTTING_DOWN}, [], []), (got, started, late)
 
 
@@ -688,19 +651,9 @@ def run_runner(factory, main):
         )
         return await main()
 
-    old = watched.hook()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(wrapped())
-                loop = runner.get_loop()
-            if isinstance(loop, RecNoReaderUvloop):
-                loop.keeper = None
-            del loop
-            gc.collect()
-    finally:
-        sys.unraisablehook = old
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_in_runner(factory, wrapped(), watched)
     late = [str(w.message) for w in caught if LATE_SENTINEL in str(w.message)]
     messages = watched.messages()
     watched.reports.clear()
