@@ -50,6 +50,26 @@ async def test_a_half_full_buffer_reaches_the_consumer_while_the_iterator_runs_o
     assert items == [*range(half), "after"]
 
 
+@pytest.mark.parametrize("capacity", [3, 64, 256])
+async def test_an_item_reaches_the_consumer_as_soon_as_the_iterator_suspends(capacity):
+    # Items cross over in batches; a batch that the iterator suspends in the middle of goes
+    # at once (the loop runs the pump's flush), not when it is full or the iterator ends.
+    received = threading.Event()
+
+    async def one_then_wait():
+        yield "first"
+        # The loop runs on while a worker thread waits for the consumer (another thread) to
+        # have the first item. The timeout only bounds a failure.
+        got = await anyio.to_thread.run_sync(received.wait, 60)
+        assert got, "the first item waited for the batch to fill"
+        yield "second"
+
+    items = await m.collect_async_iter(
+        one_then_wait(), capacity, on_item=lambda item: received.set()
+    )
+    assert items == ["first", "second"]
+
+
 async def test_first_iteration_happens_on_the_loop_thread():
     record = []
     assert await m.collect_async_iter(numbers(3, record)) == [0, 1, 2]

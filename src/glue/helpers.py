@@ -320,21 +320,29 @@ async def pump_async_iter(channel, iterable, scope):
     except BaseException as exc:
         channel.finish(exc)
         return
+    # Items go to `pending` and cross over in batches (`flush`): `room` is how many more the
+    # channel granted (0: wait for space; None: the consumer is gone).
+    pending = channel.pending
     try:
         with scope:
             room = channel.reserve()
-            while True:
-                if room is None:
+            while room is not None:
+                if room == 0:
                     room = await channel.space()
-                if not room:
-                    break
+                    continue
                 try:
                     item = await anext(iterator)
                 except StopAsyncIteration:
                     channel.finish(None)
                     return
-                # Buffers the item and reserves room for the next, in one call.
-                room = channel.push(item)
+                pending.append(item)
+                room -= 1
+                if room == 0:
+                    room = channel.flush()
+                elif len(pending) == 1:
+                    # Should the iterator suspend before the batch is full, the batch goes
+                    # as soon as the loop runs.
+                    channel.flush_soon()
     except BaseException as exc:
         if not channel.closed():
             # The iterator failed, or the task was cancelled from elsewhere: the consumer

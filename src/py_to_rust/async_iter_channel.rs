@@ -1,6 +1,28 @@
 //! The channel of a [`PyAsyncIter`](crate::PyAsyncIter): a bounded buffer between its pump
 //! (a task of the loop, `helpers.pump_async_iter`) and its consumer (any thread), and the
 //! pump's Python face.
+//!
+//! The pump hands items over in batches. It appends each item to a Python list of its own
+//! (the *pending* list, touched only on the loop's thread) and calls into Rust once per batch
+//! ([`Pump::flush`]): a call into the extension per item cost more than the item itself
+//! (S6 on 3.14: the call, its lock, and the reference pool drained at each call's entry,
+//! while the consumer's thread fills it). A batch moves into the buffer:
+//! - when the pump has pulled what it was granted (at most half the buffer, see
+//!   [`Channel::grant_in`]): the pump flushes, and learns its next grant;
+//! - when the iterator suspends mid-batch: the first item of a batch queues a flush job
+//!   on the loop's home ([`Pump::flush_soon`]), which runs as soon as the pump lets the
+//!   loop run, so a slow stream's items are not held back;
+//! - when the iterator ends or the loop dies: before the end.
+//!
+//! | the pump is | `pulling` | the pending list |
+//! |---|---|---|
+//! | granted `n` items, pulling them | true | fewer than `n` items |
+//! | waiting for room (grant 0) | false | empty |
+//! | stopped: the consumer is gone, or the iterator ended | false | empty |
+//!
+//! Invariant: the buffer's items, the pending items and what is left of the pump's grant
+//! never exceed the capacity. The consumer only takes items away, and a grant is made only
+//! when the pending list is empty, from the room the buffer has then.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use event_listener::Event;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 use crate::backend::Backend;
 use crate::census;
@@ -18,9 +41,14 @@ use crate::task::Outcome;
 /// The buffer between the pump (on the loop thread) and the consumer (anywhere).
 pub(super) struct Channel {
     capacity: usize,
+    /// The most items granted at once: half the buffer, so that the consumer takes one batch
+    /// while the pump pulls the next.
+    batch: usize,
     pub(super) home: Arc<Home>,
     backend: Backend,
     buffer: Mutex<Buffer>,
+    /// Items the pump pulled and has not flushed yet: touched only on the loop's thread.
+    pending: Py<PyList>,
     /// Notified when items arrive or the iterator ends.
     pub(super) items: Event,
     /// Notified when the consumer made room or went away.
@@ -30,25 +58,28 @@ pub(super) struct Channel {
 #[derive(Default)]
 pub(super) struct Buffer {
     pub(super) items: VecDeque<Outcome>,
-    /// The pump is in a step of the iterator.
+    /// The pump holds a grant: it is in a step of the iterator, or between two.
     pub(super) pulling: bool,
     /// The iterator is exhausted or failed: no more items will come.
     pub(super) ended: bool,
     /// The consumer is gone.
     pub(super) closed: bool,
-    /// Items were pushed since the consumer was last notified; their announcement is queued.
-    unannounced: bool,
+    /// A flush job is queued on the loop's home.
+    flush_queued: bool,
     /// Cancels the pump's step: the trio scope's or the asyncio task's `cancel`.
     cancel: Option<Py<PyAny>>,
 }
 
 impl Channel {
-    pub(super) fn new(capacity: usize, home: Arc<Home>, backend: Backend) -> Self {
+    pub(super) fn new(py: Python<'_>, capacity: usize, home: Arc<Home>, backend: Backend) -> Self {
+        let capacity = capacity.max(1);
         Channel {
-            capacity: capacity.max(1),
+            capacity,
+            batch: capacity.div_ceil(2),
             home,
             backend,
             buffer: Mutex::new(Buffer::default()),
+            pending: PyList::empty(py).unbind(),
             items: Event::new(),
             space: Event::new(),
         }
@@ -58,107 +89,123 @@ impl Channel {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Room for one more item: the pump may start a step (`Some(true)`); the consumer is gone
-    /// (`Some(false)`); the buffer is full (`None`).
-    fn reserve(&self) -> Option<bool> {
-        self.reserve_in(&mut self.lock())
-    }
-
-    fn reserve_in(&self, buffer: &mut Buffer) -> Option<bool> {
+    /// What the pump may do next, its pending list being empty: pull `Some(n)` items (at
+    /// most a batch) before it flushes, wait for room (`Some(0)`), or stop, the consumer being
+    /// gone (`None`).
+    fn grant_in(&self, buffer: &mut Buffer) -> Option<usize> {
         if buffer.closed {
-            return Some(false);
+            buffer.pulling = false;
+            return None;
         }
-        if buffer.items.len() < self.capacity {
-            buffer.pulling = true;
-            return Some(true);
-        }
-        None
+        let room = self
+            .capacity
+            .saturating_sub(buffer.items.len())
+            .min(self.batch);
+        buffer.pulling = room > 0;
+        Some(room)
     }
 
-    /// Waits until an item may be pulled (then reserves it), or the consumer is gone (false).
-    async fn wait_for_space(&self) -> bool {
+    /// Waits until the buffer has room, then grants it (`Some(n)`, `n > 0`), or the consumer
+    /// is gone (`None`).
+    async fn wait_for_space(&self) -> Option<usize> {
         loop {
             let listener = {
-                if let Some(room) = self.reserve() {
-                    return room;
+                match self.grant_in(&mut self.lock()) {
+                    Some(0) => {}
+                    grant => return grant,
                 }
                 // Registered before looking again: the consumer notifies after taking items.
                 self.space.listen()
             };
-            if let Some(room) = self.reserve() {
-                return room;
+            match self.grant_in(&mut self.lock()) {
+                Some(0) => {}
+                grant => return grant,
             }
             listener.await;
         }
     }
 
-    /// Buffers an item, then reserves room for the next as [`reserve`](Self::reserve) does,
-    /// under the same lock: one call and one lock per item for the pump.
+    /// Under the lock, on the loop's thread: moves the pending items into the buffer, or leaves
+    /// them to be dropped if the consumer is gone. True when the consumer has items to be told
+    /// of. The caller empties the list after releasing the lock ([`empty_pending`]).
     ///
-    /// Waking a consumer thread costs a system call and two context switches, so items that an
-    /// iterator produces without suspending are announced together: when the buffer is half
-    /// full, or, through the loop's home, as soon as the pump lets the loop run (the iterator
-    /// suspended). Half, not full: the consumer wakes while the pump fills the other half,
-    /// and takes the batch before the pump has to wait for room; at full the two threads
-    /// took turns, each waking the other (S6 on 3.14: 411–515 ns an item, now 279–337). The
-    /// consumer takes the whole buffer and the pump pushes one item at a time, so every batch
-    /// passes the half mark, full ones included; a consumer that keeps up is woken once per
-    /// half buffer and the pump never waits. One that is awake when told misses nothing: it
-    /// sleeps only after finding the buffer empty with its listener registered.
-    fn push(self: &Arc<Self>, item: Outcome) -> Option<bool> {
-        let (announce, room) = {
-            let mut buffer = self.lock();
-            buffer.pulling = false;
-            buffer.items.push_back(item);
-            let announce = if buffer.items.len() == self.capacity.div_ceil(2) {
-                buffer.unannounced = false;
-                Some(true)
-            } else if buffer.unannounced {
-                None
-            } else {
-                buffer.unannounced = true;
-                Some(false)
-            };
-            (announce, self.reserve_in(&mut buffer))
-        };
-        match announce {
-            Some(true) => {
-                self.items.notify(1);
-            }
-            Some(false) => {
-                let channel = Arc::clone(self);
-                self.home.run(Box::new(move |_| {
-                    channel.announce();
-                    Ok(())
-                }));
-            }
-            None => {}
+    /// [`empty_pending`]: Self::empty_pending
+    fn take_pending(&self, pending: &Bound<'_, PyList>, buffer: &mut Buffer) -> bool {
+        if buffer.closed || buffer.ended || pending.is_empty() {
+            return false;
         }
-        room
+        buffer
+            .items
+            .extend(pending.iter().map(|item| Ok(item.unbind())));
+        true
     }
 
-    /// Notifies the consumer of items pushed without notice.
-    fn announce(&self) {
-        let unannounced = std::mem::take(&mut self.lock().unannounced);
-        if unannounced {
+    /// Empties the pending list, outside the lock: items the consumer will never see are
+    /// released here, and their finalisers may run anything.
+    fn empty_pending(pending: &Bound<'_, PyList>) {
+        let count = pending.len();
+        if count > 0 {
+            if let Err(err) = pending.del_slice(0, count) {
+                err.write_unraisable(pending.py(), Some(pending.as_any()));
+            }
+        }
+    }
+
+    /// Moves the pending items into the buffer, notifies the consumer, then grants the pump its
+    /// next batch ([`grant_in`](Self::grant_in)), under the same lock.
+    fn flush(&self, py: Python<'_>) -> Option<usize> {
+        let pending = self.pending.bind(py);
+        let (notify, grant) = {
+            let mut buffer = self.lock();
+            let notify = self.take_pending(pending, &mut buffer);
+            (notify, self.grant_in(&mut buffer))
+        };
+        Self::empty_pending(pending);
+        if notify {
             self.items.notify(1);
         }
+        grant
     }
 
-    /// No more items: after `last`, if any.
-    fn end(&self, last: Option<Outcome>) {
+    /// Queues a flush of the pending items, without a grant, for when the pump lets the loop
+    /// run (one job at a time).
+    fn flush_soon(self: &Arc<Self>) {
+        if std::mem::replace(&mut self.lock().flush_queued, true) {
+            return;
+        }
+        let channel = Arc::clone(self);
+        self.home.run(Box::new(move |py| {
+            let pending = channel.pending.bind(py);
+            let notify = {
+                let mut buffer = channel.lock();
+                buffer.flush_queued = false;
+                channel.take_pending(pending, &mut buffer)
+            };
+            Self::empty_pending(pending);
+            if notify {
+                channel.items.notify(1);
+            }
+            Ok(())
+        }));
+    }
+
+    /// On the loop's thread: no more items, after the pending ones and then `last`, if any.
+    fn end(&self, py: Python<'_>, last: Option<Outcome>) {
+        let pending = self.pending.bind(py);
         let cancel = {
             let mut buffer = self.lock();
             if buffer.ended {
+                drop(buffer);
+                Self::empty_pending(pending);
                 return;
             }
+            self.take_pending(pending, &mut buffer);
             buffer.items.extend(last);
             buffer.pulling = false;
             buffer.ended = true;
-            buffer.unannounced = false;
             buffer.cancel.take()
         };
-        // Python objects are released outside the lock: their finalisers may run anything.
+        Self::empty_pending(pending);
         drop(cancel);
         self.items.notify(1);
     }
@@ -177,10 +224,13 @@ impl Channel {
 }
 
 impl Dependent for Channel {
-    fn loop_died(&self, _py: Python<'_>) {
-        self.end(Some(Err(PyRuntimeError::new_err(
-            "the async iterator's event loop stopped before it was exhausted",
-        ))));
+    fn loop_died(&self, py: Python<'_>) {
+        self.end(
+            py,
+            Some(Err(PyRuntimeError::new_err(
+                "the async iterator's event loop stopped before it was exhausted",
+            ))),
+        );
     }
 }
 
@@ -212,11 +262,19 @@ impl Pump {
         drop(previous);
     }
 
-    fn reserve(&self) -> Option<bool> {
-        self.channel.reserve()
+    /// The list the pump appends its items to; [`flush`](Self::flush) empties it.
+    #[getter]
+    fn pending(&self, py: Python<'_>) -> Py<PyList> {
+        self.channel.pending.clone_ref(py)
     }
 
-    /// Waits for room: `True` (reserved), or `False` when the consumer is gone.
+    /// The first grant: how many items to pull before flushing (0: wait for `space`), or
+    /// `None` when the consumer is gone.
+    fn reserve(&self) -> Option<usize> {
+        self.channel.grant_in(&mut self.channel.lock())
+    }
+
+    /// Waits for room, then grants it (as `reserve`, never 0).
     fn space(&self) -> Coroutine {
         let channel = Arc::clone(&self.channel);
         let backend = self.channel.backend;
@@ -225,15 +283,21 @@ impl Pump {
             .with_backend(backend)
     }
 
-    /// Buffers an item; then what `reserve` answers for the next.
-    fn push(&self, item: Py<PyAny>) -> Option<bool> {
-        self.channel.push(Ok(item))
+    /// Hands the pending items over; then the next grant, as `reserve`.
+    fn flush(&self, py: Python<'_>) -> Option<usize> {
+        self.channel.flush(py)
+    }
+
+    /// Hands the pending items over when the pump next lets the loop run: called for the
+    /// first item of a batch, whose iterator may suspend before the batch is full.
+    fn flush_soon(&self) {
+        self.channel.flush_soon();
     }
 
     /// The iterator ended: exhausted (`None`) or with an exception.
-    fn finish(&self, exception: Option<&Bound<'_, PyAny>>) {
+    fn finish(&self, py: Python<'_>, exception: Option<&Bound<'_, PyAny>>) {
         let last = exception.map(|exception| Err(PyErr::from_value(exception.clone())));
-        self.channel.end(last);
+        self.channel.end(py, last);
     }
 
     fn closed(&self) -> bool {
