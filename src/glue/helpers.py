@@ -321,12 +321,13 @@ async def pump_async_iter(channel, iterable, scope):
         channel.finish(exc)
         return
     # Items go to `pending` and cross over in batches (`flush`): `room` is how many more the
-    # channel granted (0: wait for space; None: the consumer is gone).
-    pending = channel.pending
+    # channel granted (0: wait for space; None: the consumer is gone). `gone` is empty until
+    # the loop's thread learns that the consumer is gone.
+    pending, gone = channel.pending, channel.gone
     try:
         with scope:
             room = channel.reserve()
-            while room is not None:
+            while room is not None and not gone:
                 if room == 0:
                     room = await channel.space()
                     continue
@@ -339,10 +340,11 @@ async def pump_async_iter(channel, iterable, scope):
                 room -= 1
                 if room == 0:
                     room = channel.flush()
-                elif len(pending) == 1:
-                    # Should the iterator suspend before the batch is full, the batch goes
-                    # as soon as the loop runs.
-                    channel.flush_soon()
+                elif len(pending) == 1 and not channel.flush_soon():
+                    # The first item of a batch (should the iterator suspend before the batch
+                    # is full, the batch goes as soon as the loop runs), and the consumer is
+                    # gone.
+                    break
     except BaseException as exc:
         if not channel.closed():
             # The iterator failed, or the task was cancelled from elsewhere: the consumer
@@ -352,6 +354,7 @@ async def pump_async_iter(channel, iterable, scope):
                 return
             raise
         # The consumer is gone: this is the step's cancellation, or the iterator's answer.
+    channel.stop()
     aclose = getattr(iterator, "aclose", None)
     if aclose is None:
         return

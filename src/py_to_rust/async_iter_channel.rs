@@ -14,15 +14,25 @@
 //!   loop run, so a slow stream's items are not held back;
 //! - when the iterator ends or the loop dies: before the end.
 //!
+//! The consumer going away is learnt three ways, none of them a call per item: at a flush
+//! (no grant), at the first item of a batch (`flush_soon` answers whether the consumer is
+//! there: every item that follows a suspension comes first in its batch), and through the
+//! drop's job on the loop's thread, which marks the consumer gone (the `gone` list, tested
+//! before each step) and cancels the step under way. An iterator that never suspends may
+//! so be stepped to the end of its batch after the consumer left, never further.
+//!
 //! | the pump is | `pulling` | the pending list |
 //! |---|---|---|
 //! | granted `n` items, pulling them | true | fewer than `n` items |
 //! | waiting for room (grant 0) | false | empty |
-//! | stopped: the consumer is gone, or the iterator ended | false | empty |
+//! | stopped: the consumer is gone (`stop`), or the iterator ended (`finish`) | false | empty |
 //!
-//! Invariant: the buffer's items, the pending items and what is left of the pump's grant
-//! never exceed the capacity. The consumer only takes items away, and a grant is made only
-//! when the pending list is empty, from the room the buffer has then.
+//! Invariants:
+//! - The buffer's items, the pending items and what is left of the pump's grant never exceed
+//!   the capacity. The consumer only takes items away, and a grant is made only when the
+//!   pending list is empty, from the room the buffer has then.
+//! - The drop's job cancels the pump only while `pulling`: a pump that stopped says so before
+//!   it runs `aclose()`, which a cancellation meant for a step must never reach.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -49,6 +59,10 @@ pub(super) struct Channel {
     buffer: Mutex<Buffer>,
     /// Items the pump pulled and has not flushed yet: touched only on the loop's thread.
     pending: Py<PyList>,
+    /// Empty until the loop's thread learns that the consumer is gone
+    /// ([`consumer_left`](Self::consumer_left)): the pump tests it before each step, a list
+    /// because testing one costs no call into the extension.
+    gone: Py<PyList>,
     /// Notified when items arrive or the iterator ends.
     pub(super) items: Event,
     /// Notified when the consumer made room or went away.
@@ -80,6 +94,7 @@ impl Channel {
             backend,
             buffer: Mutex::new(Buffer::default()),
             pending: PyList::empty(py).unbind(),
+            gone: PyList::empty(py).unbind(),
             items: Event::new(),
             space: Event::new(),
         }
@@ -168,10 +183,16 @@ impl Channel {
     }
 
     /// Queues a flush of the pending items, without a grant, for when the pump lets the loop
-    /// run (one job at a time).
-    fn flush_soon(self: &Arc<Self>) {
-        if std::mem::replace(&mut self.lock().flush_queued, true) {
-            return;
+    /// run (one job at a time). False, and nothing queued, when the consumer is gone.
+    fn flush_soon(self: &Arc<Self>) -> bool {
+        {
+            let mut buffer = self.lock();
+            if buffer.closed {
+                return false;
+            }
+            if std::mem::replace(&mut buffer.flush_queued, true) {
+                return true;
+            }
         }
         let channel = Arc::clone(self);
         self.home.run(Box::new(move |py| {
@@ -187,6 +208,14 @@ impl Channel {
             }
             Ok(())
         }));
+        true
+    }
+
+    /// The pump stopped pulling for a consumer that is gone: a cancellation queued by the
+    /// consumer's drop must not reach what the pump does next (`aclose()`).
+    fn stop(&self, py: Python<'_>) {
+        self.lock().pulling = false;
+        Self::empty_pending(self.pending.bind(py));
     }
 
     /// On the loop's thread: no more items, after the pending ones and then `last`, if any.
@@ -210,8 +239,10 @@ impl Channel {
         self.items.notify(1);
     }
 
-    /// On the loop's thread: cancels the pump's step, if one is still under way.
-    pub(super) fn cancel_pull(&self, py: Python<'_>) -> PyResult<()> {
+    /// On the loop's thread, once the consumer is gone: no step starts any more, and the one
+    /// under way, if any, is cancelled.
+    pub(super) fn consumer_left(&self, py: Python<'_>) -> PyResult<()> {
+        self.gone.bind(py).append(true)?;
         let cancel = {
             let buffer = self.lock();
             match (&buffer.cancel, buffer.pulling) {
@@ -268,6 +299,12 @@ impl Pump {
         self.channel.pending.clone_ref(py)
     }
 
+    /// A list, empty while the consumer is there as far as the loop's thread knows.
+    #[getter]
+    fn gone(&self, py: Python<'_>) -> Py<PyList> {
+        self.channel.gone.clone_ref(py)
+    }
+
     /// The first grant: how many items to pull before flushing (0: wait for `space`), or
     /// `None` when the consumer is gone.
     fn reserve(&self) -> Option<usize> {
@@ -289,9 +326,16 @@ impl Pump {
     }
 
     /// Hands the pending items over when the pump next lets the loop run: called for the
-    /// first item of a batch, whose iterator may suspend before the batch is full.
-    fn flush_soon(&self) {
-        self.channel.flush_soon();
+    /// first item of a batch, whose iterator may suspend before the batch is full. `False`
+    /// when the consumer is gone: as every item after a suspension comes first in its batch,
+    /// no step that follows one starts for a consumer that is gone.
+    fn flush_soon(&self) -> bool {
+        self.channel.flush_soon()
+    }
+
+    /// The pump stopped for a consumer that is gone, before `aclose()`.
+    fn stop(&self, py: Python<'_>) {
+        self.channel.stop(py);
     }
 
     /// The iterator ended: exhausted (`None`) or with an exception.

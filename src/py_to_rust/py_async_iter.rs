@@ -179,20 +179,14 @@ impl Stream for PyAsyncIter {
 
 impl Drop for PyAsyncIter {
     fn drop(&mut self) {
-        let pulling = {
-            let mut buffer = self.channel.lock();
-            buffer.closed = true;
-            buffer.pulling
-        };
+        self.channel.lock().closed = true;
         // A pump waiting for room sees `closed` and closes the iterator. One in a step has
-        // that step cancelled — decided on the loop's thread, where the pump runs, so the
-        // cancellation can only land in a step, never in `aclose()`.
+        // that step cancelled, and starts no other: decided on the loop's thread, where the
+        // pump runs, so the cancellation can only land in a step, never in `aclose()`.
         self.channel.space.notify(usize::MAX);
-        if pulling {
-            let channel = Arc::clone(&self.channel);
-            self.channel
-                .home
-                .run(Box::new(move |py| channel.cancel_pull(py)));
-        }
+        let channel = Arc::clone(&self.channel);
+        self.channel
+            .home
+            .run(Box::new(move |py| channel.consumer_left(py)));
     }
 }
