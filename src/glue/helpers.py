@@ -324,12 +324,17 @@ async def pump_async_iter(channel, iterable, scope):
     # channel granted (0: wait for space; None: the consumer is gone). `gone` is empty until
     # the loop's thread learns that the consumer is gone.
     pending, gone = channel.pending, channel.gone
+    # Set while the pump waits for room, outside any step: an exception there (the task
+    # cancelled from elsewhere) leaves the iterator open.
+    waiting = False
     try:
         with scope:
             room = channel.reserve()
             while room is not None and not gone:
                 if room == 0:
+                    waiting = True
                     room = await channel.space()
+                    waiting = False
                     continue
                 try:
                     item = await anext(iterator)
@@ -348,13 +353,25 @@ async def pump_async_iter(channel, iterable, scope):
     except BaseException as exc:
         if not channel.closed():
             # The iterator failed, or the task was cancelled from elsewhere: the consumer
-            # gets the exception; the iterator has finished by raising it.
+            # gets the exception.
             channel.finish(exc)
+            if waiting:
+                # Between two steps: the iterator is still open, and is closed first.
+                channel.stop()
+                await close_async_iter(channel, iterator)
+                raise
+            # In a step: the iterator has finished by raising it.
             if isinstance(exc, Exception):
                 return
             raise
         # The consumer is gone: this is the step's cancellation, or the iterator's answer.
     channel.stop()
+    await close_async_iter(channel, iterator)
+
+
+async def close_async_iter(channel, iterator):
+    """`aclose()`s an iterator that a `PyAsyncIter`'s pump stopped iterating, and reports a
+    failure of it instead of discarding it."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is None:
         return
