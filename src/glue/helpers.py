@@ -327,6 +327,7 @@ async def pump_async_iter(channel, iterable, scope):
     # Set while the pump waits for room, outside any step: an exception there (the task
     # cancelled from elsewhere) leaves the iterator open.
     waiting = False
+    closing = False
     try:
         with scope:
             room = channel.reserve()
@@ -350,7 +351,18 @@ async def pump_async_iter(channel, iterable, scope):
                     # is full, the batch goes as soon as the loop runs), and the consumer is
                     # gone.
                     break
+            # The consumer is gone. The iterator is closed inside the pump's scope, which a
+            # generator suspended in a cancel scope of its own must leave after it (trio
+            # ends scopes in the order they began); unless the scope is cancelled (the
+            # iterator answered its step's cancellation with an item): it would cancel
+            # aclose() too, which runs to its end.
+            if not scope.cancel_called:
+                closing = True
+                channel.stop()
+                await close_async_iter(channel, iterator)
     except BaseException as exc:
+        if closing:
+            raise
         if not channel.closed():
             # The iterator failed, or the task was cancelled from elsewhere: the consumer
             # gets the exception.
@@ -365,8 +377,10 @@ async def pump_async_iter(channel, iterable, scope):
                 return
             raise
         # The consumer is gone: this is the step's cancellation, or the iterator's answer.
-    channel.stop()
-    await close_async_iter(channel, iterator)
+    if not closing:
+        # The step's cancellation (which trio's scope took back), or a cancelled scope left.
+        channel.stop()
+        await close_async_iter(channel, iterator)
 
 
 async def close_async_iter(channel, iterator):
@@ -395,6 +409,7 @@ class NoScope:
     """`with scope:` on asyncio, where the task itself is cancelled."""
 
     __slots__ = ()
+    cancel_called = False
 
     def __enter__(self):
         return self
