@@ -209,9 +209,10 @@ async def test_outside_cancellation_while_waiting_for_room_still_closes_the_iter
             await until(lambda: tasks[0].done(), "the pump task to end")
             hold.set()
         assert outcome and isinstance(outcome[0], (Stop, asyncio.CancelledError))
+        # The ended task keeps its cancellation (3.10: with the pump's frame) while held.
+        tasks.clear()
         await until(lambda: pumps() == 0 and queued_jobs() == 0, "the pump to be gone")
-        with anyio.move_on_after(2):
-            await closed.wait()
+        # The pump closes the iterator before it ends.
         assert closed.is_set(), "the iterator was never closed: no aclose() after the pump ended"
     finally:
         hold.set()
