@@ -28,6 +28,25 @@ class Stop(Exception):
     """Raised by `on_item`: the tokio consumer drops its stream mid-stream."""
 
 
+class DropInNextStep:
+    """A consumer (`on_item`, on the tokio thread) that drops its stream at the first item,
+    while the iterator's next step runs: that step awaits `let_the_consumer_drop()`, which
+    frees the loop until the consumer has the item, then lets the consumer drop. The drop
+    happens during the step, deterministically."""
+
+    def __init__(self):
+        self.got_first, self.resumed = threading.Event(), threading.Event()
+
+    def on_item(self, item):
+        self.got_first.set()
+        assert self.resumed.wait(BOUND)
+        raise Stop
+
+    async def let_the_consumer_drop(self):
+        await anyio.to_thread.run_sync(self.got_first.wait, BOUND)
+        self.resumed.set()
+
+
 class Item:
     __slots__ = ("value", "__weakref__")
 
@@ -107,24 +126,17 @@ async def test_no_step_starts_after_the_consumer_is_gone():
     # Found against the first batched pump: with room left in its grant, it started the next
     # step without asking whether the consumer was still there. Every item that follows a
     # suspension comes first in its batch, and `flush_soon` answers that question.
-    got_first, resumed = threading.Event(), threading.Event()
+    drop = DropInNextStep()
     closed = anyio.Event()
     log = []
 
-    def on_item(item):
-        got_first.set()
-        # Holds the consumer until the step under way resumed: the drop then happens while
-        # that step runs, deterministically.
-        assert resumed.wait(BOUND)
-        raise Stop
 
     async def numbers():
         try:
             log.append("step 1")
             yield 0
             log.append("step 2")
-            await anyio.to_thread.run_sync(got_first.wait, BOUND)
-            resumed.set()
+            await drop.let_the_consumer_drop()
             channel = pump_channel()
             # The consumer drops its stream now (loop blocked: the cancel job waits).
             spin_until(channel.closed, "the consumer to drop the stream")
@@ -135,7 +147,7 @@ async def test_no_step_starts_after_the_consumer_is_gone():
             closed.set()
 
     with pytest.raises(Stop):
-        await m.collect_async_iter(numbers(), 8, on_item=on_item)
+        await m.collect_async_iter(numbers(), 8, on_item=drop.on_item)
     with anyio.fail_after(BOUND):
         await closed.wait()
     # A plain `async for` that stops after item 0 never starts step 3.
@@ -193,7 +205,7 @@ async def test_a_step_failing_at_the_drop_leaves_aclose_uncancelled():
     # Found (asyncio, uvloop; older than the batching): a step failing on its own while the
     # drop's cancellation was queued left `pulling` set, and the cancellation then landed in
     # aclose(). The pump now says it stopped (`stop`) before aclose().
-    got_first, resumed = threading.Event(), threading.Event()
+    drop = DropInNextStep()
     done = anyio.Event()
     log = []
 
@@ -208,8 +220,7 @@ async def test_a_step_failing_at_the_drop_leaves_aclose_uncancelled():
             self.n += 1
             if self.n == 1:
                 return 0
-            await anyio.to_thread.run_sync(got_first.wait, BOUND)
-            resumed.set()
+            await drop.let_the_consumer_drop()
             channel = pump_channel()
             spin_until(channel.closed, "the consumer to drop the stream")
             spin_until(lambda: queued_jobs() > 0, "the drop's cancel job")
@@ -231,13 +242,9 @@ async def test_a_step_failing_at_the_drop_leaves_aclose_uncancelled():
                 done.set()
             log.append("aclose ran to its end")
 
-    def on_item(item):
-        got_first.set()
-        assert resumed.wait(BOUND)
-        raise Stop
 
     with pytest.raises(Stop):
-        await m.collect_async_iter(Iterator(), 8, on_item=on_item)
+        await m.collect_async_iter(Iterator(), 8, on_item=drop.on_item)
     with anyio.fail_after(BOUND):
         await done.wait()
     assert log == ["aclose", "aclose ran to its end"]
@@ -248,22 +255,17 @@ async def test_pending_items_of_a_dropped_stream_are_released(capacity):
     # Items pulled after the consumer took its last one, some pending when it drops the
     # stream (the step under way is cancelled): none reaches it, all are released, the
     # generator is closed once, the pump ends.
-    got_first, resumed = threading.Event(), threading.Event()
+    drop = DropInNextStep()
     closed = anyio.Event()
     refs = []
     finals = []
     before = pumps()
 
-    def on_item(item):
-        got_first.set()
-        assert resumed.wait(BOUND)
-        raise Stop
 
     async def items():
         try:
             yield Item(0)
-            await anyio.to_thread.run_sync(got_first.wait, BOUND)
-            resumed.set()
+            await drop.let_the_consumer_drop()
             for i in (1, 2):
                 item = Item(i)
                 refs.append(weakref.ref(item))
@@ -278,7 +280,7 @@ async def test_pending_items_of_a_dropped_stream_are_released(capacity):
 
     seen = []
     with pytest.raises(Stop):
-        await m.collect_async_iter(items(), capacity, on_item=lambda x: (seen.append(x.value), on_item(x)))
+        await m.collect_async_iter(items(), capacity, on_item=lambda x: (seen.append(x.value), drop.on_item(x)))
     with anyio.fail_after(BOUND):
         await closed.wait()
     await until(lambda: pumps() <= before, "the pump to end")
@@ -541,7 +543,7 @@ async def test_items_then_exception_when_the_iterator_fails_mid_batch_after_a_su
 async def test_an_item_whose_finaliser_raises_is_released_quietly(monkeypatch):
     # Pending items dropped by the pump (consumer gone) are released on the loop's thread;
     # a finaliser that raises must not break the pump or the release of the others.
-    got_first, resumed = threading.Event(), threading.Event()
+    drop = DropInNextStep()
     closed = anyio.Event()
     finalised = []
     unraisable = []
@@ -555,16 +557,11 @@ async def test_an_item_whose_finaliser_raises_is_released_quietly(monkeypatch):
             finalised.append(self.i)
             raise Boom("in __del__")
 
-    def on_item(item):
-        got_first.set()
-        assert resumed.wait(BOUND)
-        raise Stop
 
     async def gen():
         try:
             yield Nasty(0)
-            await anyio.to_thread.run_sync(got_first.wait, BOUND)
-            resumed.set()
+            await drop.let_the_consumer_drop()
             yield Nasty(1)
             yield Nasty(2)
             channel = pump_channel()
@@ -574,7 +571,7 @@ async def test_an_item_whose_finaliser_raises_is_released_quietly(monkeypatch):
             closed.set()
 
     with pytest.raises(Stop):
-        await m.collect_async_iter(gen(), 8, on_item=on_item)
+        await m.collect_async_iter(gen(), 8, on_item=drop.on_item)
     with anyio.fail_after(BOUND):
         await closed.wait()
     await until(lambda: sorted(finalised) == [0, 1, 2], "every item finalised")

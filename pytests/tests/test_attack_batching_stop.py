@@ -11,6 +11,7 @@ import pytest
 import pyo3_async_pytests as m
 from test_attack_batching import (
     BOUND,
+    DropInNextStep,
     Stop,
     pump_channel,
     pumps,
@@ -64,10 +65,7 @@ async def test_generator_scope_open_across_a_yield_survives_the_drop(
         return gen()
 
     plain_log = []
-    iterator = numbers(plain_log)
-    async for _ in iterator:
-        break
-    await iterator.aclose()
+    await stopped_at_the_first_item(numbers(plain_log))
     assert plain_log == ["GeneratorExit", "closed"]
 
     closed = anyio.Event()
@@ -112,10 +110,7 @@ async def test_generator_scope_still_governs_its_cleanup_after_the_drop(capacity
         return gen()
 
     plain_log = []
-    iterator = numbers(plain_log)
-    async for _ in iterator:
-        break
-    await iterator.aclose()
+    await stopped_at_the_first_item(numbers(plain_log))
     assert plain_log == ["cleanup cancelled by its own scope", "closed"]
 
     log = []
@@ -127,6 +122,13 @@ async def test_generator_scope_still_governs_its_cleanup_after_the_drop(capacity
             await m.collect_async_iter(keep, capacity, on_item=_raise_stop)
     await until(lambda: pumps() == 0 and queued_jobs() == 0, "the pump to end")
     assert log == ["cleanup cancelled by its own scope", "closed"]
+
+
+async def stopped_at_the_first_item(iterator):
+    """What a plain `async for` that stops at the first item, then closes, does."""
+    async for _ in iterator:
+        break
+    await iterator.aclose()
 
 
 def _raise_stop(item):
@@ -223,15 +225,11 @@ async def test_outside_cancellation_while_waiting_for_room_still_closes_the_iter
 
 @pytest.mark.parametrize("capacity", [1, 2, 8])
 async def test_iterator_ending_in_answer_to_the_drop_is_not_closed_again(capacity):
-    got_first, resumed = threading.Event(), threading.Event()
+    drop = DropInNextStep()
     calls = []
     done = anyio.Event()
     cancelled = anyio.get_cancelled_exc_class()
 
-    def on_item(item):
-        got_first.set()
-        assert resumed.wait(BOUND)
-        raise Stop
 
     class Iterator:
         def __init__(self):
@@ -244,8 +242,7 @@ async def test_iterator_ending_in_answer_to_the_drop_is_not_closed_again(capacit
             self.n += 1
             if self.n == 1:
                 return 0
-            await anyio.to_thread.run_sync(got_first.wait, BOUND)
-            resumed.set()
+            await drop.let_the_consumer_drop()
             try:
                 await anyio.sleep_forever()
             except cancelled:
@@ -258,7 +255,7 @@ async def test_iterator_ending_in_answer_to_the_drop_is_not_closed_again(capacit
             await anyio.lowlevel.checkpoint()
 
     with pytest.raises(Stop):
-        await m.collect_async_iter(Iterator(), capacity, on_item=on_item)
+        await m.collect_async_iter(Iterator(), capacity, on_item=drop.on_item)
     with anyio.fail_after(BOUND):
         await done.wait()
     await until(lambda: pumps() == 0 and queued_jobs() == 0, "the pump to end")
@@ -270,21 +267,16 @@ async def test_iterator_ending_in_answer_to_the_drop_is_not_closed_again(capacit
 
 @pytest.mark.parametrize("capacity", [1, 2, 8])
 async def test_generator_answering_each_cancel_with_an_item_is_closed(loop_name, capacity):
-    got_first, resumed = threading.Event(), threading.Event()
+    drop = DropInNextStep()
     closed = anyio.Event()
     log = []
     cancelled = anyio.get_cancelled_exc_class()
 
-    def on_item(item):
-        got_first.set()
-        assert resumed.wait(BOUND)
-        raise Stop
 
     async def numbers():
         try:
             yield 0
-            await anyio.to_thread.run_sync(got_first.wait, BOUND)
-            resumed.set()
+            await drop.let_the_consumer_drop()
             for i in range(1, 50):
                 try:
                     await anyio.sleep_forever()
@@ -299,7 +291,7 @@ async def test_generator_answering_each_cancel_with_an_item_is_closed(loop_name,
 
     keep = numbers()
     with pytest.raises(Stop):
-        await m.collect_async_iter(keep, capacity, on_item=on_item)
+        await m.collect_async_iter(keep, capacity, on_item=drop.on_item)
     with anyio.fail_after(BOUND):
         await closed.wait()
     assert log == ["cancelled 1", "exit"]
