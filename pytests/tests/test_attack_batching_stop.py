@@ -295,3 +295,49 @@ async def test_generator_answering_each_cancel_with_an_item_is_closed(loop_name,
     with anyio.fail_after(BOUND):
         await closed.wait()
     assert log == ["cancelled 1", "exit"]
+
+
+# ---- the task's cancellation count after a consumer-driven cancellation (asyncio 3.11+) ----
+
+
+async def test_aclose_sees_no_cancellation_pending_after_the_drop_cancelled_a_step(loop_name):
+    # Found as a gap by round 17: the pump swallowed the cancellation that the drop sent its
+    # step, and left `task.cancelling()` at 1 while aclose() ran (its `asyncio.timeout` or
+    # task groups would take a cancellation of their own for an outer one).
+    if loop_name == "trio" or not hasattr(asyncio_task_type(), "uncancel"):
+        pytest.skip("asyncio 3.11+: a task counts its cancellations")
+    import asyncio
+
+    drop = DropInNextStep()
+    seen = []
+    done = anyio.Event()
+
+    class Iterator:
+        def __init__(self):
+            self.n = 0
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            self.n += 1
+            if self.n == 1:
+                return 0
+            await drop.let_the_consumer_drop()
+            await anyio.sleep_forever()  # cancelled by the drop; the error goes to the pump
+
+        async def aclose(self):
+            seen.append(asyncio.current_task().cancelling())
+            done.set()
+
+    with pytest.raises(Stop):
+        await m.collect_async_iter(Iterator(), 8, on_item=drop.on_item)
+    with anyio.fail_after(BOUND):
+        await done.wait()
+    assert seen == [0]
+
+
+def asyncio_task_type():
+    import asyncio
+
+    return asyncio.Task

@@ -311,8 +311,9 @@ async def pump_async_iter(channel, iterable, scope):
     if scope is None:
         import asyncio
 
-        scope = NoScope()
-        channel.cancel_with(asyncio.current_task().cancel)
+        task = asyncio.current_task()
+        scope = NoScope(task)
+        channel.cancel_with(task.cancel)
     else:
         channel.cancel_with(scope.cancel)
     try:
@@ -377,6 +378,8 @@ async def pump_async_iter(channel, iterable, scope):
                 return
             raise
         # The consumer is gone: this is the step's cancellation, or the iterator's answer.
+        if isinstance(scope, NoScope):
+            scope.take_back(exc)
     if not closing:
         # The step's cancellation (which trio's scope took back), or a cancelled scope left.
         channel.stop()
@@ -408,8 +411,21 @@ async def close_async_iter(channel, iterator):
 class NoScope:
     """`with scope:` on asyncio, where the task itself is cancelled."""
 
-    __slots__ = ()
+    __slots__ = ("task",)
     cancel_called = False
+
+    def __init__(self, task):
+        self.task = task
+
+    def take_back(self, exc):
+        """The pump swallowed `exc`: if it is the task's cancellation, the task counts it as
+        handled (3.11+: `uncancel()`), as trio's scope takes back its own, so that what the
+        task runs next (`aclose()`: its `asyncio.timeout`, its task groups) sees no
+        cancellation pending."""
+        import asyncio
+
+        if isinstance(exc, asyncio.CancelledError) and hasattr(self.task, "uncancel"):
+            self.task.uncancel()
 
     def __enter__(self):
         return self
