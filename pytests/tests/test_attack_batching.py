@@ -47,6 +47,26 @@ class DropInNextStep:
         self.resumed.set()
 
 
+class FirstItemThenDrop:
+    """An async iterator (class-based: its `aclose` is the test's) whose first step returns
+    0 and whose second lets the consumer drop the stream (`DropInNextStep`), then goes on
+    with `after_drop()`, which a scenario writes."""
+
+    def __init__(self, drop):
+        self.drop = drop
+        self.n = 0
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        self.n += 1
+        if self.n == 1:
+            return 0
+        await self.drop.let_the_consumer_drop()
+        return await self.after_drop()
+
+
 class Item:
     __slots__ = ("value", "__weakref__")
 
@@ -209,18 +229,8 @@ async def test_a_step_failing_at_the_drop_leaves_aclose_uncancelled():
     done = anyio.Event()
     log = []
 
-    class Iterator:
-        def __init__(self):
-            self.n = 0
-
-        def __aiter__(self):
-            return self
-
-        async def __anext__(self):
-            self.n += 1
-            if self.n == 1:
-                return 0
-            await drop.let_the_consumer_drop()
+    class Iterator(FirstItemThenDrop):
+        async def after_drop(self):
             channel = pump_channel()
             spin_until(channel.closed, "the consumer to drop the stream")
             spin_until(lambda: queued_jobs() > 0, "the drop's cancel job")
@@ -244,7 +254,7 @@ async def test_a_step_failing_at_the_drop_leaves_aclose_uncancelled():
 
 
     with pytest.raises(Stop):
-        await m.collect_async_iter(Iterator(), 8, on_item=drop.on_item)
+        await m.collect_async_iter(Iterator(drop), 8, on_item=drop.on_item)
     with anyio.fail_after(BOUND):
         await done.wait()
     assert log == ["aclose", "aclose ran to its end"]

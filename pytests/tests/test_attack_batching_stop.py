@@ -12,6 +12,7 @@ import pyo3_async_pytests as m
 from test_attack_batching import (
     BOUND,
     DropInNextStep,
+    FirstItemThenDrop,
     Stop,
     pump_channel,
     pumps,
@@ -231,18 +232,8 @@ async def test_iterator_ending_in_answer_to_the_drop_is_not_closed_again(capacit
     cancelled = anyio.get_cancelled_exc_class()
 
 
-    class Iterator:
-        def __init__(self):
-            self.n = 0
-
-        def __aiter__(self):
-            return self
-
-        async def __anext__(self):
-            self.n += 1
-            if self.n == 1:
-                return 0
-            await drop.let_the_consumer_drop()
+    class Iterator(FirstItemThenDrop):
+        async def after_drop(self):
             try:
                 await anyio.sleep_forever()
             except cancelled:
@@ -255,7 +246,7 @@ async def test_iterator_ending_in_answer_to_the_drop_is_not_closed_again(capacit
             await anyio.lowlevel.checkpoint()
 
     with pytest.raises(Stop):
-        await m.collect_async_iter(Iterator(), capacity, on_item=drop.on_item)
+        await m.collect_async_iter(Iterator(drop), capacity, on_item=drop.on_item)
     with anyio.fail_after(BOUND):
         await done.wait()
     await until(lambda: pumps() == 0 and queued_jobs() == 0, "the pump to end")
@@ -312,18 +303,8 @@ async def test_aclose_sees_no_cancellation_pending_after_the_drop_cancelled_a_st
     seen = []
     done = anyio.Event()
 
-    class Iterator:
-        def __init__(self):
-            self.n = 0
-
-        def __aiter__(self):
-            return self
-
-        async def __anext__(self):
-            self.n += 1
-            if self.n == 1:
-                return 0
-            await drop.let_the_consumer_drop()
+    class Iterator(FirstItemThenDrop):
+        async def after_drop(self):
             await anyio.sleep_forever()  # cancelled by the drop; the error goes to the pump
 
         async def aclose(self):
@@ -331,7 +312,7 @@ async def test_aclose_sees_no_cancellation_pending_after_the_drop_cancelled_a_st
             done.set()
 
     with pytest.raises(Stop):
-        await m.collect_async_iter(Iterator(), 8, on_item=drop.on_item)
+        await m.collect_async_iter(Iterator(drop), 8, on_item=drop.on_item)
     with anyio.fail_after(BOUND):
         await done.wait()
     assert seen == [0]
