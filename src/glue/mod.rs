@@ -157,7 +157,7 @@ helper!(
 );
 helper!(
     /// The pump of a `PyAsyncIter`: iterates an async iterator into a channel.
-    pump_async_iter
+    pump_async_iter in pump
 );
 helper!(
     /// Adds a traceback entry named after a Rust function to an exception.
@@ -220,6 +220,7 @@ macro_rules! glue_module {
 glue_module!(helpers = "helpers.py" as "pyo3_async._helpers");
 glue_module!(loops = "loops.py" as "pyo3_async._loops");
 glue_module!(frames = "frames.py" as "pyo3_async._frames");
+glue_module!(pump = "pump.py" as "pyo3_async._pump");
 glue_module!(coroutine_functions = "coroutine_functions.py" as "pyo3_async._coroutine_functions");
 
 /// The trap class of `trio.lowlevel.wait_task_rescheduled`, where trio 0.35 keeps it; `None`

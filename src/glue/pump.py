@@ -1,0 +1,139 @@
+"""The pump of a `PyAsyncIter` (`src/py_to_rust/async_iter_channel.rs`): a task of the loop
+that iterates a Python async iterator into the channel, in batches, and closes it when the
+consumer is gone."""
+
+import sys
+
+
+async def pump_async_iter(channel, iterable, scope):
+    """A `PyAsyncIter`'s task: iterates `iterable` into `channel` while the consumer makes
+    room. Every step of the iterator starts and ends in this one task, by construction.
+
+    The consumer going away mid-step cancels the step only (`scope` on trio, the task on
+    asyncio, decided on the loop thread while the step is under way); `aclose()` then runs
+    to its end outside any cancellation, and a failure of it is reported, not discarded.
+    """
+    if scope is None:
+        import asyncio
+
+        task = asyncio.current_task()
+        scope = NoScope(task)
+        channel.cancel_with(task.cancel)
+    else:
+        channel.cancel_with(scope.cancel)
+    try:
+        iterator = aiter(iterable)
+    except BaseException as exc:
+        channel.finish(exc)
+        return
+    # Items go to `pending` and cross over in batches (`flush`): `room` is how many more the
+    # channel granted (0: wait for space; None: the consumer is gone). `gone` is empty until
+    # the loop's thread learns that the consumer is gone.
+    pending, gone = channel.pending, channel.gone
+    # Set while the pump waits for room, outside any step: an exception there (the task
+    # cancelled from elsewhere) leaves the iterator open.
+    waiting = False
+    closing = False
+    try:
+        with scope:
+            room = channel.reserve()
+            while room is not None and not gone:
+                if room == 0:
+                    waiting = True
+                    room = await channel.space()
+                    waiting = False
+                    continue
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    channel.finish(None)
+                    return
+                pending.append(item)
+                room -= 1
+                if room == 0:
+                    room = channel.flush()
+                elif len(pending) == 1 and not channel.flush_soon():
+                    # The first item of a batch (should the iterator suspend before the batch
+                    # is full, the batch goes as soon as the loop runs), and the consumer is
+                    # gone.
+                    break
+            # The consumer is gone. The iterator is closed inside the pump's scope, which a
+            # generator suspended in a cancel scope of its own must leave after it (trio
+            # ends scopes in the order they began); unless the scope is cancelled (the
+            # iterator answered its step's cancellation with an item): it would cancel
+            # aclose() too, which runs to its end.
+            if not scope.cancel_called:
+                closing = True
+                channel.stop()
+                await close_async_iter(channel, iterator)
+    except BaseException as exc:
+        if closing:
+            raise
+        if not channel.closed():
+            # The iterator failed, or the task was cancelled from elsewhere: the consumer
+            # gets the exception.
+            channel.finish(exc)
+            if waiting:
+                # Between two steps: the iterator is still open, and is closed first.
+                channel.stop()
+                await close_async_iter(channel, iterator)
+                raise
+            # In a step: the iterator has finished by raising it.
+            if isinstance(exc, Exception):
+                return
+            raise
+        # The consumer is gone: this is the step's cancellation, or the iterator's answer.
+        if isinstance(scope, NoScope):
+            scope.take_back(exc)
+    if not closing:
+        # The step's cancellation (which trio's scope took back), or a cancelled scope left.
+        channel.stop()
+        await close_async_iter(channel, iterator)
+
+
+async def close_async_iter(channel, iterator):
+    """`aclose()`s an iterator that a `PyAsyncIter`'s pump stopped iterating, and reports a
+    failure of it instead of discarding it."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except BaseException as exc:
+        asyncio = sys.modules.get("asyncio")
+        loop = asyncio._get_running_loop() if asyncio is not None else None
+        message = "aclose() of an async iterator dropped by a PyAsyncIter failed"
+        if loop is not None:
+            loop.call_exception_handler(
+                {"message": message, "exception": exc, "async_iterator": iterator}
+            )
+        else:
+            channel.report_unraisable(exc, iterator)
+        if not isinstance(exc, Exception):
+            raise
+
+
+class NoScope:
+    """`with scope:` on asyncio, where the task itself is cancelled."""
+
+    __slots__ = ("task",)
+    cancel_called = False
+
+    def __init__(self, task):
+        self.task = task
+
+    def take_back(self, exc):
+        """The pump swallowed `exc`: if it is the task's cancellation, the task counts it as
+        handled (3.11+: `uncancel()`), as trio's scope takes back its own, so that what the
+        task runs next (`aclose()`: its `asyncio.timeout`, its task groups) sees no
+        cancellation pending."""
+        import asyncio
+
+        if isinstance(exc, asyncio.CancelledError) and hasattr(self.task, "uncancel"):
+            self.task.uncancel()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
