@@ -74,17 +74,23 @@ class UnkeptUvloop(NoReaderUvloop):
     call_later = refusing_decades(uvloop.Loop.call_later)
 
 
-def collected(refs, seconds=30):
+def collected(refs, seconds=30, drain=None):
     """`test_attack_round12.collected`, after a call into the extension, and waiting (bounded
     in seconds) for the threads that may still hold a reference: a reference that a thread
     dropped unattached (a tokio worker, the forwarder) waits in PyO3's pool of deferred decrefs
     until some thread next enters PyO3, which a bare `gc.collect()` does not; and the forwarder
     may still be inside its call to the loop's `call_soon_threadsafe` (a Python frame, which
     the interpreter can switch away from) when the drain it asked for has already run and the
-    test closed the loop (a flaky failure on 3.14 abi3). A leak still fails, after `seconds`."""
+    test closed the loop (a flaky failure on 3.14 abi3). A leak still fails, after `seconds`.
+
+    `drain`, if given, runs before each look: it lets go of what a finaliser may have stored
+    meanwhile (a loop's report of a destroyed task holds the task)."""
     deadline = time.monotonic() + seconds
     while True:
         m.pyo3_async_stats()
+        if drain is not None:
+            gc.collect()
+            drain()
         if _collected(refs):
             return True
         if time.monotonic() > deadline:

@@ -379,16 +379,23 @@ def forwarding_then_close(which, then_wake):
             kept[0].fire_from_thread()
         m.pyo3_async_stats()
         gc.collect()
-        # The reports hold the destroyed tasks (and through them the loop): let go first.
-        messages = watched.messages()
-        watched.reports.clear()
-        gone = collected(refs) if then_wake else None
+        # The reports hold the destroyed tasks (and through them the loop): taken out as they
+        # come. The forwarded job lets go of the tasks on the forwarder's thread, possibly
+        # after the collection above; their reports then come during `collected`'s.
+        messages = []
+
+        def take_reports():
+            messages.extend(watched.messages())
+            watched.reports.clear()
+
+        take_reports()
+        gone = collected(refs, drain=take_reports) if then_wake else None
         stats = m.pyo3_async_stats()
     finally:
         watched.reports.clear()
         if not then_wake:
             kept[0].fire_from_thread()  # lets a leak go, for the tests that follow
-            collected(refs, seconds=5)
+            collected(refs, seconds=5, drain=watched.reports.clear)
             watched.reports.clear()
     delta = {k: stats[k] - before[k] for k in ("loops", "suspended_coroutines", "queued_jobs")}
     return gone, delta, messages, watched.unraisable
