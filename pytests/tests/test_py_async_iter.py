@@ -29,25 +29,26 @@ async def test_every_item_in_order(capacity):
 
 
 @pytest.mark.parametrize("capacity", [2, 8, 256])
-async def test_a_half_full_buffer_reaches_the_consumer_while_the_iterator_runs_on(capacity):
+async def test_a_quarter_of_the_buffer_reaches_the_consumer_while_the_iterator_runs_on(capacity):
     # An iterator that never suspends never lets the loop run the pump's announcement: its
-    # items reach the consumer (on another thread) once the buffer is half full, so that
-    # the consumer takes them while the iterator goes on, rather than when it is full.
+    # items reach the consumer (on another thread) once a quarter of the buffer is filled (a
+    # batch), so that the consumer takes them while the iterator goes on, and the pump has
+    # three more batches of room while the consumer wakes up.
     received = threading.Event()
-    half = (capacity + 1) // 2
+    batch = (capacity + 3) // 4
 
     async def without_suspending():
-        for i in range(half):
+        for i in range(batch):
             yield i
         # Blocks the loop (a thread wait, no await): only the consumer can end it. The
         # timeout only bounds a failure.
-        assert received.wait(timeout=60), "the consumer was not told of a half-full buffer"
+        assert received.wait(timeout=60), "the consumer was not told of a batch"
         yield "after"
 
     items = await m.collect_async_iter(
         without_suspending(), capacity, on_item=lambda item: received.set()
     )
-    assert items == [*range(half), "after"]
+    assert items == [*range(batch), "after"]
 
 
 @pytest.mark.parametrize("capacity", [3, 64, 256])

@@ -37,26 +37,33 @@ async def pump_async_iter(channel, iterable, scope):
     try:
         with scope:
             room = channel.reserve()
+            steps = Begun(iterator)
             while room is not None and not gone:
                 if room == 0:
                     waiting = True
                     room = await channel.space()
                     waiting = False
                     continue
-                try:
-                    item = await anext(iterator)
-                except StopAsyncIteration:
+                # `async for`, not `await anext(iterator)` in a `try` per item: the loop of a
+                # pump alone costs half as much on 3.11 (271 ns an item, 135), a fifth less
+                # on 3.14 (210, 160).
+                async for item in steps:
+                    pending.append(item)
+                    room -= 1
+                    if room == 0:
+                        room = channel.flush()
+                        break
+                    if len(pending) == 1 and not channel.flush_soon():
+                        # The first item of a batch (should the iterator suspend before the
+                        # batch is full, the batch goes as soon as the loop runs), and the
+                        # consumer is gone.
+                        room = None
+                        break
+                    if gone:
+                        break
+                else:
                     channel.finish(None)
                     return
-                pending.append(item)
-                room -= 1
-                if room == 0:
-                    room = channel.flush()
-                elif len(pending) == 1 and not channel.flush_soon():
-                    # The first item of a batch (should the iterator suspend before the batch
-                    # is full, the batch goes as soon as the loop runs), and the consumer is
-                    # gone.
-                    break
             # The consumer is gone. The iterator is closed inside the pump's scope, which a
             # generator suspended in a cancel scope of its own must leave after it (trio
             # ends scopes in the order they began); unless the scope is cancelled (the
@@ -111,6 +118,20 @@ async def close_async_iter(channel, iterator):
             channel.report_unraisable(exc, iterator)
         if not isinstance(exc, Exception):
             raise
+
+
+class Begun:
+    """An iterator already begun, for `async for`: its `__aiter__` hands the iterator back as
+    it is, where `async for iterator` would call the iterator's own `__aiter__` again (which
+    `aiter()` does not require an iterator to have)."""
+
+    __slots__ = ("iterator",)
+
+    def __init__(self, iterator):
+        self.iterator = iterator
+
+    def __aiter__(self):
+        return self.iterator
 
 
 class NoScope:

@@ -29,18 +29,19 @@ const DEFAULT_CAPACITY: usize = 64;
 /// inside a generator stay intact), and the first iteration happens on the loop thread, where
 /// asyncio's async-generator hooks see it. Items cross over through a bounded buffer: when
 /// `capacity` items wait, the pump waits too, so memory stays bounded. The pump hands items
-/// over once half the buffer is filled, or as soon as the iterator suspends, and the consumer
-/// takes everything buffered at once: a busy stream crosses threads in batches, the consumer
-/// taking one while the pump fills the next. (An iterator that blocks its loop between items without
-/// suspending, as a synchronous read inside an async generator does, delays them until then.)
+/// over in batches of a quarter of the buffer, or as soon as the iterator suspends, and the
+/// consumer takes everything buffered at once: a busy stream crosses threads in batches, the
+/// pump filling the next ones while the consumer wakes up and takes one. (An iterator that
+/// blocks its loop between items without suspending, as a synchronous read inside an async
+/// generator does, delays them until then.)
 ///
 /// An exception raised by the iterator is yielded as `Err` (its type kept) and ends the
 /// stream; so does the loop closing under it (a `RuntimeError`). Dropping the stream ends the
 /// pump: a step under way is cancelled (only that step: the decision is taken on the loop's
 /// thread), then the iterator's `aclose()` runs to its end; if it fails, the failure goes to
 /// the loop's exception handler (trio: `sys.unraisablehook`). An iterator that runs on
-/// without suspending learns of it at the end of its batch: it may be stepped up to half a
-/// buffer further, and those items are released on the loop's thread.
+/// without suspending learns of it at the end of its batch: it may be stepped up to a quarter
+/// of the buffer further, and those items are released on the loop's thread.
 ///
 /// ```
 /// use futures::StreamExt;
