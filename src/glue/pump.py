@@ -16,11 +16,8 @@ async def pump_async_iter(channel, iterable, scope):
     if scope is None:
         import asyncio
 
-        task = asyncio.current_task()
-        scope = NoScope(task)
-        channel.cancel_with(task.cancel)
-    else:
-        channel.cancel_with(scope.cancel)
+        scope = TaskScope(asyncio.current_task())
+    channel.cancel_with(scope.cancel)
     try:
         iterator = aiter(iterable)
     except BaseException as exc:
@@ -89,11 +86,10 @@ async def pump_async_iter(channel, iterable, scope):
             if isinstance(exc, Exception):
                 return
             raise
-        # The consumer is gone: this is the step's cancellation, or the iterator's answer.
-        if isinstance(scope, NoScope):
-            scope.take_back(exc)
+        # The consumer is gone: this is the step's cancellation (which the scope took back),
+        # or the iterator's answer to it.
     if not closing:
-        # The step's cancellation (which trio's scope took back), or a cancelled scope left.
+        # The step's cancellation (which the scope took back), or a cancelled scope left.
         channel.stop()
         await close_async_iter(channel, iterator)
 
@@ -134,27 +130,28 @@ class Begun:
         return self.iterator
 
 
-class NoScope:
-    """`with scope:` on asyncio, where the task itself is cancelled."""
+class TaskScope:
+    """The pump's scope on asyncio, where the drop cancels the task itself: what trio's
+    `CancelScope` does for the pump, by hand. `cancel()` cancels the task and says so
+    (`cancel_called`); leaving the scope after that counts the cancellation as handled
+    (3.11+: `uncancel()`), as trio's scope takes back its own, whether the step raised it or
+    answered it with an item. What the task runs next (`aclose()`: its `asyncio.timeout`, its
+    task groups) then sees no cancellation pending."""
 
-    __slots__ = ("task",)
-    cancel_called = False
+    __slots__ = ("task", "cancel_called")
 
     def __init__(self, task):
         self.task = task
+        self.cancel_called = False
 
-    def take_back(self, exc):
-        """The pump swallowed `exc`: if it is the task's cancellation, the task counts it as
-        handled (3.11+: `uncancel()`), as trio's scope takes back its own, so that what the
-        task runs next (`aclose()`: its `asyncio.timeout`, its task groups) sees no
-        cancellation pending."""
-        import asyncio
-
-        if isinstance(exc, asyncio.CancelledError) and hasattr(self.task, "uncancel"):
-            self.task.uncancel()
+    def cancel(self):
+        self.cancel_called = True
+        self.task.cancel()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
+        if self.cancel_called and hasattr(self.task, "uncancel"):
+            self.task.uncancel()
         return False
