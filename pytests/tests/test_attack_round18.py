@@ -60,6 +60,7 @@ Found (fixed, kept as a plain test):
 """
 
 import asyncio
+import contextlib
 import gc
 import random
 import sys
@@ -468,6 +469,19 @@ class Ledger:
     def pulled(self):
         return [entry for entry in self.log if isinstance(entry, int)]
 
+    @contextlib.contextmanager
+    def ending(self):
+        """Around a generator's body: logs "exit" if it is closed (GeneratorExit), then
+        "finally" however it ends, and sets `closed`."""
+        try:
+            yield
+        except GeneratorExit:
+            self.log.append("exit")
+            raise
+        finally:
+            self.log.append("finally")
+            self.closed.set()
+
 
 async def settled(ledger, before):
     with anyio.fail_after(BOUND):
@@ -515,7 +529,7 @@ async def test_drop_seen_at_each_position_of_a_batch(capacity, offset):
     after_drop = []
 
     async def gen():
-        try:
+        with ledger.ending():
             yield ledger.item(0)
             await drop.until_the_consumer_has_the_first_item()
             channel = pump_channel()
@@ -526,12 +540,6 @@ async def test_drop_seen_at_each_position_of_a_batch(capacity, offset):
                     after_drop.append(i)
                 yield ledger.item(i)
             await anyio.sleep_forever()
-        except GeneratorExit:
-            ledger.log.append("exit")
-            raise
-        finally:
-            ledger.log.append("finally")
-            ledger.closed.set()
 
     seen = []
     with pytest.raises(Stop):
@@ -557,19 +565,13 @@ async def test_drop_while_the_pump_waits_for_room(capacity, suspending):
     frames = []
 
     async def gen():
-        try:
+        with ledger.ending():
             frames.append(pump_frame())
             for i in range(10 * capacity + 10):
                 if suspending:
                     await anyio.lowlevel.checkpoint()
                 yield ledger.item(i)
             raise AssertionError("the generator ran out: the pump never waited")
-        except GeneratorExit:
-            ledger.log.append("exit")
-            raise
-        finally:
-            ledger.log.append("finally")
-            ledger.closed.set()
 
     def on_item(item):
         deadline = time.monotonic() + BOUND
