@@ -452,6 +452,19 @@ def pump_frame():
     raise AssertionError("not called from a pump's step")
 
 
+@contextlib.contextmanager
+def ending_logged(log):
+    """Around a generator's body: logs the name of the exception that ends it, if any, then
+    "finally"."""
+    try:
+        yield
+    except BaseException as exc:
+        log.append(type(exc).__name__)
+        raise
+    finally:
+        log.append("finally")
+
+
 class Ledger:
     """What a generator went through: items created (weakly), steps, its end."""
 
@@ -673,7 +686,7 @@ def shutdown_scenario(name, where, capacity):
     in_step = threading.Event()
 
     async def gen():
-        try:
+        with ending_logged(log):
             frames.append(pump_frame())
             for i in range(10 * capacity + 10):
                 if where == "step" and i == 1:
@@ -681,11 +694,6 @@ def shutdown_scenario(name, where, capacity):
                     await (anyio.sleep_forever() if name == "trio" else asyncio.Event().wait())
                 log.append(i)
                 yield i
-        except BaseException as exc:
-            log.append(type(exc).__name__)
-            raise
-        finally:
-            log.append("finally")
 
     def on_item(item):
         got.append(item)
@@ -911,17 +919,12 @@ async def test_outside_cancellation_at_each_position_of_a_batch(loop_name, capac
         before = pumps()
 
         async def gen(j=j, log=log):
-            try:
+            with ending_logged(log):
                 for i in range(100):
                     if i == j:
                         asyncio.current_task().cancel()
                         await asyncio.sleep(0)
                     yield i
-            except BaseException as exc:
-                log.append(type(exc).__name__)
-                raise
-            finally:
-                log.append("finally")
 
         items, exc = [], None
         try:
